@@ -1,0 +1,97 @@
+// Builds the `invoices` program. Each command's module is imported only when it runs,
+// so `invoices get` never loads DuckDB, Faker or the seed code.
+import { readFileSync } from 'node:fs';
+import { Argument, Command, CommanderError, Option } from 'commander';
+import { ExitCode, InvoicesError } from './errors.js';
+
+type Loader = () => Promise<{ run: (...args: never[]) => Promise<void> }>;
+const lazy = (load: Loader) => async (...args: unknown[]) => (await load()).run(...(args as never[]));
+
+export function buildProgram(): Command {
+  const program = new Command('invoices')
+    .description('A data toolkit for a fast-growing PostgreSQL invoices table.')
+    .version(packageVersion(), '-V, --version')
+    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL, PG* variables, config file, else the embedded server)')
+    .option('--config <path>', 'config file (default: ./invoices.config.json)')
+    .addOption(new Option('--format <format>', 'output format: table, json or csv (default: table on a terminal, else json)'))
+    .option('--json', 'same as --format json')
+    .option('-q, --quiet', 'no progress or information on stderr')
+    .option('--debug', 'show stack traces and debug lines on stderr')
+    .option('--no-color', 'no colour (also NO_COLOR)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride() // subcommands inherit it: usage errors reach main() and exit 2
+    .configureOutput({ outputError: (str, write) => write(str) })
+    .addHelpText('after', `
+Examples:
+  $ invoices seed --customers 1000          fill the embedded PostgreSQL with fake data
+  $ invoices get 42 --json                  one invoice, as JSON
+  $ invoices db url                         a URL for psql
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted.`);
+
+  program.command('init')
+    .description('create the schema (idempotent)')
+    .addHelpText('after', '\nExample:\n  $ invoices init')
+    .action(lazy(() => import('./commands/init.js')));
+
+  program.command('seed')
+    .description('fill customers and invoices with realistic fake data (binary COPY)')
+    .requiredOption('--customers <n>', 'number of customers to create')
+    .option('--invoices <n>', 'number of invoices (default: 50 per customer)')
+    .option('--months <k>', 'spread issue dates over the last K months', '24')
+    .option('--seed <s>', 'random seed: the same seed and --as-of give the same rows', '1')
+    .option('--as-of <date>', 'last day of the window, exclusive (YYYY-MM-DD, UTC; default: today)')
+    .option('--append', 'add a new cohort of customers and invoices to existing rows')
+    .option('--truncate', 'replace existing rows')
+    .option('--batch-size <n>', 'invoices per COPY transaction', '1000000')
+    .addHelpText('after', `
+Examples:
+  $ invoices seed --customers 1000                        50,000 invoices over 24 months
+  $ invoices seed --customers 200000 --invoices 10000000 --truncate
+  $ invoices seed --customers 10 --invoices 100 --seed 7 --as-of 2026-01-01 --append`)
+    .action(lazy(() => import('./commands/seed.js')));
+
+  program.command('get')
+    .description('show one invoice by id, with its issuer and receiver')
+    .argument('<id>', 'invoice id')
+    .addHelpText('after', '\nExamples:\n  $ invoices get 42\n  $ invoices get 42 --format csv')
+    .action(lazy(() => import('./commands/get.js')));
+
+  program.command('db')
+    .description('manage the embedded PostgreSQL (used when no database is configured)')
+    .addArgument(new Argument('<action>', 'start, stop, status or url').choices(['start', 'stop', 'status', 'url']))
+    .addHelpText('after', `
+Examples:
+  $ invoices db status
+  $ psql "$(invoices db url)"`)
+    .action(lazy(() => import('./commands/db.js')));
+
+  return program;
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
+/** Runs the CLI: maps errors to one line on stderr and an exit code (stack only with --debug). */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  const debug = argv.includes('--debug');
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    process.exitCode = exitCodeFor(err);
+    if (err instanceof CommanderError) return; // commander already printed help or the error
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`invoices: ${message}\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+    else if (!(err instanceof InvoicesError)) process.stderr.write('(run with --debug for details)\n');
+  }
+}
+
+function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code) ? ExitCode.ok : ExitCode.usage;
+  }
+  return err instanceof InvoicesError ? err.exitCode : ExitCode.failure;
+}

@@ -1,0 +1,85 @@
+// What every command gets from the global options: the resolved config, a stderr logger,
+// the output format. The only place besides cli.ts that reads process.env.
+import type { Command } from 'commander';
+import { resolveConfig, withDotEnv, type Config } from '../config.js';
+import type { DbContext } from '../db/client.js';
+import { InterruptedError, UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { parseFormat, render, type Column, type Format } from '../output/render.js';
+
+export interface GlobalOptions {
+  databaseUrl?: string;
+  config?: string;
+  format?: string;
+  json?: boolean;
+  quiet?: boolean;
+  debug?: boolean;
+  color?: boolean;
+}
+
+export interface CommandContext extends DbContext {
+  config: Config;
+  log: Logger;
+  format: Format;
+  quiet: boolean;
+  /** stderr is a terminal and progress may animate. */
+  tty: boolean;
+  color: boolean;
+  print(text: string): void;
+  printRows<T extends object>(rows: T[], columns: Column<T>[], opts?: { single?: boolean }): Promise<void>;
+}
+
+export function commandContext(cmd: Command): CommandContext {
+  const g = cmd.optsWithGlobals<GlobalOptions>();
+  const env = withDotEnv(process.env, process.cwd());
+  const format = g.json ? 'json' : g.format ? parseFormat(g.format) : process.stdout.isTTY ? 'table' : 'json';
+  const quiet = Boolean(g.quiet);
+  const color = g.color !== false && !env.NO_COLOR && Boolean(process.stderr.isTTY);
+  const log: Logger = {
+    info: (m) => { if (!quiet) process.stderr.write(m + '\n'); },
+    warn: (m) => process.stderr.write(`warning: ${m}\n`),
+    debug: (m) => { if (g.debug) process.stderr.write(`debug: ${m}\n`); },
+  };
+  const config = resolveConfig({ databaseUrl: g.databaseUrl, configPath: g.config, env, cwd: process.cwd() });
+  log.debug(`database: ${config.target.source}`);
+  return {
+    config,
+    log,
+    format,
+    quiet,
+    tty: Boolean(process.stderr.isTTY) && !quiet && format !== 'json',
+    color,
+    print: (text) => void process.stdout.write(text),
+    printRows: async (rows, columns, opts) => {
+      process.stdout.write(await render(rows, columns, format, { ...opts, color: color && Boolean(process.stdout.isTTY) }));
+    },
+  };
+}
+
+/**
+ * An AbortSignal that fires on the first Ctrl-C or SIGTERM, so long work can stop at a
+ * clean point; a second Ctrl-C exits at once.
+ */
+export function interruptSignal(log: Logger): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (controller.signal.aborted) {
+      process.stderr.write('\nforced exit\n');
+      process.exit(130);
+    }
+    log.warn(`${sig}: stopping at the next clean point (press Ctrl-C again to force)`);
+    controller.abort(new InterruptedError('interrupted'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return controller.signal;
+}
+
+/** Parses a positive integer option or argument, else a usage error naming it. */
+export function positiveInt(name: string, value: string | undefined, { allowZero = false } = {}): number {
+  const n = Number(value);
+  if (value === undefined || !/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || (n === 0 && !allowZero)) {
+    throw new UsageError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got "${value ?? ''}"`);
+  }
+  return n;
+}

@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { createProgress, fmtInt } from '../output/progress.js';
+import { seed } from '../seed/seed.js';
+import { commandContext, interruptSignal, positiveInt } from './context.js';
+
+export interface SeedFlags {
+  customers: string;
+  invoices?: string;
+  months: string;
+  seed: string;
+  asOf?: string;
+  append?: boolean;
+  truncate?: boolean;
+  batchSize: string;
+}
+
+export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
+  if (flags.append && flags.truncate) throw new UsageError('choose one of --append and --truncate');
+  const customers = positiveInt('--customers', flags.customers);
+  const invoices = flags.invoices === undefined ? undefined : positiveInt('--invoices', flags.invoices, { allowZero: true });
+  const months = positiveInt('--months', flags.months);
+  const batchSize = positiveInt('--batch-size', flags.batchSize);
+  const asOf = flags.asOf ? parseDay(flags.asOf) : new Date();
+  const ctx = commandContext(cmd);
+  const signal = interruptSignal(ctx.log);
+  const progress = createProgress('seeding', { quiet: ctx.quiet, tty: ctx.tty });
+  try {
+    const result = await seed(ctx, {
+      customers, invoices, months, seed: flags.seed, asOf, batchSize, signal,
+      existing: flags.append ? 'append' : flags.truncate ? 'truncate' : 'refuse',
+      onProgress: (p) => progress.update(p.done, p.total, p.phase),
+    });
+    progress.stop();
+    if (!result.skippedForeignKeyChecks) ctx.log.warn('not a superuser: foreign keys were checked row by row, which slows the load');
+    ctx.log.info(
+      `seeded ${fmtInt(result.customers)} customers and ${fmtInt(result.invoices)} invoices (ids ${result.firstInvoiceId}..${result.lastInvoiceId}, ` +
+        `${result.from.slice(0, 10)} to ${result.to.slice(0, 10)}) in ${result.seconds.toFixed(1)} s: ${fmtInt(Math.round(result.invoicesPerSecond))} invoices/s`,
+    );
+    if (ctx.format !== 'table') await ctx.printRows([result], [
+      { key: 'customers', kind: 'int' }, { key: 'invoices', kind: 'int' }, { key: 'firstInvoiceId', kind: 'int' },
+      { key: 'lastInvoiceId', kind: 'int' }, { key: 'from' }, { key: 'to' }, { key: 'seconds' }, { key: 'invoicesPerSecond' },
+    ], { single: true });
+  } finally {
+    progress.stop();
+  }
+}
+
+function parseDay(value: string): Date {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined;
+  if (!d || d.toISOString().slice(0, 10) !== value) throw new UsageError(`--as-of must be a date YYYY-MM-DD, got "${value}"`);
+  return d;
+}
