@@ -11,6 +11,7 @@ const PG_EPOCH_MICROS = 946_684_800_000_000;
 /** Encodes rows into fixed-size chunks and writes them to a COPY stream with backpressure. */
 export class BinaryCopyWriter {
   private buf: Buffer;
+  private view: DataView;
   private pos = 0;
   private readonly digits = new Int32Array(5);
 
@@ -19,9 +20,10 @@ export class BinaryCopyWriter {
     private readonly chunkSize = 1 << 20,
   ) {
     this.buf = Buffer.allocUnsafe(chunkSize);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, chunkSize);
     SIGNATURE.copy(this.buf, 0);
-    this.buf.writeInt32BE(0, 11); // flags
-    this.buf.writeInt32BE(0, 15); // header extension length
+    this.view.setInt32(11, 0); // flags
+    this.view.setInt32(15, 0); // header extension length
     this.pos = 19;
   }
 
@@ -29,19 +31,19 @@ export class BinaryCopyWriter {
   row(fields: number, maxBytes: number): Promise<void> | undefined {
     let wait: Promise<void> | undefined;
     if (this.pos + maxBytes + 2 > this.chunkSize) wait = this.flush();
-    this.buf.writeInt16BE(fields, this.pos);
+    this.view.setInt16(this.pos, fields);
     this.pos += 2;
     return wait;
   }
 
   /** A bigint from a safe integer (|v| < 2^53). */
   int8(v: number): void {
-    const b = this.buf;
+    const b = this.view;
     let p = this.pos;
-    b.writeInt32BE(8, p);
+    b.setInt32(p, 8);
     const hi = Math.floor(v / TWO_32);
-    b.writeInt32BE(hi, p + 4);
-    b.writeUInt32BE(v - hi * TWO_32, p + 8);
+    b.setInt32(p + 4, hi);
+    b.setUint32(p + 8, v - hi * TWO_32);
     this.pos = p + 12;
   }
 
@@ -64,34 +66,34 @@ export class BinaryCopyWriter {
     let last = 4;
     while (last >= first && d[last] === 0) last--; // trailing zero groups
     const n = last - first + 1;
-    const b = this.buf;
+    const b = this.view;
     let p = this.pos;
-    b.writeInt32BE(8 + 2 * n, p);
-    b.writeInt16BE(n, p + 4);
-    b.writeInt16BE(n === 0 ? 0 : 3 - first, p + 6); // weight: base-10000 exponent of the first digit
-    b.writeInt16BE(0, p + 8); // sign: positive
-    b.writeInt16BE(2, p + 10); // display scale
+    b.setInt32(p, 8 + 2 * n);
+    b.setInt16(p + 4, n);
+    b.setInt16(p + 6, n === 0 ? 0 : 3 - first); // weight: base-10000 exponent of the first digit
+    b.setInt16(p + 8, 0); // sign: positive
+    b.setInt16(p + 10, 2); // display scale
     p += 12;
-    for (let i = first; i <= last; i++, p += 2) b.writeInt16BE(d[i], p);
+    for (let i = first; i <= last; i++, p += 2) b.setInt16(p, d[i]);
     this.pos = p;
   }
 
   /** UTF-8 text; `null` writes SQL NULL. Callers bound its length through row()'s maxBytes. */
   text(s: string | null): void {
     if (s === null) {
-      this.buf.writeInt32BE(-1, this.pos);
+      this.view.setInt32(this.pos, -1);
       this.pos += 4;
       return;
     }
     const n = this.buf.write(s, this.pos + 4, 'utf8');
-    this.buf.writeInt32BE(n, this.pos);
+    this.view.setInt32(this.pos, n);
     this.pos += 4 + n;
   }
 
   /** Writes the trailer and what is buffered, then ends the stream. */
   async end(): Promise<void> {
     if (this.pos + 2 > this.chunkSize) await this.flush();
-    this.buf.writeInt16BE(-1, this.pos);
+    this.view.setInt16(this.pos, -1);
     this.pos += 2;
     await this.flush();
     this.out.end();
@@ -100,6 +102,7 @@ export class BinaryCopyWriter {
   private flush(): Promise<void> | undefined {
     const chunk = this.buf.subarray(0, this.pos);
     this.buf = Buffer.allocUnsafe(this.chunkSize);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.chunkSize);
     this.pos = 0;
     if (this.out.write(chunk)) return undefined;
     return new Promise((resolve, reject) => {

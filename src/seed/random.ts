@@ -78,15 +78,15 @@ function hashSeed(seed: number | string): number {
 
 /** Walker/Vose alias table: O(1) draws from a fixed discrete distribution. */
 export class AliasTable {
-  private readonly prob: Float64Array;
-  private readonly alias: Int32Array;
+  /** prob and alias of bucket i side by side at 2i, 2i+1: one cache line per draw. */
+  private readonly table: Float64Array;
+  private readonly n: number;
 
   constructor(weights: ArrayLike<number>) {
-    const n = weights.length;
+    const n = (this.n = weights.length);
     let total = 0;
     for (let i = 0; i < n; i++) total += weights[i];
-    this.prob = new Float64Array(n);
-    this.alias = new Int32Array(n);
+    this.table = new Float64Array(2 * n);
     const scaled = new Float64Array(n);
     const small: number[] = [];
     const large: number[] = [];
@@ -97,19 +97,19 @@ export class AliasTable {
     while (small.length && large.length) {
       const s = small.pop()!;
       const l = large.pop()!;
-      this.prob[s] = scaled[s];
-      this.alias[s] = l;
+      this.table[2 * s] = scaled[s];
+      this.table[2 * s + 1] = l;
       scaled[l] = scaled[l] + scaled[s] - 1;
       (scaled[l] < 1 ? small : large).push(l);
     }
-    for (const i of large) this.prob[i] = 1;
-    for (const i of small) this.prob[i] = 1;
+    for (const i of large) this.table[2 * i] = 1;
+    for (const i of small) this.table[2 * i] = 1;
   }
 
   draw(rng: Random): number {
-    const x = rng.next() * this.prob.length;
+    const x = rng.next() * this.n;
     const i = Math.floor(x);
-    return x - i < this.prob[i] ? i : this.alias[i];
+    return x - i < this.table[2 * i] ? i : this.table[2 * i + 1];
   }
 }
 

@@ -24,7 +24,7 @@ export interface SeedOptions {
 }
 
 export interface SeedProgress {
-  phase: 'customers' | 'invoices';
+  phase: 'customers' | 'invoices' | 'indexes';
   done: number;
   total: number;
 }
@@ -42,6 +42,7 @@ export interface SeedResult {
   skippedForeignKeyChecks: boolean;
 }
 
+/** Invoices per committed COPY when appending. */
 const DEFAULT_BATCH = 1_000_000;
 
 /** The issue-date window: K months back from the as-of day's midnight, UTC. */
@@ -79,33 +80,45 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     const firstCustomerId = append ? Number(state.max_customer) + 1 : 1;
     const firstInvoiceId = append ? Number(state.max_invoice) + 1 : 1;
 
-    // Customers, in one transaction with the truncation: an interrupted seed never leaves
-    // invoices gone and customers half-written.
-    await client.query('BEGIN');
-    try {
-      if (opts.existing === 'truncate') await client.query('TRUNCATE invoices, customers RESTART IDENTITY');
-      const order = issuerOrder(opts.seed, opts.customers);
-      const rank = new Int32Array(opts.customers);
-      for (let r = 0; r < order.length; r++) rank[order[r]] = r;
-      await copyCustomers(client, opts, firstCustomerId, (i) => rank[i], startMicros);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
-
+    const order = issuerOrder(opts.seed, opts.customers);
+    const rank = new Int32Array(opts.customers);
+    for (let r = 0; r < order.length; r++) rank[order[r]] = r;
     const generator = new InvoiceGenerator({
       count: invoices, firstId: firstInvoiceId, firstCustomerId, customers: opts.customers,
       startMicros, endMicros, seed: opts.seed,
     });
-    let done = 0;
-    while (done < invoices) {
-      const n = Math.min(batchSize, invoices - done);
-      await copyInvoices(client, generator, n, opts, done, invoices);
-      done += n;
-      opts.onProgress?.({ phase: 'invoices', done, total: invoices });
-      if (opts.signal?.aborted && done < invoices) {
-        throw new InterruptedError(`interrupted: ${opts.customers} customers and ${done} of ${invoices} invoices committed (ids ${firstInvoiceId}..${firstInvoiceId + done - 1})`);
+    const loadCustomers = () => copyCustomers(client, opts, firstCustomerId, (i) => rank[i], startMicros);
+
+    if (!append) {
+      // A fresh load is one transaction: truncate, drop the invoices indexes, COPY everything
+      // (FREEZE, and no WAL at wal_level=minimal), rebuild the indexes once. Interrupted, it
+      // rolls back and the tables are as they were.
+      await transaction(client, async () => {
+        await client.query('TRUNCATE invoices, customers RESTART IDENTITY');
+        const rebuild = await dropIndexes(client, 'invoices');
+        await loadCustomers();
+        await copyInvoices(client, generator, invoices, opts, 0, invoices, true);
+        opts.onProgress?.({ phase: 'indexes', done: 0, total: rebuild.length });
+        for (const sql of rebuild) await client.query(sql);
+      }).catch((err) => {
+        if (err instanceof InterruptedError) throw new InterruptedError('interrupted: the load was rolled back, the tables are unchanged');
+        throw err;
+      });
+    } else {
+      // Appending to live tables: committed batches, so an interruption keeps whole batches.
+      await transaction(client, loadCustomers);
+      let done = 0;
+      while (done < invoices) {
+        const n = Math.min(batchSize, invoices - done);
+        try {
+          await copyInvoices(client, generator, n, opts, done, invoices, false);
+        } catch (err) {
+          if (err instanceof InterruptedError) {
+            throw new InterruptedError(`interrupted: ${opts.customers} customers and ${done} of ${invoices} invoices committed (ids ${firstInvoiceId}..${firstInvoiceId + done - 1})`);
+          }
+          throw err;
+        }
+        done += n;
       }
     }
 
@@ -141,6 +154,46 @@ async function skipForeignKeyTriggers(client: Client): Promise<boolean> {
   }
 }
 
+async function transaction<T>(client: Client, fn: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await fn();
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Drops a table's indexes (and the constraints they back) and returns the statements that
+ * rebuild them: one sorted build beats maintaining a B-tree row by row. Keeps them when
+ * another table's foreign key depends on one.
+ */
+async function dropIndexes(client: Client, table: string): Promise<string[]> {
+  const { rows: refs } = await client.query('SELECT 1 FROM pg_constraint WHERE confrelid = $1::regclass', [table]);
+  if (refs.length) return [];
+  const { rows } = await client.query<{ index: string; conname: string | null; indexdef: string; condef: string | null }>(
+    `SELECT i.indexrelid::regclass::text AS index, c.conname, pg_get_indexdef(i.indexrelid) AS indexdef, pg_get_constraintdef(c.oid) AS condef
+       FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+      WHERE i.indrelid = $1::regclass`,
+    [table],
+  );
+  const rebuild: string[] = [];
+  for (const r of rows) {
+    if (r.conname && r.condef) {
+      const con = client.escapeIdentifier(r.conname);
+      await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${con}`);
+      rebuild.push(`ALTER TABLE ${table} ADD CONSTRAINT ${con} ${r.condef}`);
+    } else {
+      await client.query(`DROP INDEX ${r.index}`);
+      rebuild.push(r.indexdef);
+    }
+  }
+  return rebuild;
+}
+
 async function copyCustomers(client: Client, opts: SeedOptions, firstId: number, issuerRank: (i: number) => number, beforeMicros: number): Promise<void> {
   const stream = client.query(copyFrom('COPY customers (id, name, email, country, segment, created_at) FROM STDIN (FORMAT binary)'));
   const writer = new BinaryCopyWriter(stream);
@@ -160,9 +213,9 @@ async function copyCustomers(client: Client, opts: SeedOptions, firstId: number,
   await finished(stream);
 }
 
-/** One COPY (one transaction) of the generator's next n rows; Ctrl-C aborts it and the server rolls it back. */
-async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, opts: SeedOptions, before: number, total: number): Promise<void> {
-  const stream = client.query(copyFrom('COPY invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) FROM STDIN (FORMAT binary)'));
+/** One COPY of the generator's next n rows; Ctrl-C aborts it and the server discards it. */
+async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, opts: SeedOptions, before: number, total: number, freeze: boolean): Promise<void> {
+  const stream = client.query(copyFrom(`COPY invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`));
   const writer = new BinaryCopyWriter(stream);
   const row: InvoiceRow = { id: 0, issueMicros: 0, issuerId: 0, receiverId: 0, cents: 0 };
   try {
@@ -170,7 +223,7 @@ async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, op
       const wait = writer.row(5, 80);
       if (wait) {
         await wait;
-        if (opts.signal?.aborted) throw new InterruptedError(`interrupted: ${before} of ${total} invoices committed`);
+        if (opts.signal?.aborted) throw new InterruptedError('interrupted');
         opts.onProgress?.({ phase: 'invoices', done: before + k, total });
       }
       writer.int8(row.id);
