@@ -77,6 +77,11 @@ function packageVersion(): string {
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   const debug = argv.includes('--debug');
+  // `invoices ... | head`: the reader went away; stop quietly rather than crash on EPIPE.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   try {
     await program.parseAsync(argv);
   } catch (err) {
@@ -90,8 +95,6 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 function exitCodeFor(err: unknown): number {
-  if (err instanceof CommanderError) {
-    return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(err.code) ? ExitCode.ok : ExitCode.usage;
-  }
+  if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
   return err instanceof InvoicesError ? err.exitCode : ExitCode.failure;
 }
