@@ -62,7 +62,23 @@ async function open(settings: ConnectionSettings, log: Logger): Promise<Client> 
   // An idle client whose server goes away emits 'error'; without a listener Node would crash.
   client.on('error', (err) => log.warn(`database connection lost: ${err.message}`));
   await client.connect();
+  timeQueries(client, log);
   return client;
+}
+
+/** With --debug, each statement's time and first line (never its parameters). */
+function timeQueries(client: Client, log: Logger): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  client.query = ((...args: unknown[]) => {
+    const started = performance.now();
+    const result = query(...args);
+    if (result instanceof Promise) {
+      const first = args[0] as string | { text?: string };
+      const text = (typeof first === 'string' ? first : first?.text ?? '').trim().split('\n')[0].slice(0, 100);
+      result.then(() => log.debug(`${(performance.now() - started).toFixed(1)} ms  ${text}`), () => {});
+    }
+    return result;
+  }) as typeof client.query;
 }
 
 /** Runs fn with a connection and always releases it. */

