@@ -156,7 +156,8 @@ export function maskUrl(url: string): string {
     if (u.password) u.password = '***';
     return u.toString();
   } catch {
-    return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
+    // Up to the last @ of the authority, as URL parsers do: a raw @ in the password stays hidden.
+    return url.replace(/(\/\/[^:/@]*:)[^/?#]*@/, '$1***@');
   }
 }
 

@@ -38,9 +38,9 @@ async function status(ctx: CommandContext, home: string): Promise<void> {
   const settings = embeddedSettings(home);
   const row = {
     state: !s.initialised ? 'not initialised' : s.running ? 'running' : 'stopped',
-    version: s.version ?? '',
-    pid: s.pid ? String(s.pid) : '',
-    url: s.running && settings ? describeSettings(settings) : '',
+    version: s.version ?? null,
+    pid: s.pid ? String(s.pid) : null,
+    url: s.running && settings ? describeSettings(settings) : null,
     data: s.dataDir,
   };
   await ctx.printRows([row], [{ key: 'state' }, { key: 'version' }, { key: 'pid', kind: 'int' }, { key: 'url' }, { key: 'data' }], { single: true });

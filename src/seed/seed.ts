@@ -49,7 +49,9 @@ const DEFAULT_BATCH = 1_000_000;
 export function seedWindow(asOf: Date, months: number): { startMicros: number; endMicros: number } {
   const end = Date.UTC(asOf.getUTCFullYear(), asOf.getUTCMonth(), asOf.getUTCDate());
   const e = new Date(end);
-  const start = Date.UTC(e.getUTCFullYear(), e.getUTCMonth() - months, e.getUTCDate());
+  // Clamp to the target month's last day (Mar 31 - 1 month = Feb 28, as in PostgreSQL), never overflow into the next month.
+  const lastDay = new Date(Date.UTC(e.getUTCFullYear(), e.getUTCMonth() - months + 1, 0)).getUTCDate();
+  const start = Date.UTC(e.getUTCFullYear(), e.getUTCMonth() - months, Math.min(e.getUTCDate(), lastDay));
   return { startMicros: start * 1000, endMicros: end * 1000 };
 }
 

@@ -1,0 +1,139 @@
+// Shared test helpers: a database per test file on the run's server, and the built CLI
+// run in a clean environment.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = path.join(ROOT, 'bin', 'invoices.js');
+
+/** The admin URL of the run's server (database `postgres`). */
+export function adminUrl(): string {
+  return inject('adminUrl');
+}
+
+/** The admin URL with another database name. */
+export function urlFor(database: string, base = adminUrl()): string {
+  const u = new URL(base);
+  u.pathname = '/' + encodeURIComponent(database);
+  return u.toString();
+}
+
+/** Runs fn with a connected pg client and always closes it. */
+export async function withPg<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  drop(): Promise<void>;
+}
+
+let counter = 0;
+
+/** Creates an empty, uniquely named database on the test server. */
+export async function createDatabase(): Promise<TestDatabase> {
+  const name = `invoices_test_${process.pid}_${++counter}_${randomBytes(3).toString('hex')}`;
+  const admin = adminUrl();
+  await withPg(admin, (c) => c.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8'`));
+  return {
+    name,
+    url: urlFor(name, admin),
+    drop: () =>
+      withPg(admin, async (c) => {
+        await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+        await c.query(`DROP DATABASE IF EXISTS ${name}`);
+      }),
+  };
+}
+
+let scratch: string | undefined;
+
+/** A fresh 0755 directory under the run's temp root (the embedded server's OS user must be able to traverse it). */
+export function tempDir(prefix = 'dir-'): string {
+  const dir = mkdtempSync(path.join(inject('tmpRoot'), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** An empty working directory for CLI runs, so no .env or config file from the repo is read. */
+function defaultCwd(): string {
+  scratch ??= tempDir('cwd-');
+  return scratch;
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** Added to the clean environment (PATH, HOME, TZ=UTC). */
+  env?: Record<string, string>;
+  /** Default: an empty temp directory. */
+  cwd?: string;
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `node bin/invoices.js ...args` with a clean environment: PATH, HOME, TZ=UTC and
+ * what the test passes. No DATABASE_URL, PG* or INVOICES_HOME leaks in from outside.
+ */
+export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? os.homedir(),
+    TZ: 'UTC',
+    ...opts.env,
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd ?? defaultCwd(),
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 55_000);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Seeds a database through the CLI and fails loudly when it does not exit 0. */
+export async function seedWithCli(url: string, args: string[]): Promise<CliResult> {
+  const r = await runCli(['seed', '--quiet', ...args], { env: { DATABASE_URL: url } });
+  if (r.code !== 0) throw new Error(`seed ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r;
+}
+
+/** md5 of a table's rows in a fixed order: equal hashes mean identical contents. */
+export async function tableHash(client: pg.Client, table: 'customers' | 'invoices'): Promise<string> {
+  const order = table === 'invoices' ? 'invoice_id' : 'id';
+  const { rows } = await client.query<{ h: string }>(
+    `SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY ${order}), '')) AS h FROM ${table} t`,
+  );
+  return rows[0].h;
+}

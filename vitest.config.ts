@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    env: { TZ: 'UTC' },
+    globalSetup: 'test/global-setup.ts',
+    pool: 'forks',
+    // Two cores: two test files at a time (each has its own database), the server takes the rest.
+    maxWorkers: 2,
+    hookTimeout: 120_000,
+    testTimeout: 60_000,
+    teardownTimeout: 60_000,
+  },
+});
