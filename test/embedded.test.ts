@@ -44,7 +44,7 @@ describe.sequential('embedded PostgreSQL', () => {
   it('db status before the first start: not initialised, exit 3', async () => {
     const r = await cli(['db', 'status']);
     expect(r.code).toBe(3);
-    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'not initialised', version: '', url: '' });
+    expect(JSON.parse(r.stdout)).toMatchObject({ state: 'not initialised', version: null, url: null });
   });
 
   it('db start initialises and starts it', async () => {
@@ -131,7 +131,7 @@ describe.sequential('embedded PostgreSQL', () => {
     expect(stop.stderr).toContain('stopped');
     const status = await cli(['db', 'status']);
     expect(status.code).toBe(3);
-    expect(JSON.parse(status.stdout)).toMatchObject({ state: 'stopped', url: '' });
+    expect(JSON.parse(status.stdout)).toMatchObject({ state: 'stopped', url: null });
     expect(await canConnect('127.0.0.1', Number(new URL(url).port))).toBe(false);
     const again = await cli(['db', 'stop']);
     expect(again.code).toBe(0);
