@@ -102,6 +102,8 @@ if (has('psql')) {
   log('ceiling: psql \\copy the way seed loads (one transaction: truncate, drop key, COPY FREEZE, rebuild key)');
   results.copyTuned = psql('BEGIN', 'TRUNCATE invoices', 'ALTER TABLE invoices DROP CONSTRAINT invoices_pkey',
     copy.replace('format binary', 'format binary, freeze'), 'ALTER TABLE invoices ADD CONSTRAINT invoices_pkey PRIMARY KEY (invoice_id)', 'COMMIT').seconds;
+  log('floor: psql \\copy into an UNLOGGED table with no keys, checks or indexes');
+  results.copyFloor = psql('CREATE UNLOGGED TABLE bench_floor (LIKE invoices)', copy.replace('invoices (', 'bench_floor ('), 'DROP TABLE bench_floor').seconds;
   rmSync(file, { force: true });
   psql('ANALYZE invoices');
 }
@@ -142,6 +144,7 @@ const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b).toFi
 const seedRate = r.seed.rowsPerSecond;
 const plainRate = r.copyPlain ? INVOICES / r.copyPlain : NaN;
 const tunedRate = r.copyTuned ? INVOICES / r.copyTuned : NaN;
+const floorRate = r.copyFloor ? INVOICES / r.copyFloor : NaN;
 const section = `## Foundation: seed and get (\`npm run bench\`, ${new Date().toISOString().slice(0, 10)})
 
 Machine: ${r.machine}. Server: PostgreSQL ${r.serverVersion} (${config.target.source}). ${fmt(INVOICES)} invoices, ${fmt(CUSTOMERS)} customers.
@@ -151,6 +154,7 @@ Machine: ${r.machine}. Server: PostgreSQL ${r.serverVersion} (${config.target.so
 | seed, end to end (\`invoices seed\` process) | ${fmt(seedRate)} invoices/s (${r.seed.seconds.toFixed(1)} s) | — | — | >= 1,500,000/s |
 | seed vs psql \\copy binary into the table as it stands | ${fmt(seedRate)}/s | ${fmt(plainRate)}/s (${r.copyPlain?.toFixed(1)} s) | ${ratio(seedRate, plainRate)} | >= 0.6x |
 | seed vs psql \\copy binary loaded the way seed loads | ${fmt(seedRate)}/s | ${fmt(tunedRate)}/s (${r.copyTuned?.toFixed(1)} s) | ${ratio(seedRate, tunedRate)} | >= 0.6x |
+| the server's own limit: psql \\copy binary into an UNLOGGED table with no keys or checks | ${fmt(seedRate)}/s | ${fmt(floorRate)}/s (${r.copyFloor?.toFixed(1)} s) | ${ratio(seedRate, floorRate)} | — |
 | seed peak RSS | ${fmt(r.seed.rssMb)} MB | — | — | <= 300 MB |
 | get, warm, one process: p50 / p99 | ${r.get.p50.toFixed(3)} / ${r.get.p99.toFixed(3)} ms | server execution ${r.get.serverMs.toFixed(3)} ms | — | p50 <= 0.3 ms |
 | whole \`invoices get\` process vs whole \`psql -c\` (median of 15) | ${r.getProcess.cli.toFixed(0)} ms | ${r.getProcess.psql.toFixed(0)} ms | ${ratio(r.getProcess.cli, r.getProcess.psql)} | <= 1.5x |
