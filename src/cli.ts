@@ -57,6 +57,20 @@ Examples:
     .addHelpText('after', '\nExamples:\n  $ invoices get 42\n  $ invoices get 42 --format csv')
     .action(lazy(() => import('./commands/get.js')));
 
+  program.command('partition')
+    .description('create monthly partitions of invoices (months in the DEFAULT partition + months ahead); check them; convert a plain table')
+    .option('--ahead <n>', 'months ahead of the current one to create', '3')
+    .option('--check', 'report partitions, rows and sizes; exit 1 when rows sit in DEFAULT or months ahead are missing')
+    .option('--convert', 'convert a plain invoices table into the partitioned layout, online')
+    .option('--dry-run', 'print the SQL instead of running it')
+    .option('--as-of <date>', 'the current month for --ahead (YYYY-MM-DD, UTC; default: today)')
+    .addHelpText('after', `
+Examples:
+  $ invoices partition                 partitions for stranded months and the next 3 months
+  $ invoices partition --check         rows and size per partition (cron: exit 1 when something needs doing)
+  $ invoices partition --convert --dry-run`)
+    .action(lazy(() => import('./commands/partition.js')));
+
   program.command('db')
     .description('manage the embedded PostgreSQL (used when no database is configured)')
     .addArgument(new Argument('<action>', 'start, stop, status or url').choices(['start', 'stop', 'status', 'url']))

@@ -34,6 +34,9 @@ export class ConfigError extends InvoicesError {
 /** The database could not be reached or refused us: exit 1. */
 export class DatabaseError extends InvoicesError {}
 
+/** The cache (Redis) could not be reached or answered with an error: exit 1 when it is required. */
+export class CacheError extends InvoicesError {}
+
 /** Work stopped by Ctrl-C or SIGTERM after leaving a consistent state: exit 130. */
 export class InterruptedError extends InvoicesError {
   override readonly exitCode = ExitCode.interrupted;

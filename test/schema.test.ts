@@ -1,4 +1,4 @@
-// `invoices init` and the constraints of sql/schema.sql.
+// `invoices init` and the constraints of sql/*.sql: partitioned invoices kept globally unique by invoice_ids.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, runCli, withPg, type TestDatabase } from './helpers.js';
@@ -19,15 +19,15 @@ describe('invoices init', () => {
     expect(await withPg(db.url, tables)).toEqual([]);
     const first = await runCli(['init'], { env: { DATABASE_URL: db.url } });
     expect(first.code).toBe(0);
-    expect(first.stderr).toContain('created tables: customers, invoices');
+    expect(first.stderr).toContain('created tables: customers, invoice_ids, invoices');
     expect(first.stdout).toBe('');
-    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoices']);
+    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoice_ids', 'invoices', 'invoices_default']);
 
     await withPg(db.url, (c) => c.query("INSERT INTO customers (id, name) VALUES (1, 'Kept Ltd')"));
     const second = await runCli(['init'], { env: { DATABASE_URL: db.url } });
     expect(second.code).toBe(0);
     expect(second.stderr).toContain('nothing to create');
-    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoices']);
+    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoice_ids', 'invoices', 'invoices_default']);
     const kept = await withPg(db.url, (c) => c.query('SELECT name FROM customers'));
     expect(kept.rows).toEqual([{ name: 'Kept Ltd' }]);
   });
@@ -37,7 +37,7 @@ describe('invoices init', () => {
     try {
       const runs = await Promise.all([0, 1].map(() => runCli(['init', '--quiet'], { env: { DATABASE_URL: other.url } })));
       expect(runs.map((r) => r.code)).toEqual([0, 0]);
-      expect(await withPg(other.url, tables)).toEqual(['customers', 'invoices']);
+      expect(await withPg(other.url, tables)).toEqual(['customers', 'invoice_ids', 'invoices', 'invoices_default']);
     } finally {
       await other.drop();
     }
@@ -49,8 +49,11 @@ describe('schema constraints', () => {
   beforeAll(async () => {
     c = new pg.Client({ connectionString: db.url });
     await c.connect();
-    await c.query('TRUNCATE invoices, customers');
+    await c.query('TRUNCATE invoices, invoice_ids, customers');
     await c.query("INSERT INTO customers (id, name) VALUES (1, 'Issuer Inc'), (2, 'Receiver LLC')");
+    // Two monthly partitions besides DEFAULT, so ids can collide across partitions.
+    await c.query("CREATE TABLE invoices_p2025_01 PARTITION OF invoices FOR VALUES FROM ('2025-01-01T00:00:00Z') TO ('2025-02-01T00:00:00Z')");
+    await c.query("CREATE TABLE invoices_p2025_02 PARTITION OF invoices FOR VALUES FROM ('2025-02-01T00:00:00Z') TO ('2025-03-01T00:00:00Z')");
     await c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-01-01T00:00:00Z', 1, 2, 100.00)");
   });
   afterAll(async () => {
@@ -79,7 +82,30 @@ describe('schema constraints', () => {
   });
 
   it('rejects a duplicate invoice_id', async () => {
-    await expect(insert(1, 2, 1, '1.00')).rejects.toMatchObject({ code: '23505', constraint: 'invoices_pkey' });
+    await expect(insert(1, 2, 1, '1.00')).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
+  });
+
+  it('rejects an existing invoice_id with another month\'s date (another partition)', async () => {
+    const other = (date: string) =>
+      c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, $1, 1, 2, 5.00)", [date]);
+    await expect(other('2025-02-10T00:00:00Z')).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
+    await expect(other('2030-07-01T00:00:00Z')).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' }); // DEFAULT partition
+    // ...also straight into a partition, not through the parent.
+    await expect(c.query("INSERT INTO invoices_p2025_02 (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-02-11T00:00:00Z', 1, 2, 5.00)"))
+      .rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
+  });
+
+  it('keeps invoice_ids in step when a row moves partition, changes id, or is deleted', async () => {
+    await c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (50, '2025-01-20T10:00:00Z', 1, 2, 7.00)");
+    await c.query("UPDATE invoices SET issue_date = '2025-02-03T00:00:00Z' WHERE invoice_id = 50");
+    await c.query('UPDATE invoices SET invoice_id = 51 WHERE invoice_id = 50');
+    const { rows } = await c.query("SELECT invoice_id::int AS id, issue_date = '2025-02-03T00:00:00Z' AS moved, tableoid::regclass::text AS part FROM invoices WHERE invoice_id IN (50, 51)");
+    expect(rows).toEqual([{ id: 51, moved: true, part: 'invoices_p2025_02' }]);
+    const located = await c.query("SELECT invoice_id::int AS id, issue_date = '2025-02-03T00:00:00Z' AS same FROM invoice_ids WHERE invoice_id IN (50, 51)");
+    expect(located.rows).toEqual([{ id: 51, same: true }]);
+    await c.query('DELETE FROM invoices WHERE invoice_id = 51');
+    const after = await c.query('SELECT count(*)::int AS n FROM invoice_ids WHERE invoice_id = 51');
+    expect(after.rows[0].n).toBe(0);
   });
 
   it('rejects an unknown issuer or receiver', async () => {
@@ -92,8 +118,11 @@ describe('schema constraints', () => {
     await expect(c.query('INSERT INTO customers (name) VALUES (NULL)')).rejects.toMatchObject({ code: '23502' });
   });
 
-  it('rejected inserts left nothing behind', async () => {
+  it('rejected inserts left nothing behind, and invoice_ids matches invoices row for row', async () => {
     const { rows } = await c.query('SELECT invoice_id::int AS id FROM invoices ORDER BY 1');
     expect(rows).toEqual([{ id: 1 }, { id: 2 }]);
+    const mismatch = await c.query(`SELECT count(*)::int AS n FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date)
+                                     WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL`);
+    expect(mismatch.rows[0].n).toBe(0);
   });
 });

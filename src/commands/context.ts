@@ -25,6 +25,8 @@ export interface CommandContext extends DbContext {
   /** stderr is a terminal and progress may animate. */
   tty: boolean;
   color: boolean;
+  /** REDIS_URL (environment or .env): the default cache of `invoices get`. */
+  redisUrl?: string;
   print(text: string): void;
   printRows<T extends object>(rows: T[], columns: Column<T>[], opts?: { single?: boolean }): Promise<void>;
 }
@@ -49,6 +51,7 @@ export function commandContext(cmd: Command): CommandContext {
     quiet,
     tty: Boolean(process.stderr.isTTY) && !quiet && format !== 'json',
     color,
+    redisUrl: env.REDIS_URL || undefined,
     print: (text) => void process.stdout.write(text),
     printRows: async (rows, columns, opts) => {
       process.stdout.write(await render(rows, columns, format, { ...opts, color: color && Boolean(process.stdout.isTTY) }));

@@ -33,6 +33,8 @@ export async function render<T extends object>(rows: T[], columns: Column<T>[], 
         head: columns.map((c) => c.label ?? c.key),
         colAligns: columns.map((c) => (c.kind === 'int' || c.kind === 'money' ? 'right' : 'left')),
         style: opts.color ? { head: ['cyan'] } : { head: [], border: [] },
+        // No rule between rows: long listings stay readable.
+        chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
       });
       for (const r of rows) table.push(columns.map((c) => cell(r, c)));
       return table.toString() + '\n';

@@ -36,21 +36,53 @@ export function issuerOrder(seed: number | string, customers: number): Int32Arra
   return new Random(seed, 2).permutation(customers);
 }
 
-/** Fills `row` with the next invoice; returns false when the plan is exhausted. */
-export class InvoiceGenerator {
+/**
+ * The plan's issue dates in ascending order, from their own random stream (so the invoice_ids
+ * locator can be written in a second pass without generating whole invoices again).
+ */
+export class IssueDates {
   private readonly rng: Random;
-  private readonly issuers: AliasTable;
-  private readonly receivers: AliasTable;
-  private readonly issuerPerm: Int32Array;
-  private readonly receiverPerm: Int32Array;
-  /** Typical log amount of each issuer, by popularity rank (hot ranks stay in cache). */
-  private readonly issuerMu: Float32Array;
   private readonly cum: Float64Array;
   private readonly days: number;
   private i = 0;
   private day = 0;
   /** Running product for sorted uniforms: the max of the remaining k uniforms is cur * U^(1/k). */
   private cur = 1;
+
+  constructor(private readonly plan: Pick<InvoicePlan, 'count' | 'startMicros' | 'endMicros' | 'seed'>) {
+    this.rng = new Random(plan.seed, 6);
+    this.days = Math.round((plan.endMicros - plan.startMicros) / DAY_MICROS);
+    this.cum = new Float64Array(this.days + 1);
+    const start = plan.startMicros / 1000;
+    for (let d = 0; d < this.days; d++) this.cum[d + 1] = this.cum[d] + dayWeight(new Date(start + d * 86_400_000), d / 30.44);
+  }
+
+  /** Microseconds since the Unix epoch of the next invoice; call at most `count` times. */
+  next(): number {
+    const remaining = this.plan.count - this.i++;
+    // cur *= U^(1/k) = exp(ln U / k); for the tiny exponents of large k a cubic is exact to double precision.
+    const e = Math.log(1 - this.rng.next()) / remaining;
+    this.cur *= e > -1e-4 ? 1 + e * (1 + e * (0.5 + e / 6)) : Math.exp(e);
+    // 1 - cur runs through sorted uniforms in ascending order; map through the day-weight CDF.
+    const x = (1 - this.cur) * this.cum[this.days];
+    while (this.day < this.days - 1 && this.cum[this.day + 1] <= x) this.day++;
+    const w = this.cum[this.day + 1] - this.cum[this.day];
+    const within = Math.min(Math.max((x - this.cum[this.day]) / w, 0), 0.999999999);
+    return this.plan.startMicros + this.day * DAY_MICROS + Math.floor(within * DAY_MICROS);
+  }
+}
+
+/** Fills `row` with the next invoice; returns false when the plan is exhausted. */
+export class InvoiceGenerator {
+  private readonly rng: Random;
+  private readonly dates: IssueDates;
+  private readonly issuers: AliasTable;
+  private readonly receivers: AliasTable;
+  private readonly issuerPerm: Int32Array;
+  private readonly receiverPerm: Int32Array;
+  /** Typical log amount of each issuer, by popularity rank (hot ranks stay in cache). */
+  private readonly issuerMu: Float32Array;
+  private i = 0;
 
   constructor(private readonly plan: InvoicePlan) {
     const n = plan.customers;
@@ -62,25 +94,12 @@ export class InvoiceGenerator {
     const muRng = new Random(plan.seed, 5);
     this.issuerMu = new Float32Array(n);
     for (let c = 0; c < n; c++) this.issuerMu[c] = Math.log(320) + 0.9 * muRng.normal();
-
-    this.days = Math.round((plan.endMicros - plan.startMicros) / DAY_MICROS);
-    this.cum = new Float64Array(this.days + 1);
-    const start = plan.startMicros / 1000;
-    for (let d = 0; d < this.days; d++) this.cum[d + 1] = this.cum[d] + dayWeight(new Date(start + d * 86_400_000), d / 30.44);
+    this.dates = new IssueDates(plan);
   }
 
   next(row: InvoiceRow): boolean {
     const { plan, rng } = this;
     if (this.i >= plan.count) return false;
-    const remaining = plan.count - this.i;
-    // cur *= U^(1/k) = exp(ln U / k); for the tiny exponents of large k a cubic is exact to double precision.
-    const e = Math.log(1 - rng.next()) / remaining;
-    this.cur *= e > -1e-4 ? 1 + e * (1 + e * (0.5 + e / 6)) : Math.exp(e);
-    // 1 - cur runs through sorted uniforms in ascending order; map through the day-weight CDF.
-    const x = (1 - this.cur) * this.cum[this.days];
-    while (this.day < this.days - 1 && this.cum[this.day + 1] <= x) this.day++;
-    const w = this.cum[this.day + 1] - this.cum[this.day];
-    const within = Math.min(Math.max((x - this.cum[this.day]) / w, 0), 0.999999999);
 
     const issuerRank = this.issuers.draw(rng);
     const issuerIdx = this.issuerPerm[issuerRank];
@@ -92,7 +111,7 @@ export class InvoiceGenerator {
     cents = Math.min(Math.max(cents, 50), MAX_CENTS);
 
     row.id = plan.firstId + this.i;
-    row.issueMicros = plan.startMicros + this.day * DAY_MICROS + Math.floor(within * DAY_MICROS);
+    row.issueMicros = this.dates.next();
     row.issuerId = plan.firstCustomerId + issuerIdx;
     row.receiverId = plan.firstCustomerId + receiverIdx;
     row.cents = cents;

@@ -1,12 +1,13 @@
 import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Client, DbContext } from '../db/client.js';
-import { withClient } from '../db/client.js';
+import { transaction, withClient } from '../db/client.js';
 import { BinaryCopyWriter } from '../db/copy-binary.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { applySchema } from '../schema/apply.js';
+import { createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
 import { generateCustomers } from './customers.js';
-import { InvoiceGenerator, issuerOrder, type InvoiceRow } from './invoices.js';
+import { InvoiceGenerator, IssueDates, issuerOrder, type InvoiceRow } from './invoices.js';
 
 export interface SeedOptions {
   customers: number;
@@ -66,8 +67,11 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
   const started = performance.now();
 
   return withClient(ctx, async (client) => {
-    await applySchema(client);
-    const skipFk = await skipForeignKeyTriggers(client);
+    const layout = await applySchema(client);
+    const partitioned = layout === 'partitioned';
+    const skipTriggers = await skipTriggersForSession(client);
+    // Skipping triggers also skips the one that fills invoice_ids: then seed writes it itself.
+    const writeLocator = partitioned && skipTriggers;
     const { rows: [state] } = await client.query<{ invoices: string; customers: string; max_invoice: string; max_customer: string }>(
       `SELECT (SELECT count(*) FROM (SELECT 1 FROM invoices LIMIT 1) s) AS invoices,
               (SELECT count(*) FROM (SELECT 1 FROM customers LIMIT 1) s) AS customers,
@@ -85,21 +89,24 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     const order = issuerOrder(opts.seed, opts.customers);
     const rank = new Int32Array(opts.customers);
     for (let r = 0; r < order.length; r++) rank[order[r]] = r;
-    const generator = new InvoiceGenerator({
-      count: invoices, firstId: firstInvoiceId, firstCustomerId, customers: opts.customers,
-      startMicros, endMicros, seed: opts.seed,
-    });
+    const plan = { count: invoices, firstId: firstInvoiceId, firstCustomerId, customers: opts.customers, startMicros, endMicros, seed: opts.seed };
+    const generator = new InvoiceGenerator(plan);
+    const dates = new IssueDates(plan);
     const loadCustomers = () => copyCustomers(client, opts, firstCustomerId, (i) => rank[i], startMicros);
+    const windowMonths = monthRange(monthOf(new Date(startMicros / 1000)), monthOf(new Date(endMicros / 1000 - 1)));
+    const progress = (done: number) => opts.onProgress?.({ phase: 'invoices', done, total: invoices });
 
     if (!append) {
-      // A fresh load is one transaction: truncate, drop the invoices indexes, COPY everything
-      // (FREEZE, and no WAL at wal_level=minimal), rebuild the indexes once. Interrupted, it
-      // rolls back and the tables are as they were.
+      // A fresh load is one transaction: truncate, create the months' partitions, drop the
+      // indexes, COPY everything (no WAL at wal_level=minimal; FREEZE on a plain table),
+      // rebuild the indexes once. Interrupted, it rolls back and the tables are as they were.
       await transaction(client, async () => {
-        await client.query('TRUNCATE invoices, customers RESTART IDENTITY');
-        const rebuild = await dropIndexes(client, 'invoices');
+        await client.query(`TRUNCATE invoices, customers${partitioned ? ', invoice_ids' : ''} RESTART IDENTITY`);
+        if (partitioned) for (const p of await planPartitions(client, windowMonths)) for (const sql of p.statements) await client.query(sql);
+        const rebuild = [...(await dropIndexes(client, 'invoices')), ...(writeLocator ? await dropIndexes(client, 'invoice_ids') : [])];
         await loadCustomers();
-        await copyInvoices(client, generator, invoices, opts, 0, invoices, true);
+        await copyInvoices(client, generator, invoices, opts.signal, progress, !partitioned);
+        if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId, invoices, opts.signal);
         opts.onProgress?.({ phase: 'indexes', done: 0, total: rebuild.length });
         for (const sql of rebuild) await client.query(sql);
       }).catch((err) => {
@@ -108,12 +115,16 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       });
     } else {
       // Appending to live tables: committed batches, so an interruption keeps whole batches.
+      if (partitioned) for (const p of await planPartitions(client, windowMonths)) await createPartition(client, p);
       await transaction(client, loadCustomers);
       let done = 0;
       while (done < invoices) {
         const n = Math.min(batchSize, invoices - done);
         try {
-          await copyInvoices(client, generator, n, opts, done, invoices, false);
+          await transaction(client, async () => {
+            await copyInvoices(client, generator, n, opts.signal, (k) => progress(done + k), false);
+            if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId + done, n, opts.signal);
+          });
         } catch (err) {
           if (err instanceof InterruptedError) {
             throw new InterruptedError(`interrupted: ${opts.customers} customers and ${done} of ${invoices} invoices committed (ids ${firstInvoiceId}..${firstInvoiceId + done - 1})`);
@@ -121,12 +132,13 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
           throw err;
         }
         done += n;
+        progress(done);
       }
     }
 
     await client.query(`SELECT setval(pg_get_serial_sequence('customers', 'id'), greatest((SELECT max(id) FROM customers), 1))`);
     await client.query(`SELECT setval(pg_get_serial_sequence('invoices', 'invoice_id'), greatest((SELECT max(invoice_id) FROM invoices), 1))`);
-    await client.query('ANALYZE customers, invoices');
+    await client.query(`ANALYZE customers, invoices${partitioned ? ', invoice_ids' : ''}`);
     const seconds = (performance.now() - started) / 1000;
     return {
       customers: opts.customers,
@@ -137,34 +149,22 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       to: new Date(endMicros / 1000).toISOString(),
       seconds,
       invoicesPerSecond: invoices / seconds,
-      skippedForeignKeyChecks: skipFk,
+      skippedForeignKeyChecks: skipTriggers,
     };
   });
 }
 
 /**
- * Generated rows reference only customers loaded just before them, so the per-row foreign-key
- * triggers (the bulk of COPY's cost) can be skipped the way pg_restore --disable-triggers does.
- * That needs superuser; otherwise the checks run and the load is slower.
+ * Generated rows reference only customers loaded just before them, so the per-row triggers
+ * (foreign-key checks, the invoice_ids trigger: the bulk of COPY's cost) can be skipped the way
+ * pg_restore --disable-triggers does. That needs superuser; otherwise they run, more slowly.
  */
-async function skipForeignKeyTriggers(client: Client): Promise<boolean> {
+async function skipTriggersForSession(client: Client): Promise<boolean> {
   try {
     await client.query('SET session_replication_role = replica');
     return true;
   } catch {
     return false;
-  }
-}
-
-async function transaction<T>(client: Client, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const result = await fn();
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
   }
 }
 
@@ -216,17 +216,16 @@ async function copyCustomers(client: Client, opts: SeedOptions, firstId: number,
 }
 
 /** One COPY of the generator's next n rows; Ctrl-C aborts it and the server discards it. */
-async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, opts: SeedOptions, before: number, total: number, freeze: boolean): Promise<void> {
-  const stream = client.query(copyFrom(`COPY invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`));
-  const writer = new BinaryCopyWriter(stream);
+async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, signal: AbortSignal | undefined, progress: (done: number) => void, freeze: boolean): Promise<void> {
   const row: InvoiceRow = { id: 0, issueMicros: 0, issuerId: 0, receiverId: 0, cents: 0 };
-  try {
-    for (let k = 0; k < n && gen.next(row); k++) {
+  let k = 0;
+  await copyRows(client, `COPY invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`, async (writer) => {
+    for (; k < n && gen.next(row); k++) {
       const wait = writer.row(5, 80);
       if (wait) {
         await wait;
-        if (opts.signal?.aborted) throw new InterruptedError('interrupted');
-        opts.onProgress?.({ phase: 'invoices', done: before + k, total });
+        if (signal?.aborted) throw new InterruptedError('interrupted');
+        progress(k);
       }
       writer.int8(row.id);
       writer.timestamptz(row.issueMicros);
@@ -234,6 +233,30 @@ async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, op
       writer.int8(row.receiverId);
       writer.numericCents(row.cents);
     }
+  });
+}
+
+/** invoice_ids rows for invoices firstId..firstId+n-1, their dates replayed from the same stream. */
+async function copyInvoiceIds(client: Client, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined): Promise<void> {
+  await copyRows(client, 'COPY invoice_ids (invoice_id, issue_date) FROM STDIN (FORMAT binary)', async (writer) => {
+    for (let k = 0; k < n; k++) {
+      const wait = writer.row(2, 32);
+      if (wait) {
+        await wait;
+        if (signal?.aborted) throw new InterruptedError('interrupted');
+      }
+      writer.int8(firstId + k);
+      writer.timestamptz(dates.next());
+    }
+  });
+}
+
+/** Runs one binary COPY fed by `fill`; on any error the COPY is aborted and the server discards it. */
+async function copyRows(client: Client, sql: string, fill: (writer: BinaryCopyWriter) => Promise<void>): Promise<void> {
+  const stream = client.query(copyFrom(sql));
+  const writer = new BinaryCopyWriter(stream);
+  try {
+    await fill(writer);
     await writer.end();
     await finished(stream);
   } catch (err) {
@@ -242,4 +265,3 @@ async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, op
     throw err;
   }
 }
-

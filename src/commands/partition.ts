@@ -1,0 +1,72 @@
+import type { Command } from 'commander';
+import { withClient } from '../db/client.js';
+import { UsageError } from '../errors.js';
+import { fmtInt } from '../output/progress.js';
+import { addMonths, checkPartitions, createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
+import { commandContext, positiveInt } from './context.js';
+
+export interface PartitionFlags {
+  ahead: string;
+  check?: boolean;
+  convert?: boolean;
+  dryRun?: boolean;
+  asOf?: string;
+}
+
+export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
+  const ahead = positiveInt('--ahead', flags.ahead, { allowZero: true });
+  const today = flags.asOf ? parseMonth(flags.asOf) : monthOf(new Date());
+  const aheadMonths = monthRange(today, addMonths(today, ahead));
+  const ctx = commandContext(cmd);
+  if (flags.convert) throw new UsageError('--convert: not available yet');
+
+  await withClient(ctx, async (client) => {
+    if (flags.check) {
+      const report = await checkPartitions(client, aheadMonths);
+      await ctx.printRows(
+        report.partitions.map((p) => ({ ...p, rows: String(p.rows), size: formatBytes(p.bytes) })),
+        [{ key: 'name', label: 'partition' }, { key: 'from', kind: 'time' }, { key: 'to', kind: 'time' }, { key: 'rows', kind: 'int' }, { key: 'size' }],
+      );
+      const problems: string[] = [];
+      if (report.stranded.length) {
+        problems.push(`${fmtInt(report.stranded.reduce((s, r) => s + r.rows, 0))} rows in the DEFAULT partition (${report.stranded.map((r) => `${r.month}: ${fmtInt(r.rows)}`).join(', ')}): run \`invoices partition\` to move them into monthly partitions`);
+      }
+      if (report.missingAhead.length) problems.push(`no partition yet for ${report.missingAhead.join(', ')}: run \`invoices partition --ahead ${ahead}\``);
+      for (const p of problems) ctx.log.warn(p);
+      if (problems.length) process.exitCode = 1;
+      else ctx.log.info(`${report.partitions.length} partitions, none missing through ${aheadMonths[aheadMonths.length - 1]}, DEFAULT empty`);
+      return;
+    }
+
+    const plans = await planPartitions(client, aheadMonths);
+    if (flags.dryRun) {
+      ctx.print(plans.length ? plans.map((p) => `-- ${p.name}${p.moveRows ? ` (moves ${p.moveRows} rows from the DEFAULT partition)` : ''}\nBEGIN;\n${p.statements.join(';\n')};\nCOMMIT;\n`).join('\n') : '-- nothing to do\n');
+      return;
+    }
+    const done = [];
+    for (const p of plans) {
+      await createPartition(client, p);
+      ctx.log.info(`created ${p.name}${p.moveRows ? `, moved ${fmtInt(p.moveRows)} rows out of the DEFAULT partition` : ''}`);
+      done.push({ partition: p.name, month: p.month, moved_rows: String(p.moveRows) });
+    }
+    if (!done.length) ctx.log.info(`partitions up to date through ${aheadMonths[aheadMonths.length - 1]}: nothing to create`);
+    else await ctx.printRows(done, [{ key: 'partition' }, { key: 'month' }, { key: 'moved_rows', kind: 'int' }]);
+  });
+}
+
+function parseMonth(value: string): string {
+  if (!/^\d{4}-\d{2}(-\d{2})?$/.test(value) || Number.isNaN(Date.parse(value.length === 7 ? `${value}-01` : value))) {
+    throw new UsageError(`--as-of must be a date YYYY-MM-DD, got "${value}"`);
+  }
+  return value.slice(0, 7);
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
