@@ -25,6 +25,7 @@ export function buildProgram(): Command {
 Examples:
   $ invoices seed --customers 1000          fill the embedded PostgreSQL with fake data
   $ invoices get 42 --json                  one invoice, as JSON
+  $ invoices get 42 --cache redis://localhost:6380   the same, read through Redis
   $ invoices db url                         a URL for psql
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted.`);
@@ -54,7 +55,23 @@ Examples:
   program.command('get')
     .description('show one invoice by id, with its issuer and receiver')
     .argument('<id>', 'invoice id')
-    .addHelpText('after', '\nExamples:\n  $ invoices get 42\n  $ invoices get 42 --format csv')
+    .option('--cache <url>', 'read through this Redis (redis://host:port[/db], rediss:// for TLS; default: REDIS_URL)')
+    .option('--no-cache', 'ignore REDIS_URL: read PostgreSQL only')
+    .option('--cache-ttl <seconds>', 'entries expire after this long, so an update shows within it (default: 60; 0: no cache)')
+    .option('--cache-required', 'a cache that fails is an error (exit 1) instead of a warning and PostgreSQL')
+    .option('--stats', 'time repeated lookups: cache hit, cache miss, PostgreSQL alone (p50/p99 on stderr)')
+    .option('--repeat <n>', 'lookups of each kind with --stats (default: 200)')
+    .addHelpText('after', `
+Examples:
+  $ invoices get 42
+  $ invoices get 42 --format csv
+  $ REDIS_URL=redis://localhost:6380 invoices get 42     through Redis: a hit never connects to PostgreSQL
+  $ invoices get 42 --cache redis://localhost:6380 --cache-ttl 5
+  $ invoices get 42 --no-cache                            straight to PostgreSQL
+  $ invoices get 42 --stats --repeat 1000                 hit vs miss latency
+
+The cache never serves an entry older than --cache-ttl. When it cannot be reached, get
+warns once and answers from PostgreSQL (exit 0), unless --cache-required.`)
     .action(lazy(() => import('./commands/get.js')));
 
   program.command('partition')
@@ -70,6 +87,18 @@ Examples:
   $ invoices partition --check         rows and size per partition (cron: exit 1 when something needs doing)
   $ invoices partition --convert --dry-run`)
     .action(lazy(() => import('./commands/partition.js')));
+
+  program.command('index')
+    .description('create the indexes the use cases need (CONCURRENTLY: writers are not blocked) and list them with sizes')
+    .option('--dry-run', 'print the SQL instead of running it')
+    .addHelpText('after', `
+Creates, when missing: a unique index on invoice_id (plain table; a partitioned one has invoice_ids),
+(issuer_id, issue_date) INCLUDE (amount) and (receiver_id, issue_date) INCLUDE (amount).
+
+Examples:
+  $ invoices index --dry-run
+  $ invoices index --format json`)
+    .action(lazy(() => import('./commands/index.js')));
 
   program.command('db')
     .description('manage the embedded PostgreSQL (used when no database is configured)')

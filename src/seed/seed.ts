@@ -190,7 +190,8 @@ async function dropIndexes(client: Client, table: string): Promise<string[]> {
       rebuild.push(`ALTER TABLE ${table} ADD CONSTRAINT ${con} ${r.condef}`);
     } else {
       await client.query(`DROP INDEX ${r.index}`);
-      rebuild.push(r.indexdef);
+      // A partitioned table's index reads "ON ONLY parent", which would rebuild it empty and invalid.
+      rebuild.push(r.indexdef.replace(' ON ONLY ', ' ON '));
     }
   }
   return rebuild;
