@@ -13,6 +13,9 @@ import pg from 'pg';
 import { resolveConfig, withDotEnv } from '../dist/config.js';
 import { connectionSettings } from '../dist/db/client.js';
 import { BinaryCopyWriter } from '../dist/db/copy-binary.js';
+import { cacheScope } from '../dist/cache/keys.js';
+import { ReadThrough } from '../dist/cache/read-through.js';
+import { RedisInvoiceCache } from '../dist/cache/redis-cache.js';
 import { getInvoice } from '../dist/lookup/get-invoice.js';
 import { InvoiceGenerator } from '../dist/seed/invoices.js';
 import { seedWindow } from '../dist/seed/seed.js';
@@ -109,10 +112,10 @@ if (has('psql')) {
 }
 
 // --- get: warm latency in one process, and whole processes against psql -------------------------
+const ids = Array.from({ length: 3000 }, (_, i) => BigInt(1 + ((i * 2654435761) % INVOICES)));
 {
   const client = new pg.Client({ connectionString: url, options: '-c TimeZone=UTC' });
   await client.connect();
-  const ids = Array.from({ length: 3000 }, (_, i) => BigInt(1 + ((i * 2654435761) % INVOICES)));
   for (const id of ids.slice(0, 300)) await getInvoice(client, id); // warm-up: plan cached, pages in memory
   const lat = [];
   for (const id of ids) {
@@ -138,6 +141,57 @@ if (has('psql')) {
   results.getProcess = { cli: median(cliTimes), psql: psqlTimes.length ? median(psqlTimes) : NaN, nodeBare: median(nodeBare) };
 }
 
+// --- the Redis cache: hit vs miss vs PostgreSQL on the same ids, in one process and per process --
+if (process.env.REDIS_URL) {
+  const redisUrl = process.env.REDIS_URL;
+  log(`cache: ${ids.length} ids through the Redis at REDIS_URL`);
+  const client = new pg.Client({ connectionString: url, options: '-c TimeZone=UTC' });
+  await client.connect();
+  const load = (id) => getInvoice(client, id);
+  const scope = cacheScope({ kind: 'server', source: 'DATABASE_URL', connection: { connectionString: url } });
+  const cache = await RedisInvoiceCache.open({ url: redisUrl, ttlSeconds: 600, scope });
+  await cache.clear();
+  const rt = new ReadThrough({ required: true, onUnavailable: () => {} });
+  await rt.open(async () => cache);
+  for (const id of ids.slice(0, 300)) await rt.lookup(id, load); // warm-up
+  const lat = { postgres: [], hit: [], miss: [] };
+  const time = async (bucket, fn) => {
+    const t = performance.now();
+    await fn();
+    lat[bucket].push(performance.now() - t);
+  };
+  // Interleaved per id, so the three see the same machine and the same pages.
+  for (const id of ids) {
+    await time('postgres', () => load(id));
+    await cache.delete(id);
+    await time('miss', () => rt.lookup(id, load)); // GET (nothing), PostgreSQL, SET
+    await time('hit', () => rt.lookup(id, load)); // GET
+  }
+  await rt.close();
+  await client.end();
+
+  const id = String(Math.floor(INVOICES / 2));
+  const cacheEnv = { ...childEnv, REDIS_URL: redisUrl };
+  timed('node', [cli, 'get', id, '--json'], { env: cacheEnv }); // fills the entry the CLI reads (default TTL)
+  const runs = 15;
+  const hitProcess = [];
+  const directProcess = [];
+  for (let i = 0; i < runs; i++) {
+    hitProcess.push(timed('node', [cli, 'get', id, '--json'], { env: cacheEnv }).seconds * 1000);
+    directProcess.push(timed('node', [cli, 'get', id, '--json', '--no-cache'], { env: cacheEnv }).seconds * 1000);
+  }
+  const cleanup = await RedisInvoiceCache.open({ url: redisUrl, ttlSeconds: 600, scope });
+  await cleanup.clear();
+  await cleanup.close();
+  const summary = (xs) => ({ p50: median(xs), p99: quantile(xs, 0.99) });
+  results.cache = {
+    postgres: summary(lat.postgres), hit: summary(lat.hit), miss: summary(lat.miss),
+    hitProcess: median(hitProcess), directProcess: median(directProcess),
+  };
+} else {
+  log('cache: REDIS_URL is not set, skipping the cache section');
+}
+
 // --- report ---------------------------------------------------------------------------------
 const r = results;
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b).toFixed(2) + 'x' : 'n/a');
@@ -160,15 +214,36 @@ Machine: ${r.machine}. Server: PostgreSQL ${r.serverVersion} (${config.target.so
 | whole \`invoices get\` process vs whole \`psql -c\` (median of 15) | ${r.getProcess.cli.toFixed(0)} ms | ${r.getProcess.psql.toFixed(0)} ms | ${ratio(r.getProcess.cli, r.getProcess.psql)} | <= 1.5x |
 | bare \`node -e 0\` on this machine | ${r.getProcess.nodeBare.toFixed(0)} ms | ${r.getProcess.psql.toFixed(0)} ms (psql) | ${ratio(r.getProcess.nodeBare, r.getProcess.psql)} | — |
 `;
-const file = path.join(root, 'BENCHMARKS.md');
-const start = '<!-- bench:foundation -->';
-const end = '<!-- /bench:foundation -->';
-let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nWritten by `npm run bench`; each section is replaced by its own benchmark.\n\n';
-const block = `${start}\n${section}${end}`;
-doc = doc.includes(start) ? doc.replace(new RegExp(`${start}[\\s\\S]*?${end}`), block) : doc + '\n' + block + '\n';
-writeFileSync(file, doc);
-process.stdout.write(section);
+writeSection('foundation', section);
+
+if (r.cache) {
+  const c = r.cache;
+  const ms = (x) => `${x.p50.toFixed(3)} / ${x.p99.toFixed(3)} ms`;
+  writeSection('cache', `## Cache: \`invoices get\` through Redis (\`npm run bench\` with REDIS_URL, ${new Date().toISOString().slice(0, 10)})
+
+Same machine, server and ${fmt(INVOICES)} invoices as above; the same ${fmt(ids.length)} ids looked up three ways in one
+process (interleaved per id, after a warm-up): PostgreSQL alone, a cache miss, a cache hit.
+
+| measure | figure | reference (same run) | ratio | target |
+| --- | --- | --- | --- | --- |
+| cache hit (GET), one process: p50 / p99 | ${ms(c.hit)} | PostgreSQL lookup ${ms(c.postgres)} | ${ratio(c.hit.p50, c.postgres.p50)} | <= 0.5x |
+| cache miss (GET, PostgreSQL lookup, SET): p50 / p99 | ${ms(c.miss)} | PostgreSQL lookup ${ms(c.postgres)} | ${ratio(c.miss.p50, c.postgres.p50)} | <= 2x |
+| whole \`invoices get\` process, cache hit vs \`--no-cache\` (median of 15) | ${c.hitProcess.toFixed(0)} ms | ${c.directProcess.toFixed(0)} ms | ${ratio(c.hitProcess, c.directProcess)} | < 1x |
+`);
+}
 process.exitCode = 0;
+
+/** Replaces the named section of BENCHMARKS.md (between its markers), or appends it. */
+function writeSection(name, text) {
+  const file = path.join(root, 'BENCHMARKS.md');
+  const start = `<!-- bench:${name} -->`;
+  const end = `<!-- /bench:${name} -->`;
+  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nWritten by `npm run bench`; each section is replaced by its own benchmark.\n\n';
+  const block = `${start}\n${text}${end}`;
+  doc = doc.includes(start) ? doc.replace(new RegExp(`${start}[\\s\\S]*?${end}`), () => block) : doc + '\n' + block + '\n';
+  writeFileSync(file, doc);
+  process.stdout.write(text);
+}
 
 function machine() {
   const cpus = os.cpus();

@@ -137,7 +137,7 @@ function cacheError(err: unknown, endpoint: RedisEndpoint, timeoutMs: number | u
       case 'EPIPE':
         return new CacheError(`${at} closed the connection`, { cause: err });
       default:
-        return new CacheError(`${at}: ${err.message}`, { cause: err });
+        return new CacheError(`${at} ${err.code === 'EPROTO' ? '' : 'failed: '}${err.message}`, { cause: err });
     }
   }
   return new CacheError(`${at}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

@@ -73,7 +73,7 @@ export function parseReply(buf: Buffer, start = 0): { value: RespValue | RespRep
       return { value: items, end: pos };
     }
     default:
-      throw new RespConnectionError(`not a Redis reply (first byte 0x${buf[start].toString(16)})`, 'EPROTO');
+      throw new RespConnectionError(`is not a Redis server: it answered ${JSON.stringify(buf.toString('latin1', start, start + 24))}`, 'EPROTO');
   }
 }
 

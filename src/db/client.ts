@@ -93,19 +93,6 @@ export async function withClient<T>(ctx: DbContext, fn: (client: Client) => Prom
   }
 }
 
-/** Runs fn inside BEGIN/COMMIT; rolls back and rethrows on error. */
-export async function transaction<T>(client: Client, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const result = await fn();
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
-}
-
 function isConnectionRefused(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
   return code === 'ECONNREFUSED' || code === '57P03';

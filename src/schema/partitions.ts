@@ -1,6 +1,7 @@
 // Monthly range partitions of `invoices` on issue_date (UTC): naming, planning, creating
 // (moving rows out of the DEFAULT partition when it holds some), and checking.
-import { transaction, type Client } from '../db/client.js';
+import type { Client } from '../db/client.js';
+import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';
 import { detectLayout } from './apply.js';
 

@@ -1,11 +1,12 @@
 import { finished } from 'node:stream/promises';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Client, DbContext } from '../db/client.js';
-import { transaction, withClient } from '../db/client.js';
+import { withClient } from '../db/client.js';
+import { transaction } from '../db/transaction.js';
 import { BinaryCopyWriter } from '../db/copy-binary.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { applySchema } from '../schema/apply.js';
-import { createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
+import { createPartition, monthBounds, monthOf, monthRange, partitionName, planPartitions } from '../schema/partitions.js';
 import { generateCustomers } from './customers.js';
 import { InvoiceGenerator, IssueDates, issuerOrder, type InvoiceRow } from './invoices.js';
 
@@ -105,8 +106,11 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
         if (partitioned) for (const p of await planPartitions(client, windowMonths)) for (const sql of p.statements) await client.query(sql);
         const rebuild = [...(await dropIndexes(client, 'invoices')), ...(writeLocator ? await dropIndexes(client, 'invoice_ids') : [])];
         await loadCustomers();
-        await copyInvoices(client, generator, invoices, opts.signal, progress, !partitioned);
-        if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId, invoices, opts.signal);
+        const targets = partitioned
+          ? windowMonths.map((m) => ({ table: partitionName(m), freeze: true, untilMicros: Date.parse(monthBounds(m).to) * 1000 }))
+          : [{ table: 'invoices', freeze: true, untilMicros: Infinity }];
+        await copyInvoices(client, generator, invoices, opts.signal, progress, targets);
+        if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId, invoices, opts.signal, true);
         opts.onProgress?.({ phase: 'indexes', done: 0, total: rebuild.length });
         for (const sql of rebuild) await client.query(sql);
       }).catch((err) => {
@@ -122,8 +126,8 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
         const n = Math.min(batchSize, invoices - done);
         try {
           await transaction(client, async () => {
-            await copyInvoices(client, generator, n, opts.signal, (k) => progress(done + k), false);
-            if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId + done, n, opts.signal);
+            await copyInvoices(client, generator, n, opts.signal, (k) => progress(done + k), [{ table: 'invoices', freeze: false, untilMicros: Infinity }]);
+            if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId + done, n, opts.signal, false);
           });
         } catch (err) {
           if (err instanceof InterruptedError) {
@@ -217,29 +221,47 @@ async function copyCustomers(client: Client, opts: SeedOptions, firstId: number,
 }
 
 /** One COPY of the generator's next n rows; Ctrl-C aborts it and the server discards it. */
-async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, signal: AbortSignal | undefined, progress: (done: number) => void, freeze: boolean): Promise<void> {
+/** Where invoices go: the table itself, or (fresh partitioned load) each month's partition in turn. */
+type Target = { table: string; freeze: boolean; untilMicros: number };
+
+/**
+ * COPY of the generator's next n rows; Ctrl-C aborts it and the server discards it. Rows come
+ * in date order, so a fresh partitioned load writes each month straight into its partition:
+ * no per-row routing, and FREEZE (allowed on a partition created in this transaction), which
+ * also sets the visibility map so index-only scans work at once.
+ */
+async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, signal: AbortSignal | undefined, progress: (done: number) => void, targets: Target[]): Promise<void> {
   const row: InvoiceRow = { id: 0, issueMicros: 0, issuerId: 0, receiverId: 0, cents: 0 };
   let k = 0;
-  await copyRows(client, `COPY invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`, async (writer) => {
-    for (; k < n && gen.next(row); k++) {
-      const wait = writer.row(5, 80);
-      if (wait) {
-        await wait;
-        if (signal?.aborted) throw new InterruptedError('interrupted');
-        progress(k);
+  let pending = false; // row holds a generated invoice not yet written (it belongs to a later target)
+  for (const target of targets) {
+    if (k >= n) break;
+    const sql = `COPY ${target.table} (invoice_id, issue_date, issuer_id, receiver_id, amount) FROM STDIN (FORMAT binary${target.freeze ? ', FREEZE' : ''})`;
+    await copyRows(client, sql, async (writer) => {
+      while (k < n && (pending || gen.next(row))) {
+        pending = true;
+        if (row.issueMicros >= target.untilMicros) return;
+        const wait = writer.row(5, 80);
+        if (wait) {
+          await wait;
+          if (signal?.aborted) throw new InterruptedError('interrupted');
+          progress(k);
+        }
+        writer.int8(row.id);
+        writer.timestamptz(row.issueMicros);
+        writer.int8(row.issuerId);
+        writer.int8(row.receiverId);
+        writer.numericCents(row.cents);
+        pending = false;
+        k++;
       }
-      writer.int8(row.id);
-      writer.timestamptz(row.issueMicros);
-      writer.int8(row.issuerId);
-      writer.int8(row.receiverId);
-      writer.numericCents(row.cents);
-    }
-  });
+    });
+  }
 }
 
 /** invoice_ids rows for invoices firstId..firstId+n-1, their dates replayed from the same stream. */
-async function copyInvoiceIds(client: Client, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined): Promise<void> {
-  await copyRows(client, 'COPY invoice_ids (invoice_id, issue_date) FROM STDIN (FORMAT binary)', async (writer) => {
+async function copyInvoiceIds(client: Client, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined, freeze: boolean): Promise<void> {
+  await copyRows(client, `COPY invoice_ids (invoice_id, issue_date) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`, async (writer) => {
     for (let k = 0; k < n; k++) {
       const wait = writer.row(2, 32);
       if (wait) {
