@@ -9,6 +9,10 @@ CREATE TABLE invoices (
   issuer_id    bigint        NOT NULL,
   receiver_id  bigint        NOT NULL,
   amount       numeric(14,2) NOT NULL,
+  -- The 64-bit id of the inserting transaction: a "processed up to here" mark that stays
+  -- correct when transactions commit out of order (see README, watermark), for incremental
+  -- export and exactly-once risk scoring. xid8 never wraps around.
+  created_xid  xid8          NOT NULL DEFAULT pg_current_xact_id(),
   -- A partitioned table's unique keys must include the partition key; invoice_id alone is
   -- kept unique by invoice_ids (invoice-ids.sql).
   CONSTRAINT invoices_pkey PRIMARY KEY (invoice_id, issue_date),

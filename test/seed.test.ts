@@ -213,7 +213,7 @@ describe('seed through the CLI on tables that hold rows', () => {
     expect(await counts(d.url)).toEqual({ customers: 70, invoices: 1200, max_id: 1200 });
     await withPg(d.url, async (c) => {
       const hash = (table: string, key: string, max: number) =>
-        one<{ h: string }>(c, `SELECT md5(string_agg(t::text, E'\\n' ORDER BY ${key})) AS h FROM ${table} t WHERE ${key} <= $1`, [max]);
+        one<{ h: string }>(c, `SELECT md5(string_agg(${table === 'invoices' ? '(t.invoice_id, t.issue_date, t.issuer_id, t.receiver_id, t.amount)' : 't'}::text, E'\\n' ORDER BY ${key})) AS h FROM ${table} t WHERE ${key} <= $1`, [max]);
       expect((await hash('customers', 'id', 50)).h).toBe(oldCustomers);
       expect((await hash('invoices', 'invoice_id', 700)).h).toBe(oldInvoices);
       const n = await one(c, `SELECT count(DISTINCT invoice_id)::int AS ids, min(invoice_id)::int AS lo, max(invoice_id)::int AS hi,
