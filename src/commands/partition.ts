@@ -11,6 +11,10 @@ export interface PartitionFlags {
   convert?: boolean;
   dryRun?: boolean;
   asOf?: string;
+  cancel?: boolean;
+  batchSize?: string;
+  lockTimeout?: string;
+  lockRetries?: string;
 }
 
 export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
@@ -18,7 +22,10 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
   const today = flags.asOf ? parseMonth(flags.asOf) : monthOf(new Date());
   const aheadMonths = monthRange(today, addMonths(today, ahead));
   const ctx = commandContext(cmd);
-  if (flags.convert) throw new UsageError('--convert: not available yet');
+  if (flags.convert) return (await import('./partition-convert.js')).run(flags, ctx, aheadMonths);
+  for (const f of ['cancel', 'batchSize', 'lockTimeout', 'lockRetries'] as const) {
+    if (flags[f] !== undefined) throw new UsageError(`--${f.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} goes with --convert`);
+  }
 
   await withClient(ctx, async (client) => {
     if (flags.check) {

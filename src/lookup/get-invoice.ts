@@ -1,7 +1,7 @@
 import type { Client } from '../db/client.js';
 import { NotFoundError } from '../errors.js';
 import { detectLayout } from '../schema/apply.js';
-import { listPartitions, type PartitionInfo } from '../schema/partitions.js';
+import { listPartitions, pgTimestampToIso, type PartitionInfo } from '../schema/partitions.js';
 
 export interface InvoiceDetail {
   invoice_id: string;
@@ -74,7 +74,7 @@ export async function getInvoice(client: Client, id: bigint): Promise<InvoiceDet
 
 /** The partition whose bounds hold a timestamp (PostgreSQL text form), else the DEFAULT one. */
 function partitionFor(partitions: PartitionInfo[], timestamp: string): string | undefined {
-  const iso = new Date(timestamp.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00')).toISOString();
+  const iso = pgTimestampToIso(timestamp);
   const hit = partitions.find((p) => !p.isDefault && p.from !== undefined && p.to !== undefined && p.from <= iso && iso < p.to);
   return (hit ?? partitions.find((p) => p.isDefault))?.name;
 }

@@ -44,6 +44,19 @@ export function monthRange(first: Month, last: Month): Month[] {
   return out;
 }
 
+/**
+ * PostgreSQL's text for a timestamptz ("2024-01-01 00:00:00+00"), a timestamp without time zone
+ * (read as UTC) or a date, as an ISO string in UTC.
+ */
+export function pgTimestampToIso(text: string): string {
+  let t = text.trim().replace(' ', 'T');
+  if (t.includes('T')) {
+    if (/T.*[+-]\d\d$/.test(t)) t += ':00';
+    else if (!/(Z|[+-]\d\d:\d\d)$/.test(t)) t += 'Z';
+  }
+  return new Date(t).toISOString();
+}
+
 /** The partitions of invoices with their bounds. */
 export async function listPartitions(client: Client): Promise<PartitionInfo[]> {
   const { rows } = await client.query<{ name: string; bound: string }>(
@@ -55,8 +68,7 @@ export async function listPartitions(client: Client): Promise<PartitionInfo[]> {
   return rows.map(({ name, bound }) => {
     if (bound === 'DEFAULT') return { name, isDefault: true };
     const m = /FROM \('([^']+)'\) TO \('([^']+)'\)/.exec(bound);
-    const iso = (s: string) => new Date(s.replace(' ', 'T').replace(/([+-]\d\d)$/, '$1:00')).toISOString();
-    return { name, isDefault: false, from: m ? iso(m[1]) : undefined, to: m ? iso(m[2]) : undefined };
+    return { name, isDefault: false, from: m ? pgTimestampToIso(m[1]) : undefined, to: m ? pgTimestampToIso(m[2]) : undefined };
   });
 }
 

@@ -1,0 +1,69 @@
+// `invoices partition --convert [--dry-run] [--cancel]`: read the flags, run the core in
+// src/schema/convert.ts, show progress on stderr and a summary record on stdout.
+import { withClient } from '../db/client.js';
+import { UsageError } from '../errors.js';
+import { createProgress, fmtInt } from '../output/progress.js';
+import { cancelConversion, convertInvoices, describePlan, planConversion, type ConvertResult } from '../schema/convert.js';
+import type { Month } from '../schema/partitions.js';
+import { interruptSignal, positiveInt, type CommandContext } from './context.js';
+
+export interface ConvertFlags {
+  check?: boolean;
+  dryRun?: boolean;
+  cancel?: boolean;
+  batchSize?: string;
+  lockTimeout?: string;
+  lockRetries?: string;
+}
+
+export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month[]): Promise<void> {
+  if (flags.check) throw new UsageError('--check and --convert do not go together: run them separately');
+  const batchSize = positiveInt('--batch-size', flags.batchSize ?? '100000');
+  const lockTimeoutMs = positiveInt('--lock-timeout', flags.lockTimeout ?? '500');
+  const lockRetries = positiveInt('--lock-retries', flags.lockRetries ?? '10', { allowZero: true });
+
+  if (flags.cancel) {
+    await withClient(ctx, async (client) => {
+      const r = await cancelConversion(client, { lockTimeoutMs, lockRetries, log: ctx.log, dryRun: flags.dryRun });
+      if (flags.dryRun) ctx.print(r.statements.length ? `${r.statements.join(';\n')};\n` : '-- no conversion in progress: nothing to cancel\n');
+      else ctx.log.info(r.cancelled ? 'cancelled: the trigger on invoices and everything the conversion created are gone; invoices is as it was' : 'no conversion in progress: nothing to cancel');
+    });
+    return;
+  }
+
+  if (flags.dryRun) {
+    await withClient(ctx, async (client) => ctx.print(describePlan(await planConversion(client, { ahead, batchSize, lockTimeoutMs }), { lockRetries })));
+    return;
+  }
+
+  const signal = interruptSignal(ctx.log);
+  const progress = createProgress('copying', { quiet: ctx.quiet, tty: ctx.tty });
+  let result: ConvertResult;
+  try {
+    result = await withClient(ctx, (client) =>
+      convertInvoices(client, {
+        ahead, batchSize, lockTimeoutMs, lockRetries, signal, log: ctx.log,
+        onProgress: (p) => {
+          if (p.phase === 'backfill') progress.update(p.done, p.total, 'copying');
+          else progress.stop();
+        },
+      }),
+    );
+  } finally {
+    progress.stop();
+  }
+  if (result.status === 'converted') {
+    ctx.log.info(
+      `converted invoices: ${fmtInt(result.rows)} rows in ${result.partitions} partitions in ${result.seconds.toFixed(1)} s; ` +
+        `the exclusive lock was held ${result.lockMs?.toFixed(0)} ms (attempt ${result.lockAttempts})`,
+    );
+    if (result.oldTable) ctx.log.info(`the original table is kept as ${result.oldTable}: once you are satisfied, DROP TABLE ${result.oldTable}`);
+  }
+  if (ctx.format !== 'table') {
+    await ctx.printRows([{ ...result, rows: String(result.rows), copiedRows: String(result.copiedRows), defaultRows: String(result.defaultRows) }], [
+      { key: 'status' }, { key: 'resumed' }, { key: 'rows', kind: 'int' }, { key: 'copiedRows', kind: 'int' }, { key: 'partitions' },
+      { key: 'seconds' }, { key: 'rowsPerSecond' }, { key: 'lockMs' }, { key: 'lockAttempts' }, { key: 'defaultRows', kind: 'int' },
+      { key: 'oldTable' }, { key: 'carried' }, { key: 'warnings' },
+    ], { single: true });
+  }
+}
