@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
+import { DEFAULT_TABLES, parseTableMap, type TableMap } from './tables.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -39,6 +40,8 @@ export interface Config {
   home: string;
   /** Path of the config file that was read, if any. */
   configFile?: string;
+  /** The tables and columns to work on (config file "invoices"/"customers"; default: this tool's). */
+  tables: TableMap;
 }
 
 export interface ConfigInput {
@@ -50,6 +53,7 @@ export interface ConfigInput {
 
 interface ConfigFile {
   databaseUrl?: string;
+  tables: TableMap;
 }
 
 /** Resolves the connection once: flag > environment (and .env) > config file > embedded. */
@@ -57,7 +61,7 @@ export function resolveConfig(input: ConfigInput): Config {
   const { env, cwd } = input;
   const home = path.resolve(cwd, env.INVOICES_HOME || '.invoices');
   const file = readConfigFile(input);
-  const base = { home, configFile: file?.path };
+  const base = { home, configFile: file?.path, tables: file?.content.tables ?? DEFAULT_TABLES };
 
   if (input.databaseUrl) return { ...base, target: urlTarget(input.databaseUrl, '--database-url') };
   if (env.DATABASE_URL) return { ...base, target: urlTarget(env.DATABASE_URL, 'DATABASE_URL') };
@@ -116,7 +120,7 @@ function readConfigFile(input: ConfigInput): { path: string; content: ConfigFile
   if (databaseUrl !== undefined && typeof databaseUrl !== 'string') {
     throw new ConfigError(`config file ${file}: "databaseUrl" must be a string`);
   }
-  return { path: file, content: { databaseUrl } };
+  return { path: file, content: { databaseUrl, tables: parseTableMap(content as Record<string, unknown>, file) } };
 }
 
 /** Parses a .env file: KEY=VALUE lines, optional quotes, # comments. */

@@ -1,6 +1,7 @@
 // Pure helpers of the invoice cache: Redis URLs, key names, the cached value's encoding.
 // No I/O here, so `invoices get` can validate its options without loading the client.
 import { createHash } from 'node:crypto';
+import { DEFAULT_TABLES, type TableMap } from '../tables.js';
 import { describeSettings, maskUrl, type Target } from '../config.js';
 import { ConfigError } from '../errors.js';
 import type { InvoiceDetail } from '../lookup/get-invoice.js';
@@ -59,8 +60,10 @@ export function parseRedisUrl(url: string, source = 'the cache URL'): RedisEndpo
  * sharing one Redis never see each other's entries. Derived from the configured target
  * (never from a query: a hit must not touch PostgreSQL) and never from a password.
  */
-export function cacheScope(target: Target): string {
-  const identity = target.kind === 'server' ? describeSettings(target.connection) : `embedded:${target.home}`;
+export function cacheScope(target: Target, tables: TableMap = DEFAULT_TABLES): string {
+  const database = target.kind === 'server' ? describeSettings(target.connection) : `embedded:${target.home}`;
+  // A mapped table is another source of invoices in the same database: another scope.
+  const identity = tables.mapped ? `${database}|${JSON.stringify([tables.invoices, tables.customers])}` : database;
   return createHash('sha256').update(identity).digest('hex').slice(0, 12);
 }
 

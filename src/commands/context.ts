@@ -78,6 +78,18 @@ export function interruptSignal(log: Logger): AbortSignal {
   return controller.signal;
 }
 
+/**
+ * Commands that do not read a table mapping yet refuse one rather than act on the wrong
+ * table: with "invoices"/"customers" in the config file only `get` follows it so far.
+ */
+export function requireOwnTables(ctx: CommandContext, command: string): void {
+  const { tables } = ctx.config;
+  if (!tables.mapped) return;
+  throw new UsageError(
+    `\`invoices ${command}\` works on this tool's own tables (public.invoices, public.customers) and does not follow the table mapping in ${ctx.config.configFile} yet (only \`get\` does): run it without that config file`,
+  );
+}
+
 /** Parses a positive integer option or argument, else a usage error naming it. */
 export function positiveInt(name: string, value: string | undefined, { allowZero = false } = {}): number {
   const n = Number(value);

@@ -59,7 +59,7 @@ export async function run(rawId: string, opts: GetOptions, cmd: Command): Promis
         // Loaded only when a cache is configured: `get` without one pays nothing for it.
         const { RedisInvoiceCache } = await import('../cache/redis-cache.js');
         const started = performance.now();
-        const cache = await RedisInvoiceCache.open({ url: url!, source, ttlSeconds: ttl, scope: cacheScope(ctx.config.target) });
+        const cache = await RedisInvoiceCache.open({ url: url!, source, ttlSeconds: ttl, scope: cacheScope(ctx.config.target, ctx.config.tables) });
         redisConnectMs = performance.now() - started;
         return cache;
       });
@@ -79,7 +79,7 @@ export async function run(rawId: string, opts: GetOptions, cmd: Command): Promis
 
 async function lookupInPostgres(ctx: CommandContext, id: bigint): Promise<InvoiceDetail> {
   const { withClient } = await import('../db/client.js');
-  return withClient(ctx, (client) => getInvoice(client, id));
+  return withClient(ctx, (client) => getInvoice(client, id, ctx.config.tables));
 }
 
 /** --stats: the invoice on stdout as usual, latencies on stderr (asked for, so shown even with --quiet). */
@@ -95,7 +95,7 @@ async function printStats(
   let pgConnectMs = 0;
   const timings = await withClient(ctx, async (client) => {
     pgConnectMs = performance.now() - started;
-    return measureLookups(rt, id, repeat, (id) => getInvoice(client, id));
+    return measureLookups(rt, id, repeat, (id) => getInvoice(client, id, ctx.config.tables));
   });
   await ctx.printRows([timings.invoice], COLUMNS, { single: true });
 

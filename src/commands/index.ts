@@ -2,10 +2,11 @@ import type { Command } from 'commander';
 import { withClient } from '../db/client.js';
 import { listIndexes, planIndexes } from '../schema/indexes.js';
 import { formatBytes } from './partition.js';
-import { commandContext } from './context.js';
+import { commandContext, requireOwnTables } from './context.js';
 
 export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
+  requireOwnTables(ctx, 'index');
   await withClient(ctx, async (client) => {
     const steps = await planIndexes(client);
     if (flags.dryRun) {

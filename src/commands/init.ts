@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import { withClient } from '../db/client.js';
 import { applySchema, existingTables } from '../schema/apply.js';
-import { commandContext } from './context.js';
+import { commandContext, requireOwnTables } from './context.js';
 
 export async function run(_opts: unknown, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
+  requireOwnTables(ctx, 'init');
   const tables = await withClient(ctx, async (client) => {
     const before = await existingTables(client);
     await applySchema(client);

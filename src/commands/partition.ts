@@ -3,7 +3,7 @@ import { withClient } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { fmtInt } from '../output/progress.js';
 import { addMonths, checkPartitions, createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
-import { commandContext, positiveInt } from './context.js';
+import { commandContext, positiveInt, requireOwnTables } from './context.js';
 
 export interface PartitionFlags {
   ahead: string;
@@ -22,6 +22,7 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
   const today = flags.asOf ? parseMonth(flags.asOf) : monthOf(new Date());
   const aheadMonths = monthRange(today, addMonths(today, ahead));
   const ctx = commandContext(cmd);
+  requireOwnTables(ctx, 'partition');
   if (flags.convert) return (await import('./partition-convert.js')).run(flags, ctx, aheadMonths);
   for (const f of ['cancel', 'batchSize', 'lockTimeout', 'lockRetries'] as const) {
     if (flags[f] !== undefined) throw new UsageError(`--${f.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} goes with --convert`);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import { seed } from '../seed/seed.js';
-import { commandContext, interruptSignal, positiveInt } from './context.js';
+import { commandContext, interruptSignal, positiveInt, requireOwnTables } from './context.js';
 
 export interface SeedFlags {
   customers: string;
@@ -23,6 +23,7 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
   const batchSize = positiveInt('--batch-size', flags.batchSize);
   const asOf = flags.asOf ? parseDay(flags.asOf) : new Date();
   const ctx = commandContext(cmd);
+  requireOwnTables(ctx, 'seed');
   const signal = interruptSignal(ctx.log);
   const progress = createProgress('seeding', { quiet: ctx.quiet, tty: ctx.tty });
   try {

@@ -1,7 +1,8 @@
 import type { Client } from '../db/client.js';
 import { NotFoundError } from '../errors.js';
-import { detectLayout } from '../schema/apply.js';
+import { detectLayout, locatorName } from '../schema/apply.js';
 import { listPartitions, pgTimestampToIso, type PartitionInfo } from '../schema/partitions.js';
+import { DEFAULT_TABLES, qualified, quoteIdent, type TableMap } from '../tables.js';
 
 export interface InvoiceDetail {
   invoice_id: string;
@@ -13,59 +14,67 @@ export interface InvoiceDetail {
   amount: string;
 }
 
-const COLUMNS = `i.invoice_id, i.issue_date, i.issuer_id, ci.name AS issuer_name, i.receiver_id, cr.name AS receiver_name, i.amount`;
-const PARTIES = `LEFT JOIN customers ci ON ci.id = i.issuer_id LEFT JOIN customers cr ON cr.id = i.receiver_id`;
-
-// Prepared statements by name: parsed and planned once per connection.
-const BY_PRIMARY_KEY = {
-  name: 'invoices_get',
-  text: `SELECT ${COLUMNS} FROM invoices i ${PARTIES} WHERE i.invoice_id = $1`,
-};
-
-// Partitioned, in two cheap steps that do not grow with the number of partitions:
-// 1. the issue_date from invoice_ids (an index-only scan; as text, so it round-trips exactly);
-// 2. the invoice from the one partition whose bounds hold that date, queried by name.
-// A single statement over the parent cannot do this: with the date known only at run time,
-// every partition is planned (custom plan) or initialised and locked (generic plan) on each
-// lookup, ~0.5 ms at 48 partitions, and a join probes the partitions one by one.
-const LOCATE = { name: 'invoices_locate', text: 'SELECT issue_date::text AS issue_date FROM invoice_ids WHERE invoice_id = $1' };
-const byPartition = (client: Client, partition: string) => ({
-  name: `invoices_get_${partition}`,
-  text: `SELECT ${COLUMNS} FROM ${client.escapeIdentifier(partition)} i ${PARTIES} WHERE i.invoice_id = $1`,
-});
-// When the partitions changed since we read them: the parent, pruned by the known date.
-const BY_ID_AND_DATE = {
-  name: 'invoices_get_by_date',
-  text: `SELECT ${COLUMNS} FROM invoices i ${PARTIES} WHERE i.invoice_id = $1 AND i.issue_date = $2`,
-};
+/** The statements of one table mapping, prepared by name once per connection. */
+function statementsFor(tables: TableMap) {
+  const i = tables.invoices.columns;
+  const c = tables.customers.columns;
+  const q = quoteIdent;
+  const customers = qualified(tables.customers);
+  // Our column names whatever the table's: an adopted table's columns are aliased.
+  const columns = `i.${q(i.invoice_id)} AS invoice_id, i.${q(i.issue_date)} AS issue_date, i.${q(i.issuer_id)} AS issuer_id,
+    ci.${q(c.name)} AS issuer_name, i.${q(i.receiver_id)} AS receiver_id, cr.${q(c.name)} AS receiver_name, i.${q(i.amount)} AS amount`;
+  const parties = `LEFT JOIN ${customers} ci ON ci.${q(c.id)} = i.${q(i.issuer_id)} LEFT JOIN ${customers} cr ON cr.${q(c.id)} = i.${q(i.receiver_id)}`;
+  // Statement names must differ between mappings: a name is prepared once per connection.
+  const tag = tables.mapped ? `_${tables.invoices.schema}_${tables.invoices.table}` : '';
+  return {
+    byPrimaryKey: { name: `invoices_get${tag}`, text: `SELECT ${columns} FROM ${qualified(tables.invoices)} i ${parties} WHERE i.${q(i.invoice_id)} = $1` },
+    // Partitioned, in two cheap steps that do not grow with the number of partitions:
+    // 1. the issue_date from invoice_ids (an index-only scan; as text, so it round-trips exactly);
+    // 2. the invoice from the one partition whose bounds hold that date, queried by name.
+    // A single statement over the parent cannot do this: with the date known only at run time,
+    // every partition is planned (custom plan) or initialised and locked (generic plan) on each
+    // lookup, ~0.5 ms at 48 partitions, and a join probes the partitions one by one.
+    locate: { name: `invoices_locate${tag}`, text: `SELECT issue_date::text AS issue_date FROM ${locatorName(tables)} WHERE invoice_id = $1` },
+    byPartition: (partition: string) => ({
+      name: `invoices_get${tag}_${partition}`,
+      text: `SELECT ${columns} FROM ${q(tables.invoices.schema)}.${q(partition)} i ${parties} WHERE i.${q(i.invoice_id)} = $1`,
+    }),
+    // When the partitions changed since we read them: the parent, pruned by the known date.
+    byIdAndDate: {
+      name: `invoices_get_by_date${tag}`,
+      text: `SELECT ${columns} FROM ${qualified(tables.invoices)} i ${parties} WHERE i.${q(i.invoice_id)} = $1 AND i.${q(i.issue_date)} = $2`,
+    },
+  };
+}
 
 /** What a connection knows about the layout: read once, reused for every lookup on it. */
-type Plan = { partitioned: false } | { partitioned: true; partitions: PartitionInfo[] };
+type Plan = { statements: ReturnType<typeof statementsFor>; partitions?: PartitionInfo[] };
 const plans = new WeakMap<Client, Plan>();
 
-async function planFor(client: Client): Promise<Plan> {
+async function planFor(client: Client, tables: TableMap): Promise<Plan> {
   let plan = plans.get(client);
   if (!plan) {
-    const { layout, locator } = await detectLayout(client);
-    plan = layout === 'partitioned' && locator ? { partitioned: true, partitions: await listPartitions(client) } : { partitioned: false };
+    const { layout, locator } = await detectLayout(client, tables);
+    const partitions = layout === 'partitioned' && locator ? await listPartitions(client, qualified(tables.invoices)) : undefined;
+    plan = { statements: statementsFor(tables), partitions };
     plans.set(client, plan);
   }
   return plan;
 }
 
 /** One invoice with its parties' names; NotFoundError when no invoice has this id. */
-export async function getInvoice(client: Client, id: bigint): Promise<InvoiceDetail> {
-  const plan = await planFor(client);
+export async function getInvoice(client: Client, id: bigint, tables: TableMap = DEFAULT_TABLES): Promise<InvoiceDetail> {
+  const { statements, partitions } = await planFor(client, tables);
   const values = [id.toString()];
   let rows: InvoiceDetail[] = [];
-  if (!plan.partitioned) {
-    rows = (await client.query<InvoiceDetail>({ ...BY_PRIMARY_KEY, values })).rows;
+  if (!partitions) {
+    rows = (await client.query<InvoiceDetail>({ ...statements.byPrimaryKey, values })).rows;
   } else {
-    const located = (await client.query<{ issue_date: string }>({ ...LOCATE, values })).rows[0];
+    const located = (await client.query<{ issue_date: string }>({ ...statements.locate, values })).rows[0];
     if (located) {
-      const partition = partitionFor(plan.partitions, located.issue_date);
-      if (partition) rows = (await client.query<InvoiceDetail>({ ...byPartition(client, partition), values })).rows;
-      if (!rows.length) rows = (await client.query<InvoiceDetail>({ ...BY_ID_AND_DATE, values: [...values, located.issue_date] })).rows;
+      const partition = partitionFor(partitions, located.issue_date);
+      if (partition) rows = (await client.query<InvoiceDetail>({ ...statements.byPartition(partition), values })).rows;
+      if (!rows.length) rows = (await client.query<InvoiceDetail>({ ...statements.byIdAndDate, values: [...values, located.issue_date] })).rows;
     }
   }
   if (rows.length === 0) throw new NotFoundError(`invoice ${id} not found`);

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Client } from '../db/client.js';
+import { DEFAULT_TABLES, qualified, quoteIdent, type TableMap } from '../tables.js';
 
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 
@@ -8,14 +9,19 @@ export function sqlFile(name: string): string {
   return readFileSync(new URL(name, SQL_DIR), 'utf8');
 }
 
+/** The invoice_ids locator of a partitioned invoices table: beside it, in its schema. */
+export function locatorName(tables: TableMap): string {
+  return `${quoteIdent(tables.invoices.schema)}.${quoteIdent('invoice_ids')}`;
+}
+
 /** How `invoices` is laid out: created by this tool (partitioned) or a plain table (adopted or not yet converted). */
 export type Layout = 'partitioned' | 'plain' | 'missing';
 
 /** The layout of `invoices` and whether the invoice_ids locator is there. */
-export async function detectLayout(client: Client): Promise<{ layout: Layout; locator: boolean }> {
+export async function detectLayout(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<{ layout: Layout; locator: boolean }> {
   const { rows } = await client.query<{ relkind: string | null; locator: boolean }>(
-    `SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass('invoices')) AS relkind,
-            to_regclass('invoice_ids') IS NOT NULL AS locator`,
+    `SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)) AS relkind, to_regclass($2) IS NOT NULL AS locator`,
+    [qualified(tables.invoices), locatorName(tables)],
   );
   const { relkind, locator } = rows[0];
   return { layout: relkind === 'p' ? 'partitioned' : relkind ? 'plain' : 'missing', locator };

@@ -58,12 +58,12 @@ export function pgTimestampToIso(text: string): string {
 }
 
 /** The partitions of invoices with their bounds. */
-export async function listPartitions(client: Client): Promise<PartitionInfo[]> {
+export async function listPartitions(client: Client, parent: string = PARENT): Promise<PartitionInfo[]> {
   const { rows } = await client.query<{ name: string; bound: string }>(
     `SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
       WHERE i.inhparent = $1::regclass ORDER BY 1`,
-    [PARENT],
+    [parent],
   );
   return rows.map(({ name, bound }) => {
     if (bound === 'DEFAULT') return { name, isDefault: true };
