@@ -7,53 +7,19 @@
 // <!-- bench:convert --> markers. Uses the database the CLI would use, in a scratch database
 // `invoices_bench_convert` that it drops and recreates.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { resolveConfig, withDotEnv } from '../dist/config.js';
-import { connectionSettings } from '../dist/db/client.js';
+import { AS_OF, CUSTOMERS, cli, fmt, INVOICES, log, machine, scratchDatabase, today, writeSection } from './lib.js';
 
-const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const cli = path.join(root, 'bin', 'invoices.js');
-const INVOICES = Number(process.env.BENCH_INVOICES ?? 10_000_000);
-const CUSTOMERS = Math.max(2, Math.round(INVOICES / 50));
 /** Writes per second the simulated application attempts during the conversion (0: none). */
 const WRITES = Number(process.env.BENCH_CONVERT_WRITES ?? 200);
-const AS_OF = '2026-11-25';
-const DB = 'invoices_bench_convert';
-
-const log = (m) => process.stderr.write(m + '\n');
-const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// --- the server and a scratch database -------------------------------------------------
-const env = withDotEnv(process.env, process.cwd());
-const config = resolveConfig({ env, cwd: process.cwd() });
-const admin = await connectionSettings({ config });
-const adminClient = new pg.Client({ ...admin });
-await adminClient.connect();
-await adminClient.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-await adminClient.query(`CREATE DATABASE ${DB}`);
-const serverVersion = (await adminClient.query('SHOW server_version')).rows[0].server_version;
-await adminClient.end();
-const url = toUrl({ ...admin, database: DB });
+const { url, serverVersion, source } = await scratchDatabase('invoices_bench_convert');
 const connect = async () => {
   const c = new pg.Client({ connectionString: url, options: '-c TimeZone=UTC' });
   await c.connect();
   return c;
 };
-
-function toUrl(s) {
-  if (s.connectionString) {
-    const u = new URL(s.connectionString);
-    u.pathname = `/${DB}`;
-    return u.toString();
-  }
-  const auth = s.user ? `${encodeURIComponent(s.user)}${s.password ? ':' + encodeURIComponent(s.password) : ''}@` : '';
-  return `postgres://${auth}${s.host ?? 'localhost'}:${s.port ?? 5432}/${s.database}`;
-}
 
 // --- a plain invoices table as an application would have it --------------------------------
 // bigserial key, foreign keys to customers, a check, an index by issuer, and payments referencing
@@ -167,9 +133,9 @@ if (after.kind !== 'p' || Number(after.rows) !== INVOICES + writes.inserts) {
 // --- report ---------------------------------------------------------------------------------
 const rate = INVOICES / seconds;
 const lockTarget = out.lockMs < 1000 ? 'met' : 'missed';
-const section = `## Converting a plain table: \`invoices partition --convert\` (\`node bench/convert.js\`, ${new Date().toISOString().slice(0, 10)})
+const section = `## Converting a plain table: \`invoices partition --convert\` (\`node bench/convert.js\`, ${today()})
 
-Machine: ${machine()}. Server: PostgreSQL ${serverVersion} (${config.target.source}). ${fmt(INVOICES)} invoices
+Machine: ${machine()}. Server: PostgreSQL ${serverVersion} (${source}). ${fmt(INVOICES)} invoices
 (${fmt(Number(bytes) / 2 ** 20)} MB with indexes) in a plain table with a bigserial key, two foreign keys to
 ${fmt(CUSTOMERS)} customers, a check, an index by issuer and a payments table referencing it${WRITES ? `; an application
 wrote ~${WRITES} times a second throughout (${fmt(writes.inserts)} inserts, ${fmt(writes.updates)} updates, every one kept)` : ''}.
@@ -181,18 +147,5 @@ wrote ~${WRITES} times a second throughout (${fmt(writes.inserts)} inserts, ${fm
 | conversion, end to end (\`invoices partition --convert\` process) | ${fmt(seconds, 1)} s, ${fmt(rate)} rows/s (${fmt(seconds / offlineSeconds, 1)}x the offline time) | offline ${fmt(offlineSeconds, 1)} s | — |
 | backfill alone (batches of 100,000, each committed with its cursor) | ${fmt(out.rowsPerSecond)} rows/s | — | — |
 `;
-process.stdout.write(section);
-const file = path.join(root, 'BENCHMARKS.md');
-const start = '<!-- bench:convert -->';
-const end = '<!-- /bench:convert -->';
-let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\n';
-const block = `${start}\n${section}${end}`;
-doc = doc.includes(start) ? doc.replace(new RegExp(`${start}[\\s\\S]*?${end}`), block) : doc.trimEnd() + '\n\n' + block + '\n';
-writeFileSync(file, doc);
+writeSection('convert', section);
 log(`setup took ${setupSeconds.toFixed(1)} s; written to BENCHMARKS.md`);
-process.exitCode = 0;
-
-function machine() {
-  const cpus = os.cpus();
-  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}, Node ${process.versions.node}`;
-}

@@ -3,75 +3,25 @@
 // reported as ratios (these machines are shared and noisy), written into BENCHMARKS.md.
 // Uses the database the CLI would use (DATABASE_URL, ..., else the embedded server), in a
 // scratch database `invoices_bench` that it drops and recreates.
-import { spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { resolveConfig, withDotEnv } from '../dist/config.js';
-import { connectionSettings } from '../dist/db/client.js';
-import { BinaryCopyWriter } from '../dist/db/copy-binary.js';
 import { cacheScope } from '../dist/cache/keys.js';
 import { ReadThrough } from '../dist/cache/read-through.js';
 import { RedisInvoiceCache } from '../dist/cache/redis-cache.js';
+import { BinaryCopyWriter } from '../dist/db/copy-binary.js';
 import { getInvoice } from '../dist/lookup/get-invoice.js';
 import { InvoiceGenerator } from '../dist/seed/invoices.js';
 import { seedWindow } from '../dist/seed/seed.js';
+import { AS_OF, childEnv as envFor, cli, CUSTOMERS, fmt, has, INVOICES, log, machine, median, quantile, ratio, scratchDatabase, timed as run, today, writeSection } from './lib.js';
 
-const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const cli = path.join(root, 'bin', 'invoices.js');
-const INVOICES = Number(process.env.BENCH_INVOICES ?? 10_000_000);
-const CUSTOMERS = Math.max(2, Math.round(INVOICES / 50));
-const AS_OF = '2026-11-25';
 const MONTHS = 48; // 48 monthly partitions: the layout the lookup target is stated for
-const DB = 'invoices_bench';
 
-const log = (m) => process.stderr.write(m + '\n');
-const median = (xs) => quantile(xs, 0.5);
-function quantile(xs, q) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
-}
-const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-
-// --- the server and a scratch database -------------------------------------------------
-const env = withDotEnv(process.env, process.cwd());
-const config = resolveConfig({ env, cwd: process.cwd() });
-const admin = await connectionSettings({ config });
-const adminClient = new pg.Client({ ...admin });
-await adminClient.connect();
-await adminClient.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-await adminClient.query(`CREATE DATABASE ${DB}`);
-const serverVersion = (await adminClient.query('SHOW server_version')).rows[0].server_version;
-await adminClient.end();
-const url = toUrl({ ...admin, database: DB });
-const childEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TZ: 'UTC', DATABASE_URL: url };
-
-function toUrl(s) {
-  if (s.connectionString) {
-    const u = new URL(s.connectionString);
-    u.pathname = `/${DB}`;
-    return u.toString();
-  }
-  const auth = s.user ? `${encodeURIComponent(s.user)}${s.password ? ':' + encodeURIComponent(s.password) : ''}@` : '';
-  return `postgres://${auth}${s.host ?? 'localhost'}:${s.port ?? 5432}/${s.database}`;
-}
-
-/** Runs a command, returns wall seconds and peak RSS in MB (via GNU time when present). */
-function timed(cmd, args, opts = {}) {
-  const gnuTime = existsSync('/usr/bin/time');
-  const started = performance.now();
-  const r = gnuTime
-    ? spawnSync('/usr/bin/time', ['-f', '%M', cmd, ...args], { env: childEnv, encoding: 'utf8', ...opts })
-    : spawnSync(cmd, args, { env: childEnv, encoding: 'utf8', ...opts });
-  const seconds = (performance.now() - started) / 1000;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
-  const rssKb = gnuTime ? Number(r.stderr.trim().split('\n').pop()) : NaN;
-  return { seconds, rssMb: rssKb / 1024, stdout: r.stdout };
-}
+const { url, serverVersion, source } = await scratchDatabase('invoices_bench');
+const childEnv = envFor(url);
+const timed = (cmd, args, opts = {}) => run(cmd, args, { env: childEnv, ...opts });
 
 const results = { machine: machine(), serverVersion, invoices: INVOICES, customers: CUSTOMERS };
 
@@ -118,7 +68,7 @@ if (has('psql')) {
     'ALTER TABLE invoices ADD CONSTRAINT invoices_pkey PRIMARY KEY (invoice_id, issue_date)',
     'ALTER TABLE invoice_ids ADD CONSTRAINT invoice_ids_pkey PRIMARY KEY (invoice_id) INCLUDE (issue_date)', 'COMMIT').seconds;
   log('floor: psql \\copy into an UNLOGGED table with no keys, checks or indexes');
-  results.copyFloor = psql('CREATE UNLOGGED TABLE bench_floor (LIKE invoices)', copy.replace('invoices (', 'bench_floor ('), 'DROP TABLE bench_floor').seconds;
+  results.copyFloor = psql('CREATE UNLOGGED TABLE bench_floor (invoice_id bigint, issue_date timestamptz, issuer_id bigint, receiver_id bigint, amount numeric(14,2))', copy.replace('invoices (', 'bench_floor ('), 'DROP TABLE bench_floor').seconds;
   rmSync(file, { force: true });
   rmSync(idsFile, { force: true });
   psql('VACUUM ANALYZE invoices, invoice_ids');
@@ -257,14 +207,13 @@ if (process.env.REDIS_URL) {
 
 // --- report ---------------------------------------------------------------------------------
 const r = results;
-const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) ? (a / b).toFixed(2) + 'x' : 'n/a');
 const seedRate = r.seed.rowsPerSecond;
 const plainRate = r.copyPlain ? INVOICES / r.copyPlain : NaN;
 const tunedRate = r.copyTuned ? INVOICES / r.copyTuned : NaN;
 const floorRate = r.copyFloor ? INVOICES / r.copyFloor : NaN;
-const section = `## Foundation: seed and get (\`npm run bench\`, ${new Date().toISOString().slice(0, 10)})
+const section = `## Foundation: seed and get (\`npm run bench\`, ${today()})
 
-Machine: ${r.machine}. Server: PostgreSQL ${r.serverVersion} (${config.target.source}). ${fmt(INVOICES)} invoices, ${fmt(CUSTOMERS)} customers.
+Machine: ${r.machine}. Server: PostgreSQL ${r.serverVersion} (${source}). ${fmt(INVOICES)} invoices, ${fmt(CUSTOMERS)} customers.
 
 | measure | figure | reference (same run) | ratio | target |
 | --- | --- | --- | --- | --- |
@@ -282,9 +231,9 @@ writeSection('foundation', section);
 {
   const p = r.partitions;
   const ms = (x) => `${x.p50.toFixed(3)} / ${x.p99.toFixed(3)} ms`;
-  writeSection('partitions', `## Lookups by id across partitions (\`npm run bench\`, ${new Date().toISOString().slice(0, 10)})
+  writeSection('partitions', `## Lookups by id across partitions (\`npm run bench\`, ${today()})
 
-Same machine and rows as above: \`invoices\` in ${p.partitions} partitions (${MONTHS} months + DEFAULT) against
+Same machine and rows as above: \`invoices\` in ${p.partitions} partitions (${p.partitions - 1} months + DEFAULT) against
 \`invoices_flat\`, an unpartitioned copy with a primary key on invoice_id; the same ${fmt(ids.length - 300)} ids,
 interleaved per id, prepared statements, one connection.
 
@@ -299,7 +248,7 @@ interleaved per id, prepared statements, one connection.
 if (r.cache) {
   const c = r.cache;
   const ms = (x) => `${x.p50.toFixed(3)} / ${x.p99.toFixed(3)} ms`;
-  writeSection('cache', `## Cache: \`invoices get\` through Redis (\`npm run bench\` with REDIS_URL, ${new Date().toISOString().slice(0, 10)})
+  writeSection('cache', `## Cache: \`invoices get\` through Redis (\`npm run bench\` with REDIS_URL, ${today()})
 
 Same machine, server and ${fmt(INVOICES)} invoices as above; the same ${fmt(ids.length)} ids looked up three ways in one
 process (interleaved per id, after a warm-up): PostgreSQL alone, a cache miss, a cache hit.
@@ -312,20 +261,3 @@ process (interleaved per id, after a warm-up): PostgreSQL alone, a cache miss, a
 `);
 }
 process.exitCode = 0;
-
-/** Replaces the named section of BENCHMARKS.md (between its markers), or appends it. */
-function writeSection(name, text) {
-  const file = path.join(root, 'BENCHMARKS.md');
-  const start = `<!-- bench:${name} -->`;
-  const end = `<!-- /bench:${name} -->`;
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nWritten by `npm run bench`; each section is replaced by its own benchmark.\n\n';
-  const block = `${start}\n${text}${end}`;
-  doc = doc.includes(start) ? doc.replace(new RegExp(`${start}[\\s\\S]*?${end}`), () => block) : doc + '\n' + block + '\n';
-  writeFileSync(file, doc);
-  process.stdout.write(text);
-}
-
-function machine() {
-  const cpus = os.cpus();
-  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}, Node ${process.versions.node}`;
-}
