@@ -108,6 +108,74 @@ Examples:
   $ invoices index --format json`)
     .action(lazy(() => import('./commands/index.js')));
 
+  program.command('export')
+    .description('export invoices (hive-partitioned by month) and customers to a Parquet lake; incremental, atomic per month')
+    .option('--out <dir>', 'the lake directory', './lake')
+    .option('--full', 'rewrite every month, ignoring the manifest')
+    .option('--verify', 'after exporting, reconcile rows and sum(amount) per month with PostgreSQL; exit 1 on any difference')
+    .option('--verify-only', 'reconcile the lake with PostgreSQL without exporting')
+    .addHelpText('after', `
+Examples:
+  $ invoices export                          ./lake: only the months that changed since the last run
+  $ invoices export --out /data/lake --full  rewrite everything
+  $ invoices export --verify --quiet         cron: export, then exit 1 if a month differs from PostgreSQL
+
+Layout: <dir>/invoices/month=YYYY-MM/part-0.parquet, <dir>/customers/part-0.parquet, <dir>/_manifest.json.
+Rows are exported up to a transaction-id watermark, so a transaction that commits late is picked up
+by the next run; months whose rows were updated or deleted are rewritten too.`)
+    .action(lazy(() => import('./commands/export.js')));
+
+  program.command('group')
+    .description('invoices of the last N calendar months grouped by issuer, receiver or customer (exact totals)')
+    .requiredOption('--months <n>', 'the N calendar months ending with the month of --as-of (the current month included)')
+    .requiredOption('--by <party>', 'issuer, receiver or customer (issued + received, and net)')
+    .option('--as-of <date>', 'a day in the last month of the window (YYYY-MM-DD, UTC; default: today)')
+    .option('--top <k>', 'only the K customers with the largest totals')
+    .option('--engine <engine>', 'auto, postgres or duckdb (the lake plus what it does not hold yet)', 'auto')
+    .option('--lake <dir>', 'the lake written by `invoices export`', './lake')
+    .option('--chart', 'draw the totals as a bar chart')
+    .addHelpText('after', `
+Examples:
+  $ invoices group --months 6 --by issuer --top 10
+  $ invoices group --months 12 --by customer --as-of 2026-06-30 --format csv > customers.csv
+  $ invoices group --months 3 --by receiver --top 15 --chart
+  $ invoices group --months 6 --by issuer --engine postgres      the live table, no lake
+
+The window is printed on stderr, with the engine that answered and why. Amounts are exact
+decimal strings; average is total / invoices rounded half away from zero to the cent.`)
+    .action(lazy(() => import('./commands/group.js')));
+
+  program.command('query')
+    .description('DuckDB SQL over the lake (invoices, customers) and side files: CSV, JSON, NDJSON, Parquet, text')
+    .argument('<sql>', 'one SQL statement (DuckDB dialect)')
+    .option('--with <name=path>', 'a side source as a table NAME (repeatable); format from the extension or NAME=PATH:format', (v: string, acc: string[] = []) => [...acc, v])
+    .option('--lake <dir>', 'the lake written by `invoices export`', './lake')
+    .addHelpText('after', `
+Examples:
+  $ invoices query "SELECT month, count(*), sum(amount) FROM invoices GROUP BY ALL ORDER BY 1"
+  $ invoices query "SELECT c.segment, sum(i.amount) FROM invoices i JOIN crm c ON c.customer_id = i.issuer_id GROUP BY ALL" --with crm=fixtures/crm.csv
+  $ invoices query "SELECT line_number, line FROM notes WHERE line ILIKE '%overdue%'" --with notes=fixtures/notes.txt
+
+Formats: .csv, .json (nested objects and arrays), .ndjson/.jsonl, .parquet, .txt/.log (columns line_number, line).`)
+    .action(lazy(() => import('./commands/query.js')));
+
+  program.command('join')
+    .description('invoice totals per attribute of a side source joined to customers, with a report of unmatched keys')
+    .requiredOption('--with <name=path>', 'the side source (CSV, JSON, NDJSON, Parquet)')
+    .requiredOption('--on <side=customers>', 'the side column and the customers column it matches (default customers column: id)')
+    .option('--by <columns>', 'side attributes to group by, comma-separated: col, struct.field, list[] (default: every other column)')
+    .option('--party <party>', 'which party of an invoice the side row describes: issuer or receiver', 'issuer')
+    .option('--months <n>', 'only the last N calendar months (as in group)')
+    .option('--as-of <date>', 'with --months: a day in the last month (YYYY-MM-DD, UTC)')
+    .option('--lake <dir>', 'the lake written by `invoices export`', './lake')
+    .option('--unmatched', 'print the unmatched keys instead of the totals')
+    .addHelpText('after', `
+Examples:
+  $ invoices join --with crm=fixtures/crm.csv --on customer_id=id --by segment,region
+  $ invoices join --with risk=fixtures/risk.json --on customer_id --by 'risk.flags[]'
+  $ invoices join --with crm=fixtures/crm.csv --on customer_id --unmatched --format csv`)
+    .action(lazy(() => import('./commands/join.js')));
+
   program.command('db')
     .description('manage the embedded PostgreSQL (used when no database is configured)')
     .addArgument(new Argument('<action>', 'start, stop, status or url').choices(['start', 'stop', 'status', 'url']))

@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { exportLake, type MonthOutcome } from '../lake/export.js';
+import { verifyLake, type MonthCheck } from '../lake/verify.js';
+import { createProgress, fmtInt } from '../output/progress.js';
+import type { Column } from '../output/render.js';
+import { commandContext, requireOwnTables, interruptSignal } from './context.js';
+
+interface ExportOptions {
+  out: string;
+  full?: boolean;
+  verify?: boolean;
+  verifyOnly?: boolean;
+}
+
+const OUTCOME_COLUMNS: Column<MonthOutcome>[] = [
+  { key: 'month' },
+  { key: 'action' },
+  { key: 'rows', kind: 'int' },
+  { key: 'sum', kind: 'money' },
+  { key: 'reason' },
+];
+
+const CHECK_COLUMNS: Column<MonthCheck & { status: string }>[] = [
+  { key: 'month' },
+  { key: 'lake_rows', kind: 'int' },
+  { key: 'postgres_rows', kind: 'int' },
+  { key: 'lake_sum', kind: 'money' },
+  { key: 'postgres_sum', kind: 'money' },
+  { key: 'status' },
+];
+
+export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
+  if (opts.verifyOnly && (opts.full || opts.verify)) throw new UsageError('--verify-only does not export: it goes without --full and --verify');
+  const ctx = commandContext(cmd);
+  requireOwnTables(ctx, 'export');
+  if (!opts.verifyOnly) {
+    const signal = interruptSignal(ctx.log);
+    const progress = createProgress('export', { quiet: ctx.quiet, tty: ctx.tty });
+    const r = await exportLake(ctx, {
+      out: opts.out,
+      full: opts.full,
+      signal,
+      log: ctx.log,
+      onProgress: (p) => progress.update(p.done, p.total),
+    });
+    progress.stop();
+    const written = r.months.filter((m) => m.action === 'written').length;
+    const removed = r.months.filter((m) => m.action === 'removed').length;
+    ctx.log.info(
+      `exported ${fmtInt(r.rowsWritten)} invoices in ${written} month(s) (${r.months.length - written - removed} unchanged, ${removed} removed) and ${fmtInt(r.customers)} customers to ${r.out} ` +
+        `in ${r.seconds.toFixed(1)} s (${fmtInt(Math.round(r.rowsPerSecond))} rows/s); watermark ${r.watermark}${r.previousWatermark ? ` (was ${r.previousWatermark})` : ''}`,
+    );
+    if (!opts.verify) {
+      await ctx.printRows(r.months, OUTCOME_COLUMNS);
+      return;
+    }
+  }
+  const v = await verifyLake(ctx, opts.out);
+  await ctx.printRows(v.months.map((m) => ({ ...m, status: m.ok ? 'ok' : 'DIFFERENT' })), CHECK_COLUMNS);
+  const bad = v.months.filter((m) => !m.ok);
+  if (bad.length) {
+    ctx.log.warn(`verify: ${bad.length} month(s) differ between the lake and PostgreSQL (rows below watermark ${v.watermark}): ${bad.map((m) => m.month).join(', ')}; run \`invoices export\` (or --full)`);
+    process.exitCode = 1;
+  } else {
+    ctx.log.info(`verify: ${v.months.length} month(s) match PostgreSQL exactly (rows and sum(amount), watermark ${v.watermark})`);
+  }
+}
