@@ -5,56 +5,24 @@
 // Scratch database `invoices_bench_analytics` (dropped and recreated) on the server the CLI would
 // use (DATABASE_URL, ..., else the embedded server). BENCH_INVOICES (default 10,000,000).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { DuckDBInstance } from '@duckdb/node-api';
-import { resolveConfig, withDotEnv } from '../dist/config.js';
-import { connectionSettings } from '../dist/db/client.js';
+import { resolveConfig } from '../dist/config.js';
 import { groupInvoices } from '../dist/analytics/group.js';
 import { monthWindow } from '../dist/analytics/window.js';
+import { AS_OF, childEnv as envFor, cli, CUSTOMERS, fmt, INVOICES, log, machine, median, ratio, scratchDatabase, today, writeSection } from './lib.js';
 
-const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const cli = path.join(root, 'bin', 'invoices.js');
-const INVOICES = Number(process.env.BENCH_INVOICES ?? 10_000_000);
-const CUSTOMERS = Math.max(2, Math.round(INVOICES / 50));
-const AS_OF = '2026-11-25';
 const MONTHS = 24;
-const DB = 'invoices_bench_analytics';
 const REPEAT = 5;
 
-const log = (m) => process.stderr.write(m + '\n');
-const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const ratio = (a, b) => `${(a / b).toFixed(2)}x`;
-
-// --- the server and a scratch database -------------------------------------------------
-const env = withDotEnv(process.env, process.cwd());
-const config = resolveConfig({ env, cwd: process.cwd() });
-const admin = await connectionSettings({ config });
-const adminClient = new pg.Client({ ...admin });
-await adminClient.connect();
-await adminClient.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-await adminClient.query(`CREATE DATABASE ${DB}`);
-const serverVersion = (await adminClient.query('SHOW server_version')).rows[0].server_version;
-await adminClient.end();
-const url = toUrl({ ...admin, database: DB });
-const childEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TZ: 'UTC', DATABASE_URL: url };
+const { url, serverVersion } = await scratchDatabase('invoices_bench_analytics');
+const childEnv = envFor(url);
 const ctx = { config: resolveConfig({ databaseUrl: url, env: {}, cwd: process.cwd() }) };
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'invoices-bench-analytics-'));
 chmodSync(scratch, 0o755);
-
-function toUrl(s) {
-  if (s.connectionString) {
-    const u = new URL(s.connectionString);
-    u.pathname = `/${DB}`;
-    return u.toString();
-  }
-  const auth = s.user ? `${encodeURIComponent(s.user)}${s.password ? ':' + encodeURIComponent(s.password) : ''}@` : '';
-  return `postgres://${auth}${s.host ?? 'localhost'}:${s.port ?? 5432}/${s.database}`;
-}
 
 /** Runs a command through sh, returns wall seconds and peak RSS in MB (GNU time). */
 function timed(command, opts = {}) {
@@ -129,7 +97,7 @@ rmSync(scratch, { recursive: true, force: true });
 const m = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, median(v)]));
 const rate = (s) => `${fmt(INVOICES / s)} rows/s`;
 const peakRss = Math.max(...rounds.rss);
-writeSection('analytics', `## Use cases 2 and 3: export and group (\`node bench/analytics.js\`, ${new Date().toISOString().slice(0, 10)})
+writeSection('analytics', `## Use cases 2 and 3: export and group (\`node bench/analytics.js\`, ${today()})
 
 ${machine()}; PostgreSQL ${serverVersion}; ${fmt(INVOICES)} invoices over ${MONTHS} months, ${fmt(CUSTOMERS)} customers
 (\`invoices seed\`). Medians of 3 rounds (export) and ${REPEAT} runs (group), every reference measured in the same run on the same rows.
@@ -152,20 +120,3 @@ in the export's snapshot into a named pipe that DuckDB's CSV reader consumes as 
 \`month=YYYY-MM/part-0.parquet\`; two months at a time (PostgreSQL, psql and DuckDB all run at once;
 nothing is buffered beyond the pipe). The naive pipeline writes the whole CSV to disk first, then converts it. group's duckdb engine: ${reason}.
 `);
-
-/** Replaces the named section of BENCHMARKS.md (between its markers), or appends it. */
-function writeSection(name, text) {
-  const file = path.join(root, 'BENCHMARKS.md');
-  const start = `<!-- bench:${name} -->`;
-  const end = `<!-- /bench:${name} -->`;
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nWritten by `npm run bench`; each section is replaced by its own benchmark.\n\n';
-  const block = `${start}\n${text}${end}`;
-  doc = doc.includes(start) ? doc.replace(new RegExp(`${start}[\\s\\S]*?${end}`), () => block) : doc + '\n' + block + '\n';
-  writeFileSync(file, doc);
-  process.stdout.write(text);
-}
-
-function machine() {
-  const cpus = os.cpus();
-  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()} ${os.release()}, Node ${process.versions.node}`;
-}
