@@ -1,6 +1,7 @@
 // `invoices partition` and `invoices index` on the partitioned layout, and their refusal on a plain table.
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getInvoice } from '../src/lookup/get-invoice.js';
 import { createDatabase, runCli, seedWithCli, withPg, type TestDatabase } from './helpers.js';
 
 const AS_OF = '2026-03-10';
@@ -86,6 +87,26 @@ describe('partition', () => {
     // Uniqueness still holds for the moved rows.
     await expect(withPg(db.url, (c) => c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (900002, '2026-01-05', 1, 2, 1)")))
       .rejects.toMatchObject({ code: '23505' });
+  });
+});
+
+describe('get on the partitioned layout, in one long-lived connection', () => {
+  it('finds rows that moved partition or arrived after it read the id ranges', async () => {
+    await withPg(db.url, async (c) => {
+      const first = await getInvoice(c, 10n); // reads partitions and their id ranges once
+      expect(first.invoice_id).toBe('10');
+      // Moved to another month: the id range still points at the old partition; invoice_ids knows better.
+      await c.query("UPDATE invoices SET issue_date = '2027-08-15T12:00:00Z' WHERE invoice_id = 10");
+      // (a plain pg client: dates come back as Date objects)
+      const iso = (v: unknown) => new Date(v as string).toISOString();
+      const moved = await getInvoice(c, 10n);
+      expect([moved.invoice_id, iso(moved.issue_date)]).toEqual(['10', '2027-08-15T12:00:00.000Z']);
+      // A new id in an old month, beyond every range read before.
+      await c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (990001, '2026-01-10T00:00:00Z', 3, 4, 99.99)");
+      const late = await getInvoice(c, 990001n);
+      expect([late.invoice_id, late.amount, iso(late.issue_date)]).toEqual(['990001', '99.99', '2026-01-10T00:00:00.000Z']);
+      await expect(getInvoice(c, 990002n)).rejects.toMatchObject({ exitCode: 3 });
+    });
   });
 });
 
