@@ -21,7 +21,7 @@
 import type { Client } from '../db/client.js';
 import { InterruptedError, InvoicesError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { sqlFile } from './apply.js';
+import { detectLayout, sqlFile } from './apply.js';
 import { DEFAULT_PARTITION, monthBounds, partitionName, PARENT, type Month } from './partitions.js';
 
 /** The partitioned table while it is being filled; renamed to `invoices` at the switch. */
@@ -372,11 +372,6 @@ async function readState(client: Client): Promise<StateRow | null> {
   return rows[0] ?? null;
 }
 
-async function layoutOf(client: Client): Promise<'partitioned' | 'plain' | 'missing'> {
-  const { rows: [r] } = await client.query<{ relkind: string | null }>('SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)) AS relkind', [PARENT]);
-  return r.relkind === 'p' ? 'partitioned' : r.relkind ? 'plain' : 'missing';
-}
-
 /** Rows per month of issue_date (UTC) in the old table: one scan. */
 async function monthsOf(client: Client, s: Sql): Promise<Array<{ month: Month; rows: number }>> {
   const { rows } = await client.query<{ month: string | null; n: string }>(
@@ -638,7 +633,7 @@ export function repointForeignKey(def: string): string {
  */
 export async function planConversion(client: Client, opts: ConvertOptions): Promise<ConversionPlan> {
   const batchSize = opts.batchSize ?? 100_000;
-  const layout = await layoutOf(client);
+  const { layout } = await detectLayout(client);
   const state = await readState(client);
   const empty: ConversionPlan = {
     status: 'done', phase: state?.phase ?? null, rows: 0, copiedRows: 0, months: [], partitions: [], prepare: [], backfill: '',
@@ -1208,7 +1203,7 @@ async function finish(client: Client, log: Logger, result: ConvertResult): Promi
 export async function cancelConversion(client: Client, opts: Pick<ConvertOptions, 'lockTimeoutMs' | 'lockRetries' | 'signal' | 'log'> & { dryRun?: boolean }): Promise<{ cancelled: boolean; statements: string[] }> {
   const log = opts.log ?? silentLogger;
   const state = await readState(client);
-  const layout = await layoutOf(client);
+  const { layout } = await detectLayout(client);
   if (!state && layout !== 'partitioned') {
     const { rows: [leftover] } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [NEW_TABLE]);
     if (!leftover.ok) return { cancelled: false, statements: [] };
