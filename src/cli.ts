@@ -76,7 +76,7 @@ warns once and answers from PostgreSQL (exit 0), unless --cache-required.`)
 
   program.command('partition')
     .description('create monthly partitions of invoices (months in the DEFAULT partition + months ahead); check them; convert a plain table')
-    .option('--ahead <n>', 'months ahead of the current one to create', '3')
+    .option('--ahead <n>', 'months ahead of the current one to create (default: 3)')
     .option('--check', 'report partitions, rows and sizes; exit 1 when rows sit in DEFAULT or months ahead are missing')
     .option('--convert', 'convert a plain invoices table into the partitioned layout, online')
     .option('--dry-run', 'print the SQL instead of running it')

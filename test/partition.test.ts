@@ -22,41 +22,44 @@ afterAll(async () => {
 });
 
 describe('partition', () => {
-  it('seed created one partition per month of its window, plus DEFAULT, and nothing sits in DEFAULT', async () => {
-    expect(await partitions()).toEqual(['invoices_default', 'invoices_p2025_12', 'invoices_p2026_01', 'invoices_p2026_02', 'invoices_p2026_03']);
+  it('seed created one partition per month of its window and 3 ahead, plus DEFAULT, and nothing sits in DEFAULT', async () => {
+    expect(await partitions()).toEqual([
+      'invoices_default', 'invoices_p2025_12', 'invoices_p2026_01', 'invoices_p2026_02', 'invoices_p2026_03',
+      'invoices_p2026_04', 'invoices_p2026_05', 'invoices_p2026_06',
+    ]);
     expect(await one('SELECT count(*)::int AS n FROM invoices_default')).toEqual({ n: 0 });
     expect(await one('SELECT (SELECT count(*) FROM invoices)::int AS invoices, (SELECT count(*) FROM invoice_ids)::int AS ids')).toEqual({ invoices: 3000, ids: 3000 });
   });
 
   it('--check exits 1 while months ahead are missing, and says how to fix it', async () => {
-    const r = await cli(['partition', '--check', '--as-of', AS_OF, '--ahead', '2', '--json']);
+    const r = await cli(['partition', '--check', '--as-of', AS_OF, '--ahead', '5', '--json']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('no partition yet for 2026-04, 2026-05');
+    expect(r.stderr).toContain('no partition yet for 2026-07, 2026-08');
     const report = JSON.parse(r.stdout) as Array<{ name: string; rows: number }>;
     expect(report.reduce((s, p) => s + p.rows, 0)).toBe(3000);
     expect(report.find((p) => p.name === 'invoices_p2026_03')?.rows).toBeGreaterThan(0);
   });
 
   it('--dry-run prints the SQL and changes nothing', async () => {
-    const r = await cli(['partition', '--as-of', AS_OF, '--ahead', '2', '--dry-run']);
+    const r = await cli(['partition', '--as-of', AS_OF, '--ahead', '5', '--dry-run']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('CREATE TABLE invoices_p2026_04 PARTITION OF invoices');
-    expect(r.stdout).toContain('CREATE TABLE invoices_p2026_05 PARTITION OF invoices');
-    expect(await partitions()).toHaveLength(5);
+    expect(r.stdout).toContain('CREATE TABLE invoices_p2026_07 PARTITION OF invoices');
+    expect(r.stdout).toContain('CREATE TABLE invoices_p2026_08 PARTITION OF invoices');
+    expect(await partitions()).toHaveLength(8);
   });
 
   it('creates the months ahead, then a re-run has nothing to do and --check passes', async () => {
-    const first = await cli(['partition', '--as-of', AS_OF, '--ahead', '2', '--json']);
+    const first = await cli(['partition', '--as-of', AS_OF, '--ahead', '5', '--json']);
     expect(first.code).toBe(0);
     expect(JSON.parse(first.stdout)).toEqual([
-      { partition: 'invoices_p2026_04', month: '2026-04', moved_rows: 0 },
-      { partition: 'invoices_p2026_05', month: '2026-05', moved_rows: 0 },
+      { partition: 'invoices_p2026_07', month: '2026-07', moved_rows: 0 },
+      { partition: 'invoices_p2026_08', month: '2026-08', moved_rows: 0 },
     ]);
-    const again = await cli(['partition', '--as-of', AS_OF, '--ahead', '2']);
+    const again = await cli(['partition', '--as-of', AS_OF, '--ahead', '5']);
     expect(again.code).toBe(0);
     expect(again.stdout).toBe('');
     expect(again.stderr).toContain('nothing to create');
-    const check = await cli(['partition', '--check', '--as-of', AS_OF, '--ahead', '2', '--json']);
+    const check = await cli(['partition', '--check', '--as-of', AS_OF, '--ahead', '5', '--json']);
     expect(check.code).toBe(0);
   });
 

@@ -2,11 +2,11 @@ import type { Command } from 'commander';
 import { withClient } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { fmtInt } from '../output/progress.js';
-import { addMonths, checkPartitions, createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
+import { addMonths, checkPartitions, DEFAULT_AHEAD, createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
 import { commandContext, positiveInt, requireOwnTables } from './context.js';
 
 export interface PartitionFlags {
-  ahead: string;
+  ahead?: string;
   check?: boolean;
   convert?: boolean;
   dryRun?: boolean;
@@ -18,7 +18,7 @@ export interface PartitionFlags {
 }
 
 export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
-  const ahead = positiveInt('--ahead', flags.ahead, { allowZero: true });
+  const ahead = flags.ahead === undefined ? DEFAULT_AHEAD : positiveInt('--ahead', flags.ahead, { allowZero: true });
   const today = flags.asOf ? parseMonth(flags.asOf) : monthOf(new Date());
   const aheadMonths = monthRange(today, addMonths(today, ahead));
   const ctx = commandContext(cmd);

@@ -7,6 +7,8 @@ import { detectLayout } from './apply.js';
 
 export const PARENT = 'invoices';
 export const DEFAULT_PARTITION = 'invoices_default';
+/** Months ahead of the current one that `invoices partition` (and `seed`) create by default. */
+export const DEFAULT_AHEAD = 3;
 
 /** A calendar month, UTC: 'YYYY-MM'. */
 export type Month = string;

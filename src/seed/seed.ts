@@ -6,7 +6,7 @@ import { transaction } from '../db/transaction.js';
 import { BinaryCopyWriter } from '../db/copy-binary.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { applySchema } from '../schema/apply.js';
-import { createPartition, monthBounds, monthOf, monthRange, partitionName, planPartitions } from '../schema/partitions.js';
+import { addMonths, createPartition, DEFAULT_AHEAD, monthBounds, monthOf, monthRange, partitionName, planPartitions } from '../schema/partitions.js';
 import { generateCustomers } from './customers.js';
 import { InvoiceGenerator, IssueDates, issuerOrder, type InvoiceRow } from './invoices.js';
 
@@ -95,6 +95,8 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     const dates = new IssueDates(plan);
     const loadCustomers = () => copyCustomers(client, opts, firstCustomerId, (i) => rank[i], startMicros);
     const windowMonths = monthRange(monthOf(new Date(startMicros / 1000)), monthOf(new Date(endMicros / 1000 - 1)));
+    // The window's months, and the months ahead of the as-of month as `invoices partition` makes them.
+    const partitionMonths = monthRange(windowMonths[0], addMonths(monthOf(opts.asOf), DEFAULT_AHEAD));
     const progress = (done: number) => opts.onProgress?.({ phase: 'invoices', done, total: invoices });
 
     if (!append) {
@@ -103,7 +105,7 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       // rebuild the indexes once. Interrupted, it rolls back and the tables are as they were.
       await transaction(client, async () => {
         await client.query(`TRUNCATE invoices, customers${partitioned ? ', invoice_ids' : ''} RESTART IDENTITY`);
-        if (partitioned) for (const p of await planPartitions(client, windowMonths)) for (const sql of p.statements) await client.query(sql);
+        if (partitioned) for (const p of await planPartitions(client, partitionMonths)) for (const sql of p.statements) await client.query(sql);
         const rebuild = [...(await dropIndexes(client, 'invoices')), ...(writeLocator ? await dropIndexes(client, 'invoice_ids') : [])];
         await loadCustomers();
         const targets = partitioned
@@ -119,7 +121,7 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       });
     } else {
       // Appending to live tables: committed batches, so an interruption keeps whole batches.
-      if (partitioned) for (const p of await planPartitions(client, windowMonths)) await createPartition(client, p);
+      if (partitioned) for (const p of await planPartitions(client, partitionMonths)) await createPartition(client, p);
       await transaction(client, loadCustomers);
       let done = 0;
       while (done < invoices) {
