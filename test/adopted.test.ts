@@ -56,13 +56,23 @@ describe('an adopted table, mapped in invoices.config.json', () => {
   });
 
   it('commands that do not follow a mapping yet refuse it (exit 2) and touch nothing', async () => {
-    for (const args of [['seed', '--customers', '5'], ['init'], ['partition'], ['index']]) {
+    for (const args of [['seed', '--customers', '5'], ['init'], ['partition']]) {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain('table mapping');
     }
     const tables = await withPg(db.url, async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('invoices', 'customers', 'invoice_ids')")).rows[0].n);
     expect(tables).toBe(0);
+  });
+
+  it('index builds the covering indexes on its own columns, concurrently, and lists them', async () => {
+    const r = await cli(['index', '--json']);
+    expect(r.code).toBe(0);
+    const listed = JSON.parse(r.stdout) as Array<{ name: string; definition: string; valid: string }>;
+    expect(listed.map((x) => x.name)).toEqual(['invoice_issuer_date_idx', 'invoice_pkey', 'invoice_receiver_date_idx']);
+    expect(listed.find((x) => x.name === 'invoice_issuer_date_idx')?.definition).toContain('(from_client, issued_at) INCLUDE (amount_usd)');
+    expect(listed.every((x) => x.valid === 'yes')).toBe(true);
+    expect((await cli(['index'])).stderr).toContain('nothing to do');
   });
 
   it('a bad mapping is a one-line config error (exit 2)', async () => {

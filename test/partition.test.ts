@@ -117,8 +117,8 @@ describe('index', () => {
   it('--dry-run plans the covering indexes per partition without building them', async () => {
     const r = await cli(['index', '--dry-run']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('CREATE INDEX invoices_issuer_date_idx ON ONLY invoices (issuer_id, issue_date) INCLUDE (amount)');
-    expect(r.stdout).toContain('CREATE INDEX CONCURRENTLY invoices_p2026_01_receiver_date_idx ON invoices_p2026_01 (receiver_id, issue_date) INCLUDE (amount)');
+    expect(r.stdout).toContain('CREATE INDEX "invoices_issuer_date_idx" ON ONLY "public"."invoices" ("issuer_id", "issue_date") INCLUDE ("amount")');
+    expect(r.stdout).toContain('CREATE INDEX CONCURRENTLY "invoices_p2026_01_receiver_date_idx" ON "public"."invoices_p2026_01" ("receiver_id", "issue_date") INCLUDE ("amount")');
     expect(await one("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE '%issuer_date_idx'")).toEqual({ n: 0 });
   });
 

@@ -80,13 +80,13 @@ export function interruptSignal(log: Logger): AbortSignal {
 
 /**
  * Commands that do not read a table mapping yet refuse one rather than act on the wrong
- * table: with "invoices"/"customers" in the config file only `get` follows it so far.
+ * table: with "invoices"/"customers" in the config file only `get` and `index` follow it so far.
  */
 export function requireOwnTables(ctx: CommandContext, command: string): void {
   const { tables } = ctx.config;
   if (!tables.mapped) return;
   throw new UsageError(
-    `\`invoices ${command}\` works on this tool's own tables (public.invoices, public.customers) and does not follow the table mapping in ${ctx.config.configFile} yet (only \`get\` does): run it without that config file`,
+    `\`invoices ${command}\` works on this tool's own tables (public.invoices, public.customers) and does not follow the table mapping in ${ctx.config.configFile} yet (\`get\` and \`index\` do): run it without that config file`,
   );
 }
 

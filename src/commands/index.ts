@@ -2,13 +2,12 @@ import type { Command } from 'commander';
 import { withClient } from '../db/client.js';
 import { listIndexes, planIndexes } from '../schema/indexes.js';
 import { formatBytes } from './partition.js';
-import { commandContext, requireOwnTables } from './context.js';
+import { commandContext } from './context.js';
 
 export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
-  requireOwnTables(ctx, 'index');
   await withClient(ctx, async (client) => {
-    const steps = await planIndexes(client);
+    const steps = await planIndexes(client, ctx.config.tables);
     if (flags.dryRun) {
       ctx.print(steps.length ? steps.map((s) => `-- ${s.description}\n${s.sql};\n`).join('') : '-- nothing to do: every index exists and is valid\n');
       return;
@@ -20,7 +19,7 @@ export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<vo
       ctx.log.debug(`${((performance.now() - started) / 1000).toFixed(1)} s`);
     }
     if (!steps.length) ctx.log.info('every index exists and is valid: nothing to do');
-    const indexes = await listIndexes(client);
+    const indexes = await listIndexes(client, ctx.config.tables);
     await ctx.printRows(
       indexes.map((x) => ({ ...x, size: formatBytes(x.bytes), valid: x.valid ? 'yes' : 'NO' })),
       [{ key: 'name', label: 'index' }, { key: 'table' }, { key: 'size' }, { key: 'valid' }, { key: 'definition' }],
