@@ -118,7 +118,6 @@ export async function firstBadCsvLine(file: string): Promise<{ line: number; why
   let header: number | undefined;
   let quoted = false;
   let rowStart = 1;
-  let atFieldStart = true;
   let empty = true;
   const endRow = (): { line: number; why: string } | undefined => {
     if (empty && fields === 1) return undefined; // blank line
@@ -135,11 +134,9 @@ export async function firstBadCsvLine(file: string): Promise<{ line: number; why
       }
       if (ch === '"') {
         quoted = true;
-        atFieldStart = false;
         empty = false;
       } else if (ch === ',') {
         fields++;
-        atFieldStart = true;
         empty = false;
       } else if (ch === '\n') {
         const bad = endRow();
@@ -147,10 +144,8 @@ export async function firstBadCsvLine(file: string): Promise<{ line: number; why
         line++;
         rowStart = line;
         fields = 1;
-        atFieldStart = true;
         empty = true;
       } else if (ch !== '\r') {
-        atFieldStart = false;
         empty = false;
       }
     }

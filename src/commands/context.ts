@@ -90,6 +90,14 @@ export function requireOwnTables(ctx: CommandContext, command: string): void {
   );
 }
 
+/** Parses a --as-of style day, YYYY-MM-DD (UTC midnight); a usage error otherwise. */
+export function parseDay(value: string, flag = '--as-of'): Date {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined;
+  if (!d || d.toISOString().slice(0, 10) !== value) throw new UsageError(`${flag} must be a date YYYY-MM-DD, got "${value}"`);
+  return d;
+}
+
 /** Parses a positive integer option or argument, else a usage error naming it. */
 export function positiveInt(name: string, value: string | undefined, { allowZero = false } = {}): number {
   const n = Number(value);

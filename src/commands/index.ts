@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { withClient } from '../db/client.js';
 import { listIndexes, planIndexes } from '../schema/indexes.js';
-import { formatBytes } from './partition.js';
+import { formatBytes } from '../output/render.js';
 import { commandContext } from './context.js';
 
 export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<void> {

@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { withClient } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { fmtInt } from '../output/progress.js';
+import { formatBytes } from '../output/render.js';
 import { addMonths, checkPartitions, DEFAULT_AHEAD, createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
-import { commandContext, positiveInt, requireOwnTables } from './context.js';
+import { commandContext, parseDay, positiveInt, requireOwnTables } from './context.js';
 
 export interface PartitionFlags {
   ahead?: string;
@@ -19,7 +20,7 @@ export interface PartitionFlags {
 
 export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
   const ahead = flags.ahead === undefined ? DEFAULT_AHEAD : positiveInt('--ahead', flags.ahead, { allowZero: true });
-  const today = flags.asOf ? parseMonth(flags.asOf) : monthOf(new Date());
+  const today = monthOf(flags.asOf ? parseDay(flags.asOf) : new Date());
   const aheadMonths = monthRange(today, addMonths(today, ahead));
   const ctx = commandContext(cmd);
   requireOwnTables(ctx, 'partition');
@@ -60,21 +61,4 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
     if (!done.length) ctx.log.info(`partitions up to date through ${aheadMonths[aheadMonths.length - 1]}: nothing to create`);
     else await ctx.printRows(done, [{ key: 'partition' }, { key: 'month' }, { key: 'moved_rows', kind: 'int' }]);
   });
-}
-
-function parseMonth(value: string): string {
-  if (!/^\d{4}-\d{2}(-\d{2})?$/.test(value) || Number.isNaN(Date.parse(value.length === 7 ? `${value}-01` : value))) {
-    throw new UsageError(`--as-of must be a date YYYY-MM-DD, got "${value}"`);
-  }
-  return value.slice(0, 7);
-}
-
-export function formatBytes(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }

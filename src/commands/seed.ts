@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import { seed } from '../seed/seed.js';
-import { commandContext, interruptSignal, positiveInt, requireOwnTables } from './context.js';
+import { commandContext, interruptSignal, parseDay, positiveInt, requireOwnTables } from './context.js';
 
 export interface SeedFlags {
   customers: string;
@@ -45,11 +45,4 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
   } finally {
     progress.stop();
   }
-}
-
-function parseDay(value: string): Date {
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
-  const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined;
-  if (!d || d.toISOString().slice(0, 10) !== value) throw new UsageError(`--as-of must be a date YYYY-MM-DD, got "${value}"`);
-  return d;
 }

@@ -9,7 +9,7 @@ export type Client = pg.Client;
 
 const RAW = (value: string) => value;
 /** PostgreSQL timestamp text (session TimeZone is UTC) to ISO 8601 UTC: "2026-01-02 03:04:05.5+00" -> "2026-01-02T03:04:05.5Z". */
-export const isoUtc = (value: string) => value.replace(' ', 'T').replace(/(\+00(:00)?)?$/, 'Z');
+const isoUtc = (value: string) => value.replace(' ', 'T').replace(/(\+00(:00)?)?$/, 'Z');
 
 // bigint, numeric and timestamps stay exact strings: no float, no millisecond rounding, no local time zone.
 const typeParsers: Record<number, (value: string) => unknown> = {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { ConnectionSettings } from '../config.js';
 import { DatabaseError, InvoicesError } from '../errors.js';
 
-export const EMBEDDED_DATABASE = 'invoices';
+const EMBEDDED_DATABASE = 'invoices';
 const SUPERUSER = 'postgres';
 
 interface State {
@@ -98,7 +98,7 @@ export async function startEmbedded(home: string, log: (line: string) => void = 
 export async function stopEmbedded(home: string): Promise<boolean> {
   return withLock(home, async () => {
     if (!embeddedStatus(home).running) return false;
-    await pgCtl(home, ['stop', '-D', paths(home).dataDir, '-m', 'fast', '-w', '-t', '60', '-s']);
+    await pgCtl(['stop', '-D', paths(home).dataDir, '-m', 'fast', '-w', '-t', '60', '-s']);
     return true;
   });
 }
@@ -157,7 +157,7 @@ async function start(home: string): Promise<void> {
   const port = previous && (await portFree(previous)) ? previous : await freePort();
   writeFileSync(p.state, JSON.stringify({ port } satisfies State) + '\n');
   try {
-    await pgCtl(home, ['start', '-D', p.dataDir, '-l', p.log, '-w', '-t', '60', '-s', '-o', `-p ${port}`]);
+    await pgCtl(['start', '-D', p.dataDir, '-l', p.log, '-w', '-t', '60', '-s', '-o', `-p ${port}`]);
   } catch (err) {
     const tail = existsSync(p.log) ? readFileSync(p.log, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
     throw new DatabaseError(`the embedded PostgreSQL did not start (log ${p.log}): ${tail || (err as Error).message}`, { cause: err });
@@ -176,7 +176,7 @@ async function createDatabase(settings: ConnectionSettings): Promise<void> {
   }
 }
 
-function pgCtl(home: string, args: string[]): Promise<string> {
+function pgCtl(args: string[]): Promise<string> {
   return run(bin('pg_ctl'), args, postgresOwner());
 }
 

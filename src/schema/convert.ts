@@ -23,6 +23,7 @@ import { InterruptedError, InvoicesError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { detectLayout, sqlFile } from './apply.js';
 import { DEFAULT_PARTITION, monthBounds, partitionName, PARENT, type Month } from './partitions.js';
+import { quoteIdent } from '../tables.js';
 
 /** The partitioned table while it is being filled; renamed to `invoices` at the switch. */
 export const NEW_TABLE = 'invoices_part';
@@ -169,13 +170,13 @@ interface StateRow {
   started_at: string;
 }
 
-/** Identifier quoting: bare when PostgreSQL would read it back unchanged, else escapeIdentifier. */
+/** Identifier quoting: bare when PostgreSQL would read it back unchanged, else quoted by the project's one helper. */
 type Quote = (name: string) => string;
 
 async function quoter(client: Client): Promise<Quote> {
   const { rows } = await client.query<{ word: string }>("SELECT word FROM pg_get_keywords() WHERE catcode <> 'U'");
   const keywords = new Set(rows.map((r) => r.word));
-  return (name) => (/^[a-z_][a-z0-9_]*$/.test(name) && !keywords.has(name) ? name : client.escapeIdentifier(name));
+  return (name) => (/^[a-z_][a-z0-9_]*$/.test(name) && !keywords.has(name) ? name : quoteIdent(name));
 }
 
 async function inspectTable(client: Client, q: Quote): Promise<TableFacts> {
@@ -1162,7 +1163,7 @@ async function finish(client: Client, log: Logger, result: ConvertResult): Promi
   );
   for (const f of fks) {
     try {
-      await client.query(`ALTER TABLE ${f.table} VALIDATE CONSTRAINT ${client.escapeIdentifier(f.name)}`);
+      await client.query(`ALTER TABLE ${f.table} VALIDATE CONSTRAINT ${quoteIdent(f.name)}`);
       log.info(`validated foreign key ${f.name} on ${f.table} against ${LOCATOR}`);
     } catch (err) {
       const w = `foreign key ${f.name} on ${f.table} stays NOT VALID (${(err as Error).message}): new rows are checked; fix the old ones and VALIDATE it`;

@@ -4,6 +4,7 @@ import type { Client } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';
 import { detectLayout } from './apply.js';
+import { quoteIdent } from '../tables.js';
 
 export const PARENT = 'invoices';
 export const DEFAULT_PARTITION = 'invoices_default';
@@ -159,8 +160,8 @@ export async function checkPartitions(client: Client, ahead: Month[]): Promise<P
   const partitions: PartitionReport['partitions'] = [];
   for (const p of parts) {
     const { rows } = await client.query<{ rows: string; bytes: string }>(
-      `SELECT (SELECT count(*) FROM ${client.escapeIdentifier(p.name)}) AS rows, pg_total_relation_size($1::regclass) AS bytes`,
-      [client.escapeIdentifier(p.name)],
+      `SELECT (SELECT count(*) FROM ${quoteIdent(p.name)}) AS rows, pg_total_relation_size($1::regclass) AS bytes`,
+      [quoteIdent(p.name)],
     );
     partitions.push({ name: p.name, from: p.from ?? null, to: p.to ?? null, rows: Number(rows[0].rows), bytes: Number(rows[0].bytes) });
   }

@@ -6,7 +6,7 @@
 //   and a business that grows ~3% a month.
 import { AliasTable, Random, zipfWeights } from './random.js';
 
-export const DAY_MICROS = 86_400_000_000;
+const DAY_MICROS = 86_400_000_000;
 const MAX_CENTS = 99_999_999_999_999; // numeric(14,2)
 /** Relative invoice volume per calendar month, January first. */
 const SEASON = [0.9, 0.95, 1.1, 1.0, 1.0, 1.08, 0.88, 0.85, 1.05, 1.05, 1.18, 1.28];

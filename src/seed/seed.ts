@@ -9,6 +9,7 @@ import { applySchema } from '../schema/apply.js';
 import { addMonths, createPartition, DEFAULT_AHEAD, monthBounds, monthOf, monthRange, partitionName, planPartitions } from '../schema/partitions.js';
 import { generateCustomers } from './customers.js';
 import { InvoiceGenerator, IssueDates, issuerOrder, type InvoiceRow } from './invoices.js';
+import { quoteIdent } from '../tables.js';
 
 export interface SeedOptions {
   customers: number;
@@ -191,7 +192,7 @@ async function dropIndexes(client: Client, table: string): Promise<string[]> {
   const rebuild: string[] = [];
   for (const r of rows) {
     if (r.conname && r.condef) {
-      const con = client.escapeIdentifier(r.conname);
+      const con = quoteIdent(r.conname);
       await client.query(`ALTER TABLE ${table} DROP CONSTRAINT ${con}`);
       rebuild.push(`ALTER TABLE ${table} ADD CONSTRAINT ${con} ${r.condef}`);
     } else {
