@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import { ExitCode, InvoicesError } from './errors.js';
+import { MODEL_VERSION } from './risk/model.js';
 
 type Loader = () => Promise<{ run: (...args: never[]) => Promise<void> }>;
 const lazy = (load: Loader) => async (...args: unknown[]) => (await load()).run(...(args as never[]));
@@ -175,6 +176,34 @@ Examples:
   $ invoices join --with risk=fixtures/risk.json --on customer_id --by 'risk.flags[]'
   $ invoices join --with crm=fixtures/crm.csv --on customer_id --unmatched --format csv`)
     .action(lazy(() => import('./commands/join.js')));
+
+  program.command('risk')
+    .description('score new invoices with the risk model, exactly once (use case 4); status, verify, explain, init')
+    .addArgument(new Argument('[action]', 'status, verify, explain <id> or init (default: score)').choices(['run', 'status', 'verify', 'explain', 'init']))
+    .argument('[id]', 'invoice id, for explain')
+    .option('--since <when>', 'last: invoices committed since the watermark; all: (re)score everything; YYYY-MM-DD: (re)score those issued since that day', 'last')
+    .option('--follow', 'keep running: score new invoices within a second of their commit (Ctrl-C or SIGTERM stops it)')
+    .option('--limit <n>', 'score at most N invoices in this run')
+    .option('--batch-size <n>', 'invoices per transaction', '50000')
+    .option('--model-version <v>', 'model version: scores, watermark and lock are per version', MODEL_VERSION)
+    .option('--retry-failed', 'score the dead letters again; those that score leave the dead-letter table')
+    .option('--wait', 'when another run of the same model is scoring, wait for it instead of exiting 1')
+    .option('--poll-interval <ms>', 'with --follow: look for invoices at least this often even without a notification', '2000')
+    .option('--dry-run', 'with init: print the statements without running them')
+    .addHelpText('after', `
+Examples:
+  $ invoices risk init --dry-run            what setting the scorer up would change
+  $ invoices risk                           score every invoice committed since the last run (cron-safe)
+  $ invoices risk --follow                  keep scoring as invoices commit
+  $ invoices risk status                    backlog, last run, dead letters, what holds the watermark
+  $ invoices risk verify                    every invoice below the watermark scored? (exit 1 if not)
+  $ invoices risk explain 42                the features and reasons of one invoice
+  $ invoices risk --since 2026-01-01 --model-version v2   rescore what was issued since a day
+
+Every committed invoice is scored exactly once per model version, even when transactions commit
+out of order: the watermark is the inserting transaction's id (created_xid), read only below the
+oldest running transaction. A second run of the same model exits 1 (or queues with --wait).`)
+    .action(lazy(() => import('./commands/risk.js')));
 
   program.command('db')
     .description('manage the embedded PostgreSQL (used when no database is configured)')

@@ -8,16 +8,19 @@ import { DEFAULT_TABLES, qualified, quoteIdent, type InvoiceColumn, type TableMa
 import { detectLayout } from './apply.js';
 import { listPartitions } from './partitions.js';
 
-interface IndexSpec {
+/** A column of the mapping, or created_xid (always under that name: `invoices risk init` adds it). */
+type IndexColumn = InvoiceColumn | 'created_xid';
+
+export interface IndexSpec {
   /** Name suffix: the index is `<table>_<suffix>`, on a partition `<partition>_<suffix>`. */
   suffix: string;
-  columns: InvoiceColumn[];
-  include: InvoiceColumn[];
+  columns: IndexColumn[];
+  include: IndexColumn[];
   purpose: string;
 }
 
 /** Per-customer history and grouping by issuer or receiver over a date range, answered from the index alone. */
-const SPECS: IndexSpec[] = [
+export const USE_CASE_INDEXES: IndexSpec[] = [
   { suffix: 'issuer_date_idx', columns: ['issuer_id', 'issue_date'], include: ['amount'], purpose: 'invoices of an issuer over time; group by issuer' },
   { suffix: 'receiver_date_idx', columns: ['receiver_id', 'issue_date'], include: ['amount'], purpose: 'invoices of a receiver over time; group by receiver' },
 ];
@@ -46,15 +49,18 @@ async function existingIndexes(client: Client, schema: string, tables: string[])
   return new Map(rows.map((r) => [r.name, r]));
 }
 
-/** The statements that bring the indexes up to date (none when they all exist and are valid). */
-export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<IndexStep[]> {
+/**
+ * The statements that bring the indexes up to date (none when they all exist and are valid):
+ * those of the use cases by default (with a unique id key on a plain table), or the given ones.
+ */
+export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TABLES, specs: IndexSpec[] = USE_CASE_INDEXES): Promise<IndexStep[]> {
   const { layout, locator } = await detectLayout(client, tables);
   const { schema, table, columns } = tables.invoices;
   if (layout === 'missing') throw new UsageError(`there is no table ${schema}.${table}: run \`invoices init\`, or fix the table mapping`);
   const q = quoteIdent;
-  const cols = (list: InvoiceColumn[]) => list.map((c) => q(columns[c])).join(', ');
+  const cols = (list: IndexColumn[]) => list.map((c) => q(c === 'created_xid' ? c : columns[c])).join(', ');
   const on = (relation: string) => `${q(schema)}.${q(relation)}`;
-  const definition = (s: IndexSpec) => `(${cols(s.columns)}) INCLUDE (${cols(s.include)})`;
+  const definition = (s: IndexSpec) => `(${cols(s.columns)})${s.include.length ? ` INCLUDE (${cols(s.include)})` : ''}`;
   const steps: IndexStep[] = [];
   if (layout === 'plain') {
     const existing = await existingIndexes(client, schema, [table]);
@@ -64,8 +70,8 @@ export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TAB
       [qualified(tables.invoices), columns.invoice_id],
     );
     const key = `${table}_invoice_id_key`;
-    if (!rows.length) steps.push(...concurrently(existing, schema, key, table, `CREATE UNIQUE INDEX CONCURRENTLY ${q(key)} ON ${on(table)} (${cols(['invoice_id'])})`, 'lookup by invoice id'));
-    for (const s of SPECS) {
+    if (!rows.length && specs === USE_CASE_INDEXES) steps.push(...concurrently(existing, schema, key, table, `CREATE UNIQUE INDEX CONCURRENTLY ${q(key)} ON ${on(table)} (${cols(['invoice_id'])})`, 'lookup by invoice id'));
+    for (const s of specs) {
       const name = `${table}_${s.suffix}`;
       steps.push(...concurrently(existing, schema, name, table, `CREATE INDEX CONCURRENTLY ${q(name)} ON ${on(table)} ${definition(s)}`, s.purpose));
     }
@@ -74,7 +80,7 @@ export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TAB
   if (!locator) throw new UsageError('invoice_ids is missing: run `invoices init` (it creates and fills it)');
   const partitions = (await listPartitions(client, qualified(tables.invoices))).map((p) => p.name);
   const existing = await existingIndexes(client, schema, [table, ...partitions]);
-  for (const s of SPECS) {
+  for (const s of specs) {
     const name = `${table}_${s.suffix}`;
     const parent = existing.get(name);
     if (!parent) steps.push({ description: `${name}: ${s.purpose}`, sql: `CREATE INDEX ${q(name)} ON ONLY ${on(table)} ${definition(s)}` });

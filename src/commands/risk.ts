@@ -1,0 +1,195 @@
+import type { Command } from 'commander';
+import { connect, withClient, type Client } from '../db/client.js';
+import { ExitCode, UsageError } from '../errors.js';
+import { createProgress, fmtInt } from '../output/progress.js';
+import type { Column } from '../output/render.js';
+import { follow } from '../risk/follow.js';
+import { explainInvoice, riskStatus, verifyRisk } from '../risk/report.js';
+import { Scorer, type RunSummary, type Since } from '../risk/scorer.js';
+import { applyRiskSetup, planRiskSetup } from '../risk/setup.js';
+import { riskSource } from '../risk/source.js';
+import { commandContext, interruptSignal, parseDay, positiveInt, type CommandContext } from './context.js';
+
+interface RiskFlags {
+  since: string;
+  follow?: boolean;
+  limit?: string;
+  batchSize: string;
+  modelVersion: string;
+  retryFailed?: boolean;
+  wait?: boolean;
+  pollInterval: string;
+  dryRun?: boolean;
+}
+
+const ACTIONS = ['run', 'status', 'verify', 'explain', 'init'] as const;
+
+export async function run(action: string | undefined, id: string | undefined, flags: RiskFlags, cmd: Command): Promise<void> {
+  const what = action ?? 'run';
+  if (!(ACTIONS as readonly string[]).includes(what)) throw new UsageError(`unknown risk action "${what}": expected one of ${ACTIONS.join(', ')} (or none, to score)`);
+  if (what !== 'explain' && id !== undefined) throw new UsageError(`unexpected argument "${id}"`);
+  const model = flags.modelVersion;
+  if (!/^[\w.-]{1,64}$/.test(model)) throw new UsageError(`--model-version must be 1 to 64 letters, digits, "_", "." or "-", got "${model}"`);
+  const ctx = commandContext(cmd);
+  switch (what) {
+    case 'init':
+      return withClient(ctx, (client) => init(ctx, client, Boolean(flags.dryRun)));
+    case 'status':
+      return withClient(ctx, (client) => status(ctx, client, model));
+    case 'verify':
+      return withClient(ctx, (client) => verify(ctx, client, model));
+    case 'explain':
+      if (!id || !/^-?\d{1,19}$/.test(id)) throw new UsageError(`risk explain needs an invoice id, got "${id ?? ''}"`);
+      return withClient(ctx, (client) => explain(ctx, client, id, model));
+    default:
+      return score(ctx, flags, model);
+  }
+}
+
+async function score(ctx: CommandContext, flags: RiskFlags, model: string): Promise<void> {
+  const since: Since = flags.since === 'last' ? { kind: 'last' } : flags.since === 'all' ? { kind: 'all' } : { kind: 'date', from: parseDay(flags.since, '--since').toISOString() };
+  const batchSize = positiveInt('--batch-size', flags.batchSize);
+  const limit = flags.limit === undefined ? undefined : positiveInt('--limit', flags.limit);
+  const pollMs = positiveInt('--poll-interval', flags.pollInterval);
+  if (flags.follow && (since.kind !== 'last' || flags.retryFailed || limit !== undefined)) throw new UsageError('--follow scores from the watermark: it takes neither --since all|DATE, --limit nor --retry-failed');
+  if (flags.retryFailed && since.kind !== 'last') throw new UsageError('--retry-failed retries the dead letters: it takes no --since');
+  const signal = interruptSignal(ctx.log);
+  const opts = { modelVersion: model, batchSize, wait: flags.wait, log: ctx.log };
+  const started = performance.now();
+  const client = await connect(ctx);
+  let writer: Client | undefined;
+  let summary: RunSummary;
+  try {
+    await autoInit(ctx, client);
+    if (flags.follow) {
+      await client.end();
+      let last = performance.now();
+      let since = 0;
+      summary = await follow(() => connect(ctx), ctx.config.tables, {
+        ...opts, pollMs, signal,
+        onConnected: () => ctx.log.info(`following: scoring new invoices as they commit with model ${model} (Ctrl-C to stop)`),
+        onBatch: (b) => {
+          since += b.scored + b.failed;
+          if (performance.now() - last >= 10_000) {
+            ctx.log.info(`scored ${fmtInt(since)} in the last ${((performance.now() - last) / 1000).toFixed(0)} s (cursor ${b.cursor.xid}/${b.cursor.invoiceId})`);
+            last = performance.now();
+            since = 0;
+          }
+        },
+      });
+    } else {
+      writer = await connect(ctx);
+      const scorer = await Scorer.open(client, ctx.config.tables, opts, writer);
+      const progress = createProgress(flags.retryFailed ? 'retrying dead letters' : 'scoring', { quiet: ctx.quiet, tty: ctx.tty });
+      let done = 0;
+      const onBatch = (b: RunSummary) => progress.update((done += b.scored + b.failed + b.alreadyScored), Math.max(done, limit ?? done));
+      try {
+        summary = flags.retryFailed ? await scorer.retryFailed({ signal, onBatch }) : await scorer.run(since, { limit, signal, onBatch });
+      } finally {
+        progress.stop();
+      }
+    }
+  } finally {
+    await client.end().catch(() => {});
+    await writer?.end().catch(() => {});
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const n = summary.scored + summary.failed;
+  ctx.log.info(
+    `${flags.follow ? 'stopped: ' : ''}scored ${fmtInt(summary.scored)} invoice(s) with model ${model} in ${seconds.toFixed(1)} s` +
+      (n ? ` (${fmtInt(Math.round(n / seconds))}/s): ${fmtInt(summary.levels.high)} high, ${fmtInt(summary.levels.medium)} medium, ${fmtInt(summary.levels.low)} low` : ': nothing new') +
+      (summary.failed ? `; ${fmtInt(summary.failed)} failed (dead letters: see \`invoices risk status\`, retry with --retry-failed)` : '') +
+      (summary.alreadyScored ? `; ${fmtInt(summary.alreadyScored)} already had a score (kept)` : ''),
+  );
+  if (ctx.format !== 'table') {
+    await ctx.printRows([{ model, scored: summary.scored, failed: summary.failed, already_scored: summary.alreadyScored, high: summary.levels.high, medium: summary.levels.medium, low: summary.levels.low, batches: summary.batches, seconds: Number(seconds.toFixed(3)), cursor_xid: summary.cursor.xid, cursor_invoice_id: summary.cursor.invoiceId }], [
+      { key: 'model' }, { key: 'scored', kind: 'int' }, { key: 'failed', kind: 'int' }, { key: 'already_scored', kind: 'int' }, { key: 'high', kind: 'int' }, { key: 'medium', kind: 'int' }, { key: 'low', kind: 'int' },
+      { key: 'batches', kind: 'int' }, { key: 'seconds' }, { key: 'cursor_xid' }, { key: 'cursor_invoice_id' },
+    ], { single: true });
+  }
+}
+
+/** On this tool's own tables the scorer sets itself up (saying what it does); an adopted table needs `invoices risk init`. */
+async function autoInit(ctx: CommandContext, client: Client): Promise<void> {
+  if (ctx.config.tables.mapped) return;
+  const steps = await planRiskSetup(client, await riskSource(client, ctx.config.tables));
+  if (steps.length) ctx.log.info('setting up the risk scorer (as `invoices risk init` does):');
+  await applyRiskSetup(client, steps, (s) => { if (!perPartition(s.description)) ctx.log.info(`  ${s.description}`); });
+}
+
+async function init(ctx: CommandContext, client: Client, dryRun: boolean): Promise<void> {
+  const src = await riskSource(client, ctx.config.tables);
+  const steps = await planRiskSetup(client, src);
+  if (dryRun) {
+    ctx.print(steps.length ? steps.map((s) => `-- ${s.altersUserTable ? '[changes your table] ' : ''}${s.description}\n${s.sql.trim()};\n`).join('\n') : '-- nothing to do: the risk scorer is set up\n');
+    return;
+  }
+  if (!steps.length) ctx.log.info('the risk scorer is set up: nothing to do');
+  let i = 0;
+  await applyRiskSetup(client, steps, (s) => {
+    i++;
+    if (perPartition(s.description)) ctx.log.debug(s.description);
+    else ctx.log.info(`[${i}/${steps.length}] ${s.altersUserTable ? 'changing your table: ' : ''}${s.description}`);
+  });
+}
+
+/** A partition's share of an index build: one line per index is enough on stderr (all with --debug). */
+const perPartition = (description: string) => /^attach |: part of /.test(description);
+
+async function status(ctx: CommandContext, client: Client, model: string): Promise<void> {
+  const s = await riskStatus(client, ctx.config.tables, model);
+  const tx = s.oldestTransaction;
+  const holding = tx && s.heldBack > 0 ? `${tx.prepared ? 'prepared transaction' : `backend pid ${tx.pid}`} (${tx.user ?? '?'}@${tx.database ?? '?'}, ${tx.state ?? '?'}) open since ${tx.since} (${tx.seconds} s)` : '';
+  const row = {
+    model,
+    waiting: s.waiting,
+    held_back: s.heldBack,
+    oldest_waiting_id: s.oldestWaiting?.invoiceId ?? '',
+    oldest_waiting_issued: s.oldestWaiting?.issueDate ?? '',
+    oldest_waiting_age_s: s.oldestWaiting?.ageSeconds ?? '',
+    last_run_started_at: s.lastRunStartedAt ?? '',
+    last_batch_at: s.lastBatchAt ?? '',
+    last_run_scored: s.lastRunScored,
+    total_scored: s.totalScored,
+    dead_letters: s.deadLetters,
+    cursor: `${s.cursor.xid}/${s.cursor.invoiceId}`,
+    horizon: s.horizon,
+    held_back_by: holding,
+  };
+  if (holding) ctx.log.warn(`${fmtInt(s.heldBack)} committed invoice(s) wait behind ${holding}: the watermark cannot pass a transaction that is still running`);
+  await ctx.printRows([row], Object.keys(row).map((key) => ({ key })) as Column<typeof row>[], { single: true });
+}
+
+async function verify(ctx: CommandContext, client: Client, model: string): Promise<void> {
+  const v = await verifyRisk(client, ctx.config.tables, model);
+  await ctx.printRows([{ model, checked: v.checked, scored: v.scored, dead_letters: v.deadLetters, missing: v.missing, missing_ids: v.missingIds.join(' ') }], [
+    { key: 'model' }, { key: 'checked', kind: 'int' }, { key: 'scored', kind: 'int' }, { key: 'dead_letters', kind: 'int' }, { key: 'missing', kind: 'int' }, { key: 'missing_ids' },
+  ], { single: true });
+  if (v.missing) {
+    ctx.log.warn(`${fmtInt(v.missing)} invoice(s) below the watermark have neither a score nor a dead letter (first: ${v.missingIds.join(', ')})`);
+    process.exitCode = ExitCode.failure;
+  } else {
+    ctx.log.info(`every one of the ${fmtInt(v.checked)} invoice(s) below the watermark has a score (${fmtInt(v.scored)}) or a dead letter (${fmtInt(v.deadLetters)})`);
+  }
+}
+
+async function explain(ctx: CommandContext, client: Client, id: string, model: string): Promise<void> {
+  const e = await explainInvoice(client, ctx.config.tables, id, model, Date.now());
+  const f = e.features;
+  const rows = [
+    { feature: 'invoice', value: `${e.invoice.id}: ${e.invoice.amount} from ${e.invoice.issuer} to ${e.invoice.receiver}, issued ${e.invoice.at}` },
+    { feature: 'prior invoices of the issuer', value: `${f.priorInvoices} (amount baseline: ${f.amountBaseline})` },
+    { feature: 'amount robust z-score', value: `${f.amountZ.toFixed(2)} (median ${Math.exp(f.baselineMedian).toFixed(2)})` },
+    { feature: 'first invoice to this receiver', value: f.newCounterparty ? 'yes' : 'no' },
+    ...f.velocity.map((v) => ({ feature: `invoices in the last ${v.days} day(s)`, value: `${v.count} (usual ${Number.isFinite(v.expected) ? v.expected.toFixed(1) : 'unknown: young issuer'})` })),
+    { feature: 'same receiver and amount in 3 days', value: String(f.nearDuplicates) },
+    { feature: 'round amount', value: f.round ? `multiple of ${f.round}` : 'no' },
+    { feature: 'issue date vs now (days)', value: f.dateOffsetDays.toFixed(1) },
+    { feature: 'score now', value: `${e.result.score.toFixed(4)} (${e.result.level})` },
+    ...e.result.reasons.map((r) => ({ feature: `reason ${r.code}`, value: `${r.text} (+${r.weight.toFixed(2)})` })),
+    { feature: `stored score (${model})`, value: e.stored ? `${e.stored.score} (${e.stored.level}) ${e.stored.reasons.join(',')} at ${e.stored.scoredAt}` : e.deadLetter ? `dead letter after ${e.deadLetter.attempts} attempt(s): ${e.deadLetter.error}` : 'not scored yet' },
+  ];
+  if (ctx.format === 'table') return ctx.printRows(rows, [{ key: 'feature' }, { key: 'value' }]);
+  ctx.print(JSON.stringify({ invoice: e.invoice, features: f, score: e.result, stored: e.stored ?? null, deadLetter: e.deadLetter ?? null }, null, 2) + '\n');
+}
+

@@ -1,0 +1,153 @@
+// Issuer histories for the model, kept in memory while a scorer runs: loaded from the table
+// once per issuer (its latest invoices, invoices per day over the velocity range, the receivers
+// it has invoiced, its first day), then extended with each invoice the scorer scores. A batch
+// of 50,000 invoices thus costs a few index scans per issuer not seen before, not a scan of
+// history per invoice.
+import type { Client } from '../db/client.js';
+import { BASE_DAYS, dayOf, RECENT, readAmount, type History, type Prior } from './model.js';
+import { asDate, type RiskSource, type SourceInvoice } from './source.js';
+
+/** Days of per-day counts loaded: the 30-day window, the baseline before it, and a margin. */
+const DAILY_RANGE = BASE_DAYS + 31;
+
+/**
+ * Invoices per day over the last RING days seen: two small typed arrays instead of a Map, as
+ * the model reads 120 days for every invoice.
+ */
+class DayCounts {
+  private static readonly RING = 256; // > 2 * DAILY_RANGE, a power of two
+  private readonly days = new Int32Array(DayCounts.RING).fill(-1);
+  private readonly counts = new Int32Array(DayCounts.RING);
+  private latest = -Infinity;
+
+  get(day: number): number | undefined {
+    const i = day & (DayCounts.RING - 1);
+    return this.days[i] === day ? this.counts[i] : undefined;
+  }
+
+  add(day: number, n: number): void {
+    // A day too old for the range the model reads would overwrite a recent one.
+    if (day <= this.latest - DAILY_RANGE) return;
+    this.latest = Math.max(this.latest, day);
+    const i = day & (DayCounts.RING - 1);
+    if (this.days[i] !== day) {
+      this.days[i] = day;
+      this.counts[i] = 0;
+    }
+    this.counts[i] += n;
+  }
+}
+
+interface IssuerState {
+  recent: Prior[];
+  /** Latest issue time in recent: an invoice issued after it sees all of recent as its past. */
+  latest: number;
+  daily: DayCounts;
+  firstDay?: number;
+  receivers: Set<string>;
+}
+
+export class HistoryStore {
+  private issuers = new Map<string, IssuerState>();
+
+  /** maxIssuers bounds memory: past it the store starts over and reloads on demand. */
+  constructor(private readonly maxIssuers = 200_000) {}
+
+  get size(): number {
+    return this.issuers.size;
+  }
+
+  /** Forget everything (after a batch that did not commit, whose invoices were appended). */
+  clear(): void {
+    this.issuers.clear();
+  }
+
+  /** Loads the issuers of these invoices that are not in memory, as of the first of their invoices. */
+  async load(client: Client, src: RiskSource, invoices: readonly SourceInvoice[]): Promise<void> {
+    const first = new Map<string, SourceInvoice>();
+    for (const inv of invoices) {
+      if (this.issuers.has(inv.issuer)) continue;
+      const seen = first.get(inv.issuer);
+      if (!seen || inv.t < seen.t) first.set(inv.issuer, inv);
+    }
+    if (!first.size) return;
+    if (this.issuers.size + first.size > this.maxIssuers) this.issuers.clear();
+    const ids = [...first.keys()];
+    const ats = ids.map((id) => first.get(id)!.at);
+    const { col, table } = src;
+    const before = asDate(src, 'b.at');
+    const params = [ids, ats];
+    const from = `unnest($1::bigint[], $2::text[]) AS b(issuer, at)`;
+    // One client runs one query at a time: three round trips, each an index scan per issuer.
+    const recent = await client.query<{ issuer: string; t: number; receiver: string; amount: string }>(
+        `SELECT b.issuer::text AS issuer, h.t, h.receiver, h.amount FROM ${from}
+          CROSS JOIN LATERAL (SELECT (extract(epoch FROM i.${col.issue_date}) * 1000)::float8 AS t, i.${col.receiver_id}::text AS receiver, i.${col.amount}::text AS amount
+                                FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before}
+                               ORDER BY i.${col.issue_date} DESC LIMIT ${RECENT}) h`,
+        params,
+      );
+    const daily = await client.query<{ issuer: string; day: number; n: number }>(
+        `SELECT b.issuer::text AS issuer, d.day, d.n FROM ${from}
+          CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM i.${col.issue_date}) / 86400)::int AS day, count(*)::int AS n
+                                FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before}
+                                 AND i.${col.issue_date} >= ${before} - interval '${DAILY_RANGE} days' GROUP BY 1) d`,
+        params,
+      );
+    const parties = await client.query<{ issuer: string; receivers: string[]; first: number | null }>(
+        `SELECT b.issuer::text AS issuer, p.receivers, p.first FROM ${from}
+          CROSS JOIN LATERAL (SELECT array_agg(DISTINCT i.${col.receiver_id}::text) AS receivers, (extract(epoch FROM min(i.${col.issue_date})) * 1000)::float8 AS first
+                                FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before}) p`,
+        params,
+      );
+    for (const id of ids) this.issuers.set(id, { recent: [], latest: -Infinity, daily: new DayCounts(), receivers: new Set() });
+    // LATERAL ... ORDER BY DESC: newest first; the state keeps oldest first.
+    for (const r of recent.rows.reverse()) {
+      const a = scorableAmount(r.amount);
+      const s = this.issuers.get(r.issuer)!;
+      if (a) s.recent.push({ t: Number(r.t), receiver: r.receiver, logAmount: a.log, amountKey: a.key });
+      s.latest = Math.max(s.latest, Number(r.t));
+    }
+    for (const r of daily.rows.sort((x, y) => x.day - y.day)) this.issuers.get(r.issuer)!.daily.add(r.day, r.n);
+    for (const r of parties.rows) {
+      const s = this.issuers.get(r.issuer)!;
+      for (const rec of r.receivers ?? []) s.receivers.add(rec);
+      if (r.first !== null) s.firstDay = dayOf(Number(r.first));
+    }
+  }
+
+  /** The history of an invoice's issuer: what was issued before it (loaded first with load()). */
+  historyFor(inv: SourceInvoice): History {
+    const s = this.issuers.get(inv.issuer);
+    if (!s) return { recent: [], daily: new DayCounts(), pairSeen: false };
+    return {
+      recent: s.latest < inv.t ? s.recent : s.recent.filter((p) => p.t < inv.t),
+      daily: s.daily,
+      // A young issuer (first invoice inside the velocity range) has a shorter baseline.
+      firstDay: s.firstDay === undefined ? dayOf(inv.t) : s.firstDay > dayOf(inv.t) - DAILY_RANGE ? s.firstDay : undefined,
+      pairSeen: s.receivers.has(inv.receiver),
+    };
+  }
+
+  /** Adds a scored invoice to its issuer's history. */
+  append(inv: SourceInvoice): void {
+    const s = this.issuers.get(inv.issuer);
+    if (!s) return;
+    const a = scorableAmount(inv.amount);
+    if (a) s.recent.push({ t: inv.t, receiver: inv.receiver, logAmount: a.log, amountKey: a.key });
+    if (s.recent.length > RECENT) s.recent.shift();
+    s.latest = Math.max(s.latest, inv.t);
+    const day = dayOf(inv.t);
+    s.daily.add(day, 1);
+    if (s.firstDay === undefined || day < s.firstDay) s.firstDay = day;
+    s.receivers.add(inv.receiver);
+  }
+}
+
+/** An amount the model can read; a zero amount still counts for velocity and receivers, not for the amount baseline. */
+function scorableAmount(amount: string): { key: string; log: number } | undefined {
+  try {
+    return readAmount(amount);
+  } catch {
+    return undefined;
+  }
+}

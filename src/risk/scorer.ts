@@ -1,0 +1,356 @@
+// Exactly-once scoring. A run reads the horizon pg_snapshot_xmin(pg_current_snapshot()):
+// every transaction below it has ended, so no invoice with a smaller created_xid can still
+// appear. It walks invoices below the horizon in (created_xid, invoice_id) order after the
+// stored cursor, a batch at a time, and commits each batch's scores, dead letters and the new
+// cursor in one transaction. A crash loses at most the batch in flight, which the next run
+// scores again; the primary key on (invoice_id, model_version) makes any retry harmless.
+import type { Client } from '../db/client.js';
+import { transaction } from '../db/transaction.js';
+import { DatabaseError, InterruptedError, UsageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { TableMap } from '../tables.js';
+import { HistoryStore } from './history.js';
+import { computeFeatures, score, type GlobalStats, type Level } from './model.js';
+import { invoiceSelect, riskSource, toInvoice, type RiskSource, type SourceInvoice } from './source.js';
+
+/** Which invoices a run scores: after the stored cursor, all of them again, or those issued since a time. */
+export type Since = { kind: 'last' } | { kind: 'all' } | { kind: 'date'; from: string };
+
+export interface ScorerOptions {
+  modelVersion: string;
+  batchSize: number;
+  /** Wait for another scorer of the same model to finish instead of failing. */
+  wait?: boolean;
+  log: Logger;
+  /** The clock for date features (ms since the epoch); tests fix it. */
+  now?: () => number;
+}
+
+export interface RunLimits {
+  limit?: number;
+  signal?: AbortSignal;
+  onBatch?: (b: RunSummary) => void;
+}
+
+export interface Cursor {
+  xid: string;
+  invoiceId: string;
+}
+
+export interface RunSummary {
+  scored: number;
+  failed: number;
+  /** Scores that were there already (a batch retried after a crash): kept, not written twice. */
+  alreadyScored: number;
+  batches: number;
+  levels: Record<Level, number>;
+  cursor: Cursor;
+  horizon: string;
+}
+
+export const MIN_CURSOR: Cursor = { xid: '0', invoiceId: '-9223372036854775808' };
+/** First key of the advisory lock that lets one scorer per model run (second key: the model). */
+const LOCK_CLASS = 7115;
+
+/** A summary with nothing counted yet. */
+export const emptySummary = (cursor: Cursor): RunSummary => ({ scored: 0, failed: 0, alreadyScored: 0, batches: 0, levels: { low: 0, medium: 0, high: 0 }, cursor, horizon: '' });
+
+/** A scorer holding its model's lock on one connection. */
+export class Scorer {
+  private readonly history = new HistoryStore();
+
+  private constructor(
+    readonly client: Client,
+    /** Commits the batches: a second connection lets the next batch be read and scored meanwhile. */
+    private readonly writer: Client,
+    readonly src: RiskSource,
+    private readonly opts: ScorerOptions,
+    private readonly global: GlobalStats,
+  ) {}
+
+  /**
+   * Checks that `invoices risk init` ran, takes the model's lock (or fails naming its
+   * holder), refuses created_xid values ahead of this server, reads the global statistics.
+   */
+  static async open(client: Client, tables: TableMap, opts: ScorerOptions, writer: Client = client): Promise<Scorer> {
+    const src = await riskSource(client, tables);
+    const { rows } = await client.query<{ ready: boolean }>("SELECT to_regclass('risk_watermarks') IS NOT NULL AS ready");
+    if (!rows[0].ready || !src.hasXid) throw new UsageError(`the risk scorer is not set up${src.hasXid ? '' : ` (${src.table} has no created_xid column)`}: run \`invoices risk init\` (it prints what it changes)`);
+    await lockModel(client, opts.modelVersion, Boolean(opts.wait));
+    await assertXidsBehindServer(client, src);
+    await client.query('INSERT INTO risk_watermarks (model_version) VALUES ($1) ON CONFLICT DO NOTHING', [opts.modelVersion]);
+    return new Scorer(client, writer, src, opts, await globalStats(client, src));
+  }
+
+  /** Releases the lock (ending the connection does too). */
+  async close(): Promise<void> {
+    await this.client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS, this.opts.modelVersion]).catch(() => {});
+  }
+
+  async cursor(): Promise<Cursor> {
+    const { rows } = await this.client.query<{ xid: string; id: string }>(
+      'SELECT cursor_xid::text AS xid, cursor_invoice_id::text AS id FROM risk_watermarks WHERE model_version = $1',
+      [this.opts.modelVersion],
+    );
+    return { xid: rows[0].xid, invoiceId: rows[0].id };
+  }
+
+  /** Scores batches until nothing below the horizon is left (or the limit). Stops between batches when signalled. */
+  async run(since: Since, limits: RunLimits = {}): Promise<RunSummary> {
+    const { modelVersion, batchSize } = this.opts;
+    let stored = await this.cursor();
+    const advances = since.kind !== 'date';
+    if (advances) await this.client.query('UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE model_version = $1', [modelVersion]);
+    let walk = since.kind === 'last' ? stored : MIN_CURSOR;
+    const total = emptySummary(stored);
+    const { col } = this.src;
+    const dateCond = since.kind === 'date' ? `AND i.${col.issue_date} >= CAST(CAST($5 AS timestamptz) AS ${this.src.dateType})` : '';
+    const select = `SELECT ${invoiceSelect(this.src)} FROM ${this.src.table} i
+       WHERE i.created_xid < $1::xid8 AND (i.created_xid, i.${col.invoice_id}) > ($2::xid8, $3::bigint) ${dateCond}
+       ORDER BY i.created_xid, i.${col.invoice_id} LIMIT $4`;
+    // Batch k commits on the writer while batch k+1 is read and scored; commits stay in order.
+    let inFlight: Promise<RunSummary> | undefined;
+    const settle = async () => {
+      if (!inFlight) return;
+      const b = await inFlight;
+      inFlight = undefined;
+      addInto(total, b);
+      limits.onBatch?.(b);
+    };
+    let taken = 0;
+    try {
+      for (;;) {
+        if (limits.signal?.aborted) {
+          await settle();
+          throw new InterruptedError(`interrupted: ${total.scored} invoice(s) scored and committed; the next run goes on from there`);
+        }
+        const want = limits.limit === undefined ? batchSize : Math.min(batchSize, limits.limit - taken);
+        if (want <= 0) break;
+        const horizon = (await this.client.query<{ h: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h')).rows[0].h;
+        total.horizon = horizon;
+        const params: unknown[] = [horizon, walk.xid, walk.invoiceId, want];
+        if (since.kind === 'date') params.push(since.from);
+        const batch = (await inOrder(this.client, select, params)).map(toInvoice);
+        if (!batch.length) break;
+        taken += batch.length;
+        const last = batch[batch.length - 1];
+        walk = { xid: last.xid, invoiceId: last.id };
+        const next = advances && compareCursor(walk, stored) > 0 ? walk : stored;
+        const scored = await this.prepare(batch);
+        await settle();
+        inFlight = this.commit(scored, since.kind === 'last' ? 'keep' : 'replace', { from: stored, to: next, horizon });
+        inFlight.catch(() => {}); // awaited by settle(); not an unhandled rejection meanwhile
+        stored = next;
+      }
+      await settle();
+    } catch (err) {
+      await inFlight?.catch(() => {});
+      this.history.clear();
+      throw err;
+    }
+    return total;
+  }
+
+  /** Scores the dead letters of this model again: those that score leave the table. */
+  async retryFailed(limits: RunLimits = {}): Promise<RunSummary & { gone: number }> {
+    const total = { ...emptySummary(await this.cursor()), gone: 0 };
+    let after = MIN_CURSOR.invoiceId;
+    const { col, table } = this.src;
+    for (;;) {
+      if (limits.signal?.aborted) throw new InterruptedError(`interrupted: ${total.scored} dead letter(s) scored and committed`);
+      const { rows } = await this.client.query<{ id: string }>(
+        'SELECT invoice_id::text AS id FROM risk_dead_letters WHERE model_version = $1 AND invoice_id > $2 ORDER BY invoice_id LIMIT $3',
+        [this.opts.modelVersion, after, this.opts.batchSize],
+      );
+      if (!rows.length) break;
+      const ids = rows.map((r) => r.id);
+      after = ids[ids.length - 1];
+      const found = (await this.client.query(`SELECT ${invoiceSelect(this.src)} FROM ${table} i WHERE i.${col.invoice_id} = ANY($1::bigint[]) ORDER BY i.created_xid, i.${col.invoice_id}`, [ids])).rows.map(toInvoice);
+      const present = new Set(found.map((i) => i.id));
+      const gone = ids.filter((id) => !present.has(id));
+      // A dead letter of an invoice deleted since: nothing left to score.
+      if (gone.length) await this.client.query('DELETE FROM risk_dead_letters WHERE model_version = $1 AND invoice_id = ANY($2::bigint[])', [this.opts.modelVersion, gone]);
+      total.gone += gone.length;
+      const cursor = await this.cursor();
+      addInto(total, await this.commit(await this.prepare(found), 'replace', { from: cursor, to: cursor, horizon: '' }));
+    }
+    return total;
+  }
+
+  /** Committed invoices after the cursor that the horizon still holds back (a transaction that began before them is running). */
+  async heldBack(): Promise<boolean> {
+    const c = await this.cursor();
+    const { rows } = await this.client.query(
+      `SELECT 1 FROM ${this.src.table} i WHERE (i.created_xid, i.${this.src.col.invoice_id}) > ($1::xid8, $2::bigint) LIMIT 1`,
+      [c.xid, c.invoiceId],
+    );
+    return rows.length > 0;
+  }
+
+  /** Features and scores in issue-date order: each invoice sees those issued before it. */
+  private async prepare(batch: SourceInvoice[]): Promise<PreparedBatch> {
+    const now = this.opts.now?.() ?? Date.now();
+    await this.history.load(this.client, this.src, batch);
+    const ordered = [...batch].sort((a, b) => a.t - b.t || compareIds(a.id, b.id));
+    const p: PreparedBatch = { ids: [], scores: [], levels: [], reasons: [], failedIds: [], errors: [], counts: { low: 0, medium: 0, high: 0 } };
+    for (const inv of ordered) {
+      try {
+        const s = score(computeFeatures(inv, this.history.historyFor(inv), this.global, now));
+        p.ids.push(inv.id);
+        p.scores.push(s.score.toFixed(4));
+        p.levels.push(s.level);
+        p.reasons.push(s.reasons.map((r) => r.code).join(','));
+        p.counts[s.level]++;
+      } catch (err) {
+        p.failedIds.push(inv.id);
+        p.errors.push(err instanceof Error ? err.message : String(err));
+      }
+      this.history.append(inv);
+    }
+    return p;
+  }
+
+  /** One transaction: the scores, the dead letters and the cursor moved from `from` to `to`. */
+  private async commit(p: PreparedBatch, conflict: 'keep' | 'replace', mark: { from: Cursor; to: Cursor; horizon: string }): Promise<RunSummary> {
+    const { modelVersion } = this.opts;
+    const db = this.writer;
+    const summary = emptySummary(mark.to);
+    summary.batches = 1;
+    summary.horizon = mark.horizon;
+    summary.levels = p.counts;
+    try {
+      await transaction(db, async () => {
+        const { rowCount } = await db.query(
+          `INSERT INTO risk_scores (invoice_id, model_version, score, level, reasons)
+           SELECT u.id, $1, u.score, u.level, string_to_array(u.reasons, ',')
+             FROM unnest($2::bigint[], $3::numeric[], $4::text[], $5::text[]) AS u(id, score, level, reasons)
+           ON CONFLICT (invoice_id, model_version) DO ${conflict === 'keep' ? 'NOTHING' : 'UPDATE SET score = EXCLUDED.score, level = EXCLUDED.level, reasons = EXCLUDED.reasons, scored_at = EXCLUDED.scored_at'}`,
+          [modelVersion, p.ids, p.scores, p.levels, p.reasons],
+        );
+        summary.scored = rowCount ?? 0;
+        summary.alreadyScored = p.ids.length - summary.scored;
+        if (conflict === 'replace' && p.ids.length) {
+          await db.query('DELETE FROM risk_dead_letters WHERE model_version = $1 AND invoice_id = ANY($2::bigint[])', [modelVersion, p.ids]);
+        }
+        if (p.failedIds.length) {
+          await db.query(
+            `INSERT INTO risk_dead_letters (invoice_id, model_version, error)
+             SELECT u.id, $1, u.error FROM unnest($2::bigint[], $3::text[]) AS u(id, error)
+             ON CONFLICT (invoice_id, model_version) DO UPDATE SET error = EXCLUDED.error, attempts = risk_dead_letters.attempts + 1, last_failed_at = now()`,
+            [modelVersion, p.failedIds, p.errors],
+          );
+        }
+        summary.failed = p.failedIds.length;
+        // Compare-and-set: a scorer that lost its lock (a connection that came back) cannot move the cursor twice.
+        const { rowCount: moved } = await db.query(
+          `UPDATE risk_watermarks SET cursor_xid = $2, cursor_invoice_id = $3, horizon = coalesce(NULLIF($4, '')::xid8, horizon),
+                  last_batch_at = now(), last_run_scored = last_run_scored + $5, last_run_failed = last_run_failed + $6, total_scored = total_scored + $5
+            WHERE model_version = $1 AND cursor_xid = $7 AND cursor_invoice_id = $8`,
+          [modelVersion, mark.to.xid, mark.to.invoiceId, mark.horizon, summary.scored, summary.failed, mark.from.xid, mark.from.invoiceId],
+        );
+        if (moved !== 1) throw new DatabaseError(`the watermark of model ${modelVersion} moved during this batch (another scorer?): the batch was rolled back, nothing is lost`);
+      });
+    } catch (err) {
+      // The invoices of a batch that did not commit were appended to the histories: start them over.
+      this.history.clear();
+      throw err;
+    }
+    return summary;
+  }
+}
+
+interface PreparedBatch {
+  ids: string[];
+  scores: string[];
+  levels: string[];
+  reasons: string[];
+  failedIds: string[];
+  errors: string[];
+  counts: Record<Level, number>;
+}
+
+/**
+ * Runs the batch query with sorting disabled, so that the planner walks the cursor index in
+ * order (a Merge Append over the partitions) even when its statistics know nothing of the
+ * backlog (rows inserted since the last ANALYZE): a misestimate would otherwise sort the
+ * whole backlog for every batch.
+ */
+async function inOrder(client: Client, sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
+  return transaction(client, async () => {
+    await client.query('SET LOCAL enable_sort = off');
+    return (await client.query(sql, params)).rows;
+  });
+}
+
+/** Takes the model's session lock; without `wait`, fails naming the backend that holds it. */
+async function lockModel(client: Client, model: string, wait: boolean): Promise<void> {
+  if (wait) {
+    await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [LOCK_CLASS, model]);
+    return;
+  }
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_CLASS, model]);
+  if (rows[0].ok) return;
+  const { rows: holder } = await client.query<{ pid: number; since: string; addr: string | null }>(
+    `SELECT a.pid, a.backend_start AS since, a.client_addr::text AS addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
+    [LOCK_CLASS, model],
+  );
+  const who = holder[0] ? ` (backend pid ${holder[0].pid}${holder[0].addr ? ` from ${holder[0].addr}` : ''}, connected since ${holder[0].since})` : '';
+  throw new ScorerBusyError(`another \`invoices risk\` is scoring model ${model}${who}: this run did nothing; let it finish, or pass --wait to queue behind it`);
+}
+
+/** Another scorer holds the model's lock. */
+export class ScorerBusyError extends DatabaseError {}
+
+/**
+ * A table restored from another cluster can carry created_xid values above this server's
+ * counter: they would stay above the horizon (unscored) for a long time. Refuse, with the fix.
+ */
+async function assertXidsBehindServer(client: Client, src: RiskSource): Promise<void> {
+  const { rows } = await client.query<{ ahead: boolean }>(
+    `SELECT coalesce((SELECT created_xid FROM ${src.table} ORDER BY created_xid DESC LIMIT 1) >= pg_snapshot_xmax(pg_current_snapshot()), false) AS ahead`,
+  );
+  if (rows[0].ahead) {
+    throw new UsageError(`${src.table} holds created_xid values ahead of this server's transaction counter (restored from another cluster?): renumber them with UPDATE ${src.table} SET created_xid = pg_current_xact_id() WHERE created_xid >= pg_snapshot_xmax(pg_current_snapshot()), then run again`);
+  }
+}
+
+/** Median and robust spread of log amounts over a sample of the table (the fallback for issuers with thin histories). */
+export async function globalStats(client: Client, src: RiskSource): Promise<GlobalStats> {
+  const amount = `i.${src.col.amount}`;
+  const sample = async (tablesample: string) =>
+    (
+      await client.query<{ median: number | null; sigma: number | null }>(
+        `WITH s AS (SELECT ln(${amount}::float8) AS l FROM ${src.table} i ${tablesample} WHERE ${amount} > 0 LIMIT 20000),
+              m AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS median FROM s)
+         SELECT m.median, 1.4826 * (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.l - m.median)) FROM s) AS sigma FROM m`,
+      )
+    ).rows[0];
+  // 1% of the pages (the same ones each time), or, for a small table where that can be none, the first rows.
+  let { median, sigma } = await sample('TABLESAMPLE SYSTEM (1) REPEATABLE (7)');
+  if (median === null) ({ median, sigma } = await sample(''));
+  // An empty table: a neutral prior (a few hundred dollars, wide).
+  return { median: median ?? Math.log(300), sigma: Math.max(0.1, sigma ?? 1.5) };
+}
+
+function compareIds(a: string, b: string): number {
+  const x = BigInt(a);
+  const y = BigInt(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** Orders cursors as PostgreSQL orders (created_xid, invoice_id). */
+export function compareCursor(a: Cursor, b: Cursor): number {
+  return compareIds(a.xid, b.xid) || compareIds(a.invoiceId, b.invoiceId);
+}
+
+/** Adds a batch's (or run's) counts to a total; the cursor and horizon follow the latest. */
+export function addInto(total: RunSummary, b: RunSummary): void {
+  total.scored += b.scored;
+  total.failed += b.failed;
+  total.alreadyScored += b.alreadyScored;
+  total.batches += b.batches;
+  for (const l of ['low', 'medium', 'high'] as const) total.levels[l] += b.levels[l];
+  total.cursor = b.cursor;
+  total.horizon = b.horizon || total.horizon;
+}

@@ -1,0 +1,63 @@
+// `invoices risk init`: what the scorer needs, planned as steps a person can read before they
+// run: the risk tables, the watermark column on an adopted table, the wake-up trigger for
+// --follow, and the indexes that keep a batch cheap. Idempotent: a second run plans nothing.
+import type { Client } from '../db/client.js';
+import { planIndexes, USE_CASE_INDEXES, type IndexSpec, type IndexStep } from '../schema/indexes.js';
+import { sqlFile } from '../schema/apply.js';
+import { quoteIdent } from '../tables.js';
+import type { RiskSource } from './source.js';
+
+export const NOTIFY_CHANNEL = 'invoices_risk';
+const TRIGGER = 'invoices_risk_notify';
+
+/** Indexes of the scorer: its cursor walk, and the issuer-receiver pairs it has seen. */
+const RISK_INDEXES: IndexSpec[] = [
+  { suffix: 'risk_cursor_idx', columns: ['created_xid', 'invoice_id'], include: [], purpose: 'the scorer walks invoices in (created_xid, invoice_id) order after its cursor' },
+  { suffix: 'risk_pair_idx', columns: ['issuer_id', 'receiver_id', 'issue_date'], include: [], purpose: 'receivers an issuer invoiced before (first invoice between two customers)' },
+];
+
+export interface SetupStep extends IndexStep {
+  /** Changes a table this tool does not own (an adopted invoices table). */
+  altersUserTable: boolean;
+}
+
+/** The steps that make the scorer ready; empty when it is. */
+export async function planRiskSetup(client: Client, src: RiskSource): Promise<SetupStep[]> {
+  const steps: SetupStep[] = [];
+  const mine = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: false });
+  const theirs = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: src.tables.mapped });
+  const { rows } = await client.query<{ tables: number; trigger: boolean }>(
+    `SELECT (SELECT count(*)::int FROM unnest(ARRAY['risk_scores', 'risk_dead_letters', 'risk_watermarks']) t WHERE to_regclass(t) IS NOT NULL) AS tables,
+            EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2) AS trigger`,
+    [src.table, TRIGGER],
+  );
+  if (rows[0].tables < 3) mine('create risk_scores, risk_dead_letters and risk_watermarks (sql/risk.sql)', sqlFile('risk.sql'));
+  if (!src.hasXid) {
+    theirs(
+      `add column created_xid xid8 NOT NULL DEFAULT pg_current_xact_id() to ${src.table}: the id of each row's inserting transaction, the watermark that stays correct when transactions commit out of order (no table rewrite; existing rows all get this transaction's id, so the first run scores them all)`,
+      `ALTER TABLE ${src.table} ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
+    );
+  }
+  if (!rows[0].trigger) {
+    theirs(
+      `add trigger ${TRIGGER} to ${src.table}: NOTIFY ${NOTIFY_CHANNEL} once per inserting statement, so \`invoices risk --follow\` wakes up at the commit`,
+      `CREATE TRIGGER ${quoteIdent(TRIGGER)} AFTER INSERT ON ${src.table} FOR EACH STATEMENT EXECUTE FUNCTION invoices_risk_notify()`,
+    );
+  }
+  // The issuer index of the use cases serves the amount and velocity history; the scorer's own two its cursor and pairs.
+  const specs = [...USE_CASE_INDEXES.filter((s) => s.suffix === 'issuer_date_idx'), ...RISK_INDEXES];
+  // Planned before created_xid exists on an adopted table: the steps run in order.
+  for (const step of await planIndexes(client, src.tables, specs)) theirs(step.description, step.sql);
+  return steps;
+}
+
+/**
+ * Runs the steps in order, each in its own statement (concurrent index builds cannot run in a
+ * transaction); a re-run after an interruption picks up where this one stopped.
+ */
+export async function applyRiskSetup(client: Client, steps: SetupStep[], onStep: (s: SetupStep) => void): Promise<void> {
+  for (const step of steps) {
+    onStep(step);
+    await client.query(step.sql);
+  }
+}
