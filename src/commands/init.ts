@@ -9,7 +9,9 @@ export async function run(_opts: unknown, cmd: Command): Promise<void> {
   if (tables.mapped) {
     // The application's tables: checked, never created; applySchema says what it adds beside them.
     const layout = await withClient(ctx, (client) => applySchema(client, tables, ctx.log));
-    ctx.log.info(`mapped tables ${tables.invoices.schema}.${tables.invoices.table} (${layout}) and ${tables.customers.schema}.${tables.customers.table} are in place`);
+    const inv = `${tables.invoices.schema}.${tables.invoices.table}`;
+    ctx.log.info(`mapped tables ${inv} and ${tables.customers.schema}.${tables.customers.table} have the mapped columns; ` +
+      (layout === 'plain' ? `${inv} is a plain table: nothing to add (\`invoices partition --convert\` partitions it in place)` : `${inv} is partitioned: its locator is in place`));
     return;
   }
   const result = await withClient(ctx, async (client) => {

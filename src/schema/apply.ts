@@ -171,11 +171,7 @@ async function applyMapped(client: Client, tables: TableMap, log: Logger): Promi
   const columns = await inspectMapping(client, tables);
   const { layout, locator } = await detectLayout(client, tables);
   const name = `${tables.invoices.schema}.${tables.invoices.table}`;
-  if (layout !== 'partitioned') {
-    log.info(`${name} is a plain table: nothing to add (\`invoices partition --convert\` partitions it in place)`);
-    return layout;
-  }
-  if (locator) return layout;
+  if (layout !== 'partitioned' || locator) return layout;
   const ids = locatorTable(tables);
   const { columns: c } = tables.invoices;
   await client.query(locatorSql(tables, columns.invoices.get('issue_date')!.type));
