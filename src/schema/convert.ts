@@ -802,6 +802,7 @@ export function describePlan(plan: ConversionPlan, opts: Pick<ConvertOptions, 'l
   out.push(`-- invoices partition --convert: the plan (nothing has been changed)`);
   if (plan.status === 'resume') out.push(`-- a conversion is in progress (phase ${plan.phase}, ${fmt(plan.copiedRows)} of ~${fmt(plan.rows)} rows copied): a run resumes it`);
   else out.push(`-- ${n.label}: ${fmt(plan.rows)} rows in ${plan.months.length} months${plan.months.length ? ` (${plan.months[0].month} .. ${plan.months[plan.months.length - 1].month})` : ''}`);
+  if (n.tables.mapped) out.push(`-- the names below are in schema ${n.tables.invoices.schema}, which the conversion puts alone in search_path:`, `SET search_path TO ${quoteIdent(n.tables.invoices.schema)};`);
   out.push('--', '-- carried over:', ...plan.carried.map((c) => `--   ${c}`));
   if (plan.warnings.length) out.push('--', '-- not carried over (reported):', ...plan.warnings.map((w) => `--   ${w}`));
   if (plan.prepare.length) {

@@ -111,7 +111,11 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       // indexes, COPY everything (no WAL at wal_level=minimal; FREEZE on a plain table),
       // rebuild the indexes once. Interrupted, it rolls back and the tables are as they were.
       await transaction(client, async () => {
-        await client.query(`TRUNCATE ${inv.rel}, ${cust.rel}${partitioned ? `, ${locator}` : ''} RESTART IDENTITY`);
+        await client.query(`TRUNCATE ${inv.rel}, ${cust.rel}${partitioned ? `, ${locator}` : ''} RESTART IDENTITY`).catch((err: { code?: string; message: string; detail?: string }) => {
+          // Another table's foreign key into them (an application's, or a converted table's kept original).
+          if (err.code === '0A000') throw new UsageError(`cannot empty ${inv.name} and ${cust.name}: ${err.message}${err.detail ? ` (${err.detail})` : ''}; empty or drop the referencing table first`, { cause: err });
+          throw err;
+        });
         if (partitioned) {
           for (const p of await planPartitions(client, partitionMonths, tables)) {
             for (const sql of p.statements) await client.query(sql);
