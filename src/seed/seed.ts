@@ -11,7 +11,7 @@ import { addMonths, createPartition, DEFAULT_AHEAD, invoiceSql, monthBounds, mon
 import { generateCustomers } from './customers.js';
 import { TextCopyWriter, type RowWriter } from './copy-text.js';
 import { InvoiceGenerator, IssueDates, issuerOrder, MAX_CENTS, type InvoiceRow } from './invoices.js';
-import { CUSTOMER_COLUMNS, qualified, quoteIdent, type CustomerColumn, type TableMap } from '../tables.js';
+import { CUSTOMER_COLUMNS, DEFAULT_TABLES, qualified, quoteIdent, type CustomerColumn, type TableMap } from '../tables.js';
 
 export interface SeedOptions {
   customers: number;
@@ -70,7 +70,8 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
   const { startMicros, endMicros } = seedWindow(opts.asOf, opts.months);
   const started = performance.now();
 
-  const tables = ctx.config.tables;
+  // A config built by hand (tests, embedders) may carry no mapping: this tool's own tables.
+  const tables = ctx.config.tables ?? DEFAULT_TABLES;
   return withClient(ctx, async (client) => {
     const layout = await applySchema(client, tables, ctx.log ?? silentLogger);
     const target = tables.mapped ? await mappedTarget(client, tables) : OWN_TARGET;
