@@ -170,7 +170,6 @@ export async function inspectMapping(client: Client, tables: TableMap): Promise<
 async function applyMapped(client: Client, tables: TableMap, log: Logger): Promise<Layout> {
   const columns = await inspectMapping(client, tables);
   const { layout, locator } = await detectLayout(client, tables);
-  const name = `${tables.invoices.schema}.${tables.invoices.table}`;
   if (layout !== 'partitioned' || locator) return layout;
   const ids = locatorTable(tables);
   const { columns: c } = tables.invoices;
@@ -179,6 +178,6 @@ async function applyMapped(client: Client, tables: TableMap, log: Logger): Promi
     `INSERT INTO ${locatorName(tables)} (invoice_id, issue_date) SELECT ${quoteIdent(c.invoice_id)}, ${quoteIdent(c.issue_date)} FROM ${qualified(tables.invoices)}`,
   );
   log.info(`added to ${tables.invoices.schema}: table ${ids} (invoice id -> issue date: ids unique across partitions, lookups by id), filled with ${rowCount ?? 0} rows; ` +
-    `function ${ids}_sync and trigger ${ids}_sync on ${name}, which keep it in step`);
+    `function ${ids}_sync and trigger ${ids}_sync on ${tables.invoices.schema}.${tables.invoices.table}, which keep it in step`);
   return layout;
 }

@@ -8,7 +8,6 @@ import { detectLayout, locatorName } from './apply.js';
 import { DEFAULT_TABLES, qualified, quoteIdent, type InvoiceColumn, type TableMap } from '../tables.js';
 
 export const PARENT = 'invoices';
-export const DEFAULT_PARTITION = 'invoices_default';
 /** Months ahead of the current one that `invoices partition` (and `seed`) create by default. */
 export const DEFAULT_AHEAD = 3;
 

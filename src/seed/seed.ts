@@ -7,7 +7,7 @@ import { BinaryCopyWriter } from '../db/copy-binary.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { applySchema, inspectMapping, type ColumnInfo, type MappedColumns } from '../schema/apply.js';
-import { addMonths, createPartition, DEFAULT_AHEAD, invoiceSql, monthBounds, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
+import { addMonths, createPartition, DEFAULT_AHEAD, invoiceSql, monthBounds, monthOf, monthRange, planPartitions, type PartitionPlan } from '../schema/partitions.js';
 import { generateCustomers } from './customers.js';
 import { TextCopyWriter, type RowWriter } from './copy-text.js';
 import { InvoiceGenerator, IssueDates, issuerOrder, MAX_CENTS, type InvoiceRow } from './invoices.js';
@@ -106,6 +106,12 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     // The window's months, and the months ahead of the as-of month as `invoices partition` makes them.
     const partitionMonths = monthRange(windowMonths[0], addMonths(monthOf(opts.asOf), DEFAULT_AHEAD));
     const progress = (done: number) => opts.onProgress?.({ phase: 'invoices', done, total: invoices });
+    const makePartitions = async (create: (p: PartitionPlan) => Promise<void>) => {
+      for (const p of await planPartitions(client, partitionMonths, tables)) {
+        await create(p);
+        if (tables.mapped) ctx.log?.info(`created partition ${p.name} of ${inv.name}`);
+      }
+    };
 
     if (!append) {
       // A fresh load is one transaction: truncate, create the months' partitions, drop the
@@ -117,13 +123,9 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
           if (err.code === '0A000') throw new UsageError(`cannot empty ${inv.name} and ${cust.name}: ${err.message}${err.detail ? ` (${err.detail})` : ''}; empty or drop the referencing table first`, { cause: err });
           throw err;
         });
-        if (partitioned) {
-          for (const p of await planPartitions(client, partitionMonths, tables)) {
-            for (const sql of p.statements) await client.query(sql);
-            if (tables.mapped) ctx.log?.info(`created partition ${p.name} of ${inv.name}`);
-          }
-        }
-        const rebuild = [...(await dropIndexes(client, inv.rel)), ...(writeLocator ? await dropIndexes(client, locator) : [])];
+        if (partitioned) await makePartitions(async (p) => { for (const sql of p.statements) await client.query(sql); }); // in this transaction
+        // An application's indexes stay as they are (names, options, comments): COPY maintains them.
+        const rebuild = tables.mapped ? [] : [...(await dropIndexes(client, inv.rel)), ...(writeLocator ? await dropIndexes(client, locator) : [])];
         await loadCustomers();
         const targets = partitioned
           ? windowMonths.map((m) => ({ table: inv.partition(m), freeze: true, untilMicros: Date.parse(monthBounds(m).to) * 1000 }))
@@ -138,12 +140,7 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       });
     } else {
       // Appending to live tables: committed batches, so an interruption keeps whole batches.
-      if (partitioned) {
-        for (const p of await planPartitions(client, partitionMonths, tables)) {
-          await createPartition(client, p);
-          if (tables.mapped) ctx.log?.info(`created partition ${p.name} of ${inv.name}`);
-        }
-      }
+      if (partitioned) await makePartitions((p) => createPartition(client, p));
       await transaction(client, loadCustomers);
       let done = 0;
       while (done < invoices) {
