@@ -1,8 +1,10 @@
 // A table an application created, with its own names and types, read through the config file's mapping.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InterruptedError } from '../src/errors.js';
+import { convertInvoices } from '../src/schema/convert.js';
 import { InvoiceGenerator, type InvoiceRow } from '../src/seed/invoices.js';
 import { seedWindow } from '../src/seed/seed.js';
 import { parseTableMap } from '../src/tables.js';
@@ -124,6 +126,36 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     expect(listed.find((x) => x.name === 'invoice_issuer_date_idx')?.definition).toContain('(from_client, issued_at) INCLUDE (amount_usd)');
     expect(listed.every((x) => x.valid === 'yes')).toBe(true);
     expect((await cli(['index'])).stderr).toContain('nothing to do');
+  });
+
+  it('partition --convert of the mapped table: interrupted, cancelled (the table as it was), then converted with integer ids kept', async () => {
+    const before = await withPg(db.url, (c) => monthlySums(c, 'billing.invoice', 'issued_at', 'amount_usd'));
+    const controller = new AbortController();
+    const core = new pg.Client({ connectionString: db.url, options: '-c TimeZone=UTC' });
+    await core.connect();
+    await expect(convertInvoices(core, {
+      ahead: [], batchSize: 100, signal: controller.signal, tables: parseTableMap(MAPPING, 'test'),
+      onProgress: (p) => { if (p.phase === 'backfill' && p.done >= 200) controller.abort(); },
+    }).finally(() => core.end())).rejects.toBeInstanceOf(InterruptedError);
+    const objects = () => withPg(db.url, async (c) => (await c.query(`SELECT to_regclass('billing.invoice_part') IS NOT NULL AS part, to_regclass('billing.invoice_convert_state') IS NOT NULL AS state,
+      (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'billing.invoice'::regclass AND NOT tgisinternal) AS triggers`)).rows[0]);
+    expect(await objects()).toEqual({ part: true, state: true, triggers: 2 });
+
+    const dry = await cli(['partition', '--convert', '--cancel', '--dry-run']);
+    expect(dry.stdout).toContain('DROP TRIGGER IF EXISTS invoice_convert_capture ON invoice');
+    const cancel = await cli(['partition', '--convert', '--cancel']);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(cancel.stderr).toContain('cancelled: the trigger on billing.invoice and everything the conversion created are gone');
+    expect(await objects()).toEqual({ part: false, state: false, triggers: 0 });
+
+    const r = await cli(['partition', '--convert', '--as-of', '2026-03-10']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('switched: billing.invoice is now partitioned');
+    expect(await withPg(db.url, (c) => monthlySums(c, 'billing.invoice', 'issued_at', 'amount_usd'))).toEqual(before);
+    expect(await withPg(db.url, async (c) => (await c.query("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'billing.invoice'::regclass AND attname = 'from_client'")).rows[0]))
+      .toEqual({ t: 'integer' });
+    const got = await cli(['get', '1', '--json']);
+    expect(JSON.parse(got.stdout)).toMatchObject({ invoice_id: 1, issue_date: '2026-03-01T23:30:00.123456Z', amount: '1234.567', issuer_name: 'Acme "Rockets"' });
   });
 
   it('a bad mapping is a one-line config error (exit 2)', async () => {
