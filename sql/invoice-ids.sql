@@ -4,29 +4,31 @@
 --    key can, and the trigger below makes every insert, update and delete go through it.
 -- 2. Lookups by id without probing every partition: `get` reads the issue_date here (an
 --    index-only scan), then the one partition that holds it (run-time partition pruning).
--- Idempotent.
-CREATE TABLE IF NOT EXISTS invoice_ids (
+-- Idempotent. The names in braces are filled in by the tool (locatorSql in src/schema/apply.ts):
+-- for its own table the locator is invoice_ids, the parent invoices, its columns invoice_id and
+-- issue_date, the date type timestamptz; for an adopted table they follow it (see the README).
+CREATE TABLE IF NOT EXISTS {locator} (
   invoice_id  bigint      NOT NULL,
-  issue_date  timestamptz NOT NULL,
-  CONSTRAINT invoice_ids_pkey PRIMARY KEY (invoice_id) INCLUDE (issue_date)
+  issue_date  {date_type} NOT NULL,
+  CONSTRAINT {locator_pkey} PRIMARY KEY (invoice_id) INCLUDE (issue_date)
 );
 
-CREATE OR REPLACE FUNCTION invoice_ids_sync() RETURNS trigger
+CREATE OR REPLACE FUNCTION {sync}() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
   -- A row moved to another partition by an UPDATE arrives as DELETE then INSERT.
   IF TG_OP = 'INSERT' THEN
-    INSERT INTO invoice_ids (invoice_id, issue_date) VALUES (NEW.invoice_id, NEW.issue_date);
+    INSERT INTO {locator} (invoice_id, issue_date) VALUES (NEW.{id}, NEW.{date});
   ELSIF TG_OP = 'DELETE' THEN
-    DELETE FROM invoice_ids WHERE invoice_id = OLD.invoice_id;
-  ELSIF NEW.invoice_id IS DISTINCT FROM OLD.invoice_id OR NEW.issue_date IS DISTINCT FROM OLD.issue_date THEN
-    UPDATE invoice_ids SET invoice_id = NEW.invoice_id, issue_date = NEW.issue_date WHERE invoice_id = OLD.invoice_id;
+    DELETE FROM {locator} WHERE invoice_id = OLD.{id};
+  ELSIF NEW.{id} IS DISTINCT FROM OLD.{id} OR NEW.{date} IS DISTINCT FROM OLD.{date} THEN
+    UPDATE {locator} SET invoice_id = NEW.{id}, issue_date = NEW.{date} WHERE invoice_id = OLD.{id};
   END IF;
   RETURN NULL;
 END $$;
 
 -- A row trigger on the partitioned table is cloned onto every partition, present and future,
 -- so inserts straight into a partition are covered too.
-CREATE OR REPLACE TRIGGER invoice_ids_sync
-  AFTER INSERT OR DELETE OR UPDATE OF invoice_id, issue_date ON invoices
-  FOR EACH ROW EXECUTE FUNCTION invoice_ids_sync();
+CREATE OR REPLACE TRIGGER {sync_trigger}
+  AFTER INSERT OR DELETE OR UPDATE OF {id}, {date} ON {parent}
+  FOR EACH ROW EXECUTE FUNCTION {sync}();

@@ -1,7 +1,9 @@
 // seed(): determinism, shape of the data, and what happens to tables that already hold rows.
+import { PassThrough } from 'node:stream';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DbContext } from '../src/db/client.js';
+import { TextCopyWriter } from '../src/seed/copy-text.js';
 import { seed, seedWindow, type SeedResult } from '../src/seed/seed.js';
 import { createDatabase, runCli, seedWithCli, tableHash, withPg, type TestDatabase } from './helpers.js';
 
@@ -267,5 +269,29 @@ describe('seed through the CLI on tables that hold rows', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(mention);
     expect(await counts(d.url)).toEqual(before);
+  });
+});
+
+describe('TextCopyWriter (text COPY for mapped tables whose types the binary encoder does not write)', () => {
+  it('formats ids, UTC microsecond timestamps, cents and escaped text without floats', async () => {
+    const out = new PassThrough();
+    let text = '';
+    out.on('data', (d: Buffer) => (text += d.toString('utf8')));
+    const w = new TextCopyWriter(out, 16);
+    w.row(4, 0);
+    w.int8(9007199254740991);
+    w.timestamptz(Date.UTC(2026, 2, 1, 23, 30) * 1000 + 123456);
+    w.numericCents(99_999_999_999_999);
+    w.text('tab\there\nnew \\ line\r');
+    w.row(4, 0);
+    w.int8(1);
+    w.timestamptz(-1);
+    w.numericCents(5);
+    w.text(null);
+    await w.end();
+    expect(text).toBe(
+      '9007199254740991\t2026-03-01 23:30:00.123456+00\t999999999999.99\ttab\\there\\nnew \\\\ line\\r\n' +
+      '1\t1969-12-31 23:59:59.999999+00\t0.05\t\\N\n',
+    );
   });
 });

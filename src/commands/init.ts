@@ -1,16 +1,24 @@
 import type { Command } from 'commander';
 import { withClient } from '../db/client.js';
 import { applySchema, existingTables } from '../schema/apply.js';
-import { commandContext, requireOwnTables } from './context.js';
+import { commandContext } from './context.js';
 
 export async function run(_opts: unknown, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
-  requireOwnTables(ctx, 'init');
-  const tables = await withClient(ctx, async (client) => {
+  const { tables } = ctx.config;
+  if (tables.mapped) {
+    // The application's tables: checked, never created; applySchema says what it adds beside them.
+    const layout = await withClient(ctx, (client) => applySchema(client, tables, ctx.log));
+    const inv = `${tables.invoices.schema}.${tables.invoices.table}`;
+    ctx.log.info(`mapped tables ${inv} and ${tables.customers.schema}.${tables.customers.table} have the mapped columns; ` +
+      (layout === 'plain' ? `${inv} is a plain table: nothing to add (\`invoices partition --convert\` partitions it in place)` : `${inv} is partitioned: its locator is in place`));
+    return;
+  }
+  const result = await withClient(ctx, async (client) => {
     const before = await existingTables(client);
     await applySchema(client);
     return { before, after: await existingTables(client) };
   });
-  const created = tables.after.filter((t) => !tables.before.includes(t));
+  const created = result.after.filter((t) => !result.before.includes(t));
   ctx.log.info(created.length ? `created tables: ${created.join(', ')}` : 'schema up to date: nothing to create');
 }

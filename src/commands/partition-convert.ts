@@ -21,18 +21,20 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
   const batchSize = positiveInt('--batch-size', flags.batchSize ?? '100000');
   const lockTimeoutMs = positiveInt('--lock-timeout', flags.lockTimeout ?? '500');
   const lockRetries = positiveInt('--lock-retries', flags.lockRetries ?? '10', { allowZero: true });
+  const { tables } = ctx.config;
+  const label = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : 'invoices';
 
   if (flags.cancel) {
     await withClient(ctx, async (client) => {
-      const r = await cancelConversion(client, { lockTimeoutMs, lockRetries, log: ctx.log, dryRun: flags.dryRun });
+      const r = await cancelConversion(client, { lockTimeoutMs, lockRetries, log: ctx.log, dryRun: flags.dryRun, tables });
       if (flags.dryRun) ctx.print(r.statements.length ? `${r.statements.join(';\n')};\n` : '-- no conversion in progress: nothing to cancel\n');
-      else ctx.log.info(r.cancelled ? 'cancelled: the trigger on invoices and everything the conversion created are gone; invoices is as it was' : 'no conversion in progress: nothing to cancel');
+      else ctx.log.info(r.cancelled ? `cancelled: the trigger on ${label} and everything the conversion created are gone; ${label} is as it was` : 'no conversion in progress: nothing to cancel');
     });
     return;
   }
 
   if (flags.dryRun) {
-    await withClient(ctx, async (client) => ctx.print(describePlan(await planConversion(client, { ahead, batchSize, lockTimeoutMs }), { lockRetries })));
+    await withClient(ctx, async (client) => ctx.print(describePlan(await planConversion(client, { ahead, batchSize, lockTimeoutMs, tables }), { lockRetries })));
     return;
   }
 
@@ -42,7 +44,7 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
   try {
     result = await withClient(ctx, (client) =>
       convertInvoices(client, {
-        ahead, batchSize, lockTimeoutMs, lockRetries, signal, log: ctx.log,
+        ahead, batchSize, lockTimeoutMs, lockRetries, signal, log: ctx.log, tables,
         onProgress: (p) => {
           if (p.phase === 'backfill') progress.update(p.done, p.total, 'copying');
           else progress.stop();
@@ -54,7 +56,7 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
   }
   if (result.status === 'converted') {
     ctx.log.info(
-      `converted invoices: ${fmtInt(result.rows)} rows in ${result.partitions} partitions in ${result.seconds.toFixed(1)} s; ` +
+      `converted ${label}: ${fmtInt(result.rows)} rows in ${result.partitions} partitions in ${result.seconds.toFixed(1)} s; ` +
         `the exclusive lock was held ${result.lockMs?.toFixed(0)} ms (attempt ${result.lockAttempts})`,
     );
     if (result.oldTable) ctx.log.info(`the original table is kept as ${result.oldTable}: once you are satisfied, DROP TABLE ${result.oldTable}`);

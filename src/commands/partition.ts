@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { fmtInt } from '../output/progress.js';
 import { formatBytes } from '../output/render.js';
 import { addMonths, checkPartitions, DEFAULT_AHEAD, createPartition, monthOf, monthRange, planPartitions } from '../schema/partitions.js';
-import { commandContext, parseDay, positiveInt, requireOwnTables } from './context.js';
+import { commandContext, parseDay, positiveInt } from './context.js';
 
 export interface PartitionFlags {
   ahead?: string;
@@ -23,7 +23,7 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
   const today = monthOf(flags.asOf ? parseDay(flags.asOf) : new Date());
   const aheadMonths = monthRange(today, addMonths(today, ahead));
   const ctx = commandContext(cmd);
-  requireOwnTables(ctx, 'partition');
+  const { tables } = ctx.config;
   if (flags.convert) return (await import('./partition-convert.js')).run(flags, ctx, aheadMonths);
   for (const f of ['cancel', 'batchSize', 'lockTimeout', 'lockRetries'] as const) {
     if (flags[f] !== undefined) throw new UsageError(`--${f.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} goes with --convert`);
@@ -31,7 +31,7 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
 
   await withClient(ctx, async (client) => {
     if (flags.check) {
-      const report = await checkPartitions(client, aheadMonths);
+      const report = await checkPartitions(client, aheadMonths, tables);
       await ctx.printRows(
         report.partitions.map((p) => ({ ...p, rows: String(p.rows), size: formatBytes(p.bytes) })),
         [{ key: 'name', label: 'partition' }, { key: 'from', kind: 'time' }, { key: 'to', kind: 'time' }, { key: 'rows', kind: 'int' }, { key: 'size' }],
@@ -47,7 +47,7 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
       return;
     }
 
-    const plans = await planPartitions(client, aheadMonths);
+    const plans = await planPartitions(client, aheadMonths, tables);
     if (flags.dryRun) {
       ctx.print(plans.length ? plans.map((p) => `-- ${p.name}${p.moveRows ? ` (moves ${p.moveRows} rows from the DEFAULT partition)` : ''}\nBEGIN;\n${p.statements.join(';\n')};\nCOMMIT;\n`).join('\n') : '-- nothing to do\n');
       return;
@@ -55,7 +55,7 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
     const done = [];
     for (const p of plans) {
       await createPartition(client, p);
-      ctx.log.info(`created ${p.name}${p.moveRows ? `, moved ${fmtInt(p.moveRows)} rows out of the DEFAULT partition` : ''}`);
+      ctx.log.info(`created ${tables.mapped ? `partition ${tables.invoices.schema}.${p.name} of ${tables.invoices.schema}.${tables.invoices.table}` : p.name}${p.moveRows ? `, moved ${fmtInt(p.moveRows)} rows out of the DEFAULT partition` : ''}`);
       done.push({ partition: p.name, month: p.month, moved_rows: String(p.moveRows) });
     }
     if (!done.length) ctx.log.info(`partitions up to date through ${aheadMonths[aheadMonths.length - 1]}: nothing to create`);

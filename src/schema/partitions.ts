@@ -1,13 +1,13 @@
 // Monthly range partitions of `invoices` on issue_date (UTC): naming, planning, creating
-// (moving rows out of the DEFAULT partition when it holds some), and checking.
+// (moving rows out of the DEFAULT partition when it holds some), and checking. Follows a table
+// mapping: an adopted table's partitions are named after it, in its schema, on its own columns.
 import type { Client } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';
-import { detectLayout } from './apply.js';
-import { quoteIdent } from '../tables.js';
+import { detectLayout, locatorName } from './apply.js';
+import { DEFAULT_TABLES, qualified, quoteIdent, type InvoiceColumn, type TableMap } from '../tables.js';
 
 export const PARENT = 'invoices';
-export const DEFAULT_PARTITION = 'invoices_default';
 /** Months ahead of the current one that `invoices partition` (and `seed`) create by default. */
 export const DEFAULT_AHEAD = 3;
 
@@ -36,8 +36,31 @@ export function monthBounds(month: Month): { from: string; to: string } {
   return { from: `${month}-01T00:00:00.000Z`, to: `${addMonths(month, 1)}-01T00:00:00.000Z` };
 }
 
-export function partitionName(month: Month): string {
-  return `${PARENT}_p${month.replace('-', '_')}`;
+/** The partition of one month: `<table>_pYYYY_MM`. */
+export function partitionName(month: Month, table: string = PARENT): string {
+  return `${table}_p${month.replace('-', '_')}`;
+}
+
+/** The DEFAULT partition: `<table>_default`. */
+export function defaultPartitionName(table: string = PARENT): string {
+  return `${table}_default`;
+}
+
+/**
+ * How SQL names the invoices table's relations and columns: bare for this tool's own tables
+ * (their statements read as before), schema-qualified and quoted for a mapped one.
+ */
+export function invoiceSql(tables: TableMap = DEFAULT_TABLES) {
+  const { schema, table, columns } = tables.invoices;
+  const rel = (name: string) => (tables.mapped ? `${quoteIdent(schema)}.${quoteIdent(name)}` : name);
+  return {
+    parent: tables.mapped ? qualified(tables.invoices) : PARENT,
+    defaultPartition: defaultPartitionName(table),
+    locator: tables.mapped ? locatorName(tables) : 'invoice_ids',
+    partitionName: (month: Month) => partitionName(month, table),
+    rel,
+    col: (c: InvoiceColumn) => (tables.mapped ? quoteIdent(columns[c]) : c),
+  };
 }
 
 /** Months from `first` to `last` inclusive. */
@@ -76,10 +99,12 @@ export async function listPartitions(client: Client, parent: string = PARENT): P
 }
 
 /** Rows in the DEFAULT partition, per month. */
-export async function strandedRows(client: Client): Promise<Map<Month, number>> {
+export async function strandedRows(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<Map<Month, number>> {
+  const n = invoiceSql(tables);
+  // The session's TimeZone is UTC: a timestamp without time zone is read as UTC either way.
   const { rows } = await client.query<{ month: string; n: string }>(
-    `SELECT to_char(date_trunc('month', issue_date AT TIME ZONE 'UTC'), 'YYYY-MM') AS month, count(*) AS n
-       FROM ${DEFAULT_PARTITION} GROUP BY 1 ORDER BY 1`,
+    `SELECT to_char(date_trunc('month', ${n.col('issue_date')} AT TIME ZONE 'UTC'), 'YYYY-MM') AS month, count(*) AS n
+       FROM ${n.rel(n.defaultPartition)} GROUP BY 1 ORDER BY 1`,
   );
   return new Map(rows.map((r) => [r.month, Number(r.n)]));
 }
@@ -93,12 +118,14 @@ export interface PartitionPlan {
 }
 
 /** Asserts invoices is partitioned and has its DEFAULT partition. */
-export async function assertPartitioned(client: Client): Promise<PartitionInfo[]> {
-  const { layout } = await detectLayout(client);
-  if (layout === 'missing') throw new UsageError('there is no invoices table: run `invoices init`');
-  if (layout === 'plain') throw new UsageError('invoices is a plain (unpartitioned) table: convert it with `invoices partition --convert`');
-  const parts = await listPartitions(client);
-  if (!parts.some((p) => p.isDefault)) throw new UsageError(`invoices has no DEFAULT partition: create it with CREATE TABLE ${DEFAULT_PARTITION} PARTITION OF invoices DEFAULT`);
+export async function assertPartitioned(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<PartitionInfo[]> {
+  const { layout } = await detectLayout(client, tables);
+  const n = invoiceSql(tables);
+  const name = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : PARENT;
+  if (layout === 'missing') throw new UsageError(tables.mapped ? `there is no table ${name}: create it, or fix the table mapping` : 'there is no invoices table: run `invoices init`');
+  if (layout === 'plain') throw new UsageError(`${name} is a plain (unpartitioned) table: convert it with \`invoices partition --convert\``);
+  const parts = await listPartitions(client, qualified(tables.invoices));
+  if (!parts.some((p) => p.isDefault)) throw new UsageError(`${name} has no DEFAULT partition: create it with CREATE TABLE ${n.rel(n.defaultPartition)} PARTITION OF ${n.parent} DEFAULT`);
   return parts;
 }
 
@@ -106,37 +133,42 @@ export async function assertPartitioned(client: Client): Promise<PartitionInfo[]
  * Plans the partitions to create: the months whose rows sit in the DEFAULT partition and the
  * `extra` months (e.g. the months ahead), less those already covered by a partition.
  */
-export async function planPartitions(client: Client, extra: Month[]): Promise<PartitionPlan[]> {
-  const parts = await assertPartitioned(client);
-  const stranded = await strandedRows(client);
+export async function planPartitions(client: Client, extra: Month[], tables: TableMap = DEFAULT_TABLES): Promise<PartitionPlan[]> {
+  const parts = await assertPartitioned(client, tables);
+  const stranded = await strandedRows(client, tables);
   const covered = (month: Month) => {
     const { from, to } = monthBounds(month);
     return parts.some((p) => !p.isDefault && p.from !== undefined && p.to !== undefined && p.from < to && from < p.to);
   };
   const months = [...new Set([...stranded.keys(), ...extra])].sort();
-  return months.filter((m) => !covered(m)).map((month) => planMonth(client, month, stranded.get(month) ?? 0));
+  return months.filter((m) => !covered(m)).map((month) => planMonth(client, tables, month, stranded.get(month) ?? 0));
 }
 
-function planMonth(client: Client, month: Month, moveRows: number): PartitionPlan {
-  const name = partitionName(month);
+function planMonth(client: Client, tables: TableMap, month: Month, moveRows: number): PartitionPlan {
+  const n = invoiceSql(tables);
+  const name = n.partitionName(month);
+  const part = n.rel(name);
+  const def = n.rel(n.defaultPartition);
   const { from, to } = monthBounds(month);
   const lo = client.escapeLiteral(from);
   const hi = client.escapeLiteral(to);
-  const range = `issue_date >= ${lo} AND issue_date < ${hi}`;
+  // An ISO literal with Z: UTC for a timestamptz, its UTC wall-clock time for a timestamp (the zone is ignored).
+  const range = `${n.col('issue_date')} >= ${lo} AND ${n.col('issue_date')} < ${hi}`;
+  const check = tables.mapped ? quoteIdent(`${name}_range`) : `${name}_range`;
   const statements = moveRows === 0
-    ? [`CREATE TABLE ${name} PARTITION OF ${PARENT} FOR VALUES FROM (${lo}) TO (${hi})`]
+    ? [`CREATE TABLE ${part} PARTITION OF ${n.parent} FOR VALUES FROM (${lo}) TO (${hi})`]
     : [
         // PostgreSQL refuses to create a partition for rows the DEFAULT partition holds: move
         // them into a new table, attach it (the CHECK spares the validation scan), and restore
         // their invoice_ids rows (the DELETE's trigger removed them; the ids did not change).
-        `LOCK TABLE ${DEFAULT_PARTITION} IN EXCLUSIVE MODE`,
-        `CREATE TABLE ${name} (LIKE ${PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)`,
-        `INSERT INTO ${name} SELECT * FROM ${DEFAULT_PARTITION} WHERE ${range}`,
-        `DELETE FROM ${DEFAULT_PARTITION} WHERE ${range}`,
-        `ALTER TABLE ${name} ADD CONSTRAINT ${name}_range CHECK (${range})`,
-        `ALTER TABLE ${PARENT} ATTACH PARTITION ${name} FOR VALUES FROM (${lo}) TO (${hi})`,
-        `ALTER TABLE ${name} DROP CONSTRAINT ${name}_range`,
-        `INSERT INTO invoice_ids (invoice_id, issue_date) SELECT invoice_id, issue_date FROM ${name} ON CONFLICT (invoice_id) DO NOTHING`,
+        `LOCK TABLE ${def} IN EXCLUSIVE MODE`,
+        `CREATE TABLE ${part} (LIKE ${n.parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)`,
+        `INSERT INTO ${part} SELECT * FROM ${def} WHERE ${range}`,
+        `DELETE FROM ${def} WHERE ${range}`,
+        `ALTER TABLE ${part} ADD CONSTRAINT ${check} CHECK (${range})`,
+        `ALTER TABLE ${n.parent} ATTACH PARTITION ${part} FOR VALUES FROM (${lo}) TO (${hi})`,
+        `ALTER TABLE ${part} DROP CONSTRAINT ${check}`,
+        `INSERT INTO ${n.locator} (invoice_id, issue_date) SELECT ${n.col('invoice_id')}, ${n.col('issue_date')} FROM ${part} ON CONFLICT (invoice_id) DO NOTHING`,
       ];
   return { month, name, moveRows, statements };
 }
@@ -155,13 +187,14 @@ export interface PartitionReport {
 }
 
 /** Rows and size of every partition, months ahead without a partition, rows in DEFAULT. */
-export async function checkPartitions(client: Client, ahead: Month[]): Promise<PartitionReport> {
-  const parts = await assertPartitioned(client);
+export async function checkPartitions(client: Client, ahead: Month[], tables: TableMap = DEFAULT_TABLES): Promise<PartitionReport> {
+  const parts = await assertPartitioned(client, tables);
   const partitions: PartitionReport['partitions'] = [];
   for (const p of parts) {
+    const rel = `${quoteIdent(tables.invoices.schema)}.${quoteIdent(p.name)}`;
     const { rows } = await client.query<{ rows: string; bytes: string }>(
-      `SELECT (SELECT count(*) FROM ${quoteIdent(p.name)}) AS rows, pg_total_relation_size($1::regclass) AS bytes`,
-      [quoteIdent(p.name)],
+      `SELECT (SELECT count(*) FROM ${rel}) AS rows, pg_total_relation_size($1::regclass) AS bytes`,
+      [rel],
     );
     partitions.push({ name: p.name, from: p.from ?? null, to: p.to ?? null, rows: Number(rows[0].rows), bytes: Number(rows[0].bytes) });
   }
@@ -169,6 +202,6 @@ export async function checkPartitions(client: Client, ahead: Month[]): Promise<P
     const { from, to } = monthBounds(m);
     return !parts.some((p) => p.from !== undefined && p.to !== undefined && p.from <= from && to <= p.to);
   });
-  const stranded = [...(await strandedRows(client))].map(([month, rows]) => ({ month, rows }));
+  const stranded = [...(await strandedRows(client, tables))].map(([month, rows]) => ({ month, rows }));
   return { partitions, missingAhead, stranded };
 }

@@ -7,7 +7,8 @@
 import { AliasTable, Random, zipfWeights } from './random.js';
 
 const DAY_MICROS = 86_400_000_000;
-const MAX_CENTS = 99_999_999_999_999; // numeric(14,2)
+/** The largest amount, in cents, of this tool's numeric(14,2). */
+export const MAX_CENTS = 99_999_999_999_999;
 /** Relative invoice volume per calendar month, January first. */
 const SEASON = [0.9, 0.95, 1.1, 1.0, 1.0, 1.08, 0.88, 0.85, 1.05, 1.05, 1.18, 1.28];
 const MONTHLY_GROWTH = 1.03;
@@ -29,6 +30,10 @@ export interface InvoicePlan {
   startMicros: number;
   endMicros: number;
   seed: number | string;
+  /** An adopted table's narrower amount column: the largest amount it holds, in cents (default MAX_CENTS). */
+  maxCents?: number;
+  /** Amounts in multiples of this many cents, for a scale under 2 (numeric(12,0): 100). */
+  centsStep?: number;
 }
 
 /** Issuer popularity: Zipf exponent and the permutation from rank to customer index. */
@@ -109,6 +114,8 @@ export class InvoiceGenerator {
     let cents = Math.round(Math.exp(this.issuerMu[issuerRank] + 0.75 * rng.normal()) * 100);
     if (rng.next() < 0.03 && cents >= 10_000) cents = Math.round(cents / 10_000) * 10_000; // round hundreds
     cents = Math.min(Math.max(cents, 50), MAX_CENTS);
+    if (plan.centsStep !== undefined && plan.centsStep > 1) cents = Math.max(plan.centsStep, Math.round(cents / plan.centsStep) * plan.centsStep);
+    if (plan.maxCents !== undefined) cents = Math.min(cents, plan.maxCents);
 
     row.id = plan.firstId + this.i;
     row.issueMicros = this.dates.next();

@@ -5,11 +5,13 @@ import { withClient } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
 import { BinaryCopyWriter } from '../db/copy-binary.js';
 import { InterruptedError, UsageError } from '../errors.js';
-import { applySchema } from '../schema/apply.js';
-import { addMonths, createPartition, DEFAULT_AHEAD, monthBounds, monthOf, monthRange, partitionName, planPartitions } from '../schema/partitions.js';
+import { silentLogger } from '../log.js';
+import { applySchema, inspectMapping, type ColumnInfo, type MappedColumns } from '../schema/apply.js';
+import { addMonths, createPartition, DEFAULT_AHEAD, invoiceSql, monthBounds, monthOf, monthRange, planPartitions, type PartitionPlan } from '../schema/partitions.js';
 import { generateCustomers } from './customers.js';
-import { InvoiceGenerator, IssueDates, issuerOrder, type InvoiceRow } from './invoices.js';
-import { quoteIdent } from '../tables.js';
+import { TextCopyWriter, type RowWriter } from './copy-text.js';
+import { InvoiceGenerator, IssueDates, issuerOrder, MAX_CENTS, type InvoiceRow } from './invoices.js';
+import { CUSTOMER_COLUMNS, DEFAULT_TABLES, qualified, quoteIdent, type CustomerColumn, type TableMap } from '../tables.js';
 
 export interface SeedOptions {
   customers: number;
@@ -68,21 +70,26 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
   const { startMicros, endMicros } = seedWindow(opts.asOf, opts.months);
   const started = performance.now();
 
+  // A config built by hand (tests, embedders) may carry no mapping: this tool's own tables.
+  const tables = ctx.config.tables ?? DEFAULT_TABLES;
   return withClient(ctx, async (client) => {
-    const layout = await applySchema(client);
+    const layout = await applySchema(client, tables, ctx.log ?? silentLogger);
+    const target = tables.mapped ? await mappedTarget(client, tables) : OWN_TARGET;
+    const { invoices: inv, customers: cust, locator } = target;
     const partitioned = layout === 'partitioned';
-    const skipTriggers = await skipTriggersForSession(client);
+    // An adopted table's own triggers and foreign keys are the application's: they always run.
+    const skipTriggers = !tables.mapped && (await skipTriggersForSession(client));
     // Skipping triggers also skips the one that fills invoice_ids: then seed writes it itself.
     const writeLocator = partitioned && skipTriggers;
     const { rows: [state] } = await client.query<{ invoices: string; customers: string; max_invoice: string; max_customer: string }>(
-      `SELECT (SELECT count(*) FROM (SELECT 1 FROM invoices LIMIT 1) s) AS invoices,
-              (SELECT count(*) FROM (SELECT 1 FROM customers LIMIT 1) s) AS customers,
-              (SELECT coalesce(max(invoice_id), 0) FROM invoices) AS max_invoice,
-              (SELECT coalesce(max(id), 0) FROM customers) AS max_customer`,
+      `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${inv.rel} LIMIT 1) s) AS invoices,
+              (SELECT count(*) FROM (SELECT 1 FROM ${cust.rel} LIMIT 1) s) AS customers,
+              (SELECT coalesce(max(${inv.id}), 0) FROM ${inv.rel}) AS max_invoice,
+              (SELECT coalesce(max(${cust.id}), 0) FROM ${cust.rel}) AS max_customer`,
     );
     const hasRows = state.invoices !== '0' || state.customers !== '0';
     if (hasRows && opts.existing === 'refuse') {
-      throw new UsageError('the invoices and customers tables already hold rows: pass --append to add a new cohort of customers and invoices, or --truncate to replace them');
+      throw new UsageError(`the ${tables.mapped ? `tables ${inv.name} and ${cust.name}` : 'invoices and customers tables'} already hold rows: pass --append to add a new cohort of customers and invoices, or --truncate to replace them`);
     }
     const append = hasRows && opts.existing === 'append';
     const firstCustomerId = append ? Number(state.max_customer) + 1 : 1;
@@ -91,29 +98,40 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     const order = issuerOrder(opts.seed, opts.customers);
     const rank = new Int32Array(opts.customers);
     for (let r = 0; r < order.length; r++) rank[order[r]] = r;
-    const plan = { count: invoices, firstId: firstInvoiceId, firstCustomerId, customers: opts.customers, startMicros, endMicros, seed: opts.seed };
+    const plan = { count: invoices, firstId: firstInvoiceId, firstCustomerId, customers: opts.customers, startMicros, endMicros, seed: opts.seed, ...inv.amount };
     const generator = new InvoiceGenerator(plan);
     const dates = new IssueDates(plan);
-    const loadCustomers = () => copyCustomers(client, opts, firstCustomerId, (i) => rank[i], startMicros);
+    const loadCustomers = () => copyCustomers(client, cust, opts, firstCustomerId, (i) => rank[i], startMicros);
     const windowMonths = monthRange(monthOf(new Date(startMicros / 1000)), monthOf(new Date(endMicros / 1000 - 1)));
     // The window's months, and the months ahead of the as-of month as `invoices partition` makes them.
     const partitionMonths = monthRange(windowMonths[0], addMonths(monthOf(opts.asOf), DEFAULT_AHEAD));
     const progress = (done: number) => opts.onProgress?.({ phase: 'invoices', done, total: invoices });
+    const makePartitions = async (create: (p: PartitionPlan) => Promise<void>) => {
+      for (const p of await planPartitions(client, partitionMonths, tables)) {
+        await create(p);
+        if (tables.mapped) ctx.log?.info(`created partition ${p.name} of ${inv.name}`);
+      }
+    };
 
     if (!append) {
       // A fresh load is one transaction: truncate, create the months' partitions, drop the
       // indexes, COPY everything (no WAL at wal_level=minimal; FREEZE on a plain table),
       // rebuild the indexes once. Interrupted, it rolls back and the tables are as they were.
       await transaction(client, async () => {
-        await client.query(`TRUNCATE invoices, customers${partitioned ? ', invoice_ids' : ''} RESTART IDENTITY`);
-        if (partitioned) for (const p of await planPartitions(client, partitionMonths)) for (const sql of p.statements) await client.query(sql);
-        const rebuild = [...(await dropIndexes(client, 'invoices')), ...(writeLocator ? await dropIndexes(client, 'invoice_ids') : [])];
+        await client.query(`TRUNCATE ${inv.rel}, ${cust.rel}${partitioned ? `, ${locator}` : ''} RESTART IDENTITY`).catch((err: { code?: string; message: string; detail?: string }) => {
+          // Another table's foreign key into them (an application's, or a converted table's kept original).
+          if (err.code === '0A000') throw new UsageError(`cannot empty ${inv.name} and ${cust.name}: ${err.message}${err.detail ? ` (${err.detail})` : ''}; empty or drop the referencing table first`, { cause: err });
+          throw err;
+        });
+        if (partitioned) await makePartitions(async (p) => { for (const sql of p.statements) await client.query(sql); }); // in this transaction
+        // An application's indexes stay as they are (names, options, comments): COPY maintains them.
+        const rebuild = tables.mapped ? [] : [...(await dropIndexes(client, inv.rel)), ...(writeLocator ? await dropIndexes(client, locator) : [])];
         await loadCustomers();
         const targets = partitioned
-          ? windowMonths.map((m) => ({ table: partitionName(m), freeze: true, untilMicros: Date.parse(monthBounds(m).to) * 1000 }))
-          : [{ table: 'invoices', freeze: true, untilMicros: Infinity }];
-        await copyInvoices(client, generator, invoices, opts.signal, progress, targets);
-        if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId, invoices, opts.signal, true);
+          ? windowMonths.map((m) => ({ table: inv.partition(m), freeze: true, untilMicros: Date.parse(monthBounds(m).to) * 1000 }))
+          : [{ table: inv.rel, freeze: true, untilMicros: Infinity }];
+        await copyInvoices(client, inv, generator, invoices, opts.signal, progress, targets);
+        if (writeLocator) await copyInvoiceIds(client, locator, dates, firstInvoiceId, invoices, opts.signal, true);
         opts.onProgress?.({ phase: 'indexes', done: 0, total: rebuild.length });
         for (const sql of rebuild) await client.query(sql);
       }).catch((err) => {
@@ -122,15 +140,15 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       });
     } else {
       // Appending to live tables: committed batches, so an interruption keeps whole batches.
-      if (partitioned) for (const p of await planPartitions(client, partitionMonths)) await createPartition(client, p);
+      if (partitioned) await makePartitions((p) => createPartition(client, p));
       await transaction(client, loadCustomers);
       let done = 0;
       while (done < invoices) {
         const n = Math.min(batchSize, invoices - done);
         try {
           await transaction(client, async () => {
-            await copyInvoices(client, generator, n, opts.signal, (k) => progress(done + k), [{ table: 'invoices', freeze: false, untilMicros: Infinity }]);
-            if (writeLocator) await copyInvoiceIds(client, dates, firstInvoiceId + done, n, opts.signal, false);
+            await copyInvoices(client, inv, generator, n, opts.signal, (k) => progress(done + k), [{ table: inv.rel, freeze: false, untilMicros: Infinity }]);
+            if (writeLocator) await copyInvoiceIds(client, locator, dates, firstInvoiceId + done, n, opts.signal, false);
           });
         } catch (err) {
           if (err instanceof InterruptedError) {
@@ -143,9 +161,10 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       }
     }
 
-    await client.query(`SELECT setval(pg_get_serial_sequence('customers', 'id'), greatest((SELECT max(id) FROM customers), 1))`);
-    await client.query(`SELECT setval(pg_get_serial_sequence('invoices', 'invoice_id'), greatest((SELECT max(invoice_id) FROM invoices), 1))`);
-    await client.query(`ANALYZE customers, invoices${partitioned ? ', invoice_ids' : ''}`);
+    // Serial and identity columns continue after the generated ids (no sequence: setval(NULL) is NULL).
+    await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${cust.id}) FROM ${cust.rel}), 1))`, [cust.rel, cust.idName]);
+    await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${inv.id}) FROM ${inv.rel}), 1))`, [inv.rel, inv.idName]);
+    await client.query(`ANALYZE ${cust.rel}, ${inv.rel}${partitioned ? `, ${locator}` : ''}`);
     const seconds = (performance.now() - started) / 1000;
     return {
       customers: opts.customers,
@@ -181,6 +200,7 @@ async function skipTriggersForSession(client: Client): Promise<boolean> {
  * another table's foreign key depends on one.
  */
 async function dropIndexes(client: Client, table: string): Promise<string[]> {
+  // `table` is SQL (bare or quoted and qualified): regclass reads it the same way.
   const { rows: refs } = await client.query('SELECT 1 FROM pg_constraint WHERE confrelid = $1::regclass', [table]);
   if (refs.length) return [];
   const { rows } = await client.query<{ index: string; conname: string | null; indexdef: string; condef: string | null }>(
@@ -204,23 +224,23 @@ async function dropIndexes(client: Client, table: string): Promise<string[]> {
   return rebuild;
 }
 
-async function copyCustomers(client: Client, opts: SeedOptions, firstId: number, issuerRank: (i: number) => number, beforeMicros: number): Promise<void> {
-  const stream = client.query(copyFrom('COPY customers (id, name, email, country, segment, created_at) FROM STDIN (FORMAT binary)'));
-  const writer = new BinaryCopyWriter(stream);
-  let i = 0;
-  for (const c of generateCustomers({ firstId, count: opts.customers, seed: opts.seed, issuerRank, beforeMicros })) {
-    const wait = writer.row(6, 64 + 3 * (c.name.length + c.email.length + c.country.length + c.segment.length));
-    if (wait) await wait;
-    writer.int8(c.id);
-    writer.text(c.name);
-    writer.text(c.email);
-    writer.text(c.country);
-    writer.text(c.segment);
-    writer.timestamptz(c.createdAtMicros);
-    if (++i % 65536 === 0) opts.onProgress?.({ phase: 'customers', done: i, total: opts.customers });
-  }
-  await writer.end();
-  await finished(stream);
+async function copyCustomers(client: Client, t: CustomersTarget, opts: SeedOptions, firstId: number, issuerRank: (i: number) => number, beforeMicros: number): Promise<void> {
+  const has = (c: CustomerColumn) => t.columns.includes(c);
+  const names = t.columns.map((c) => t.col(c)).join(', ');
+  await copyRows(client, `COPY ${t.rel} (${names}) FROM STDIN (FORMAT ${t.format})`, t.format, async (writer) => {
+    let i = 0;
+    for (const c of generateCustomers({ firstId, count: opts.customers, seed: opts.seed, issuerRank, beforeMicros })) {
+      const wait = writer.row(t.columns.length, 64 + 3 * (c.name.length + c.email.length + c.country.length + c.segment.length));
+      if (wait) await wait;
+      writer.int8(c.id);
+      writer.text(c.name);
+      if (has('email')) writer.text(c.email);
+      if (has('country')) writer.text(c.country);
+      if (has('segment')) writer.text(c.segment);
+      if (has('created_at')) writer.timestamptz(c.createdAtMicros);
+      if (++i % 65536 === 0) opts.onProgress?.({ phase: 'customers', done: i, total: opts.customers });
+    }
+  });
 }
 
 /** One COPY of the generator's next n rows; Ctrl-C aborts it and the server discards it. */
@@ -233,14 +253,14 @@ type Target = { table: string; freeze: boolean; untilMicros: number };
  * no per-row routing, and FREEZE (allowed on a partition created in this transaction), which
  * also sets the visibility map so index-only scans work at once.
  */
-async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, signal: AbortSignal | undefined, progress: (done: number) => void, targets: Target[]): Promise<void> {
+async function copyInvoices(client: Client, t: InvoicesTarget, gen: InvoiceGenerator, n: number, signal: AbortSignal | undefined, progress: (done: number) => void, targets: Target[]): Promise<void> {
   const row: InvoiceRow = { id: 0, issueMicros: 0, issuerId: 0, receiverId: 0, cents: 0 };
   let k = 0;
   let pending = false; // row holds a generated invoice not yet written (it belongs to a later target)
   for (const target of targets) {
     if (k >= n) break;
-    const sql = `COPY ${target.table} (invoice_id, issue_date, issuer_id, receiver_id, amount) FROM STDIN (FORMAT binary${target.freeze ? ', FREEZE' : ''})`;
-    await copyRows(client, sql, async (writer) => {
+    const sql = `COPY ${target.table} (${t.columns}) FROM STDIN (FORMAT ${t.format}${target.freeze ? ', FREEZE' : ''})`;
+    await copyRows(client, sql, t.format, async (writer) => {
       while (k < n && (pending || gen.next(row))) {
         pending = true;
         if (row.issueMicros >= target.untilMicros) return;
@@ -263,8 +283,8 @@ async function copyInvoices(client: Client, gen: InvoiceGenerator, n: number, si
 }
 
 /** invoice_ids rows for invoices firstId..firstId+n-1, their dates replayed from the same stream. */
-async function copyInvoiceIds(client: Client, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined, freeze: boolean): Promise<void> {
-  await copyRows(client, `COPY invoice_ids (invoice_id, issue_date) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`, async (writer) => {
+async function copyInvoiceIds(client: Client, locator: string, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined, freeze: boolean): Promise<void> {
+  await copyRows(client, `COPY ${locator} (invoice_id, issue_date) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`, 'binary', async (writer) => {
     for (let k = 0; k < n; k++) {
       const wait = writer.row(2, 32);
       if (wait) {
@@ -278,9 +298,9 @@ async function copyInvoiceIds(client: Client, dates: IssueDates, firstId: number
 }
 
 /** Runs one binary COPY fed by `fill`; on any error the COPY is aborted and the server discards it. */
-async function copyRows(client: Client, sql: string, fill: (writer: BinaryCopyWriter) => Promise<void>): Promise<void> {
+async function copyRows(client: Client, sql: string, format: CopyFormat, fill: (writer: RowWriter) => Promise<void>): Promise<void> {
   const stream = client.query(copyFrom(sql));
-  const writer = new BinaryCopyWriter(stream);
+  const writer = format === 'binary' ? new BinaryCopyWriter(stream) : new TextCopyWriter(stream);
   try {
     await fill(writer);
     await writer.end();
@@ -290,4 +310,106 @@ async function copyRows(client: Client, sql: string, fill: (writer: BinaryCopyWr
     await finished(stream).catch(() => {});
     throw err;
   }
+}
+
+// --- where the rows go: this tool's tables, or mapped ones with their own names and types ------
+
+type CopyFormat = 'binary' | 'text';
+
+interface InvoicesTarget {
+  /** The table as SQL, and as shown to the user. */
+  rel: string;
+  name: string;
+  /** The invoice id column as SQL and as the catalog names it (for pg_get_serial_sequence). */
+  id: string;
+  idName: string;
+  /** COPY's column list, in the generator's order. */
+  columns: string;
+  partition: (month: string) => string;
+  format: CopyFormat;
+  /** What the amount column can hold, when it is narrower than numeric(16,2). */
+  amount: { maxCents?: number; centsStep?: number };
+}
+
+interface CustomersTarget {
+  rel: string;
+  name: string;
+  id: string;
+  idName: string;
+  /** The columns to write, in the generator's order: id and name, and the others the table has. */
+  columns: CustomerColumn[];
+  col: (c: CustomerColumn) => string;
+  format: CopyFormat;
+}
+
+interface Targets {
+  invoices: InvoicesTarget;
+  customers: CustomersTarget;
+  locator: string;
+}
+
+const OWN = invoiceSql();
+/** This tool's tables: bare names, every column, binary COPY (unchanged from before mappings). */
+const OWN_TARGET: Targets = {
+  invoices: {
+    rel: 'invoices', name: 'invoices', id: 'invoice_id', idName: 'invoice_id', columns: 'invoice_id, issue_date, issuer_id, receiver_id, amount',
+    partition: (m) => OWN.partitionName(m), format: 'binary', amount: {},
+  },
+  customers: { rel: 'customers', name: 'customers', id: 'id', idName: 'id', columns: [...CUSTOMER_COLUMNS], col: (c) => c, format: 'binary' },
+  locator: OWN.locator,
+};
+
+const BINARY_TYPES: Record<string, string[]> = {
+  id: ['bigint'],
+  time: ['timestamp with time zone', 'timestamp without time zone'],
+  text: ['text', 'character varying'],
+};
+
+/**
+ * A mapped pair of tables: their columns (the customers' optional ones only if present), binary
+ * COPY when every column has a type the binary encoder writes, text COPY otherwise (the server
+ * converts to integer ids, a date, ...), and the amount's precision and scale.
+ */
+async function mappedTarget(client: Client, tables: TableMap): Promise<Targets> {
+  const found: MappedColumns = await inspectMapping(client, tables);
+  const inv = tables.invoices;
+  const cus = tables.customers;
+  const n = invoiceSql(tables);
+  if (found.unmappedRequired.length) {
+    throw new UsageError(`seed cannot fill ${found.unmappedRequired.join(', ')}: NOT NULL without a default and not in the table mapping. Map them, or give them a default`);
+  }
+  const amount = found.invoices.get('amount')!;
+  if (amount.base !== 'numeric') throw new UsageError(`${inv.schema}.${inv.table}.${inv.columns.amount} is ${amount.type}: seed writes amounts only into numeric columns (exact; money is never a float)`);
+  const date = found.invoices.get('issue_date')!;
+  if (!['timestamp with time zone', 'timestamp without time zone', 'date'].includes(date.base)) {
+    throw new UsageError(`${inv.schema}.${inv.table}.${inv.columns.issue_date} is ${date.type}: seed writes issue dates into timestamptz, timestamp or date columns`);
+  }
+  const is = (c: ColumnInfo | undefined, kind: string) => c === undefined || BINARY_TYPES[kind].includes(c.base);
+  const g = (k: string) => found.invoices.get(k);
+  const invBinary = is(g('invoice_id'), 'id') && is(g('issuer_id'), 'id') && is(g('receiver_id'), 'id') && is(date, 'time');
+  const customerColumns = CUSTOMER_COLUMNS.filter((c) => found.customers.has(c));
+  const h = (k: string) => found.customers.get(k);
+  const cusBinary = is(h('id'), 'id') && ['name', 'email', 'country', 'segment'].every((c) => is(h(c), 'text')) && is(h('created_at'), 'time');
+  return {
+    invoices: {
+      rel: qualified(inv), name: `${inv.schema}.${inv.table}`, id: quoteIdent(inv.columns.invoice_id), idName: inv.columns.invoice_id,
+      columns: (['invoice_id', 'issue_date', 'issuer_id', 'receiver_id', 'amount'] as const).map((c) => quoteIdent(inv.columns[c])).join(', '),
+      partition: (m) => n.rel(n.partitionName(m)), format: invBinary ? 'binary' : 'text', amount: amountLimits(amount),
+    },
+    customers: {
+      rel: qualified(cus), name: `${cus.schema}.${cus.table}`, id: quoteIdent(cus.columns.id), idName: cus.columns.id,
+      columns: customerColumns, col: (c) => quoteIdent(cus.columns[c]), format: cusBinary ? 'binary' : 'text',
+    },
+    locator: n.locator,
+  };
+}
+
+/** Amounts a numeric(p,s) column holds as written: at most its precision, in steps of its scale when under 2. */
+function amountLimits(c: ColumnInfo): InvoicesTarget['amount'] {
+  if (c.precision === null || c.scale === null) return {};
+  const centsStep = c.scale < 2 ? 10 ** (2 - c.scale) : 1;
+  const wholeDigits = c.precision - c.scale;
+  if (wholeDigits < 1) throw new UsageError(`${c.name} is ${c.type}: too narrow for invoice amounts`);
+  const maxCents = wholeDigits >= 14 ? MAX_CENTS : 10 ** wholeDigits * 100 - centsStep;
+  return maxCents === MAX_CENTS && centsStep === 1 ? {} : { maxCents, centsStep };
 }
