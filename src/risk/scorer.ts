@@ -100,7 +100,6 @@ export class Scorer {
     const { modelVersion, batchSize } = this.opts;
     let stored = await this.cursor();
     const advances = since.kind !== 'date';
-    if (advances) await this.client.query('UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE model_version = $1', [modelVersion]);
     let walk = since.kind === 'last' ? stored : MIN_CURSOR;
     const total = emptySummary(stored);
     const { col } = this.src;
@@ -132,6 +131,8 @@ export class Scorer {
         if (since.kind === 'date') params.push(since.from);
         const batch = (await inOrder(this.client, select, params)).map(toInvoice);
         if (!batch.length) break;
+        // A run that finds nothing (--follow polls) writes nothing: no transaction id spent, no bloat.
+        if (advances && taken === 0) await this.client.query('UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE model_version = $1', [modelVersion]);
         taken += batch.length;
         const last = batch[batch.length - 1];
         walk = { xid: last.xid, invoiceId: last.id };
