@@ -47,6 +47,7 @@ export async function run(action: string | undefined, id: string | undefined, fl
 }
 
 async function score(ctx: CommandContext, flags: RiskFlags, model: string): Promise<void> {
+  if (!['last', 'all'].includes(flags.since) && !/^\d{4}-\d{2}-\d{2}$/.test(flags.since)) throw new UsageError(`--since must be last, all or a day YYYY-MM-DD, got "${flags.since}"`);
   const since: Since = flags.since === 'last' ? { kind: 'last' } : flags.since === 'all' ? { kind: 'all' } : { kind: 'date', from: parseDay(flags.since, '--since').toISOString() };
   const batchSize = positiveInt('--batch-size', flags.batchSize);
   const limit = flags.limit === undefined ? undefined : positiveInt('--limit', flags.limit);
