@@ -61,8 +61,16 @@ export async function follow(connect: () => Promise<Client>, tables: TableMap, o
         backoff = 250;
         opts.onConnected?.();
       }
-      const r = await scorer.run({ kind: 'last' }, { signal, onBatch: opts.onBatch });
-      addInto(total, r);
+      // Counted per committed batch: a run stopped by the signal throws, its batches still count.
+      const r = await scorer.run({ kind: 'last' }, {
+        signal,
+        onBatch: (b) => {
+          addInto(total, b);
+          opts.onBatch?.(b);
+        },
+      });
+      total.cursor = r.cursor;
+      total.horizon = r.horizon || total.horizon;
       if (signal.aborted) break;
       await sleep((await scorer.heldBack()) ? 50 : opts.pollMs);
     } catch (err) {

@@ -18,7 +18,6 @@ class DayCounts {
   private static readonly RING = 256; // > 2 * DAILY_RANGE, a power of two
   private readonly days = new Int32Array(DayCounts.RING).fill(-1);
   private readonly counts = new Int32Array(DayCounts.RING);
-  private latest = -Infinity;
 
   get(day: number): number | undefined {
     const i = day & (DayCounts.RING - 1);
@@ -26,11 +25,12 @@ class DayCounts {
   }
 
   add(day: number, n: number): void {
-    // A day too old for the range the model reads would overwrite a recent one.
-    if (day <= this.latest - DAILY_RANGE) return;
-    this.latest = Math.max(this.latest, day);
     const i = day & (DayCounts.RING - 1);
     if (this.days[i] !== day) {
+      // A slot goes to the later of two days: an old day must not overwrite a recent one. (Not
+      // "ignore days older than the latest seen": one far-future invoice would then stop the
+      // issuer's counts for good.)
+      if (this.days[i] > day) return;
       this.days[i] = day;
       this.counts[i] = 0;
     }
@@ -62,8 +62,13 @@ export class HistoryStore {
     this.issuers.clear();
   }
 
-  /** Loads the issuers of these invoices that are not in memory, as of the first of their invoices. */
-  async load(client: Client, src: RiskSource, invoices: readonly SourceInvoice[]): Promise<void> {
+  /**
+   * Loads the issuers of these invoices that are not in memory, as of the first of their
+   * invoices. `upTo`, the scorer's walk position after this batch (and the issue date its walk
+   * starts from, if any): rows the walk reaches later are left out, as it appends them then
+   * (loading them too would count them twice).
+   */
+  async load(client: Client, src: RiskSource, invoices: readonly SourceInvoice[], upTo?: { xid: string; id: string; from?: string }): Promise<void> {
     const first = new Map<string, SourceInvoice>();
     for (const inv of invoices) {
       if (this.issuers.has(inv.issuer)) continue;
@@ -76,13 +81,23 @@ export class HistoryStore {
     const ats = ids.map((id) => first.get(id)!.at);
     const { col, table } = src;
     const before = asDate(src, 'b.at');
-    const params = [ids, ats];
+    const params: unknown[] = [ids, ats];
     const from = `unnest($1::bigint[], $2::text[]) AS b(issuer, at)`;
+    let walked = '';
+    if (upTo) {
+      params.push(upTo.xid, upTo.id);
+      walked = `AND ((i.created_xid, i.${col.invoice_id}) <= ($3::xid8, $4::bigint)`;
+      if (upTo.from) {
+        params.push(upTo.from);
+        walked += ` OR i.${col.issue_date} < ${asDate(src, '$5')}`;
+      }
+      walked += ')';
+    }
     // One client runs one query at a time: three round trips, each an index scan per issuer.
     const recent = await client.query<{ issuer: string; t: number; receiver: string; amount: string }>(
         `SELECT b.issuer::text AS issuer, h.t, h.receiver, h.amount FROM ${from}
           CROSS JOIN LATERAL (SELECT (extract(epoch FROM i.${col.issue_date}) * 1000)::float8 AS t, i.${col.receiver_id}::text AS receiver, i.${col.amount}::text AS amount
-                                FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before}
+                                FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before} ${walked}
                                ORDER BY i.${col.issue_date} DESC LIMIT ${RECENT}) h`,
         params,
       );
@@ -90,13 +105,13 @@ export class HistoryStore {
         `SELECT b.issuer::text AS issuer, d.day, d.n FROM ${from}
           CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM i.${col.issue_date}) / 86400)::int AS day, count(*)::int AS n
                                 FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before}
-                                 AND i.${col.issue_date} >= ${before} - interval '${DAILY_RANGE} days' GROUP BY 1) d`,
+                                 AND i.${col.issue_date} >= ${before} - interval '${DAILY_RANGE} days' ${walked} GROUP BY 1) d`,
         params,
       );
     const parties = await client.query<{ issuer: string; receivers: string[]; first: number | null }>(
         `SELECT b.issuer::text AS issuer, p.receivers, p.first FROM ${from}
           CROSS JOIN LATERAL (SELECT array_agg(DISTINCT i.${col.receiver_id}::text) AS receivers, (extract(epoch FROM min(i.${col.issue_date})) * 1000)::float8 AS first
-                                FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before}) p`,
+                                FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before} ${walked}) p`,
         params,
       );
     for (const id of ids) this.issuers.set(id, { recent: [], latest: -Infinity, daily: new DayCounts(), receivers: new Set() });

@@ -1,9 +1,9 @@
 // `invoices risk status`, `verify` and `explain`: read-only views of the scorer's state.
 import type { Client } from '../db/client.js';
-import { NotFoundError, UsageError } from '../errors.js';
+import { InvoicesError, NotFoundError, UsageError } from '../errors.js';
 import type { TableMap } from '../tables.js';
 import { HistoryStore } from './history.js';
-import { computeFeatures, score, type Features, type Scored } from './model.js';
+import { computeFeatures, score, UnscorableError, type Features, type Scored } from './model.js';
 import { globalStats, MIN_CURSOR, type Cursor } from './scorer.js';
 import { invoiceSelect, riskSource, toInvoice, type RiskSource, type SourceInvoice } from './source.js';
 
@@ -126,7 +126,17 @@ export async function explainInvoice(client: Client, tables: TableMap, invoiceId
   const invoice = toInvoice(rows[0]);
   const history = new HistoryStore();
   await history.load(client, src, [invoice]);
-  const features = computeFeatures(invoice, history.historyFor(invoice), await globalStats(client, src), now);
+  const stats = await globalStats(client, src);
+  let features: Features;
+  try {
+    features = computeFeatures(invoice, history.historyFor(invoice), stats, now);
+  } catch (err) {
+    if (!(err instanceof UnscorableError)) throw err;
+    // A dead letter, usually: say so, and how to score it, rather than fail like a bug.
+    const { rows: d } = await client.query<{ attempts: number }>('SELECT attempts FROM risk_dead_letters WHERE invoice_id = $1 AND model_version = $2', [invoiceId, model]).catch(() => ({ rows: [] as { attempts: number }[] }));
+    const dead = d[0] ? `; it is a dead letter of model ${model} after ${d[0].attempts} attempt(s): fix it, then run \`invoices risk --retry-failed\`` : '';
+    throw new InvoicesError(`invoice ${invoiceId}: ${err.message}${dead}`, { cause: err });
+  }
   const { rows: s } = await client.query('SELECT score::text, level, reasons, scored_at AS "scoredAt" FROM risk_scores WHERE invoice_id = $1 AND model_version = $2', [invoiceId, model]).catch(() => ({ rows: [] }));
   const { rows: d } = await client.query('SELECT error, attempts FROM risk_dead_letters WHERE invoice_id = $1 AND model_version = $2', [invoiceId, model]).catch(() => ({ rows: [] }));
   return { invoice, features, result: score(features), stored: s[0], deadLetter: d[0] };

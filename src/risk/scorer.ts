@@ -137,7 +137,7 @@ export class Scorer {
         const last = batch[batch.length - 1];
         walk = { xid: last.xid, invoiceId: last.id };
         const next = advances && compareCursor(walk, stored) > 0 ? walk : stored;
-        const scored = await this.prepare(batch);
+        const scored = await this.prepare(batch, { xid: last.xid, id: last.id, from: since.kind === 'date' ? since.from : undefined });
         await settle();
         inFlight = this.commit(scored, since.kind === 'last' ? 'keep' : 'replace', { from: stored, to: next, horizon });
         inFlight.catch(() => {}); // awaited by settle(); not an unhandled rejection meanwhile
@@ -189,9 +189,9 @@ export class Scorer {
   }
 
   /** Features and scores in issue-date order: each invoice sees those issued before it. */
-  private async prepare(batch: SourceInvoice[]): Promise<PreparedBatch> {
+  private async prepare(batch: SourceInvoice[], upTo?: { xid: string; id: string; from?: string }): Promise<PreparedBatch> {
     const now = this.opts.now?.() ?? Date.now();
-    await this.history.load(this.client, this.src, batch);
+    await this.history.load(this.client, this.src, batch, upTo);
     const ordered = [...batch].sort((a, b) => a.t - b.t || compareIds(a.id, b.id));
     const p: PreparedBatch = { ids: [], scores: [], levels: [], reasons: [], failedIds: [], errors: [], counts: { low: 0, medium: 0, high: 0 } };
     for (const inv of ordered) {

@@ -1,0 +1,110 @@
+// Helpers for the risk scorer's integration tests: the CLI as a child process that can be
+// signalled, polling with generous deadlines, counts that show "exactly once".
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import pg from 'pg';
+import { ROOT, runCli, withPg, type CliResult } from './helpers.js';
+
+/** A long-running `invoices ...` child: its output so far and its exit. */
+export interface Child {
+  proc: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `node bin/invoices.js ...args` with a clean environment (as runCli) without waiting for it. */
+export function startCli(args: string[], env: Record<string, string>, cwd?: string): Child {
+  const proc = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TZ: 'UTC', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+  proc.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    proc.on('error', reject);
+    proc.on('close', (code, signal) => resolve({ code, signal }));
+  });
+  return { proc, stdout: () => out, stderr: () => err, exit };
+}
+
+/** Polls until fn returns a truthy value; fails with `what` after the deadline. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false | null>, deadlineMs = 20_000, everyMs = 50): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/**
+ * Waits until every row of the table is below the cluster's horizon. Other test files share
+ * the server: a write transaction of theirs that began before our rows committed holds our
+ * rows above the horizon until it ends, and a run would (correctly) leave them for later.
+ */
+export async function waitForHorizon(url: string, table = 'invoices', deadlineMs = 60_000): Promise<void> {
+  await withPg(url, (c) =>
+    waitFor(`the horizon to pass every row of ${table}`, async () =>
+      (await c.query<{ ok: boolean }>(`SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot()) > (SELECT max(created_xid) FROM ${table}), true) AS ok`)).rows[0].ok,
+    deadlineMs, 100),
+  );
+}
+
+/** Score rows of a model: total, distinct invoices, and invoices of the table without a score. */
+export async function scoreCounts(c: pg.Client, model = 'v1', table = 'invoices', id = 'invoice_id'): Promise<{ scores: number; distinct: number; invoices: number; unscored: number; dead: number }> {
+  const { rows } = await c.query(
+    `SELECT (SELECT count(*) FROM risk_scores WHERE model_version = $1)::int AS scores,
+            (SELECT count(DISTINCT invoice_id) FROM risk_scores WHERE model_version = $1)::int AS distinct,
+            (SELECT count(*) FROM ${table})::int AS invoices,
+            (SELECT count(*) FROM ${table} i WHERE NOT EXISTS (SELECT 1 FROM risk_scores s WHERE s.invoice_id = i.${id} AND s.model_version = $1))::int AS unscored,
+            (SELECT count(*) FROM risk_dead_letters WHERE model_version = $1)::int AS dead`,
+    [model],
+  );
+  return rows[0];
+}
+
+export interface RunJson {
+  model: string;
+  scored: number;
+  failed: number;
+  already_scored: number;
+  high: number;
+  medium: number;
+  low: number;
+  batches: number;
+  cursor_xid: string;
+  cursor_invoice_id: string;
+}
+
+/** `invoices risk --json ...`: the summary, failing loudly on another exit code. */
+export async function riskRun(url: string, args: string[] = [], opts: { cwd?: string; expectCode?: number } = {}): Promise<RunJson & { result: CliResult }> {
+  const r = await runCli(['risk', '--json', ...args], { env: { DATABASE_URL: url }, cwd: opts.cwd });
+  if (r.code !== (opts.expectCode ?? 0)) throw new Error(`risk ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return { ...(JSON.parse(r.stdout) as RunJson), result: r };
+}
+
+/** Inserts invoices (issuer, receiver, amount, issue date defaulting to now) in one statement; returns their ids. */
+export async function insertInvoices(c: pg.Client, rows: { issuer: number; receiver: number; amount: string; at?: string }[], table = 'invoices'): Promise<string[]> {
+  const values = rows.map((_, i) => `(coalesce($${4 * i + 4}::timestamptz, now()), $${4 * i + 1}::bigint, $${4 * i + 2}::bigint, $${4 * i + 3}::numeric)`);
+  const params = rows.flatMap((r) => [r.issuer, r.receiver, r.amount, r.at ?? null]);
+  const { rows: ids } = await c.query<{ id: string }>(
+    `INSERT INTO ${table} (issue_date, issuer_id, receiver_id, amount) VALUES ${values.join(', ')} RETURNING invoice_id::text AS id`,
+    params,
+  );
+  return ids.map((r) => r.id);
+}
+
+/** A connected client the caller ends. */
+export async function connectPg(url: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {}); // a terminated test connection must not crash the worker
+  await c.connect();
+  return c;
+}
+
+export { withPg };
