@@ -105,4 +105,18 @@ describe('invoices risk on an adopted table', () => {
     expect(e.stored).toMatchObject({ level: expect.stringMatching(/^(low|medium|high)$/) });
     expect((await cli(['risk', 'verify'])).code).toBe(0);
   });
+
+  it('refuses created_xid values ahead of this server (a table restored from another cluster), with the fix that works', async () => {
+    const [{ id }] = await q<{ id: string }>("INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-03-03 10:00:00', 3, 4, 99.000) RETURNING id::text AS id");
+    await q("UPDATE billing.invoice SET created_xid = '4000000000'::xid8 WHERE id = $1", [id]);
+    const r = await cli(['risk']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('"billing"."invoice" holds created_xid values ahead of this server\'s transaction counter (restored from another cluster?)');
+    const fix = /renumber them with (UPDATE .*?), then run again/.exec(r.stderr);
+    expect(fix, r.stderr).not.toBeNull();
+    await q(fix![1]);
+    await waitForHorizon(db.url, 'billing.invoice');
+    expect(await riskRun(db.url, [], { cwd })).toMatchObject({ scored: 1, cursor_invoice_id: id });
+    expect(await counts()).toMatchObject({ scores: total + 3, distinct: total + 3, unscored: 0 });
+  });
 });

@@ -223,6 +223,18 @@ describe('rescoring and model versions', () => {
     await withPg(db.url, async (c) => expect(await scoreCounts(c, 'v3')).toMatchObject({ scores: total, distinct: total, unscored: 0 }));
   });
 
+  it('--limit scores at most that many, moving the watermark; the next run goes on from there', async () => {
+    const first = await riskRun(db.url, ['--model-version', 'lim', '--limit', '700', '--batch-size', '300']);
+    expect(first).toMatchObject({ scored: 700, batches: 3 });
+    const [{ below }] = await q<{ below: number }>(
+      "SELECT count(*)::int AS below FROM invoices i, risk_watermarks w WHERE w.model_version = 'lim' AND (i.created_xid, i.invoice_id) <= (w.cursor_xid, w.cursor_invoice_id)",
+    );
+    expect(below).toBe(700);
+    const rest = await riskRun(db.url, ['--model-version', 'lim']);
+    expect(rest).toMatchObject({ scored: total - 700, already_scored: 0 });
+    await withPg(db.url, async (c) => expect(await scoreCounts(c, 'lim')).toMatchObject({ scores: total, distinct: total, unscored: 0 }));
+  });
+
   it('refuses flags that do not go together (exit 2)', async () => {
     for (const args of [['--follow', '--since', 'all'], ['--retry-failed', '--since', 'all'], ['--since', '2026-13-01'], ['--model-version', 'a b'], ['--batch-size', '0'], ['bogus']]) {
       const r = await cli(['risk', ...args]);
