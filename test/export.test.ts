@@ -106,14 +106,16 @@ describe('invoices export', () => {
 
       const second = await exportLake();
       const written = second.filter((m) => m.action === 'written').map((m) => m.month);
-      expect(written).toEqual(['2024-12', '2025-02']);
+      // 2025-05 took an insert (B's, not exported yet) while 2025-02 saw a delete: an update that
+      // moves an invoice between months looks just like that, so 2025-05 is rewritten too.
+      expect(written).toEqual(['2024-12', '2025-02', '2025-05']);
       expect(await lakeHas(ids.old)).toBe(true);
       expect(await lakeHas(ids.deleted)).toBe(false);
       // B committed, but after A began: it waits with A below the horizon, for the next run.
       expect(await lakeHas(earlyId)).toBe(false);
       expect(await lakeHas(lateId)).toBe(false);
       const after = mtimes();
-      for (const m of ['2025-01', '2025-03', '2025-04', '2025-05']) expect(after[`month=${m}`]).toBe(before[`month=${m}`]);
+      for (const m of ['2025-01', '2025-03', '2025-04']) expect(after[`month=${m}`]).toBe(before[`month=${m}`]);
       await a.query('COMMIT');
     } finally {
       await a.end();
