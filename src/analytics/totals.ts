@@ -128,6 +128,8 @@ async function refreshInTransaction(client: Client, source: Source, counters: Co
     // One pass over the whole table: give the two hash aggregates room.
     await client.query(`SET LOCAL work_mem = '256MB'`);
     added = await aggregateInto(client, source, totals, `created_xid < ${xidLiteral(horizon)}`);
+    // Fresh statistics, or the planner takes the window's rows for a handful and sorts where it should hash.
+    await client.query(`ANALYZE ${totals}`);
   } else {
     const ranges = recomputed.map((m) => `(${rangeCondition(monthBounds(m).from, monthBounds(m).to)})`);
     if (recomputed.length) {

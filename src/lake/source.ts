@@ -57,7 +57,7 @@ export const MONTH_OF_ISSUE = `date_trunc('month', issue_date AT TIME ZONE 'UTC'
 /** `relation` of one table (or a leaf of it) with our column names aliased onto the table's. */
 function relationOf(ref: TableRef<string>, columns: readonly string[], table = ref.table): string {
   const from = `${quoteIdent(ref.schema)}.${quoteIdent(table)}`;
-  if (columns.every((c) => ref.columns[c] === c)) return from;
+  if (columns.every((c) => (ref.columns[c] ?? c) === c)) return from;
   return `(SELECT ${columns.map((c) => (ref.columns[c] ?? c) === c ? quoteIdent(c) : `${quoteIdent(ref.columns[c])} AS ${quoteIdent(c)}`).join(', ')} FROM ${from}) ${quoteIdent(table)}`;
 }
 
@@ -169,7 +169,9 @@ export async function leafCounters(client: Client, tables: TableMap = DEFAULT_TA
     `SELECT c.relname AS name, s.relid = to_regclass($2) AS customers, s.n_tup_ins::text AS ins,
             (CASE WHEN s.relid = to_regclass($2) THEN s.n_tup_ins ELSE 0 END + s.n_tup_upd + s.n_tup_del)::text AS chg
        FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
-      WHERE s.relid IN (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf) OR s.relid = to_regclass($2)`,
+      WHERE s.relid IN (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf) -- a partitioned table's leaves
+         OR (s.relid = $1::regclass AND c.relkind = 'r') -- a plain table (it has no partition tree)
+         OR s.relid = to_regclass($2)`,
     [qualified(tables.invoices), qualified(tables.customers)],
   );
   const changes: Record<string, string> = {};
