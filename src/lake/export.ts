@@ -8,7 +8,7 @@ import { InterruptedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { listPartitions, monthBounds } from '../schema/partitions.js';
 import { qualified } from '../tables.js';
-import { copyIntoDuckDb, makeFifo } from './copy-stream.js';
+import { copyIntoDuckDb, makeFifo, type CopyFormat } from './copy-stream.js';
 import { type DuckDBConnection, queryRows, sqlString, withDuckDbConnections } from './duckdb.js';
 import { readManifest, writeManifest, type Manifest, type MonthEntry } from './manifest.js';
 import { findPsql, psqlConnection, psqlCopyToFifo } from './psql-source.js';
@@ -118,7 +118,7 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
               if (opts.signal?.aborted) throw new InterruptedError('export interrupted: the lake still holds the previous export (its manifest is unchanged)');
               const dir = path.join(out, 'invoices', `.tmp-month=${m}-${process.pid}`);
               staged.push(dir);
-              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, dir, sumColumn: 'amount', signal: opts.signal, columns, psql: conn ? { conn, snapshot } : undefined });
+              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, dir, sumColumn: 'amount', signal: opts.signal, columns, format: 'text', psql: conn ? { conn, snapshot } : undefined });
               const s = stats?.get(m);
               if (stats && (w.rows !== (s?.rows ?? 0) || (s && w.sum !== s.sum))) {
                 throw new Error(`month ${m}: wrote ${w.rows} rows summing ${w.sum}, PostgreSQL has ${s?.rows ?? 0} summing ${s?.sum ?? 0}; the lake is unchanged`);
@@ -277,6 +277,8 @@ interface WriteSpec {
   cleanFifo?: boolean;
   sumColumn?: string;
   signal?: AbortSignal;
+  /** Text for the invoices (numbers and timestamps only: cheaper for PostgreSQL to write), csv otherwise. */
+  format?: CopyFormat;
   /** Read with psql in this snapshot rather than through node-postgres. */
   psql?: { conn: { args: string[]; env: Record<string, string> }; snapshot: string };
 }
@@ -291,7 +293,8 @@ async function writeParquet(client: Client, duck: DuckDBConnection, spec: WriteS
     const psql = spec.psql;
     await copyIntoDuckDb(client, duck, spec.select, spec.columns, spec.fifo, statement, {
       signal: spec.signal,
-      source: psql ? (fifo) => psqlCopyToFifo(psql.conn, psql.snapshot, spec.select, fifo, spec.signal) : undefined,
+      format: spec.format,
+      source: psql ? (fifo) => psqlCopyToFifo(psql.conn, psql.snapshot, spec.select, fifo, spec.format ?? 'csv', spec.signal) : undefined,
     });
     const sum = spec.sumColumn ? `CAST(coalesce(sum(${spec.sumColumn}), 0) AS VARCHAR)` : "'0'";
     const [r] = await queryRows(duck, `SELECT count(*)::VARCHAR AS n, ${sum} AS s FROM read_parquet(${sqlString(file)})`);
