@@ -6,9 +6,9 @@
 CREATE TABLE IF NOT EXISTS invoice_monthly_totals (
   month           date    NOT NULL,  -- first day of the month of issue_date, UTC
   customer_id     bigint  NOT NULL,
-  issued_count    bigint  NOT NULL,  -- invoices this customer issued that month
+  issued_count    integer NOT NULL,  -- invoices this customer issued that month (integer: sums of it stay fast bigints)
   issued_sum      numeric NOT NULL,  -- their sum(amount), exact
-  received_count  bigint  NOT NULL,  -- invoices it received that month
+  received_count  integer NOT NULL,  -- invoices it received that month
   received_sum    numeric NOT NULL,
   CONSTRAINT invoice_monthly_totals_pkey PRIMARY KEY (month, customer_id)
 );

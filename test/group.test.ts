@@ -100,8 +100,8 @@ describe('invoices group', () => {
       `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'invoice_monthly_totals' ORDER BY ordinal_position`)).rows);
     expect(cols).toEqual([
       { column_name: 'month', data_type: 'date' }, { column_name: 'customer_id', data_type: 'bigint' },
-      { column_name: 'issued_count', data_type: 'bigint' }, { column_name: 'issued_sum', data_type: 'numeric' },
-      { column_name: 'received_count', data_type: 'bigint' }, { column_name: 'received_sum', data_type: 'numeric' },
+      { column_name: 'issued_count', data_type: 'integer' }, { column_name: 'issued_sum', data_type: 'numeric' },
+      { column_name: 'received_count', data_type: 'integer' }, { column_name: 'received_sum', data_type: 'numeric' },
     ]);
     // The totals of each month equal the raw rows of that month.
     const diff = await withPg(db.url, async (c) => (await c.query(`

@@ -163,6 +163,8 @@ async function postgresGroup(client: Client, source: Source, customers: string, 
 async function totalsGroup(client: Client, source: Source, customers: string, opts: GroupOptions, log: Logger): Promise<GroupResult> {
   const { window } = opts;
   const { refresh, value } = await withFreshTotals(client, source, log, async (watermark) => {
+    // One row per customer and month of the window to hash: let the aggregate and the sort stay in memory.
+    await client.query(`SET LOCAL work_mem = '128MB'`);
     const { rows: [{ n }] } = await client.query<{ n: string }>(
       `SELECT count(*)::text AS n FROM ${source.relation} WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)}`,
     );
