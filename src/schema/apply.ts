@@ -37,7 +37,6 @@ export async function applySchema(client: Client): Promise<Layout> {
   try {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('invoices:schema'))");
     await client.query(sqlFile('customers.sql'));
-    await client.query(sqlFile('monthly-totals.sql'));
     let { layout, locator } = await detectLayout(client);
     if (layout === 'missing') {
       await client.query(sqlFile('invoices.sql'));
