@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path';
 import type { Client, DbContext } from '../db/client.js';
 import { connectionSettings, withClient } from '../db/client.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { InterruptedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { listPartitions, monthBounds } from '../schema/partitions.js';
 import { qualified } from '../tables.js';
