@@ -179,6 +179,28 @@ describe('invoices group', () => {
     expect(stderr[0]).toMatch(/months 2025-03, 2025-05 recomputed/);
   });
 
+  it('a role that may read the invoices but not write the totals: auto still answers, and says why; --engine totals fails', async () => {
+    const role = `${db.name}_reader`;
+    await rows(['--months', '1', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'totals']);
+    await withPg(db.url, (c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD 'reader'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}; REVOKE ALL ON invoice_monthly_totals, invoice_monthly_totals_state FROM ${role}`));
+    try {
+      const u = new URL(db.url);
+      u.username = role;
+      u.password = 'reader';
+      const args = ['group', '--lake', lake, '--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--json'];
+      const a = await runCli(args, { env: { DATABASE_URL: u.toString() } });
+      expect(a.code, a.stderr).toBe(0);
+      expect(a.stderr).toMatch(/warning: the monthly totals cannot be refreshed \(permission denied/);
+      expect(a.stderr).toMatch(/engine: (duckdb|postgres) \(the monthly totals cannot be refreshed/);
+      expect(JSON.parse(a.stdout)).toEqual(await rows(['--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'postgres']));
+      const t = await runCli([...args, '--engine', 'totals'], { env: { DATABASE_URL: u.toString() } });
+      expect(t.code).toBe(1);
+      expect(t.stderr).toMatch(/permission denied/);
+    } finally {
+      await withPg(db.url, (c) => c.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`));
+    }
+  });
+
   it('refreshes running at the same time serialise on an advisory lock and agree', async () => {
     await withPg(db.url, (c) => c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) SELECT '2025-05-02T00:00:00Z'::timestamptz + g * interval '1 minute', 1 + g % 9, 10 + g % 7, g FROM generate_series(1, 200) g`));
     const args = ['--months', '3', '--by', 'customer', '--as-of', '2025-05-15', '--engine', 'totals', '--json'];
