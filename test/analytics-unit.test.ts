@@ -117,6 +117,17 @@ describe('change counters', () => {
     const now = { changes: { ...before.changes, invoices_p2026_01: '6' }, inserts: { invoices_p2026_01: '100', invoices_p2026_02: '51' } };
     expect(dirtyLeaves(before, now)).toEqual(['invoices_p2026_01', 'invoices_p2026_02']);
   });
+  it('a partition that appeared with rows (attached with data) is dirty; an empty new one is not', () => {
+    const now = { changes: { ...before.changes, invoices_p2026_03: '0', invoices_p2026_04: '0' }, inserts: { ...before.inserts, invoices_p2026_03: '7', invoices_p2026_04: '0' } };
+    expect(dirtyLeaves(before, now)).toEqual(['invoices_p2026_03']);
+    // Counters from before inserts were recorded cannot tell.
+    expect(dirtyLeaves({ ...before, inserts: {} }, now)).toEqual([]);
+  });
+  it('a partition that is gone is dirty', () => {
+    const { invoices_p2026_02: _c, ...changes } = before.changes;
+    const { invoices_p2026_02: _i, ...inserts } = before.inserts;
+    expect(dirtyLeaves(before, { changes, inserts })).toEqual(['invoices_p2026_02']);
+  });
   it('a counter that went back (statistics reset) or a new partition counts as moved', () => {
     expect(movedCounters({ a: '5' }, { a: '0' })).toEqual(['a']);
     expect(movedCounters({}, { b: '1' })).toEqual(['b']);

@@ -179,6 +179,16 @@ describe('invoices group', () => {
     expect(stderr[0]).toMatch(/months 2025-03, 2025-05 recomputed/);
   });
 
+  it('a partition detached (retention) and attached back: only its month is recomputed, numbers stay exact', async () => {
+    await withPg(db.url, (c) => c.query(`ALTER TABLE invoices DETACH PARTITION invoices_p2025_02`));
+    let stderr = await allEnginesEqual('2025-05-15', '6');
+    expect(stderr[0]).toMatch(/months 2025-02 recomputed/);
+    expect(stderr[0]).not.toContain('from scratch');
+    await withPg(db.url, (c) => c.query(`ALTER TABLE invoices ATTACH PARTITION invoices_p2025_02 FOR VALUES FROM ('2025-02-01T00:00:00Z') TO ('2025-03-01T00:00:00Z')`));
+    stderr = await allEnginesEqual('2025-05-15', '6');
+    expect(stderr[0]).toMatch(/months 2025-02 recomputed/);
+  });
+
   it('a role that may read the invoices but not write the totals: auto still answers, and says why; --engine totals fails', async () => {
     const role = `${db.name}_reader`;
     await rows(['--months', '1', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'totals']);

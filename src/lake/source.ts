@@ -200,14 +200,19 @@ export function movedCounters(before: Record<string, string>, now: Record<string
 
 /**
  * The leaf tables of invoices whose rows may have changed other than by a plain insert since
- * `before`: updates or deletes moved their counter; and when any did, also those that took
- * inserts, because an update that moves an invoice to another month's partition shows there as
- * an insert of a row with an old created_xid. Customers are left out.
+ * `before`: updates or deletes moved their counter, or they are gone (detached, dropped); and when
+ * any did, also those that took inserts, because an update that moves an invoice to another
+ * month's partition shows there as an insert of a row with an old created_xid. A partition that
+ * appeared with rows (attached with data, which may predate the watermark) counts too. Customers
+ * are left out.
  */
 export function dirtyLeaves(before: Counters, now: Counters): string[] {
   const changed = movedCounters(before.changes, now.changes).filter((n) => n !== 'customers');
-  if (!changed.length) return [];
-  return [...new Set([...changed, ...movedCounters(before.inserts, now.inserts)])].sort();
+  // Counters stored before inserts were recorded (an older manifest) cannot tell a new partition.
+  const known = Object.keys(before.inserts).length > 0;
+  const appeared = known ? Object.keys(now.inserts).filter((n) => !(n in before.inserts) && Number(now.inserts[n]) > 0) : [];
+  if (!changed.length) return appeared.sort();
+  return [...new Set([...changed, ...appeared, ...movedCounters(before.inserts, now.inserts)])].sort();
 }
 
 /** What a leaf table holds: a range of issue dates, the DEFAULT partition's leftovers, or everything (a plain table). */
@@ -222,8 +227,8 @@ export async function leafRanges(client: Client, source: Source): Promise<Map<st
 
 /**
  * The months (among `known`, plus those with rows in a dirty DEFAULT partition) that the dirty
- * leaves may hold: a partition its months; DEFAULT the months no bounded partition covers; a
- * plain table every month. `all` when every month is concerned.
+ * leaves may hold: a partition its months; DEFAULT, or a partition that is gone, the months no
+ * bounded partition covers; a plain table every month. `all` when every month is concerned.
  */
 export async function dirtyMonths(client: Client, source: Source, leaves: string[], known: Month[]): Promise<{ months: Month[]; all: boolean }> {
   if (!leaves.length) return { months: [], all: false };
@@ -234,9 +239,12 @@ export async function dirtyMonths(client: Client, source: Source, leaves: string
   const out = new Set<Month>();
   for (const leaf of leaves) {
     const r = ranges.get(leaf);
-    // A leaf that is gone (detached, dropped) or a plain table: anything may have changed.
-    if (r === undefined || r === 'all') return { months: [], all: true };
-    if (r === 'default') {
+    // A plain table: anything may have changed.
+    if (r === 'all' || (r === undefined && source.layout === 'plain')) return { months: [], all: true };
+    if (r === undefined) {
+      // A partition that is gone (detached, dropped): its months are those no partition covers any more.
+      known.filter((m) => !covered(m)).forEach((m) => out.add(m));
+    } else if (r === 'default') {
       known.filter((m) => !covered(m)).forEach((m) => out.add(m));
       const { rows } = await client.query<{ m: string }>(
         `SELECT DISTINCT to_char(${MONTH_OF_ISSUE}, 'YYYY-MM') AS m FROM ${leafRelation(source, leaf)}`,
