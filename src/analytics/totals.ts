@@ -11,7 +11,7 @@ import { sqlFile } from '../schema/apply.js';
 import { monthBounds, type Month } from '../schema/partitions.js';
 import { quoteIdent } from '../tables.js';
 
-export const TOTALS_TABLE = 'invoice_monthly_totals';
+const TOTALS_TABLE = 'invoice_monthly_totals';
 const STATE_TABLE = 'invoice_monthly_totals_state';
 
 export interface RefreshResult {
@@ -35,7 +35,7 @@ interface State {
 }
 
 /** The totals tables, qualified: they live beside the invoices table, in its schema. */
-export function totalsTable(source: Source, table = TOTALS_TABLE): string {
+function totalsTable(source: Source, table = TOTALS_TABLE): string {
   return `${quoteIdent(source.tables.invoices.schema)}.${quoteIdent(table)}`;
 }
 

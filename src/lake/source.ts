@@ -184,11 +184,6 @@ export async function leafCounters(client: Client, tables: TableMap = DEFAULT_TA
   return { changes, inserts };
 }
 
-/** Updates+deletes per leaf table of invoices, and inserts+updates+deletes of customers (see leafCounters). */
-export async function changeCounters(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<Record<string, string>> {
-  return (await leafCounters(client, tables)).changes;
-}
-
 /** The tables whose counter moved (or vanished, or went back: a stats reset) since `before`. */
 export function movedCounters(before: Record<string, string>, now: Record<string, string>): string[] {
   const names = new Set([...Object.keys(before), ...Object.keys(now)]);
@@ -216,10 +211,10 @@ export function dirtyLeaves(before: Counters, now: Counters): string[] {
 }
 
 /** What a leaf table holds: a range of issue dates, the DEFAULT partition's leftovers, or everything (a plain table). */
-export type LeafRange = { from: string; to: string } | 'default' | 'all';
+type LeafRange = { from: string; to: string } | 'default' | 'all';
 
 /** The range of each leaf table of invoices. */
-export async function leafRanges(client: Client, source: Source): Promise<Map<string, LeafRange>> {
+async function leafRanges(client: Client, source: Source): Promise<Map<string, LeafRange>> {
   if (source.layout === 'plain') return new Map([[source.tables.invoices.table, 'all']]);
   const parts = await listPartitions(client, qualified(source.tables.invoices));
   return new Map(parts.map((p) => [p.name, p.isDefault || !p.from || !p.to ? 'default' : { from: p.from, to: p.to }]));
