@@ -237,8 +237,11 @@ async function lakeGroup(client: Client, source: Source, customers: string, opts
     });
     if (customersMoved && result.raw.length) await refreshNames(client, customers, result.raw);
     await client.query('COMMIT');
+    const snapshotOnly = `the lake is a snapshot of ${manifest.exportedAt}: rows inserted, updated or deleted since are NOT in this answer (${missingXidAdvice(source)})`;
+    // Numbers that may be stale are said so even with --quiet.
+    if (watermark === null) log.warn(snapshotOnly);
     const parts = watermark === null
-      ? [`lake exported ${manifest.exportedAt} as a full snapshot; rows inserted, updated or deleted since are NOT in this answer (${missingXidAdvice(source)})`]
+      ? [snapshotOnly]
       : [`lake exported ${manifest.exportedAt} (watermark ${watermark})`, `${result.deltaRows} row(s) not in the lake read from PostgreSQL`];
     if (stale.length) parts.push(`months ${stale.join(', ')} read whole from PostgreSQL (rows updated or deleted since the export)`);
     if (customersMoved) parts.push('customer names from PostgreSQL (customers changed since the export)');
