@@ -1,16 +1,16 @@
--- invoice_monthly_totals: per calendar month (UTC) and customer, the invoices it issued and
--- received with their exact sums. `invoices group` (engine totals, the default) reads these
+-- invoice_monthly_totals: per calendar month (UTC), customer and party (as issuer, as receiver),
+-- the invoices and their exact sum. `invoices group` (engine totals, the default) reads these
 -- instead of the raw invoices (use case 2). Derived data, kept up to date incrementally by
 -- `invoices group` itself (see README, "monthly totals"); it can be truncated at any time
 -- (together with its state row) and is then rebuilt from invoices by the next run. Idempotent.
 CREATE TABLE IF NOT EXISTS invoice_monthly_totals (
-  month           date    NOT NULL,  -- first day of the month of issue_date, UTC
-  customer_id     bigint  NOT NULL,
-  issued_count    integer NOT NULL,  -- invoices this customer issued that month (integer: sums of it stay fast bigints)
-  issued_sum      numeric NOT NULL,  -- their sum(amount), exact
-  received_count  integer NOT NULL,  -- invoices it received that month
-  received_sum    numeric NOT NULL,
-  CONSTRAINT invoice_monthly_totals_pkey PRIMARY KEY (month, customer_id)
+  party        text    NOT NULL CHECK (party IN ('issuer', 'receiver')),
+  month        date    NOT NULL,  -- first day of the month of issue_date, UTC
+  customer_id  bigint  NOT NULL,
+  invoices     integer NOT NULL,  -- invoices this customer issued (or received) that month
+  amount       numeric NOT NULL,  -- their sum(amount), exact
+  -- Party first: grouping by issuer reads one contiguous range of the window, not the receivers too.
+  CONSTRAINT invoice_monthly_totals_pkey PRIMARY KEY (party, month, customer_id)
 );
 
 -- One row: up to where the totals are complete. Every invoice inserted by a transaction whose id

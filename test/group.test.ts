@@ -95,19 +95,20 @@ describe('invoices group', () => {
     expect(d.code).toBe(2);
   });
 
-  it('the totals table is plain SQL: per month and customer, exact numeric sums, and its watermark', async () => {
+  it('the totals table is plain SQL: per party, month and customer, exact numeric sums, and its watermark', async () => {
     const cols = await withPg(db.url, async (c) => (await c.query(
       `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'invoice_monthly_totals' ORDER BY ordinal_position`)).rows);
     expect(cols).toEqual([
-      { column_name: 'month', data_type: 'date' }, { column_name: 'customer_id', data_type: 'bigint' },
-      { column_name: 'issued_count', data_type: 'integer' }, { column_name: 'issued_sum', data_type: 'numeric' },
-      { column_name: 'received_count', data_type: 'integer' }, { column_name: 'received_sum', data_type: 'numeric' },
+      { column_name: 'party', data_type: 'text' }, { column_name: 'month', data_type: 'date' }, { column_name: 'customer_id', data_type: 'bigint' },
+      { column_name: 'invoices', data_type: 'integer' }, { column_name: 'amount', data_type: 'numeric' },
     ]);
     // The totals of each month equal the raw rows of that month.
     const diff = await withPg(db.url, async (c) => (await c.query(`
       SELECT m FROM (SELECT date_trunc('month', issue_date AT TIME ZONE 'UTC')::date AS m, count(*) AS n, sum(amount) AS s FROM invoices GROUP BY 1) r
-        FULL JOIN (SELECT month AS m, sum(issued_count) AS n, sum(issued_sum) AS s FROM invoice_monthly_totals GROUP BY 1) t USING (m)
+        FULL JOIN (SELECT month AS m, party, sum(invoices) AS n, sum(amount) AS s FROM invoice_monthly_totals GROUP BY 1, 2) t USING (m)
        WHERE r.n IS DISTINCT FROM t.n OR r.s IS DISTINCT FROM t.s`)).rows);
+    const parties = await withPg(db.url, async (c) => (await c.query(`SELECT DISTINCT party FROM invoice_monthly_totals ORDER BY 1`)).rows.map((r) => r.party));
+    expect(parties).toEqual(['issuer', 'receiver']);
     expect(diff).toEqual([]);
     const state = await withPg(db.url, async (c) => (await c.query(`SELECT watermark::text AS w FROM invoice_monthly_totals_state`)).rows);
     expect(state).toHaveLength(1);

@@ -77,18 +77,24 @@ export async function withFreshTotals<T>(client: Client, source: Source, log: Lo
 
 /** Creates the totals tables when missing (sql/monthly-totals.sql, in the invoices table's schema). */
 async function ensureTables(client: Client, source: Source, log: Logger): Promise<void> {
-  const { rows } = await client.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS ok`, [totalsTable(source), totalsTable(source, STATE_TABLE)]);
-  if (rows[0].ok) return;
+  const exists = async () => (await client.query<{ ok: boolean }>(
+    `SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS ok`, [totalsTable(source), totalsTable(source, STATE_TABLE)])).rows[0].ok;
+  if (await exists()) return;
   await client.query('BEGIN');
   try {
-    await client.query(`SET LOCAL search_path TO ${quoteIdent(source.tables.invoices.schema)}`);
-    await client.query(sqlFile('monthly-totals.sql'));
+    // Two first runs at once would race in CREATE TABLE IF NOT EXISTS: serialise as `init` does.
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('invoices:schema'))`);
+    const created = !(await exists());
+    if (created) {
+      await client.query(`SET LOCAL search_path TO ${quoteIdent(source.tables.invoices.schema)}`);
+      await client.query(sqlFile('monthly-totals.sql'));
+    }
     await client.query('COMMIT');
+    if (created) log.info(`created ${source.tables.invoices.schema}.${TOTALS_TABLE} (monthly totals per customer, sql/monthly-totals.sql)`);
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   }
-  log.info(`created ${source.tables.invoices.schema}.${TOTALS_TABLE} (monthly totals per customer, sql/monthly-totals.sql)`);
 }
 
 async function refreshInTransaction(client: Client, source: Source, counters: Counters, log: Logger): Promise<RefreshResult> {
@@ -126,7 +132,7 @@ async function refreshInTransaction(client: Client, source: Source, counters: Co
   } else {
     const ranges = recomputed.map((m) => `(${rangeCondition(monthBounds(m).from, monthBounds(m).to)})`);
     if (recomputed.length) {
-      await client.query(`DELETE FROM ${totals} WHERE month = ANY($1::date[])`, [recomputed.map((m) => `${m}-01`)]);
+      await client.query(`DELETE FROM ${totals} WHERE party IN ('issuer', 'receiver') AND month = ANY($1::date[])`, [recomputed.map((m) => `${m}-01`)]);
       await aggregateInto(client, source, totals, `(${ranges.join(' OR ')}) AND created_xid < ${xidLiteral(horizon)}`);
     }
     // Only rows after the watermark: an index range scan on created_xid.
@@ -152,29 +158,25 @@ async function aggregateInto(client: Client, source: Source, totals: string, whe
   const { rows: [r] } = await client.query<{ invoices: string }>(`
     WITH d AS NOT MATERIALIZED (SELECT ${MONTH_OF_ISSUE} AS month, issuer_id, receiver_id, amount FROM ${source.relation} WHERE ${where}),
     agg AS (
-      SELECT month, customer_id, sum(ic)::integer AS ic, sum(isum) AS isum, sum(rc)::integer AS rc, sum(rsum) AS rsum FROM (
-        SELECT month, issuer_id AS customer_id, count(*) AS ic, sum(amount) AS isum, 0 AS rc, 0 AS rsum FROM d GROUP BY 1, 2
-        UNION ALL
-        SELECT month, receiver_id, 0, 0, count(*), sum(amount) FROM d GROUP BY 1, 2) x
-      GROUP BY 1, 2),
+      SELECT 'issuer' AS party, month, issuer_id AS customer_id, count(*)::integer AS invoices, sum(amount) AS amount FROM d GROUP BY 2, 3
+      UNION ALL
+      SELECT 'receiver', month, receiver_id, count(*)::integer, sum(amount) FROM d GROUP BY 2, 3),
     ins AS (
-      INSERT INTO ${totals} AS t (month, customer_id, issued_count, issued_sum, received_count, received_sum)
-      SELECT month, customer_id, ic, isum, rc, rsum FROM agg ORDER BY month, customer_id
-      ON CONFLICT (month, customer_id) DO UPDATE SET
-        issued_count = t.issued_count + excluded.issued_count, issued_sum = t.issued_sum + excluded.issued_sum,
-        received_count = t.received_count + excluded.received_count, received_sum = t.received_sum + excluded.received_sum
+      INSERT INTO ${totals} AS t (party, month, customer_id, invoices, amount)
+      SELECT party, month, customer_id, invoices, amount FROM agg ORDER BY party, month, customer_id
+      ON CONFLICT (party, month, customer_id) DO UPDATE SET invoices = t.invoices + excluded.invoices, amount = t.amount + excluded.amount
       RETURNING 1)
-    SELECT (SELECT coalesce(sum(ic), 0) FROM agg)::text AS invoices, (SELECT count(*) FROM ins) AS n`);
+    SELECT (SELECT coalesce(sum(invoices), 0) FROM agg WHERE party = 'issuer')::text AS invoices, (SELECT count(*) FROM ins) AS n`);
   return Number(r.invoices);
 }
 
-/** The months the totals hold, by skipping along the primary key (a few index probes, not a scan). */
+/** The months the totals hold (every invoice has an issuer), by skipping along the primary key: a few index probes, not a scan. */
 async function totalsMonths(client: Client, totals: string): Promise<Month[]> {
   const { rows } = await client.query<{ m: string }>(`
     WITH RECURSIVE m AS (
-      SELECT min(month) AS month FROM ${totals}
+      SELECT min(month) AS month FROM ${totals} WHERE party = 'issuer'
       UNION ALL
-      SELECT (SELECT min(month) FROM ${totals} WHERE month > m.month) FROM m WHERE m.month IS NOT NULL)
+      SELECT (SELECT min(month) FROM ${totals} WHERE party = 'issuer' AND month > m.month) FROM m WHERE m.month IS NOT NULL)
     SELECT to_char(month, 'YYYY-MM') AS m FROM m WHERE month IS NOT NULL`);
   return rows.map((r) => r.m);
 }
@@ -185,12 +187,11 @@ async function totalsMonths(client: Client, totals: string): Promise<Month[]> {
  * ended): as `SELECT id, n, s`.
  */
 export function totalsAggregate(source: Source, party: 'issuer' | 'receiver', window: { from: string; to: string }, watermark: string): string {
-  const side = party === 'issuer' ? 'issued' : 'received';
   // A join rather than a UNION under one GROUP BY: the planner then knows there is about one row
   // per customer (not its default 200), and hashes the names instead of probing them one by one.
   return `SELECT coalesce(t.id, l.id) AS id, coalesce(t.n, 0) + coalesce(l.n, 0) AS n, coalesce(t.s, 0) + coalesce(l.s, 0) AS s
-      FROM (SELECT customer_id AS id, sum(${side}_count) AS n, sum(${side}_sum) AS s FROM ${totalsTable(source)}
-             WHERE month >= ${dateLiteral(window.from)} AND month < ${dateLiteral(window.to)} AND ${side}_count > 0 GROUP BY customer_id) t
+      FROM (SELECT customer_id AS id, sum(invoices) AS n, sum(amount) AS s FROM ${totalsTable(source)}
+             WHERE party = '${party}' AND month >= ${dateLiteral(window.from)} AND month < ${dateLiteral(window.to)} GROUP BY customer_id) t
       FULL JOIN (SELECT ${party}_id AS id, count(*) AS n, sum(amount) AS s FROM ${source.relation}
                   WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)} GROUP BY ${party}_id) l ON l.id = t.id`;
 }
