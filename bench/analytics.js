@@ -155,7 +155,7 @@ ${machine()}; PostgreSQL ${serverVersion}; ${fmt(INVOICES)} invoices over ${MONT
 | floor: the finished ${fmt(rowsCount)}-row answer (precomputed) read into this process, with names | ${ms(median(floor))} | ${ms(median(times.postgres))} | ${ratio(median(floor), median(times.postgres))} | — |
 | engine duckdb (lake + delta), in process | ${ms(median(times.duckdb))} | ${ms(median(times.postgres))} | ${ratio(median(times.duckdb), median(times.postgres))} | — |
 | whole CLI process: totals / duckdb | ${ms(cliTotals)} / ${ms(cliGroup)} | ${ms(cliGroupPg)} | ${ratio(cliTotals, cliGroupPg)} / ${ratio(cliGroup, cliGroupPg)} | — |
-| building the monthly totals (first run of the engine: every row) | ${(build.seconds).toFixed(1)} s, ${fmt(totalsRowCount)} rows (month, customer) | | | — |
+| building the monthly totals (first run of the engine: every row) | ${(build.seconds).toFixed(1)} s, ${fmt(totalsRowCount)} rows (party, month, customer) | | | — |
 | identical results (${fmt(rowsCount)} issuers, every column; every engine, before and after the inserts) | ${identical ? 'yes' : 'NO'} | | | yes |
 
 How: per month, psql runs \`COPY (SELECT ... FROM invoices WHERE <month> AND created_xid < <horizon>) TO STDOUT\` (text format)
