@@ -55,8 +55,8 @@ export async function withFreshTotals<T>(client: Client, source: Source, log: Lo
   const built = await ensureXidIndex(client, source);
   if (built) log.info(`built the index ${built} (rows after a watermark, for incremental totals)`);
   // A session lock taken before the snapshot: a second refresh waits, then sees the first one's result.
-  const lock = `hashtext(${client.escapeLiteral(`invoices:monthly-totals:${source.tables.invoices.schema}`)})`;
-  await client.query(`SELECT pg_advisory_lock(${lock})`);
+  const lock = [`invoices:monthly-totals:${source.tables.invoices.schema}`];
+  await client.query('SELECT pg_advisory_lock(hashtext($1))', lock);
   try {
     // Counters before the snapshot: a change after this point is either in the snapshot or moves them.
     const counters = await leafCounters(client, source.tables);
@@ -71,7 +71,7 @@ export async function withFreshTotals<T>(client: Client, source: Source, log: Lo
       throw err;
     }
   } finally {
-    await client.query(`SELECT pg_advisory_unlock(${lock})`).catch(() => {});
+    await client.query('SELECT pg_advisory_unlock(hashtext($1))', lock).catch(() => {});
   }
 }
 
