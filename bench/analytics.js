@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Use cases 2 and 3: `invoices export` against PostgreSQL's own COPY and a naive psql + DuckDB
-// pipeline, and `invoices group` (the lake) against a plain GROUP BY on the live table, on the
+// pipeline, and `invoices group` (monthly totals, the lake) against a plain GROUP BY on the live table, on the
 // same rows in the same run, written into BENCHMARKS.md between <!-- bench:analytics --> markers.
 // Scratch database `invoices_bench_analytics` (dropped and recreated) on the server the CLI would
 // use (DATABASE_URL, ..., else the embedded server). BENCH_INVOICES (default 10,000,000).
@@ -71,31 +71,69 @@ const lakeBytes = Number(spawnSync('du', ['-sb', lake], { encoding: 'utf8' }).st
 
 // --- group ----------------------------------------------------------------------------------
 const window = monthWindow(6, AS_OF);
-const opts = (engine) => ({ window, by: 'issuer', engine, lake });
-const pgTimes = [];
-const duckTimes = [];
+const opts = (engine, extra = {}) => ({ window, by: 'issuer', engine, lake, ...extra });
+const inProcess = async (engine, extra) => {
+  const t = performance.now();
+  const r = await groupInvoices(ctx, opts(engine, extra));
+  return { ...r, seconds: (performance.now() - t) / 1000 };
+};
+const pgc = new pg.Client({ connectionString: url });
+await pgc.connect();
+// The first run of the totals engine builds them from every row (once).
+log('group: building the monthly totals');
+const build = await inProcess('totals');
+const totalsRowCount = Number((await pgc.query('SELECT count(*) AS n FROM invoice_monthly_totals')).rows[0].n);
+const times = { postgres: [], duckdb: [], totals: [], postgresTop: [], totalsTop: [] };
 let identical = true;
 let rowsCount = 0;
 let reason = '';
+let totalsReason = '';
 for (let i = 0; i < REPEAT; i++) {
-  let t = performance.now();
-  const p = await groupInvoices(ctx, opts('postgres'));
-  pgTimes.push((performance.now() - t) / 1000);
-  t = performance.now();
-  const d = await groupInvoices(ctx, opts('duckdb'));
-  duckTimes.push((performance.now() - t) / 1000);
-  identical &&= JSON.stringify(p.rows) === JSON.stringify(d.rows);
+  log(`group round ${i + 1}/${REPEAT}: postgres, duckdb, totals (6 months by issuer; and --top 10)`);
+  const p = await inProcess('postgres');
+  const d = await inProcess('duckdb');
+  const t = await inProcess('totals');
+  times.postgres.push(p.seconds);
+  times.duckdb.push(d.seconds);
+  times.totals.push(t.seconds);
+  times.postgresTop.push((await inProcess('postgres', { top: 10 })).seconds);
+  times.totalsTop.push((await inProcess('totals', { top: 10 })).seconds);
+  identical &&= JSON.stringify(p.rows) === JSON.stringify(d.rows) && JSON.stringify(p.rows) === JSON.stringify(t.rows);
   rowsCount = d.rows.length;
   reason = d.reason;
+  totalsReason = t.reason;
 }
+// What no engine can go below: the 147k-row answer, already computed, sent to this process.
+await pgc.query(`CREATE TABLE bench_answer AS SELECT issuer_id AS id, count(*) AS n, sum(amount) AS s FROM invoices
+                  WHERE issue_date >= '${window.from}' AND issue_date < '${window.to}' GROUP BY 1`);
+const floor = [];
+for (let i = 0; i < REPEAT; i++) {
+  const t = performance.now();
+  await pgc.query('SELECT a.id::text AS id, c.name, a.n::text AS n, a.s::text AS total FROM bench_answer a LEFT JOIN customers c ON c.id = a.id ORDER BY a.s DESC, a.id');
+  floor.push((performance.now() - t) / 1000);
+}
+// Incremental: 10,000 new invoices in the window, committed, then one totals answer (refresh + read).
+const NEW = 10_000;
+log(`group: ${fmt(NEW)} new invoices, then the totals engine (incremental refresh + answer)`);
+await pgc.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount)
+  SELECT '${window.from}'::timestamptz + random() * ('${AS_OF}'::timestamptz - '${window.from}'::timestamptz), c, c % ${CUSTOMERS} + 1, round((random() * 5000)::numeric, 2)
+    FROM (SELECT 1 + floor(random() * ${CUSTOMERS})::int AS c FROM generate_series(1, ${NEW})) g`);
+const inc = await inProcess('totals');
+const afterInsert = await inProcess('postgres');
+identical &&= JSON.stringify(inc.rows) === JSON.stringify(afterInsert.rows);
+await pgc.query('DROP TABLE bench_answer');
+await pgc.end();
 // The whole CLI process, as cron runs it.
-const cliGroup = median(Array.from({ length: 3 }, () => timed(`node ${q(cli)} group --months 6 --by issuer --as-of ${AS_OF} --lake ${q(lake)} --engine duckdb --json > /dev/null`).seconds));
-const cliGroupPg = median(Array.from({ length: 3 }, () => timed(`node ${q(cli)} group --months 6 --by issuer --as-of ${AS_OF} --engine postgres --json > /dev/null`).seconds));
+const cliRun = (engine) => median(Array.from({ length: 3 }, () => timed(`node ${q(cli)} group --months 6 --by issuer --as-of ${AS_OF} --lake ${q(lake)} --engine ${engine} --json > /dev/null`).seconds));
+const cliGroup = cliRun('duckdb');
+const cliTotals = cliRun('totals');
+const cliGroupPg = cliRun('postgres');
 rmSync(scratch, { recursive: true, force: true });
 
 // --- report ---------------------------------------------------------------------------------
 const m = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, median(v)]));
 const rate = (s) => `${fmt(INVOICES / s)} rows/s`;
+const ms = (s) => `${(s * 1000).toFixed(0)} ms`;
 const peakRss = Math.max(...rounds.rss);
 writeSection('analytics', `## Use cases 2 and 3: export and group (\`node bench/analytics.js\`, ${today()})
 
@@ -111,12 +149,19 @@ ${machine()}; PostgreSQL ${serverVersion}; ${fmt(INVOICES)} invoices over ${MONT
 | incremental \`invoices export\`, nothing changed | ${incremental.toFixed(2)} s | | | — |
 | lake size (Parquet, snappy) | ${fmt(lakeBytes / 2 ** 20, 1)} MiB | | | — |
 | \`--verify-only\` after the export | ${verified ? 'every month equal' : 'DIFFERENCES'} | | | equal |
-| \`group --months 6 --by issuer\`, engine duckdb (lake + delta), in process | ${(median(duckTimes) * 1000).toFixed(0)} ms | engine postgres (GROUP BY on the live table): ${(median(pgTimes) * 1000).toFixed(0)} ms | ${ratio(median(duckTimes), median(pgTimes))} | <= 0.05x |
-| the same, whole CLI process | ${(cliGroup * 1000).toFixed(0)} ms | ${(cliGroupPg * 1000).toFixed(0)} ms | ${ratio(cliGroup, cliGroupPg)} | — |
-| identical results (${fmt(rowsCount)} issuers, every column) | ${identical ? 'yes' : 'NO'} | | | yes |
+| \`group --months 6 --by issuer\`, engine totals (refresh with nothing new + read), in process | ${ms(median(times.totals))} | engine postgres (GROUP BY on the live table): ${ms(median(times.postgres))} | ${ratio(median(times.totals), median(times.postgres))} | <= 0.05x: ${median(times.totals) <= 0.05 * median(times.postgres) ? 'met' : '**missed**'} |
+| the same after ${fmt(NEW)} new invoices (incremental refresh: ${fmt(inc.refresh.added)} added, + read) | ${ms(inc.seconds)} | engine postgres, same rows: ${ms(afterInsert.seconds)} | ${ratio(inc.seconds, afterInsert.seconds)} | — |
+| the same, \`--top 10\` | ${ms(median(times.totalsTop))} | ${ms(median(times.postgresTop))} | ${ratio(median(times.totalsTop), median(times.postgresTop))} | — |
+| floor: the finished ${fmt(rowsCount)}-row answer (precomputed) read into this process, with names | ${ms(median(floor))} | ${ms(median(times.postgres))} | ${ratio(median(floor), median(times.postgres))} | — |
+| engine duckdb (lake + delta), in process | ${ms(median(times.duckdb))} | ${ms(median(times.postgres))} | ${ratio(median(times.duckdb), median(times.postgres))} | — |
+| whole CLI process: totals / duckdb | ${ms(cliTotals)} / ${ms(cliGroup)} | ${ms(cliGroupPg)} | ${ratio(cliTotals, cliGroupPg)} / ${ratio(cliGroup, cliGroupPg)} | — |
+| building the monthly totals (first run of the engine: every row) | ${(build.seconds).toFixed(1)} s, ${fmt(totalsRowCount)} rows (party, month, customer) | | | — |
+| identical results (${fmt(rowsCount)} issuers, every column; every engine, before and after the inserts) | ${identical ? 'yes' : 'NO'} | | | yes |
 
-How: per month, psql runs \`COPY (SELECT ... FROM invoices WHERE <month> AND created_xid < <horizon>) TO STDOUT (FORMAT csv)\`
+How: per month, psql runs \`COPY (SELECT ... FROM invoices WHERE <month> AND created_xid < <horizon>) TO STDOUT\` (text format)
 in the export's snapshot into a named pipe that DuckDB's CSV reader consumes as it arrives, writing
 \`month=YYYY-MM/part-0.parquet\`; two months at a time (PostgreSQL, psql and DuckDB all run at once;
-nothing is buffered beyond the pipe). The naive pipeline writes the whole CSV to disk first, then converts it. group's duckdb engine: ${reason}.
+nothing is buffered beyond the pipe). The naive pipeline writes the whole CSV to disk first, then converts it.
+group's totals engine: ${totalsReason}. After the inserts: ${inc.reason}. duckdb engine: ${reason}.
+Load average (1 min) at the end of the run: ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores (other work on the machine slows the three-process export most).
 `);

@@ -5,6 +5,7 @@ import { firstBadCsvLine, parseSource } from '../src/analytics/sources.js';
 import { describeWindow, monthWindow, windowMonths } from '../src/analytics/window.js';
 import { sqlIdentifier, sqlString } from '../src/lake/duckdb.js';
 import { planMonths } from '../src/lake/export.js';
+import { dirtyLeaves, movedCounters } from '../src/lake/source.js';
 import { barChart } from '../src/output/chart.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -93,6 +94,44 @@ describe('incremental plan', () => {
       ['2026-01', false], ['2026-02', true], ['2026-03', false], ['2026-04', true],
     ]);
     expect(planMonths(stats, manifest).find((p) => p.month === '2026-03')?.reason).toMatch(/no rows/);
+  });
+
+  it('rewrites a month whose partition saw an update or delete even when its count and sum are unchanged', () => {
+    const stats = new Map([['2026-01', { rows: 2, sum: '3.00', fresh: 0 }], ['2026-02', { rows: 2, sum: '3.00', fresh: 0 }]]);
+    const plan = planMonths(stats, manifest, { months: ['2026-02'], all: false });
+    expect(plan.filter((p) => p.write).map((p) => p.month)).toEqual(['2026-02']);
+    expect(plan.find((p) => p.month === '2026-02')?.reason).toMatch(/updated, deleted or moved/);
+    expect(planMonths(stats, manifest, { months: [], all: true }).filter((p) => p.write).map((p) => p.month)).toEqual(['2026-01', '2026-02']);
+  });
+});
+
+describe('change counters', () => {
+  const before = { changes: { invoices_p2026_01: '5', invoices_p2026_02: '0', customers: '3' }, inserts: { invoices_p2026_01: '100', invoices_p2026_02: '50' } };
+  it('only inserts: nothing is dirty (created_xid finds them)', () => {
+    expect(dirtyLeaves(before, { ...before, inserts: { invoices_p2026_01: '120', invoices_p2026_02: '60' } })).toEqual([]);
+  });
+  it('customers changing dirties no month', () => {
+    expect(dirtyLeaves(before, { ...before, changes: { ...before.changes, customers: '4' } })).toEqual([]);
+  });
+  it('an update or delete dirties its partition, and every partition that took inserts (a row may have moved there)', () => {
+    const now = { changes: { ...before.changes, invoices_p2026_01: '6' }, inserts: { invoices_p2026_01: '100', invoices_p2026_02: '51' } };
+    expect(dirtyLeaves(before, now)).toEqual(['invoices_p2026_01', 'invoices_p2026_02']);
+  });
+  it('a partition that appeared with rows (attached with data) is dirty; an empty new one is not', () => {
+    const now = { changes: { ...before.changes, invoices_p2026_03: '0', invoices_p2026_04: '0' }, inserts: { ...before.inserts, invoices_p2026_03: '7', invoices_p2026_04: '0' } };
+    expect(dirtyLeaves(before, now)).toEqual(['invoices_p2026_03']);
+    // Counters from before inserts were recorded cannot tell.
+    expect(dirtyLeaves({ ...before, inserts: {} }, now)).toEqual([]);
+  });
+  it('a partition that is gone is dirty', () => {
+    const { invoices_p2026_02: _c, ...changes } = before.changes;
+    const { invoices_p2026_02: _i, ...inserts } = before.inserts;
+    expect(dirtyLeaves(before, { changes, inserts })).toEqual(['invoices_p2026_02']);
+  });
+  it('a counter that went back (statistics reset) or a new partition counts as moved', () => {
+    expect(movedCounters({ a: '5' }, { a: '0' })).toEqual(['a']);
+    expect(movedCounters({}, { b: '1' })).toEqual(['b']);
+    expect(movedCounters({}, { b: '0' })).toEqual([]);
   });
 });
 

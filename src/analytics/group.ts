@@ -1,30 +1,33 @@
 // Use case 2: invoices of the last N months grouped by issuer, receiver or customer, exact to
-// the cent, by one of two engines that return identical numbers:
-// - postgres: a GROUP BY on the live table over the window;
+// the cent, by one of three engines that return identical numbers:
+// - totals: the monthly totals per customer (totals.ts), refreshed incrementally first, plus the
+//   rows above their watermark read live in the same snapshot;
 // - duckdb: the Parquet lake's months of the window, plus what the lake does not hold yet,
 //   read from PostgreSQL: rows inserted after the lake's watermark (an index range scan on
-//   created_xid), and whole months whose rows were updated or deleted since the export.
-// auto picks duckdb when there is a lake of this database whose window is mostly fresh.
+//   created_xid), and whole months whose rows were updated or deleted since the export;
+// - postgres: a GROUP BY on the live table over the window.
+// auto prefers totals, then duckdb when there is a lake of this table, then postgres.
 import path from 'node:path';
+import { rmSync } from 'node:fs';
 import type { Client, DbContext } from '../db/client.js';
 import { withClient } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { copyIntoDuckDb, makeFifo } from '../lake/copy-stream.js';
-import { type DuckDBConnection, queryRows, sqlString, withDuckDb } from '../lake/duckdb.js';
+import { queryRows, sqlString, withDuckDb } from '../lake/duckdb.js';
 import { readManifest, type Manifest } from '../lake/manifest.js';
 import { fileList } from '../lake/read.js';
-import { amountType, changeCounters, monthStats, movedCounters, timeLiteral, xidLiteral } from '../lake/source.js';
+import { customersSelect, describeSource, dirtyLeaves, dirtyMonths, leafCounters, missingXidAdvice, movedCounters, rangeCondition, xidLiteral, type Counters, type Source } from '../lake/source.js';
 import { describeTarget } from '../lake/target.js';
-import { monthBounds, PARENT } from '../schema/partitions.js';
+import { monthBounds } from '../schema/partitions.js';
 import { atScale, average, fromUnits, toUnits } from './decimal.js';
+import { totalsAggregate, withFreshTotals, type RefreshResult } from './totals.js';
 import { windowMonths, type Window } from './window.js';
-import { rmSync } from 'node:fs';
 
 export type GroupBy = 'issuer' | 'receiver' | 'customer';
-export type Engine = 'auto' | 'postgres' | 'duckdb';
+export type Engine = 'auto' | 'totals' | 'duckdb' | 'postgres';
 export const GROUP_BYS: readonly GroupBy[] = ['issuer', 'receiver', 'customer'];
-export const ENGINES: readonly Engine[] = ['auto', 'postgres', 'duckdb'];
+export const ENGINES: readonly Engine[] = ['auto', 'totals', 'duckdb', 'postgres'];
 
 export interface GroupOptions {
   window: Window;
@@ -49,13 +52,15 @@ export interface GroupRow {
 
 export interface GroupResult {
   rows: GroupRow[];
-  engine: 'postgres' | 'duckdb';
-  /** Why this engine answered, and how fresh the lake part was. */
+  engine: 'postgres' | 'duckdb' | 'totals';
+  /** Why this engine answered, and how fresh its stored part was. */
   reason: string;
-  /** duckdb: rows read from PostgreSQL on top of the lake (not yet exported or in stale months). */
+  /** duckdb and totals: rows read from PostgreSQL on top of the stored part. */
   deltaRows?: number;
   staleMonths?: string[];
   lakeExportedAt?: string;
+  /** totals: what the refresh before the answer did. */
+  refresh?: RefreshResult;
 }
 
 interface RawRow {
@@ -67,45 +72,76 @@ interface RawRow {
   received?: string;
 }
 
+type Party = 'issuer' | 'receiver';
+
 /** Groups the window's invoices; see GroupOptions. */
 export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise<GroupResult> {
   const log = opts.log ?? ctx.log ?? silentLogger;
   if (!GROUP_BYS.includes(opts.by)) throw new UsageError(`--by must be one of ${GROUP_BYS.join(', ')}, got "${opts.by}"`);
   if (!ENGINES.includes(opts.engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${opts.engine}"`);
-  const manifest = opts.engine === 'postgres' ? undefined : readManifest(opts.lake);
-  const source = describeTarget(ctx);
+  return withClient(ctx, async (client) => {
+    const source = await describeSource(client, ctx.config.tables);
+    const customers = `(${await customersSelect(client, ctx.config.tables, ['id', 'name'])})`;
+    if (opts.engine === 'postgres') return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: 'asked for' };
+    let noTotals = '';
+    if (opts.engine === 'totals' || (opts.engine === 'auto' && source.createdXid)) {
+      try {
+        return await totalsGroup(client, source, customers, opts, log);
+      } catch (err) {
+        // auto: a role that may not create or write the totals still gets an answer, and is told why.
+        const code = (err as { code?: string }).code;
+        if (opts.engine === 'totals' || (code !== '42501' && code !== '25006')) throw err;
+        noTotals = `the monthly totals cannot be refreshed (${(err as Error).message})`;
+        log.warn(noTotals);
+      }
+    } else if (opts.engine === 'auto') {
+      noTotals = missingXidAdvice(source);
+    }
 
-  if (opts.engine === 'duckdb' && !manifest) throw new UsageError(`--engine duckdb needs a lake: none at ${path.resolve(opts.lake)} (run \`invoices export\`)`);
-  if (opts.engine === 'duckdb' && manifest && manifest.source !== source) {
-    throw new UsageError(`the lake at ${path.resolve(opts.lake)} was exported from ${manifest.source}, not ${source}`);
-  }
-  if (opts.engine === 'postgres' || !manifest || manifest.source !== source) {
-    const reason = opts.engine === 'postgres' ? 'asked for'
-      : !manifest ? `no lake at ${path.resolve(opts.lake)} (run \`invoices export\` to answer from Parquet)`
-      : `the lake at ${path.resolve(opts.lake)} comes from another database (${manifest.source})`;
-    return withClient(ctx, async (client) => ({ rows: await postgresGroup(client, opts), engine: 'postgres', reason }));
-  }
-  return withClient(ctx, (client) => lakeGroup(client, opts, manifest, log));
+    const manifest = readManifest(opts.lake);
+    const origin = describeTarget(ctx);
+    const lakeDir = path.resolve(opts.lake);
+    if (opts.engine === 'duckdb') {
+      if (!manifest) throw new UsageError(`--engine duckdb needs a lake: none at ${lakeDir} (run \`invoices export\`)`);
+      if (manifest.source !== origin) throw new UsageError(`the lake at ${lakeDir} was exported from ${manifest.source}, not ${origin}`);
+      return lakeGroup(client, source, customers, opts, manifest, log);
+    }
+    const why = !manifest ? `no lake at ${lakeDir}`
+      : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
+      : manifest.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export`
+      : undefined;
+    if (why) return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: [noTotals, why].filter(Boolean).join('; ') };
+    const r = await lakeGroup(client, source, customers, opts, manifest!, log);
+    return { ...r, reason: [noTotals, r.reason].filter(Boolean).join('; ') };
+  });
 }
 
-function groupSql(by: GroupBy, source: string, where: string, top: number | undefined): string {
+/**
+ * The grouping statement over per-party aggregates (`agg(party)` is a `SELECT id, n, s`), with
+ * names from `customers` (a relation with id and name), largest totals first.
+ */
+function groupSql(by: GroupBy, agg: (party: Party) => string, customers: string, top: number | undefined): string {
   const limit = top ? `LIMIT ${Math.trunc(top)}` : '';
-  const agg = (col: string) => `SELECT ${col} AS id, count(*) AS n, sum(amount) AS s FROM ${source} WHERE ${where} GROUP BY ${col}`;
   if (by !== 'customer') {
     return `SELECT g.id::text AS id, c.name AS name, g.n::text AS n, g.s::text AS total
-              FROM (${agg(`${by}_id`)}) g LEFT JOIN customers c ON c.id = g.id
+              FROM (${agg(by)}) g LEFT JOIN ${customers} c ON c.id = g.id
              ORDER BY g.s DESC, g.id ${limit}`;
   }
-  return `WITH i AS (${agg('issuer_id')}), r AS (${agg('receiver_id')}),
+  return `WITH i AS (${agg('issuer')}), r AS (${agg('receiver')}),
           g AS (SELECT coalesce(i.id, r.id) AS id, coalesce(i.n, 0) + coalesce(r.n, 0) AS n,
                        coalesce(i.s, 0) + coalesce(r.s, 0) AS s, coalesce(i.s, 0) AS issued, coalesce(r.s, 0) AS received
                   FROM i FULL JOIN r ON i.id = r.id)
           SELECT g.id::text AS id, c.name AS name, g.n::text AS n, g.s::text AS total, g.issued::text AS issued, g.received::text AS received
-            FROM g LEFT JOIN customers c ON c.id = g.id
+            FROM g LEFT JOIN ${customers} c ON c.id = g.id
            ORDER BY g.s DESC, g.id ${limit}`;
 }
 
-/** The same rows from both engines: amounts at the column's scale, average and net computed exactly here. */
+/** Per-party aggregates of raw invoice rows. */
+function rawAggregate(relation: string, where: string): (party: Party) => string {
+  return (party) => `SELECT ${party}_id AS id, count(*) AS n, sum(amount) AS s FROM ${relation} WHERE ${where} GROUP BY ${party}_id`;
+}
+
+/** The same rows from every engine: amounts at the column's scale, average and net computed exactly here. */
 function finish(raw: RawRow[], by: GroupBy, scale: number): GroupRow[] {
   return raw.map((r) => {
     const total = atScale(r.total, scale);
@@ -119,63 +155,69 @@ function finish(raw: RawRow[], by: GroupBy, scale: number): GroupRow[] {
   });
 }
 
-async function postgresGroup(client: Client, opts: GroupOptions): Promise<GroupRow[]> {
-  const { scale } = await amountType(client);
-  const where = `issue_date >= ${timeLiteral(opts.window.from)} AND issue_date < ${timeLiteral(opts.window.to)}`;
-  const { rows } = await client.query<RawRow>(groupSql(opts.by, PARENT, where, opts.top));
-  return finish(rows, opts.by, scale);
+async function postgresGroup(client: Client, source: Source, customers: string, opts: GroupOptions): Promise<GroupRow[]> {
+  const { rows } = await client.query<RawRow>(groupSql(opts.by, rawAggregate(source.relation, rangeCondition(opts.window.from, opts.window.to)), customers, opts.top));
+  return finish(rows, opts.by, source.amount.scale);
 }
 
-/** Months of the window touched by updates or deletes since the export (counters moved, then checked exactly). */
-async function staleMonths(client: Client, manifest: Manifest, window: Window, counters: Record<string, string>): Promise<string[]> {
-  const months = windowMonths(window);
-  const moved = movedCounters(manifest.changeCounters ?? {}, counters).filter((n) => n !== 'customers');
-  if (!moved.length) return [];
-  const suspects = new Set<string>();
-  for (const leaf of moved) {
-    const m = /_p(\d{4})_(\d{2})$/.exec(leaf);
-    if (m) suspects.add(`${m[1]}-${m[2]}`);
-    else months.forEach((x) => suspects.add(x)); // DEFAULT partition or a plain table: any month
-  }
-  const candidates = months.filter((m) => suspects.has(m));
-  if (!candidates.length) return [];
-  const stats = await monthStats(client, manifest.watermark, undefined, { from: monthBounds(candidates[0]).from, to: monthBounds(candidates[candidates.length - 1]).to });
-  return candidates.filter((m) => {
-    const s = stats.get(m);
-    const e = manifest.months[m];
-    return (s?.rows ?? 0) !== (e?.rows ?? 0) || atScale(s?.sum ?? '0', manifest.amount.scale) !== atScale(e?.sum ?? '0', manifest.amount.scale);
+async function totalsGroup(client: Client, source: Source, customers: string, opts: GroupOptions, log: Logger): Promise<GroupResult> {
+  const { window } = opts;
+  const { refresh, value } = await withFreshTotals(client, source, log, async (watermark) => {
+    // One row per customer and month of the window to hash: let the aggregate and the sort stay in memory.
+    await client.query(`SET LOCAL work_mem = '128MB'`);
+    const { rows: [{ n }] } = await client.query<{ n: string }>(
+      `SELECT count(*)::text AS n FROM ${source.relation} WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)}`,
+    );
+    const { rows } = await client.query<RawRow>(groupSql(opts.by, (party) => totalsAggregate(source, party, window, watermark), customers, opts.top));
+    return { rows, live: Number(n) };
   });
+  const parts = [
+    refresh.rebuilt ? `monthly totals computed from scratch (${refresh.rebuilt})`
+      : `monthly totals refreshed from watermark ${refresh.previous} to ${refresh.watermark}: ${refresh.added} invoice(s) added`,
+  ];
+  if (refresh.recomputed.length) parts.push(`months ${refresh.recomputed.join(', ')} recomputed (rows updated or deleted since the last refresh)`);
+  parts.push(`${value.live} row(s) above the watermark read live`);
+  return { rows: finish(value.rows, opts.by, source.amount.scale), engine: 'totals', reason: parts.join('; '), deltaRows: value.live, staleMonths: refresh.recomputed, refresh };
 }
 
-async function lakeGroup(client: Client, opts: GroupOptions, manifest: Manifest, log: Logger): Promise<GroupResult> {
+/** Months of the window touched by updates or deletes since the export (their partitions' counters moved). */
+async function staleMonths(client: Client, source: Source, manifest: Manifest, window: Window, now: Counters): Promise<string[]> {
+  const leaves = dirtyLeaves({ changes: manifest.changeCounters ?? {}, inserts: manifest.insertCounters ?? {} }, now);
+  const months = windowMonths(window);
+  const dirty = await dirtyMonths(client, source, leaves, months);
+  return dirty.all ? months : months.filter((m) => dirty.months.includes(m));
+}
+
+async function lakeGroup(client: Client, source: Source, customers: string, opts: GroupOptions, manifest: Manifest, log: Logger): Promise<GroupResult> {
   const { window } = opts;
   const scale = manifest.amount.scale;
+  const watermark = manifest.watermark;
   // Counters before the snapshot: a change after this point is either in the snapshot or moves them.
-  const counters = await changeCounters(client);
+  const counters = await leafCounters(client, source.tables);
+  const stale = watermark !== null ? await staleMonths(client, source, manifest, window, counters) : [];
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
-    const stale = await staleMonths(client, manifest, window, counters);
     const months = windowMonths(window);
     if (opts.engine === 'auto' && stale.length * 2 > months.length) {
-      const rows = await postgresGroup(client, opts);
+      const rows = await postgresGroup(client, source, customers, opts);
       await client.query('COMMIT');
       return { rows, engine: 'postgres', reason: `the lake is stale for ${stale.length} of the ${months.length} months (rows updated or deleted since the export at ${manifest.exportedAt}: ${stale.join(', ')})`, staleMonths: stale };
     }
     const lakeMonths = months.filter((m) => manifest.months[m] && !stale.includes(m));
     const files = lakeMonths.flatMap((m) => manifest.months[m].files);
     const decimal = `DECIMAL(${manifest.amount.precision},${manifest.amount.scale})`;
-    const staleCond = stale.map((m) => `(issue_date >= ${timeLiteral(monthBounds(m).from)} AND issue_date < ${timeLiteral(monthBounds(m).to)})`);
-    const deltaWhere = `issue_date >= ${timeLiteral(window.from)} AND issue_date < ${timeLiteral(window.to)} AND (created_xid >= ${xidLiteral(manifest.watermark)}${staleCond.length ? ' OR ' + staleCond.join(' OR ') : ''})`;
-    const customersMoved = movedCounters({ customers: manifest.changeCounters?.customers ?? '0' }, { customers: counters.customers ?? '0' }).length > 0;
+    const staleCond = stale.map((m) => `(${rangeCondition(monthBounds(m).from, monthBounds(m).to)})`);
+    const deltaWhere = watermark === null ? undefined
+      : `${rangeCondition(window.from, window.to)} AND (created_xid >= ${xidLiteral(watermark)}${staleCond.length ? ' OR ' + staleCond.join(' OR ') : ''})`;
+    const customersMoved = movedCounters({ customers: manifest.changeCounters?.customers ?? '0' }, { customers: counters.changes.customers ?? '0' }).length > 0;
 
     const result = await withDuckDb(async (duck) => {
       // Usually nothing or little is missing from the lake: count it first (an index range scan on created_xid).
-      const { rows: [{ n }] } = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${PARENT} WHERE ${deltaWhere}`);
-      const deltaRows = Number(n);
+      const deltaRows = deltaWhere ? Number((await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${source.relation} WHERE ${deltaWhere}`)).rows[0].n) : 0;
       if (deltaRows > 0) {
         const fifo = makeFifo(path.resolve(opts.lake));
         try {
-          await copyIntoDuckDb(client, duck, `SELECT issue_date, issuer_id, receiver_id, amount FROM ${PARENT} WHERE ${deltaWhere}`,
+          await copyIntoDuckDb(client, duck, `SELECT issue_date, issuer_id, receiver_id, amount FROM ${source.relation} WHERE ${deltaWhere}`,
             { issue_date: 'TIMESTAMPTZ', issuer_id: 'BIGINT', receiver_id: 'BIGINT', amount: decimal }, fifo,
             (src) => `CREATE TEMP TABLE delta AS SELECT * FROM ${src}`);
         } finally {
@@ -190,19 +232,24 @@ async function lakeGroup(client: Client, opts: GroupOptions, manifest: Manifest,
       await duck.run(`CREATE TEMP VIEW win AS ${lakePart}SELECT issue_date, issuer_id, receiver_id, amount FROM delta`);
       await duck.run(`CREATE TEMP VIEW customers AS SELECT id, name FROM read_parquet(${fileList(opts.lake, manifest.customers.files)})`);
       const where = `issue_date >= TIMESTAMPTZ ${sqlString(window.from)} AND issue_date < TIMESTAMPTZ ${sqlString(window.to)}`;
-      const raw = (await queryRows(duck, groupSql(opts.by, 'win', where, opts.top))) as unknown as RawRow[];
+      const raw = (await queryRows(duck, groupSql(opts.by, rawAggregate('win', where), 'customers', opts.top))) as unknown as RawRow[];
       return { raw, deltaRows };
     });
-    if (customersMoved && result.raw.length) await refreshNames(client, result.raw);
+    if (customersMoved && result.raw.length) await refreshNames(client, customers, result.raw);
     await client.query('COMMIT');
-    const parts = [`lake exported ${manifest.exportedAt} (watermark ${manifest.watermark})`, `${result.deltaRows} row(s) not in the lake read from PostgreSQL`];
+    const snapshotOnly = `the lake is a snapshot of ${manifest.exportedAt}: rows inserted, updated or deleted since are NOT in this answer (${missingXidAdvice(source)})`;
+    // Numbers that may be stale are said so even with --quiet.
+    if (watermark === null) log.warn(snapshotOnly);
+    const parts = watermark === null
+      ? [snapshotOnly]
+      : [`lake exported ${manifest.exportedAt} (watermark ${watermark})`, `${result.deltaRows} row(s) not in the lake read from PostgreSQL`];
     if (stale.length) parts.push(`months ${stale.join(', ')} read whole from PostgreSQL (rows updated or deleted since the export)`);
     if (customersMoved) parts.push('customer names from PostgreSQL (customers changed since the export)');
     log.debug(`group: ${files.length} lake file(s), delta ${result.deltaRows} row(s)`);
     return {
       rows: finish(result.raw, opts.by, scale),
       engine: 'duckdb',
-      reason: `${opts.engine === 'auto' ? 'the lake is fresh enough: ' : ''}${parts.join('; ')}`,
+      reason: parts.join('; '),
       deltaRows: result.deltaRows,
       staleMonths: stale,
       lakeExportedAt: manifest.exportedAt,
@@ -213,10 +260,8 @@ async function lakeGroup(client: Client, opts: GroupOptions, manifest: Manifest,
   }
 }
 
-async function refreshNames(client: Client, rows: RawRow[]): Promise<void> {
-  const { rows: names } = await client.query<{ id: string; name: string }>('SELECT id::text AS id, name FROM customers WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
+async function refreshNames(client: Client, customers: string, rows: RawRow[]): Promise<void> {
+  const { rows: names } = await client.query<{ id: string; name: string }>(`SELECT id::text AS id, name FROM ${customers} c WHERE id = ANY($1::bigint[])`, [rows.map((r) => r.id)]);
   const byId = new Map(names.map((n) => [n.id, n.name]));
   for (const r of rows) r.name = byId.get(r.id) ?? null;
 }
-
-export type { DuckDBConnection };

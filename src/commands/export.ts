@@ -4,7 +4,7 @@ import { exportLake, type MonthOutcome } from '../lake/export.js';
 import { verifyLake, type MonthCheck } from '../lake/verify.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import type { Column } from '../output/render.js';
-import { commandContext, requireOwnTables, interruptSignal } from './context.js';
+import { commandContext, interruptSignal } from './context.js';
 
 interface ExportOptions {
   out: string;
@@ -33,7 +33,6 @@ const CHECK_COLUMNS: Column<MonthCheck & { status: string }>[] = [
 export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
   if (opts.verifyOnly && (opts.full || opts.verify)) throw new UsageError('--verify-only does not export: it goes without --full and --verify');
   const ctx = commandContext(cmd);
-  requireOwnTables(ctx, 'export');
   if (!opts.verifyOnly) {
     const signal = interruptSignal(ctx.log);
     const progress = createProgress('export', { quiet: ctx.quiet, tty: ctx.tty });
@@ -49,7 +48,7 @@ export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
     const removed = r.months.filter((m) => m.action === 'removed').length;
     ctx.log.info(
       `exported ${fmtInt(r.rowsWritten)} invoices in ${written} month(s) (${r.months.length - written - removed} unchanged, ${removed} removed) and ${fmtInt(r.customers)} customers to ${r.out} ` +
-        `in ${r.seconds.toFixed(1)} s (${fmtInt(Math.round(r.rowsPerSecond))} rows/s); watermark ${r.watermark}${r.previousWatermark ? ` (was ${r.previousWatermark})` : ''}`,
+        `in ${r.seconds.toFixed(1)} s (${fmtInt(Math.round(r.rowsPerSecond))} rows/s); ${r.watermark === null ? 'no watermark (full snapshot)' : `watermark ${r.watermark}${r.previousWatermark ? ` (was ${r.previousWatermark})` : ''}`}`,
     );
     if (!opts.verify) {
       await ctx.printRows(r.months, OUTCOME_COLUMNS);
@@ -60,9 +59,9 @@ export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
   await ctx.printRows(v.months.map((m) => ({ ...m, status: m.ok ? 'ok' : 'DIFFERENT' })), CHECK_COLUMNS);
   const bad = v.months.filter((m) => !m.ok);
   if (bad.length) {
-    ctx.log.warn(`verify: ${bad.length} month(s) differ between the lake and PostgreSQL (rows below watermark ${v.watermark}): ${bad.map((m) => m.month).join(', ')}; run \`invoices export\` (or --full)`);
+    ctx.log.warn(`verify: ${bad.length} month(s) differ between the lake and PostgreSQL (${v.watermark === null ? 'all rows' : `rows below watermark ${v.watermark}`}): ${bad.map((m) => m.month).join(', ')}; run \`invoices export\` (or --full)`);
     process.exitCode = 1;
   } else {
-    ctx.log.info(`verify: ${v.months.length} month(s) match PostgreSQL exactly (rows and sum(amount), watermark ${v.watermark})`);
+    ctx.log.info(`verify: ${v.months.length} month(s) match PostgreSQL exactly (rows and sum(amount)${v.watermark === null ? '' : `, watermark ${v.watermark}`})`);
   }
 }

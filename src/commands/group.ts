@@ -4,7 +4,7 @@ import { describeWindow, monthWindow } from '../analytics/window.js';
 import { UsageError } from '../errors.js';
 import { barChart } from '../output/chart.js';
 import type { Column } from '../output/render.js';
-import { commandContext, requireOwnTables, positiveInt } from './context.js';
+import { commandContext, positiveInt } from './context.js';
 
 interface GroupOptions {
   months: string;
@@ -24,7 +24,6 @@ export async function run(opts: GroupOptions, cmd: Command): Promise<void> {
   const window = monthWindow(months, opts.asOf ?? new Date().toISOString().slice(0, 10));
   const by = opts.by as GroupBy;
   const ctx = commandContext(cmd);
-  requireOwnTables(ctx, 'group');
   ctx.log.info(`window: ${describeWindow(window)}`);
   const started = performance.now();
   const r = await groupInvoices(ctx, { window, by, top, engine: opts.engine as Engine, lake: opts.lake, log: ctx.log });

@@ -4,15 +4,15 @@ import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path';
 import type { Client, DbContext } from '../db/client.js';
 import { connectionSettings, withClient } from '../db/client.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { InterruptedError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { detectLayout } from '../schema/apply.js';
-import { listPartitions, monthBounds, PARENT } from '../schema/partitions.js';
-import { copyIntoDuckDb, makeFifo } from './copy-stream.js';
+import { listPartitions, monthBounds } from '../schema/partitions.js';
+import { qualified } from '../tables.js';
+import { copyIntoDuckDb, makeFifo, type CopyFormat } from './copy-stream.js';
 import { type DuckDBConnection, queryRows, sqlString, withDuckDbConnections } from './duckdb.js';
 import { readManifest, writeManifest, type Manifest, type MonthEntry } from './manifest.js';
 import { findPsql, psqlConnection, psqlCopyToFifo } from './psql-source.js';
-import { amountType, changeCounters, ensureXidIndex, monthStats, timeLiteral, xidHorizon, xidLiteral, type MonthStats } from './source.js';
+import { customersSelect, describeSource, dirtyLeaves, dirtyMonths, ensureXidIndex, leafCounters, leafRelation, missingXidAdvice, MONTH_OF_ISSUE, monthStats, rangeCondition, xidHorizon, xidLiteral, type Counters, type MonthStats, type Source } from './source.js';
 import { describeTarget } from './target.js';
 
 export interface ExportOptions {
@@ -40,8 +40,9 @@ export interface MonthOutcome {
 
 export interface ExportResult {
   out: string;
-  watermark: string;
-  previousWatermark?: string;
+  /** null: the table has no created_xid, the lake is a full snapshot. */
+  watermark: string | null;
+  previousWatermark?: string | null;
   months: MonthOutcome[];
   customers: number;
   rowsWritten: number;
@@ -52,7 +53,6 @@ export interface ExportResult {
 }
 
 const INVOICE_COLUMNS = 'invoice_id, issue_date, issuer_id, receiver_id, amount';
-const CUSTOMER_COLUMNS = 'id, name, email, country, segment, created_at';
 
 /** Exports invoices (the months that changed, or all with `full`) and customers to the lake at `out`. */
 export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<ExportResult> {
@@ -66,27 +66,31 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
   const parallel = psql ? Math.max(1, opts.parallel ?? 2) : 1;
 
   return withClient(ctx, async (client) => {
-    const { layout } = await detectLayout(client);
-    if (layout === 'missing') throw new UsageError('there is no invoices table: run `invoices init`');
-    if (opts.createIndex !== false && (await ensureXidIndex(client))) log.info('built the index invoices_created_xid_idx (rows after a watermark, for incremental export and group)');
+    const source = await describeSource(client, ctx.config.tables);
+    if (!source.createdXid) log.warn(`${missingXidAdvice(source)}; until then every export rewrites every month`);
+    const built = opts.createIndex !== false ? await ensureXidIndex(client, source) : undefined;
+    if (built) log.info(`built the index ${built} (rows after a watermark, for incremental export and group)`);
     // Counters first, snapshot second: a change after this point moves the counters past what the manifest records.
-    const counters = await changeCounters(client);
+    const counters = await leafCounters(client, ctx.config.tables);
     // One snapshot for the whole export, shared with the psql streams: statistics and rows agree.
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const staged: string[] = [];
     try {
-      const { horizon } = await xidHorizon(client);
+      const horizon = source.createdXid ? (await xidHorizon(client)).horizon : null;
       const snapshot = conn ? (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0].id : '';
-      const amount = await amountType(client);
+      const amount = source.amount;
       const decimal = `DECIMAL(${amount.precision},${amount.scale})`;
       const sameType = previous && previous.amount.precision === amount.precision && previous.amount.scale === amount.scale;
       if (previous && !sameType) log.info(`amount is now ${decimal}: rewriting every month`);
+      // Incremental needs the watermark of a previous export of this shape.
+      const base = sameType && previous.watermark !== null && horizon !== null ? previous : undefined;
       // Incremental: per-month statistics find the dirty months. A full export of a partitioned
       // table takes its months from the catalog (one scan fewer).
-      const stats = sameType || layout === 'plain' ? await monthStats(client, horizon, sameType ? previous.watermark : undefined) : undefined;
-      const plan = planMonths(stats ?? new Map(), sameType ? previous : undefined);
-      const toWrite = stats ? plan.filter((p) => p.write).map((p) => p.month) : await catalogMonths(client);
-      const estimates = stats ? new Map([...stats].map(([m, s]) => [m, s.rows])) : await partitionEstimates(client);
+      const stats = base || source.layout === 'plain' ? await monthStats(client, source, horizon ?? undefined, base?.watermark ?? undefined) : undefined;
+      const dirty = base ? await changedMonths(client, source, base, counters, [...(stats?.keys() ?? [])]) : undefined;
+      const plan = planMonths(stats ?? new Map(), base, dirty);
+      const toWrite = stats ? plan.filter((p) => p.write).map((p) => p.month) : await catalogMonths(client, source);
+      const estimates = stats ? new Map([...stats].map(([m, s]) => [m, s.rows])) : await partitionEstimates(client, source);
       const total = toWrite.reduce((n, m) => n + (estimates.get(m) ?? 0), 0);
       const now = new Date().toISOString();
       let done = 0;
@@ -103,7 +107,7 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         }
         const selectFor = (m: string) => {
           const { from, to } = monthBounds(m);
-          return `SELECT ${INVOICE_COLUMNS} FROM ${PARENT} WHERE issue_date >= ${timeLiteral(from)} AND issue_date < ${timeLiteral(to)} AND created_xid < ${xidLiteral(horizon)}`;
+          return `SELECT ${INVOICE_COLUMNS} FROM ${source.relation} WHERE ${rangeCondition(from, to)}${horizon !== null ? ` AND created_xid < ${xidLiteral(horizon)}` : ''}`;
         };
         const columns = { invoice_id: 'BIGINT', issue_date: 'TIMESTAMPTZ', issuer_id: 'BIGINT', receiver_id: 'BIGINT', amount: decimal };
         const worker = async (duck: DuckDBConnection, months: string[]) => {
@@ -114,7 +118,7 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
               if (opts.signal?.aborted) throw new InterruptedError('export interrupted: the lake still holds the previous export (its manifest is unchanged)');
               const dir = path.join(out, 'invoices', `.tmp-month=${m}-${process.pid}`);
               staged.push(dir);
-              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, dir, sumColumn: 'amount', signal: opts.signal, columns, psql: conn ? { conn, snapshot } : undefined });
+              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, dir, sumColumn: 'amount', signal: opts.signal, columns, format: 'text', psql: conn ? { conn, snapshot } : undefined });
               const s = stats?.get(m);
               if (stats && (w.rows !== (s?.rows ?? 0) || (s && w.sum !== s.sum))) {
                 throw new Error(`month ${m}: wrote ${w.rows} rows summing ${w.sum}, PostgreSQL has ${s?.rows ?? 0} summing ${s?.sum ?? 0}; the lake is unchanged`);
@@ -131,7 +135,7 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         const customersDir = path.join(out, `.tmp-customers-${process.pid}`);
         staged.push(customersDir);
         const customers = await writeParquet(client, ducks[0], {
-          select: `SELECT ${CUSTOMER_COLUMNS} FROM customers`,
+          select: await customersSelect(client, ctx.config.tables),
           columns: { id: 'BIGINT', name: 'VARCHAR', email: 'VARCHAR', country: 'VARCHAR', segment: 'VARCHAR', created_at: 'TIMESTAMPTZ' },
           dir: customersDir,
           fifo: makeFifo(out),
@@ -150,8 +154,8 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         outcomes.push({ month: m, action: 'written', rows: w.rows, sum: w.sum, reason: plan.find((p) => p.month === m)?.reason ?? 'full export' });
       }
       for (const p of plan) {
-        if (!p.write && stats?.has(p.month) && previous?.months[p.month]) {
-          months[p.month] = previous.months[p.month];
+        if (!p.write && stats?.has(p.month) && base?.months[p.month]) {
+          months[p.month] = base.months[p.month];
           outcomes.push({ month: p.month, action: 'unchanged', rows: months[p.month].rows, sum: months[p.month].sum, reason: p.reason });
         }
       }
@@ -170,7 +174,8 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         amount,
         months: Object.fromEntries(Object.entries(months).sort(([a], [b]) => a.localeCompare(b))),
         customers: { files: ['customers/part-0.parquet'], rows: result.customers, exportedAt: now },
-        changeCounters: counters,
+        changeCounters: counters.changes,
+        insertCounters: counters.inserts,
       };
       writeManifest(out, manifest);
       const seconds = (performance.now() - started) / 1000;
@@ -194,8 +199,12 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
   });
 }
 
-/** Which months to write: new, changed (count, sum, or rows after the last watermark), or all without a manifest. */
-export function planMonths(stats: Map<string, MonthStats>, previous: Manifest | undefined): { month: string; write: boolean; reason: string }[] {
+/**
+ * Which months to write: new, changed (rows after the last watermark, updates or deletes in their
+ * partition, count or sum), or all without a manifest. `dirty`: months whose rows were updated or
+ * deleted since the last export (all of them when the table cannot tell which).
+ */
+export function planMonths(stats: Map<string, MonthStats>, previous: Manifest | undefined, dirty?: { months: string[]; all: boolean }): { month: string; write: boolean; reason: string }[] {
   const all = new Set([...stats.keys(), ...Object.keys(previous?.months ?? {})]);
   return [...all].sort().map((month) => {
     const s = stats.get(month);
@@ -204,15 +213,25 @@ export function planMonths(stats: Map<string, MonthStats>, previous: Manifest | 
     if (!previous) return { month, write: true, reason: 'full export' };
     if (!m) return { month, write: true, reason: 'new month' };
     if (s.fresh > 0) return { month, write: true, reason: `${s.fresh} rows inserted since the last export` };
+    if (dirty?.all || dirty?.months.includes(month)) return { month, write: true, reason: 'rows updated, deleted or moved between months since the last export' };
     if (s.rows !== m.rows) return { month, write: true, reason: `row count ${m.rows} -> ${s.rows}` };
     if (s.sum !== m.sum) return { month, write: true, reason: `sum ${m.sum} -> ${s.sum}` };
     return { month, write: false, reason: 'unchanged' };
   });
 }
 
+/**
+ * Months whose rows were updated or deleted since the export `previous` (its leaf tables' counters
+ * moved): any such change counts, even one that keeps the month's count and sum.
+ */
+async function changedMonths(client: Client, source: Source, previous: Manifest, now: Counters, known: string[]): Promise<{ months: string[]; all: boolean }> {
+  const leaves = dirtyLeaves({ changes: previous.changeCounters ?? {}, inserts: previous.insertCounters ?? {} }, now);
+  return dirtyMonths(client, source, leaves, [...new Set([...known, ...Object.keys(previous.months)])]);
+}
+
 /** The months of a partitioned table: one per monthly partition, plus those with rows in DEFAULT. */
-async function catalogMonths(client: Client): Promise<string[]> {
-  const parts = await listPartitions(client);
+async function catalogMonths(client: Client, source: Source): Promise<string[]> {
+  const parts = await listPartitions(client, qualified(source.tables.invoices));
   const months = new Set<string>();
   for (const p of parts) {
     if (p.isDefault || !p.from || !p.to) continue;
@@ -221,7 +240,7 @@ async function catalogMonths(client: Client): Promise<string[]> {
   const def = parts.find((p) => p.isDefault);
   if (def) {
     const { rows } = await client.query<{ m: string }>(
-      `SELECT DISTINCT to_char(date_trunc('month', issue_date AT TIME ZONE 'UTC'), 'YYYY-MM') AS m FROM ${def.name}`,
+      `SELECT DISTINCT to_char(${MONTH_OF_ISSUE}, 'YYYY-MM') AS m FROM ${leafRelation(source, def.name)}`,
     );
     rows.forEach((r) => months.add(r.m));
   }
@@ -229,11 +248,11 @@ async function catalogMonths(client: Client): Promise<string[]> {
 }
 
 /** Estimated rows per month from the planner's statistics of each partition (progress and scheduling only). */
-async function partitionEstimates(client: Client): Promise<Map<string, number>> {
-  const parts = await listPartitions(client);
+async function partitionEstimates(client: Client, source: Source): Promise<Map<string, number>> {
+  const parts = await listPartitions(client, qualified(source.tables.invoices));
   const { rows } = await client.query<{ name: string; n: string }>(
     `SELECT c.relname AS name, greatest(c.reltuples, 0)::bigint::text AS n FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`,
-    [PARENT],
+    [qualified(source.tables.invoices)],
   );
   const byName = new Map(rows.map((r) => [r.name, Number(r.n)]));
   return new Map(parts.filter((p) => p.from).map((p) => [p.from!.slice(0, 7), byName.get(p.name) ?? 0]));
@@ -258,6 +277,8 @@ interface WriteSpec {
   cleanFifo?: boolean;
   sumColumn?: string;
   signal?: AbortSignal;
+  /** Text for the invoices (numbers and timestamps only: cheaper for PostgreSQL to write), csv otherwise. */
+  format?: CopyFormat;
   /** Read with psql in this snapshot rather than through node-postgres. */
   psql?: { conn: { args: string[]; env: Record<string, string> }; snapshot: string };
 }
@@ -272,7 +293,8 @@ async function writeParquet(client: Client, duck: DuckDBConnection, spec: WriteS
     const psql = spec.psql;
     await copyIntoDuckDb(client, duck, spec.select, spec.columns, spec.fifo, statement, {
       signal: spec.signal,
-      source: psql ? (fifo) => psqlCopyToFifo(psql.conn, psql.snapshot, spec.select, fifo, spec.signal) : undefined,
+      format: spec.format,
+      source: psql ? (fifo) => psqlCopyToFifo(psql.conn, psql.snapshot, spec.select, fifo, spec.format ?? 'csv', spec.signal) : undefined,
     });
     const sum = spec.sumColumn ? `CAST(coalesce(sum(${spec.sumColumn}), 0) AS VARCHAR)` : "'0'";
     const [r] = await queryRows(duck, `SELECT count(*)::VARCHAR AS n, ${sum} AS s FROM read_parquet(${sqlString(file)})`);

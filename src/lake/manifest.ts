@@ -13,8 +13,8 @@ export interface MonthEntry {
   rows: number;
   /** sum(amount) as an exact decimal string. */
   sum: string;
-  /** The watermark of the export that wrote this month. */
-  watermark: string;
+  /** The watermark of the export that wrote this month (null: a table without created_xid). */
+  watermark: string | null;
   exportedAt: string;
 }
 
@@ -22,9 +22,10 @@ export interface Manifest {
   version: number;
   /**
    * Every row inserted by a transaction with id < watermark (xid8) that was not deleted is in
-   * the lake; rows of later transactions are not, and wait for the next export.
+   * the lake; rows of later transactions are not, and wait for the next export. Null when the
+   * table has no created_xid: the lake is a full snapshot, with no watermark to read a delta from.
    */
-  watermark: string;
+  watermark: string | null;
   exportedAt: string;
   /** The database the lake was exported from (URL without password, or the embedded directory). */
   source: string;
@@ -36,6 +37,8 @@ export interface Manifest {
    * export time: when they have not moved, nothing changed since, and group needs no delta scan.
    */
   changeCounters: Record<string, string>;
+  /** Inserts per leaf table at export time (an update that moves a row to another partition shows as one). */
+  insertCounters?: Record<string, string>;
 }
 
 /** The manifest of the lake at dir, or undefined when there is none. */
@@ -48,7 +51,7 @@ export function readManifest(dir: string): Manifest | undefined {
   } catch (err) {
     throw new UsageError(`${file} is not valid JSON: delete the lake and run \`invoices export --full\``, { cause: err });
   }
-  if (m.version !== MANIFEST_VERSION || typeof m.watermark !== 'string' || typeof m.months !== 'object') {
+  if (m.version !== MANIFEST_VERSION || (typeof m.watermark !== 'string' && m.watermark !== null) || typeof m.months !== 'object') {
     throw new UsageError(`${file} is not an invoices lake manifest (version ${MANIFEST_VERSION}): run \`invoices export --full\``);
   }
   return m;

@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { open } from 'node:fs/promises';
 import type { ConnectionSettings } from '../config.js';
+import { copyOptions, type CopyFormat } from './copy-stream.js';
 
 let found: string | null | undefined;
 
@@ -35,11 +36,11 @@ export function psqlConnection(s: ConnectionSettings): { args: string[]; env: Re
 }
 
 /**
- * Runs `COPY (select) TO STDOUT (FORMAT csv)` in psql within `snapshot`, its stdout being the
+ * Runs `COPY (select) TO STDOUT` (in `format`) in psql within `snapshot`, its stdout being the
  * pipe at `fifo`, opened here and held until psql exits: DuckDB's CSV reader may open a file more
  * than once, and a writer that closed early would leave it waiting. Resolves when psql exits 0.
  */
-export async function psqlCopyToFifo(conn: { args: string[]; env: Record<string, string> }, snapshot: string, select: string, fifo: string, signal?: AbortSignal): Promise<void> {
+export async function psqlCopyToFifo(conn: { args: string[]; env: Record<string, string> }, snapshot: string, select: string, fifo: string, format: CopyFormat, signal?: AbortSignal): Promise<void> {
   if (!/^[0-9A-F-]+$/i.test(snapshot)) throw new Error(`bad snapshot id ${snapshot}`);
   // Opening a pipe for writing waits for its reader (DuckDB): done off the main thread.
   const handle = await open(fifo, 'w');
@@ -47,7 +48,7 @@ export async function psqlCopyToFifo(conn: { args: string[]; env: Record<string,
     await new Promise<void>((resolve, reject) => {
       const child = spawn('psql', [...conn.args, '-X', '-q', '-v', 'ON_ERROR_STOP=1',
         '-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', '-c', `SET TRANSACTION SNAPSHOT '${snapshot}'`,
-        '-c', `COPY (${select.replace(/\s+/g, ' ')}) TO STDOUT (FORMAT csv)`, '-c', 'COMMIT'], {
+        '-c', `COPY (${select.replace(/\s+/g, ' ')}) TO STDOUT${copyOptions(format)}`, '-c', 'COMMIT'], {
         env: { ...process.env, ...conn.env },
         stdio: ['ignore', handle.fd, 'pipe'],
         signal,

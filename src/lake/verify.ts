@@ -4,7 +4,7 @@ import type { DbContext } from '../db/client.js';
 import { withClient } from '../db/client.js';
 import { queryRows, withDuckDb } from './duckdb.js';
 import { registerLake, requireManifest } from './read.js';
-import { monthStats } from './source.js';
+import { describeSource, monthStats } from './source.js';
 
 export interface MonthCheck {
   month: string;
@@ -17,7 +17,7 @@ export interface MonthCheck {
 
 export interface VerifyResult {
   ok: boolean;
-  watermark: string;
+  watermark: string | null;
   months: MonthCheck[];
 }
 
@@ -33,7 +33,7 @@ export async function verifyLake(ctx: DbContext, dir: string): Promise<VerifyRes
     const rows = await queryRows(duck, `SELECT month, count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s FROM invoices GROUP BY month`);
     return new Map(rows.map((r) => [String(r.month), { rows: String(r.n), sum: String(r.s) }]));
   });
-  const pg = await withClient(ctx, (client) => monthStats(client, manifest.watermark));
+  const pg = await withClient(ctx, async (client) => monthStats(client, await describeSource(client, ctx.config.tables), manifest.watermark ?? undefined));
   const months = [...new Set([...lake.keys(), ...pg.keys(), ...Object.keys(manifest.months)])].sort();
   const checks = months.map((month) => {
     const l = lake.get(month);
