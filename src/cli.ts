@@ -132,7 +132,7 @@ by the next run; months whose rows were updated or deleted are rewritten too.`)
     .requiredOption('--by <party>', 'issuer, receiver or customer (issued + received, and net)')
     .option('--as-of <date>', 'a day in the last month of the window (YYYY-MM-DD, UTC; default: today)')
     .option('--top <k>', 'only the K customers with the largest totals')
-    .option('--engine <engine>', 'auto, postgres or duckdb (the lake plus what it does not hold yet)', 'auto')
+    .option('--engine <engine>', 'auto (the fastest that is exact and fresh: a fresh lake, else the totals, else postgres), duckdb (the lake plus what it does not hold yet), totals (monthly totals per customer, refreshed first) or postgres', 'auto')
     .option('--lake <dir>', 'the lake written by `invoices export`', './lake')
     .option('--chart', 'draw the totals as a bar chart')
     .addHelpText('after', `

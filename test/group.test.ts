@@ -198,11 +198,12 @@ describe('invoices group', () => {
       const u = new URL(db.url);
       u.username = role;
       u.password = 'reader';
-      const args = ['group', '--lake', lake, '--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--json'];
+      // No lake, so that auto turns to the totals (a fresh lake would answer first).
+      const args = ['group', '--lake', path.join(tempDir('nolake-'), 'lake'), '--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--json'];
       const a = await runCli(args, { env: { DATABASE_URL: u.toString() } });
       expect(a.code, a.stderr).toBe(0);
       expect(a.stderr).toMatch(/warning: the monthly totals cannot be refreshed \(permission denied/);
-      expect(a.stderr).toMatch(/engine: (duckdb|postgres) \(the monthly totals cannot be refreshed/);
+      expect(a.stderr).toMatch(/engine: postgres \(the monthly totals cannot be refreshed.*; no lake at /);
       expect(JSON.parse(a.stdout)).toEqual(await rows(['--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'postgres']));
       const t = await runCli([...args, '--engine', 'totals'], { env: { DATABASE_URL: u.toString() } });
       expect(t.code).toBe(1);

@@ -6,7 +6,7 @@
 //   read from PostgreSQL: rows inserted after the lake's watermark (an index range scan on
 //   created_xid), and whole months whose rows were updated or deleted since the export;
 // - postgres: a GROUP BY on the live table over the window.
-// auto prefers totals, then duckdb when there is a lake of this table, then postgres.
+// auto prefers duckdb when there is a fresh lake of this table, then totals, then postgres.
 import path from 'node:path';
 import { rmSync } from 'node:fs';
 import type { Client, DbContext } from '../db/client.js';
@@ -83,36 +83,44 @@ export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise
     const source = await describeSource(client, ctx.config.tables);
     const customers = `(${await customersSelect(client, ctx.config.tables, ['id', 'name'])})`;
     if (opts.engine === 'postgres') return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: 'asked for' };
-    let noTotals = '';
-    if (opts.engine === 'totals' || (opts.engine === 'auto' && source.createdXid)) {
-      try {
-        return await totalsGroup(client, source, customers, opts, log);
-      } catch (err) {
-        // auto: a role that may not create or write the totals still gets an answer, and is told why.
-        const code = (err as { code?: string }).code;
-        if (opts.engine === 'totals' || (code !== '42501' && code !== '25006')) throw err;
-        noTotals = `the monthly totals cannot be refreshed (${(err as Error).message})`;
-        log.warn(noTotals);
-      }
-    } else if (opts.engine === 'auto') {
-      noTotals = missingXidAdvice(source);
-    }
-
     const manifest = readManifest(opts.lake);
     const origin = describeTarget(ctx);
     const lakeDir = path.resolve(opts.lake);
     if (opts.engine === 'duckdb') {
       if (!manifest) throw new UsageError(`--engine duckdb needs a lake: none at ${lakeDir} (run \`invoices export\`)`);
       if (manifest.source !== origin) throw new UsageError(`the lake at ${lakeDir} was exported from ${manifest.source}, not ${origin}`);
-      return lakeGroup(client, source, customers, opts, manifest, log);
+      return (await lakeGroup(client, source, customers, opts, manifest, log)) as GroupResult;
     }
-    const why = !manifest ? `no lake at ${lakeDir}`
-      : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
-      : manifest.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export`
-      : undefined;
-    if (why) return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: [noTotals, why].filter(Boolean).join('; ') };
-    const r = await lakeGroup(client, source, customers, opts, manifest!, log);
-    return { ...r, reason: [noTotals, r.reason].filter(Boolean).join('; ') };
+    // auto: the lake when there is a fresh one of this table (DuckDB's columnar scan is the
+    // fastest here), else the monthly totals, else the live table; each says why.
+    let lakeWhy: string | undefined;
+    if (opts.engine === 'auto') {
+      lakeWhy = !manifest ? `no lake at ${lakeDir}`
+        : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
+        : manifest.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export`
+        : undefined;
+      if (!lakeWhy) {
+        const r = await lakeGroup(client, source, customers, opts, manifest!, log);
+        if ('rows' in r) return r;
+        lakeWhy = r.stale;
+      }
+    }
+    let totalsWhy: string;
+    if (opts.engine === 'totals' || source.createdXid) {
+      try {
+        const r = await totalsGroup(client, source, customers, opts, log);
+        return { ...r, reason: [r.reason, lakeWhy].filter(Boolean).join('; ') };
+      } catch (err) {
+        // auto: a role that may not create or write the totals still gets an answer, and is told why.
+        const code = (err as { code?: string }).code;
+        if (opts.engine === 'totals' || (code !== '42501' && code !== '25006')) throw err;
+        totalsWhy = `the monthly totals cannot be refreshed (${(err as Error).message})`;
+        log.warn(totalsWhy);
+      }
+    } else {
+      totalsWhy = missingXidAdvice(source);
+    }
+    return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: [totalsWhy, lakeWhy].filter(Boolean).join('; ') };
   });
 }
 
@@ -188,7 +196,8 @@ async function staleMonths(client: Client, source: Source, manifest: Manifest, w
   return dirty.all ? months : months.filter((m) => dirty.months.includes(m));
 }
 
-async function lakeGroup(client: Client, source: Source, customers: string, opts: GroupOptions, manifest: Manifest, log: Logger): Promise<GroupResult> {
+/** The lake plus what it does not hold yet; under auto, `stale` instead when most of the window changed since the export. */
+async function lakeGroup(client: Client, source: Source, customers: string, opts: GroupOptions, manifest: Manifest, log: Logger): Promise<GroupResult | { stale: string }> {
   const { window } = opts;
   const scale = manifest.amount.scale;
   const watermark = manifest.watermark;
@@ -199,9 +208,8 @@ async function lakeGroup(client: Client, source: Source, customers: string, opts
   try {
     const months = windowMonths(window);
     if (opts.engine === 'auto' && stale.length * 2 > months.length) {
-      const rows = await postgresGroup(client, source, customers, opts);
       await client.query('COMMIT');
-      return { rows, engine: 'postgres', reason: `the lake is stale for ${stale.length} of the ${months.length} months (rows updated or deleted since the export at ${manifest.exportedAt}: ${stale.join(', ')})`, staleMonths: stale };
+      return { stale: `the lake is stale for ${stale.length} of the ${months.length} months (rows updated or deleted since the export at ${manifest.exportedAt}: ${stale.join(', ')})` };
     }
     const lakeMonths = months.filter((m) => manifest.months[m] && !stale.includes(m));
     const files = lakeMonths.flatMap((m) => manifest.months[m].files);

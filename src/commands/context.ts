@@ -78,18 +78,6 @@ export function interruptSignal(log: Logger): AbortSignal {
   return controller.signal;
 }
 
-/**
- * Commands that do not read a table mapping yet refuse one rather than act on the wrong
- * table: with "invoices"/"customers" in the config file only `get` and `index` follow it so far.
- */
-export function requireOwnTables(ctx: CommandContext, command: string): void {
-  const { tables } = ctx.config;
-  if (!tables.mapped) return;
-  throw new UsageError(
-    `\`invoices ${command}\` works on this tool's own tables (public.invoices, public.customers) and does not follow the table mapping in ${ctx.config.configFile} yet (\`get\` and \`index\` do): run it without that config file`,
-  );
-}
-
 /** Parses a --as-of style day, YYYY-MM-DD (UTC midnight); a usage error otherwise. */
 export function parseDay(value: string, flag = '--as-of'): Date {
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
