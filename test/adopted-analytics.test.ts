@@ -6,12 +6,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, tempDir, withPg, type TestDatabase } from './helpers.js';
+import { adoptBilling, createDatabase, runCli, withPg, type TestDatabase } from './helpers.js';
 
-const MAPPING = {
-  invoices: { table: 'billing.invoice', columns: { invoice_id: 'id', issue_date: 'issued_at', issuer_id: 'from_client', receiver_id: 'to_client', amount: 'amount_usd' } },
-  customers: { table: 'billing.clients', columns: { id: 'client_id', name: 'customer_name' } },
-};
 
 let db: TestDatabase;
 let cwd: string;
@@ -26,24 +22,14 @@ async function json(args: string[]): Promise<Record<string, unknown>[]> {
 
 beforeAll(async () => {
   db = await createDatabase();
-  await withPg(db.url, (c) => c.query(`
-    CREATE SCHEMA billing;
-    CREATE TABLE billing.clients (client_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_name varchar(200) NOT NULL);
-    CREATE TABLE billing.invoice (
-      id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      issued_at   timestamp NOT NULL,
-      from_client integer NOT NULL REFERENCES billing.clients,
-      to_client   integer NOT NULL REFERENCES billing.clients,
-      amount_usd  numeric(12,3) NOT NULL);
+  cwd = await adoptBilling(db.url, `
     INSERT INTO billing.clients (customer_name) SELECT 'client ' || g FROM generate_series(1, 12) g;
     INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd)
       SELECT timestamp '2026-01-01' + g * interval '37 minutes 11.123456 seconds', 1 + g % 12, 1 + (g + 1 + g % 5) % 12, (g * 7.919) % 5000
         FROM generate_series(1, 6000) g WHERE 1 + g % 12 <> 1 + (g + 1 + g % 5) % 12;
     -- The last instant of a month in UTC: a reader in another time zone would put it in the next month.
-    INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-03-31 23:59:59.999999', 1, 2, 0.001);`));
-  cwd = tempDir('adopted-analytics-');
+    INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-03-31 23:59:59.999999', 1, 2, 0.001);`, 'adopted-analytics-');
   lake = path.join(cwd, 'lake');
-  writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify(MAPPING));
 });
 
 afterAll(async () => {

@@ -8,7 +8,7 @@ import { convertInvoices } from '../src/schema/convert.js';
 import { InvoiceGenerator, type InvoiceRow } from '../src/seed/invoices.js';
 import { seedWindow } from '../src/seed/seed.js';
 import { parseTableMap } from '../src/tables.js';
-import { createDatabase, runCli, tempDir, withPg, type TestDatabase } from './helpers.js';
+import { adoptBilling, BILLING_MAPPING, createDatabase, runCli, tempDir, withPg, type TestDatabase } from './helpers.js';
 
 /**
  * What seed generates, summed per month (UTC) with BigInt cents and printed at a numeric scale
@@ -37,11 +37,6 @@ async function monthlySums(c: pg.Client, table: string, date: string, amount: st
   return Object.fromEntries(rows.map((r) => [r.m, { n: r.n, sum: r.sum }]));
 }
 
-const MAPPING = {
-  invoices: { table: 'billing.invoice', columns: { invoice_id: 'id', issue_date: 'issued_at', issuer_id: 'from_client', receiver_id: 'to_client', amount: 'amount_usd' } },
-  customers: { table: 'billing.clients', columns: { id: 'client_id', name: 'customer_name' } },
-};
-
 describe('an adopted table, mapped in invoices.config.json', () => {
   let db: TestDatabase;
   let cwd: string;
@@ -51,20 +46,10 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     db = await createDatabase();
     // The way an application would have created it: identity keys, timestamp without time zone,
     // another numeric scale, a customers table with only an id and a name.
-    await withPg(db.url, (c) => c.query(`
-      CREATE SCHEMA billing;
-      CREATE TABLE billing.clients (client_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_name varchar(200) NOT NULL);
-      CREATE TABLE billing.invoice (
-        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        issued_at   timestamp NOT NULL,
-        from_client integer NOT NULL REFERENCES billing.clients,
-        to_client   integer NOT NULL REFERENCES billing.clients,
-        amount_usd  numeric(12,3) NOT NULL);
+    cwd = await adoptBilling(db.url, `
       INSERT INTO billing.clients (customer_name) VALUES ('Acme "Rockets"'), ('Globex, Inc.');
       INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd)
-        VALUES ('2026-03-01 23:30:00.123456', 1, 2, 1234.567), ('2026-03-02 08:00:00', 2, 1, 0.001);`));
-    cwd = tempDir('adopted-');
-    writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify(MAPPING));
+        VALUES ('2026-03-01 23:30:00.123456', 1, 2, 1234.567), ('2026-03-02 08:00:00', 2, 1, 0.001);`);
   });
   afterAll(async () => {
     await db?.drop();
@@ -134,7 +119,7 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     const core = new pg.Client({ connectionString: db.url, options: '-c TimeZone=UTC' });
     await core.connect();
     await expect(convertInvoices(core, {
-      ahead: [], batchSize: 100, signal: controller.signal, tables: parseTableMap(MAPPING, 'test'),
+      ahead: [], batchSize: 100, signal: controller.signal, tables: parseTableMap(BILLING_MAPPING, 'test'),
       onProgress: (p) => { if (p.phase === 'backfill' && p.done >= 200) controller.abort(); },
     }).finally(() => core.end())).rejects.toBeInstanceOf(InterruptedError);
     const objects = () => withPg(db.url, async (c) => (await c.query(`SELECT to_regclass('billing.invoice_part') IS NOT NULL AS part, to_regclass('billing.invoice_convert_state') IS NOT NULL AS state,

@@ -2,7 +2,7 @@
 // run in a clean environment.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,4 +138,31 @@ export async function tableHash(client: pg.Client, table: 'customers' | 'invoice
     `SELECT md5(coalesce(string_agg(${row}::text, E'\\n' ORDER BY ${order}), '')) AS h FROM ${table} t`,
   );
   return rows[0].h;
+}
+
+/** The config file's mapping of the `billing` schema that adoptBilling creates. */
+export const BILLING_MAPPING = {
+  invoices: { table: 'billing.invoice', columns: { invoice_id: 'id', issue_date: 'issued_at', issuer_id: 'from_client', receiver_id: 'to_client', amount: 'amount_usd' } },
+  customers: { table: 'billing.clients', columns: { id: 'client_id', name: 'customer_name' } },
+};
+
+/**
+ * An application's own tables, created by plain SQL the way it would have: identity keys, a
+ * timestamp without time zone, another numeric scale, customers with only an id and a name; then
+ * `rows` (SQL that fills them). Returns a new working directory whose invoices.config.json maps them.
+ */
+export async function adoptBilling(url: string, rows: string, prefix = 'adopted-'): Promise<string> {
+  await withPg(url, (c) => c.query(`
+    CREATE SCHEMA billing;
+    CREATE TABLE billing.clients (client_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_name varchar(200) NOT NULL);
+    CREATE TABLE billing.invoice (
+      id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      issued_at   timestamp NOT NULL,
+      from_client integer NOT NULL REFERENCES billing.clients,
+      to_client   integer NOT NULL REFERENCES billing.clients,
+      amount_usd  numeric(12,3) NOT NULL);
+    ${rows}`));
+  const cwd = tempDir(prefix);
+  writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify(BILLING_MAPPING));
+  return cwd;
 }

@@ -1,15 +1,9 @@
 // `invoices risk` on an adopted table of foreign shape (names, integer ids, timestamp without
 // time zone, numeric(12,3)), mapped in invoices.config.json: init says it changes that table.
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, tempDir, withPg, type TestDatabase } from './helpers.js';
+import { adoptBilling, createDatabase, runCli, withPg, type TestDatabase } from './helpers.js';
 import { riskRun, scoreCounts, waitForHorizon } from './risk-helpers.js';
 
-const MAPPING = {
-  invoices: { table: 'billing.invoice', columns: { invoice_id: 'id', issue_date: 'issued_at', issuer_id: 'from_client', receiver_id: 'to_client', amount: 'amount_usd' } },
-  customers: { table: 'billing.clients', columns: { id: 'client_id', name: 'customer_name' } },
-};
 const ROWS = 600;
 
 let db: TestDatabase;
@@ -20,21 +14,11 @@ const counts = () => withPg(db.url, (c) => scoreCounts(c, 'v1', 'billing.invoice
 
 beforeAll(async () => {
   db = await createDatabase();
-  await q(`
-    CREATE SCHEMA billing;
-    CREATE TABLE billing.clients (client_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_name varchar(200) NOT NULL);
-    CREATE TABLE billing.invoice (
-      id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-      issued_at   timestamp NOT NULL,
-      from_client integer NOT NULL REFERENCES billing.clients,
-      to_client   integer NOT NULL REFERENCES billing.clients,
-      amount_usd  numeric(12,3) NOT NULL);
+  cwd = await adoptBilling(db.url, `
     INSERT INTO billing.clients (customer_name) SELECT 'client ' || g FROM generate_series(1, 12) g;
     INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd)
       SELECT timestamp '2025-06-01' + g * interval '7 hours', 1 + g % 12, 1 + (g * 7 + 1) % 12, round((10 + (g * 37) % 900)::numeric + 0.125, 3)
-        FROM generate_series(1, ${ROWS}) g WHERE g % 12 <> (g * 7 + 1) % 12;`);
-  cwd = tempDir('risk-adopted-');
-  writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify(MAPPING));
+        FROM generate_series(1, ${ROWS}) g WHERE g % 12 <> (g * 7 + 1) % 12;`, 'risk-adopted-');
 });
 afterAll(async () => {
   await db?.drop();
