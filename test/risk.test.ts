@@ -37,7 +37,7 @@ describe('invoices risk init', () => {
     expect(r.stdout).toContain('-- create risk_scores, risk_dead_letters and risk_watermarks (sql/risk.sql)');
     expect(r.stdout).toContain('CREATE TABLE IF NOT EXISTS risk_scores');
     expect(r.stdout).toContain('CREATE TRIGGER "invoices_risk_notify" AFTER INSERT ON "public"."invoices"');
-    expect(r.stdout).toMatch(/invoices_risk_cursor_idx[\s\S]*\(created_xid, invoice_id\)/);
+    expect(r.stdout).toMatch(/invoices_created_xid_idx[\s\S]*\(created_xid, invoice_id\)/);
     expect(r.stdout).toContain('invoices_risk_pair_idx');
     // Our own table already has created_xid; nothing here changes a user's table.
     expect(r.stdout).not.toContain('ADD COLUMN created_xid');
@@ -52,7 +52,7 @@ describe('invoices risk init', () => {
     const after = await objects();
     expect(after.tables).toBe(3);
     expect(after.trigger).toBe(1);
-    expect(after.indexes).toEqual(expect.arrayContaining(['invoices_issuer_date_idx', 'invoices_risk_cursor_idx', 'invoices_risk_pair_idx']));
+    expect(after.indexes).toEqual(expect.arrayContaining(['invoices_issuer_date_idx', 'invoices_created_xid_idx', 'invoices_risk_pair_idx']));
     const again = await cli(['risk', 'init']);
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('the risk scorer is set up: nothing to do');

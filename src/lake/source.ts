@@ -4,6 +4,7 @@
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { detectLayout } from '../schema/apply.js';
+import { CREATED_XID_INDEX, planIndexes } from '../schema/indexes.js';
 import { listPartitions, monthBounds, type Month } from '../schema/partitions.js';
 import { CUSTOMER_COLUMNS, DEFAULT_TABLES, INVOICE_COLUMNS, qualified, quoteIdent, type TableMap, type TableRef } from '../tables.js';
 
@@ -253,47 +254,15 @@ export async function dirtyMonths(client: Client, source: Source, leaves: string
   return { months: [...out].sort(), all: false };
 }
 
-/** The name of the created_xid index of a table or partition. */
-function xidIndexName(table: string): string {
-  return `${table}_created_xid_idx`;
-}
-
 /**
- * An index on created_xid, so that "rows after the watermark" is an index range scan, not a
- * scan of the table. Built without blocking writers (CONCURRENTLY, per partition on a
- * partitioned table); a no-op when it exists or the table has no created_xid. Returns the
- * index's name when it built anything.
+ * The created_xid index (CREATED_XID_INDEX), so that "rows after the watermark" is an index
+ * range scan, not a scan of the table. Built without blocking writers (CONCURRENTLY, per
+ * partition on a partitioned table); a no-op when it exists or the table has no created_xid.
+ * Returns the index's name when it built anything.
  */
 export async function ensureXidIndex(client: Client, source: Source): Promise<string | undefined> {
   if (!source.createdXid) return undefined;
-  const { schema, table } = source.tables.invoices;
-  const on = (rel: string) => `${quoteIdent(schema)}.${quoteIdent(rel)}`;
-  const parent = xidIndexName(table);
-  const { rows } = await client.query<{ name: string; valid: boolean }>(
-    `SELECT c.relname AS name, i.indisvalid AS valid
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-      WHERE c.relnamespace = to_regnamespace($1) AND c.relname LIKE '%created\\_xid\\_idx'`,
-    [schema],
-  );
-  const existing = new Map(rows.map((r) => [r.name, r]));
-  if (existing.get(parent)?.valid) return undefined;
-  if (source.layout === 'plain') {
-    if (existing.has(parent)) await client.query(`DROP INDEX CONCURRENTLY ${on(parent)}`);
-    await client.query(`CREATE INDEX CONCURRENTLY ${quoteIdent(parent)} ON ${on(table)} (created_xid)`);
-    return parent;
-  }
-  if (!existing.has(parent)) await client.query(`CREATE INDEX ${quoteIdent(parent)} ON ONLY ${on(table)} (created_xid)`);
-  for (const part of (await listPartitions(client, qualified(source.tables.invoices))).map((p) => p.name)) {
-    const child = xidIndexName(part);
-    const found = existing.get(child);
-    if (found && !found.valid) await client.query(`DROP INDEX CONCURRENTLY ${on(child)}`);
-    if (!found?.valid) await client.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS ${quoteIdent(child)} ON ${on(part)} (created_xid)`);
-    // Attaching an index that is already attached fails: check first.
-    const { rows: att } = await client.query(
-      `SELECT 1 FROM pg_inherits h WHERE h.inhrelid = $1::regclass AND h.inhparent = $2::regclass`,
-      [on(child), on(parent)],
-    );
-    if (!att.length) await client.query(`ALTER INDEX ${on(parent)} ATTACH PARTITION ${on(child)}`);
-  }
-  return parent;
+  const steps = await planIndexes(client, source.tables, [CREATED_XID_INDEX]);
+  for (const step of steps) await client.query(step.sql);
+  return steps.length ? `${source.tables.invoices.table}_${CREATED_XID_INDEX.suffix}` : undefined;
 }

@@ -2,7 +2,7 @@
 // run: the risk tables, the watermark column on an adopted table, the wake-up trigger for
 // --follow, and the indexes that keep a batch cheap. Idempotent: a second run plans nothing.
 import type { Client } from '../db/client.js';
-import { planIndexes, USE_CASE_INDEXES, type IndexSpec, type IndexStep } from '../schema/indexes.js';
+import { CREATED_XID_INDEX, planIndexes, USE_CASE_INDEXES, type IndexSpec, type IndexStep } from '../schema/indexes.js';
 import { sqlFile } from '../schema/apply.js';
 import { quoteIdent } from '../tables.js';
 import type { RiskSource } from './source.js';
@@ -10,9 +10,9 @@ import type { RiskSource } from './source.js';
 export const NOTIFY_CHANNEL = 'invoices_risk';
 const TRIGGER = 'invoices_risk_notify';
 
-/** Indexes of the scorer: its cursor walk, and the issuer-receiver pairs it has seen. */
+/** Indexes of the scorer: its cursor walk (shared with export and the totals), and the issuer-receiver pairs it has seen. */
 const RISK_INDEXES: IndexSpec[] = [
-  { suffix: 'risk_cursor_idx', columns: ['created_xid', 'invoice_id'], include: [], purpose: 'the scorer walks invoices in (created_xid, invoice_id) order after its cursor' },
+  CREATED_XID_INDEX,
   { suffix: 'risk_pair_idx', columns: ['issuer_id', 'receiver_id', 'issue_date'], include: [], purpose: 'receivers an issuer invoiced before (first invoice between two customers)' },
 ];
 

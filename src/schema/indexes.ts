@@ -25,6 +25,17 @@ export const USE_CASE_INDEXES: IndexSpec[] = [
   { suffix: 'receiver_date_idx', columns: ['receiver_id', 'issue_date'], include: ['amount'], purpose: 'invoices of a receiver over time; group by receiver' },
 ];
 
+/**
+ * Rows after a watermark: incremental export and monthly totals read a created_xid range, the risk
+ * scorer walks (created_xid, invoice_id) in order after its cursor. One index serves all three.
+ */
+export const CREATED_XID_INDEX: IndexSpec = {
+  suffix: 'created_xid_idx',
+  columns: ['created_xid', 'invoice_id'],
+  include: [],
+  purpose: 'rows after a watermark, in (created_xid, invoice_id) order: incremental export and totals, the risk scorer',
+};
+
 export interface IndexStep {
   /** Shown to the user. */
   description: string;
