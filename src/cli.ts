@@ -27,6 +27,8 @@ Examples:
   $ invoices seed --customers 1000          fill the embedded PostgreSQL with fake data
   $ invoices get 42 --json                  one invoice, as JSON
   $ invoices get 42 --cache redis://localhost:6380   the same, read through Redis
+  $ invoices group --months 6 --by issuer --top 10  the last 6 months' largest issuers
+  $ invoices risk --follow                  score every new invoice as it commits, exactly once
   $ invoices db url                         a URL for psql
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted.`);
