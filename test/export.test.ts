@@ -5,7 +5,7 @@ import path from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, seedWithCli, tempDir, withPg, type TestDatabase } from './helpers.js';
+import { createDatabase, runCli, seedWithCli, tempDir, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
 
 let db: TestDatabase;
 let lake: string;
@@ -94,6 +94,8 @@ describe('invoices export', () => {
       const { rows: [del] } = await c.query(`DELETE FROM invoices WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-02-01' AND issue_date < '2025-03-01') RETURNING invoice_id`);
       return { old: Number(old.invoice_id), deleted: Number(del.invoice_id) };
     });
+    // Other test files share the server: one of their transactions still open would hold these rows above the horizon.
+    await waitForHorizon(db.url);
     // A: begins and inserts first; B: inserts into another month and commits first.
     const a = new pg.Client({ connectionString: db.url });
     await a.connect();
@@ -120,6 +122,7 @@ describe('invoices export', () => {
     } finally {
       await a.end();
     }
+    await waitForHorizon(db.url);
     const third = await exportLake();
     expect(third.filter((m) => m.action === 'written').map((m) => m.month)).toEqual(['2025-04', '2025-05']);
     expect(await lakeHas(lateId)).toBe(true);

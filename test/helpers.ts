@@ -166,3 +166,27 @@ export async function adoptBilling(url: string, rows: string, prefix = 'adopted-
   writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify(BILLING_MAPPING));
   return cwd;
 }
+
+/** Polls until fn returns a truthy value; fails with `what` after the deadline. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false | null>, deadlineMs = 20_000, everyMs = 50): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/**
+ * Waits until every row of the table is below the cluster's horizon. Other test files share
+ * the server: a write transaction of theirs that began before our rows committed holds our
+ * rows above the horizon until it ends, and a run would (correctly) leave them for later.
+ */
+export async function waitForHorizon(url: string, table = 'invoices', deadlineMs = 60_000): Promise<void> {
+  await withPg(url, (c) =>
+    waitFor(`the horizon to pass every row of ${table}`, async () =>
+      (await c.query<{ ok: boolean }>(`SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot()) > (SELECT max(created_xid) FROM ${table}), true) AS ok`)).rows[0].ok,
+    deadlineMs, 100),
+  );
+}

@@ -1,8 +1,8 @@
 // `invoices risk` on an adopted table of foreign shape (names, integer ids, timestamp without
 // time zone, numeric(12,3)), mapped in invoices.config.json: init says it changes that table.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adoptBilling, createDatabase, runCli, withPg, type TestDatabase } from './helpers.js';
-import { riskRun, scoreCounts, waitForHorizon } from './risk-helpers.js';
+import { adoptBilling, createDatabase, runCli, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
+import { riskRun, scoreCounts } from './risk-helpers.js';
 
 const ROWS = 600;
 

@@ -3,8 +3,8 @@
 // Every committed invoice ends up with exactly one score per model.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, seedWithCli, withPg, type TestDatabase } from './helpers.js';
-import { connectPg, insertInvoices, riskRun, scoreCounts, startCli, waitFor, waitForHorizon, type RunJson } from './risk-helpers.js';
+import { createDatabase, runCli, seedWithCli, waitFor, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
+import { connectPg, insertInvoices, riskRun, scoreCounts, startCli, type RunJson } from './risk-helpers.js';
 
 const N = 30_000;
 const CUSTOMERS = 50;

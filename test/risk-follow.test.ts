@@ -2,8 +2,8 @@
 // LISTEN/NOTIFY, found by polling when the notification is lost, across a lost connection;
 // SIGTERM stops it cleanly.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, seedWithCli, withPg, type TestDatabase } from './helpers.js';
-import { connectPg, insertInvoices, riskRun, scoreCounts, startCli, waitFor, type Child, type RunJson } from './risk-helpers.js';
+import { createDatabase, runCli, seedWithCli, waitFor, withPg, type TestDatabase } from './helpers.js';
+import { connectPg, insertInvoices, riskRun, scoreCounts, startCli, type Child, type RunJson } from './risk-helpers.js';
 
 let db: TestDatabase;
 const env = () => ({ DATABASE_URL: db.url });

@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
-import { ROOT, runCli, withPg, type CliResult } from './helpers.js';
+import { ROOT, runCli, type CliResult } from './helpers.js';
 
 /** A long-running `invoices ...` child: its output so far and its exit. */
 export interface Child {
@@ -29,30 +29,6 @@ export function startCli(args: string[], env: Record<string, string>, cwd?: stri
     proc.on('close', (code, signal) => resolve({ code, signal }));
   });
   return { proc, stdout: () => out, stderr: () => err, exit };
-}
-
-/** Polls until fn returns a truthy value; fails with `what` after the deadline. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false | null>, deadlineMs = 20_000, everyMs = 50): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/**
- * Waits until every row of the table is below the cluster's horizon. Other test files share
- * the server: a write transaction of theirs that began before our rows committed holds our
- * rows above the horizon until it ends, and a run would (correctly) leave them for later.
- */
-export async function waitForHorizon(url: string, table = 'invoices', deadlineMs = 60_000): Promise<void> {
-  await withPg(url, (c) =>
-    waitFor(`the horizon to pass every row of ${table}`, async () =>
-      (await c.query<{ ok: boolean }>(`SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot()) > (SELECT max(created_xid) FROM ${table}), true) AS ok`)).rows[0].ok,
-    deadlineMs, 100),
-  );
 }
 
 /** Score rows of a model: total, distinct invoices, and invoices of the table without a score. */
@@ -107,4 +83,3 @@ export async function connectPg(url: string): Promise<pg.Client> {
   return c;
 }
 
-export { withPg };

@@ -1,8 +1,8 @@
 // `invoices risk` on this tool's own tables: init, exactly-once scoring on the created_xid
 // watermark, valid scores, dead letters, rescoring and model versions, explain.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, seedWithCli, withPg, type TestDatabase } from './helpers.js';
-import { insertInvoices, riskRun, scoreCounts, waitForHorizon } from './risk-helpers.js';
+import { createDatabase, runCli, seedWithCli, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
+import { insertInvoices, riskRun, scoreCounts } from './risk-helpers.js';
 
 const CODES = ['AMOUNT_HIGH', 'AMOUNT_LOW', 'THIN_HISTORY', 'NEW_COUNTERPARTY', 'VELOCITY_1D', 'VELOCITY_7D', 'VELOCITY_30D', 'NEAR_DUPLICATE', 'ROUND_AMOUNT', 'FUTURE_DATE', 'OLD_DATE'];
 const N = 2000;
