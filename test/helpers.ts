@@ -126,6 +126,8 @@ export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult
 export async function seedWithCli(url: string, args: string[]): Promise<CliResult> {
   const r = await runCli(['seed', '--quiet', ...args], { env: { DATABASE_URL: url } });
   if (r.code !== 0) throw new Error(`seed ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  // Watermark readers (export, totals, risk) see the rows only once no older transaction is open on the server.
+  await waitForHorizon(url);
   return r;
 }
 
@@ -184,9 +186,11 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
  * rows above the horizon until it ends, and a run would (correctly) leave them for later.
  */
 export async function waitForHorizon(url: string, table = 'invoices', deadlineMs = 60_000): Promise<void> {
-  await withPg(url, (c) =>
-    waitFor(`the horizon to pass every row of ${table}`, async () =>
+  await withPg(url, async (c) => {
+    const { rows } = await c.query(`SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'created_xid' AND NOT attisdropped`, [table]);
+    if (!rows.length) return; // no watermark column: nothing reads this table by horizon
+    await waitFor(`the horizon to pass every row of ${table}`, async () =>
       (await c.query<{ ok: boolean }>(`SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot()) > (SELECT max(created_xid) FROM ${table}), true) AS ok`)).rows[0].ok,
-    deadlineMs, 100),
-  );
+    deadlineMs, 100);
+  });
 }
