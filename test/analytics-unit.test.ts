@@ -5,7 +5,7 @@ import { firstBadCsvLine, parseSource } from '../src/analytics/sources.js';
 import { describeWindow, monthWindow, windowMonths } from '../src/analytics/window.js';
 import { sqlIdentifier, sqlString } from '../src/lake/duckdb.js';
 import { planMonths } from '../src/lake/export.js';
-import { dirtyLeaves, movedCounters } from '../src/lake/source.js';
+import { compareLineage } from '../src/table/lineage.js';
 import { barChart } from '../src/output/chart.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -76,7 +76,7 @@ describe('side sources and quoting', () => {
 
 describe('incremental plan', () => {
   const manifest = {
-    version: 1, watermark: '100', exportedAt: '', source: '', amount: { precision: 14, scale: 2 }, changeCounters: {},
+    version: 1, watermark: '100', exportedAt: '', source: '', amount: { precision: 14, scale: 2 },
     customers: { files: [], rows: 0, exportedAt: '' },
     months: {
       '2026-01': { files: [], rows: 2, sum: '3.00', watermark: '100', exportedAt: '' },
@@ -96,42 +96,33 @@ describe('incremental plan', () => {
     expect(planMonths(stats, manifest).find((p) => p.month === '2026-03')?.reason).toMatch(/no rows/);
   });
 
-  it('rewrites a month whose partition saw an update or delete even when its count and sum are unchanged', () => {
+  it('rewrites a month with changed rows even when its count and sum are unchanged, and says why', () => {
     const stats = new Map([['2026-01', { rows: 2, sum: '3.00', fresh: 0 }], ['2026-02', { rows: 2, sum: '3.00', fresh: 0 }]]);
-    const plan = planMonths(stats, manifest, { months: ['2026-02'], all: false });
+    const plan = planMonths(stats, manifest, { months: new Map([['2026-02', 'rows updated or deleted']]) });
     expect(plan.filter((p) => p.write).map((p) => p.month)).toEqual(['2026-02']);
-    expect(plan.find((p) => p.month === '2026-02')?.reason).toMatch(/updated, deleted or moved/);
-    expect(planMonths(stats, manifest, { months: [], all: true }).filter((p) => p.write).map((p) => p.month)).toEqual(['2026-01', '2026-02']);
+    expect(plan.find((p) => p.month === '2026-02')?.reason).toBe('rows updated or deleted since the last export');
   });
 });
 
-describe('change counters', () => {
-  const before = { changes: { invoices_p2026_01: '5', invoices_p2026_02: '0', customers: '3' }, inserts: { invoices_p2026_01: '100', invoices_p2026_02: '50' } };
-  it('only inserts: nothing is dirty (created_xid finds them)', () => {
-    expect(dirtyLeaves(before, { ...before, inserts: { invoices_p2026_01: '120', invoices_p2026_02: '60' } })).toEqual([]);
+describe('lineage', () => {
+  const before = { system: '1', database: '5', table: '10', leaves: { invoices_p2026_01: '100/7', invoices_p2026_02: '101/8', invoices_default: '102/9' } };
+  it('the same contents: nothing to do', () => {
+    expect(compareLineage(before, { ...before, leaves: { ...before.leaves } })).toEqual({ kind: 'same' });
   });
-  it('customers changing dirties no month', () => {
-    expect(dirtyLeaves(before, { ...before, changes: { ...before.changes, customers: '4' } })).toEqual([]);
+  it('another cluster, database or table: everything derived is replaced', () => {
+    expect(compareLineage(before, { ...before, system: '2' })).toMatchObject({ kind: 'replaced', reason: expect.stringMatching(/another PostgreSQL cluster/) });
+    expect(compareLineage(before, { ...before, database: '6' })).toMatchObject({ kind: 'replaced' });
+    expect(compareLineage(before, { ...before, table: '11' })).toMatchObject({ kind: 'replaced', reason: expect.stringMatching(/converted/) });
+    expect(compareLineage(undefined, before)).toMatchObject({ kind: 'replaced', reason: expect.stringMatching(/no lineage/) });
   });
-  it('an update or delete dirties its partition, and every partition that took inserts (a row may have moved there)', () => {
-    const now = { changes: { ...before.changes, invoices_p2026_01: '6' }, inserts: { invoices_p2026_01: '100', invoices_p2026_02: '51' } };
-    expect(dirtyLeaves(before, now)).toEqual(['invoices_p2026_01', 'invoices_p2026_02']);
-  });
-  it('a partition that appeared with rows (attached with data) is dirty; an empty new one is not', () => {
-    const now = { changes: { ...before.changes, invoices_p2026_03: '0', invoices_p2026_04: '0' }, inserts: { ...before.inserts, invoices_p2026_03: '7', invoices_p2026_04: '0' } };
-    expect(dirtyLeaves(before, now)).toEqual(['invoices_p2026_03']);
-    // Counters from before inserts were recorded cannot tell.
-    expect(dirtyLeaves({ ...before, inserts: {} }, now)).toEqual([]);
-  });
-  it('a partition that is gone is dirty', () => {
-    const { invoices_p2026_02: _c, ...changes } = before.changes;
-    const { invoices_p2026_02: _i, ...inserts } = before.inserts;
-    expect(dirtyLeaves(before, { changes, inserts })).toEqual(['invoices_p2026_02']);
-  });
-  it('a counter that went back (statistics reset) or a new partition counts as moved', () => {
-    expect(movedCounters({ a: '5' }, { a: '0' })).toEqual(['a']);
-    expect(movedCounters({}, { b: '1' })).toEqual(['b']);
-    expect(movedCounters({}, { b: '0' })).toEqual([]);
+  it('names each partition truncated, detached, attached or re-attached', () => {
+    const { invoices_p2026_02: _gone, ...rest } = before.leaves;
+    const now = { ...before, leaves: { ...rest, invoices_p2026_01: '200/7', invoices_default: '102/30', invoices_p2026_03: '300/31' } };
+    expect(compareLineage(before, now)).toEqual({
+      kind: 'leaves',
+      leaves: ['invoices_default', 'invoices_p2026_01', 'invoices_p2026_02', 'invoices_p2026_03'],
+      reason: 'invoices_default detached and attached again, invoices_p2026_01 truncated or rewritten, invoices_p2026_02 dropped or detached, invoices_p2026_03 created or attached',
+    });
   });
 });
 

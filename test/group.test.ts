@@ -99,7 +99,7 @@ describe('invoices group', () => {
     const cols = await withPg(db.url, async (c) => (await c.query(
       `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'invoice_monthly_totals' ORDER BY ordinal_position`)).rows);
     expect(cols).toEqual([
-      { column_name: 'party', data_type: 'text' }, { column_name: 'month', data_type: 'date' }, { column_name: 'customer_id', data_type: 'bigint' },
+      { column_name: 'source_id', data_type: 'bigint' }, { column_name: 'party', data_type: 'text' }, { column_name: 'month', data_type: 'date' }, { column_name: 'customer_id', data_type: 'bigint' },
       { column_name: 'invoices', data_type: 'integer' }, { column_name: 'amount', data_type: 'numeric' },
     ]);
     // The totals of each month equal the raw rows of that month.

@@ -19,15 +19,15 @@ describe('invoices init', () => {
     expect(await withPg(db.url, tables)).toEqual([]);
     const first = await runCli(['init'], { env: { DATABASE_URL: db.url } });
     expect(first.code).toBe(0);
-    expect(first.stderr).toContain('created tables: customers, invoice_ids, invoices');
+    expect(first.stderr).toContain('created tables: customers, invoice_changes, invoice_ids, invoices');
     expect(first.stdout).toBe('');
-    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoice_ids', 'invoices', 'invoices_default']);
+    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoice_changes', 'invoice_ids', 'invoices', 'invoices_default']);
 
     await withPg(db.url, (c) => c.query("INSERT INTO customers (id, name) VALUES (1, 'Kept Ltd')"));
     const second = await runCli(['init'], { env: { DATABASE_URL: db.url } });
     expect(second.code).toBe(0);
     expect(second.stderr).toContain('nothing to create');
-    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoice_ids', 'invoices', 'invoices_default']);
+    expect(await withPg(db.url, tables)).toEqual(['customers', 'invoice_changes', 'invoice_ids', 'invoices', 'invoices_default']);
     const kept = await withPg(db.url, (c) => c.query('SELECT name FROM customers'));
     expect(kept.rows).toEqual([{ name: 'Kept Ltd' }]);
   });
@@ -37,7 +37,7 @@ describe('invoices init', () => {
     try {
       const runs = await Promise.all([0, 1].map(() => runCli(['init', '--quiet'], { env: { DATABASE_URL: other.url } })));
       expect(runs.map((r) => r.code)).toEqual([0, 0]);
-      expect(await withPg(other.url, tables)).toEqual(['customers', 'invoice_ids', 'invoices', 'invoices_default']);
+      expect(await withPg(other.url, tables)).toEqual(['customers', 'invoice_changes', 'invoice_ids', 'invoices', 'invoices_default']);
     } finally {
       await other.drop();
     }

@@ -17,7 +17,10 @@ import { copyIntoDuckDb, makeFifo } from '../lake/copy-stream.js';
 import { queryRows, sqlString, withDuckDb } from '../lake/duckdb.js';
 import { readManifest, type Manifest } from '../lake/manifest.js';
 import { fileList } from '../lake/read.js';
-import { customersSelect, describeSource, dirtyLeaves, dirtyMonths, leafCounters, missingXidAdvice, movedCounters, rangeCondition, xidLiteral, type Counters, type Source } from '../lake/source.js';
+import { changesSince } from '../table/changes.js';
+import { customersSelect } from '../table/customers.js';
+import { describeTable, untrackedAdvice, type SourceTable } from '../table/describe.js';
+import { rangeCondition, xidLiteral } from '../table/watermark.js';
 import { describeTarget } from '../lake/target.js';
 import { monthBounds } from '../schema/partitions.js';
 import { atScale, average, fromUnits, toUnits } from './decimal.js';
@@ -80,7 +83,7 @@ export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise
   if (!GROUP_BYS.includes(opts.by)) throw new UsageError(`--by must be one of ${GROUP_BYS.join(', ')}, got "${opts.by}"`);
   if (!ENGINES.includes(opts.engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${opts.engine}"`);
   return withClient(ctx, async (client) => {
-    const source = await describeSource(client, ctx.config.tables);
+    const source = await describeTable(client, ctx.config.tables);
     const customers = `(${await customersSelect(client, ctx.config.tables, ['id', 'name'])})`;
     if (opts.engine === 'postgres') return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: 'asked for' };
     const manifest = readManifest(opts.lake);
@@ -106,7 +109,8 @@ export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise
       }
     }
     let totalsWhy: string;
-    if (opts.engine === 'totals' || source.createdXid) {
+    // This tool's own table gets its change log on the way (a database of an earlier version).
+    if (opts.engine === 'totals' || source.incremental || !source.tables.mapped) {
       try {
         const r = await totalsGroup(client, source, customers, opts, log);
         return { ...r, reason: [r.reason, lakeWhy].filter(Boolean).join('; ') };
@@ -118,7 +122,7 @@ export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise
         log.warn(totalsWhy);
       }
     } else {
-      totalsWhy = missingXidAdvice(source);
+      totalsWhy = untrackedAdvice(source);
     }
     return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: [totalsWhy, lakeWhy].filter(Boolean).join('; ') };
   });
@@ -163,12 +167,12 @@ function finish(raw: RawRow[], by: GroupBy, scale: number): GroupRow[] {
   });
 }
 
-async function postgresGroup(client: Client, source: Source, customers: string, opts: GroupOptions): Promise<GroupRow[]> {
+async function postgresGroup(client: Client, source: SourceTable, customers: string, opts: GroupOptions): Promise<GroupRow[]> {
   const { rows } = await client.query<RawRow>(groupSql(opts.by, rawAggregate(source.relation, rangeCondition(opts.window.from, opts.window.to)), customers, opts.top));
   return finish(rows, opts.by, source.amount.scale);
 }
 
-async function totalsGroup(client: Client, source: Source, customers: string, opts: GroupOptions, log: Logger): Promise<GroupResult> {
+async function totalsGroup(client: Client, source: SourceTable, customers: string, opts: GroupOptions, log: Logger): Promise<GroupResult> {
   const { window } = opts;
   const { refresh, value } = await withFreshTotals(client, source, log, async (watermark) => {
     // One row per customer and month of the window to hash: let the aggregate and the sort stay in memory.
@@ -183,33 +187,26 @@ async function totalsGroup(client: Client, source: Source, customers: string, op
     refresh.rebuilt ? `monthly totals computed from scratch (${refresh.rebuilt})`
       : `monthly totals refreshed from watermark ${refresh.previous} to ${refresh.watermark}: ${refresh.added} invoice(s) added`,
   ];
-  if (refresh.recomputed.length) parts.push(`months ${refresh.recomputed.join(', ')} recomputed (rows updated or deleted since the last refresh)`);
+  if (refresh.recomputed.length) parts.push(`months ${refresh.recomputed.join(', ')} recomputed (${refresh.reasons.join('; ')} since the last refresh)`);
   parts.push(`${value.live} row(s) above the watermark read live`);
   return { rows: finish(value.rows, opts.by, source.amount.scale), engine: 'totals', reason: parts.join('; '), deltaRows: value.live, staleMonths: refresh.recomputed, refresh };
 }
 
-/** Months of the window touched by updates or deletes since the export (their partitions' counters moved). */
-async function staleMonths(client: Client, source: Source, manifest: Manifest, window: Window, now: Counters): Promise<string[]> {
-  const leaves = dirtyLeaves({ changes: manifest.changeCounters ?? {}, inserts: manifest.insertCounters ?? {} }, now);
-  const months = windowMonths(window);
-  const dirty = await dirtyMonths(client, source, leaves, months);
-  return dirty.all ? months : months.filter((m) => dirty.months.includes(m));
-}
-
 /** The lake plus what it does not hold yet; under auto, `stale` instead when most of the window changed since the export. */
-async function lakeGroup(client: Client, source: Source, customers: string, opts: GroupOptions, manifest: Manifest, log: Logger): Promise<GroupResult | { stale: string }> {
+async function lakeGroup(client: Client, source: SourceTable, customers: string, opts: GroupOptions, manifest: Manifest, log: Logger): Promise<GroupResult | { stale: string }> {
   const { window } = opts;
   const scale = manifest.amount.scale;
   const watermark = manifest.watermark;
-  // Counters before the snapshot: a change after this point is either in the snapshot or moves them.
-  const counters = await leafCounters(client, source.tables);
-  const stale = watermark !== null ? await staleMonths(client, source, manifest, window, counters) : [];
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const months = windowMonths(window);
+    // In the answer's snapshot: what the lake's rows may no longer be (updated, deleted, a partition truncated, the table replaced).
+    const changes = watermark !== null ? await changesSince(client, source, manifest, months) : undefined;
+    const stale = changes?.all ? months : months.filter((m) => changes?.months.has(m));
     if (opts.engine === 'auto' && stale.length * 2 > months.length) {
       await client.query('COMMIT');
-      return { stale: `the lake is stale for ${stale.length} of the ${months.length} months (rows updated or deleted since the export at ${manifest.exportedAt}: ${stale.join(', ')})` };
+      const why = changes?.all ?? [...new Set(stale.map((m) => changes?.months.get(m)))].join('; ');
+      return { stale: `the lake is stale for ${stale.length} of the ${months.length} months since its export at ${manifest.exportedAt} (${why})` };
     }
     const lakeMonths = months.filter((m) => manifest.months[m] && !stale.includes(m));
     const files = lakeMonths.flatMap((m) => manifest.months[m].files);
@@ -217,7 +214,6 @@ async function lakeGroup(client: Client, source: Source, customers: string, opts
     const staleCond = stale.map((m) => `(${rangeCondition(monthBounds(m).from, monthBounds(m).to)})`);
     const deltaWhere = watermark === null ? undefined
       : `${rangeCondition(window.from, window.to)} AND (created_xid >= ${xidLiteral(watermark)}${staleCond.length ? ' OR ' + staleCond.join(' OR ') : ''})`;
-    const customersMoved = movedCounters({ customers: manifest.changeCounters?.customers ?? '0' }, { customers: counters.changes.customers ?? '0' }).length > 0;
 
     const result = await withDuckDb(async (duck) => {
       // Usually nothing or little is missing from the lake: count it first (an index range scan on created_xid).
@@ -243,16 +239,16 @@ async function lakeGroup(client: Client, source: Source, customers: string, opts
       const raw = (await queryRows(duck, groupSql(opts.by, rawAggregate('win', where), 'customers', opts.top))) as unknown as RawRow[];
       return { raw, deltaRows };
     });
-    if (customersMoved && result.raw.length) await refreshNames(client, customers, result.raw);
+    // Names as they are now: a customer renamed since the export is not a stale answer.
+    if (result.raw.length) await refreshNames(client, customers, result.raw);
     await client.query('COMMIT');
-    const snapshotOnly = `the lake is a snapshot of ${manifest.exportedAt}: rows inserted, updated or deleted since are NOT in this answer (${missingXidAdvice(source)})`;
+    const snapshotOnly = `the lake is a snapshot of ${manifest.exportedAt}: rows inserted, updated or deleted since are NOT in this answer (${untrackedAdvice(source)})`;
     // Numbers that may be stale are said so even with --quiet.
     if (watermark === null) log.warn(snapshotOnly);
     const parts = watermark === null
       ? [snapshotOnly]
       : [`lake exported ${manifest.exportedAt} (watermark ${watermark})`, `${result.deltaRows} row(s) not in the lake read from PostgreSQL`];
-    if (stale.length) parts.push(`months ${stale.join(', ')} read whole from PostgreSQL (rows updated or deleted since the export)`);
-    if (customersMoved) parts.push('customer names from PostgreSQL (customers changed since the export)');
+    if (stale.length) parts.push(`months ${stale.join(', ')} read whole from PostgreSQL (${changes?.all ?? [...new Set(stale.map((m) => changes?.months.get(m)))].join('; ')} since the export)`);
     log.debug(`group: ${files.length} lake file(s), delta ${result.deltaRows} row(s)`);
     return {
       rows: finish(result.raw, opts.by, scale),

@@ -7,7 +7,7 @@ import { follow } from '../risk/follow.js';
 import { explainInvoice, riskStatus, verifyRisk } from '../risk/report.js';
 import { Scorer, type RunSummary, type Since } from '../risk/scorer.js';
 import { applyRiskSetup, planRiskSetup } from '../risk/setup.js';
-import { riskSource } from '../risk/source.js';
+import { describeTable } from '../table/describe.js';
 import { commandContext, interruptSignal, parseDay, positiveInt, type CommandContext } from './context.js';
 
 interface RiskFlags {
@@ -113,13 +113,13 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
 /** On this tool's own tables the scorer sets itself up (saying what it does); an adopted table needs `invoices risk init`. */
 async function autoInit(ctx: CommandContext, client: Client): Promise<void> {
   if (ctx.config.tables.mapped) return;
-  const steps = await planRiskSetup(client, await riskSource(client, ctx.config.tables));
+  const steps = await planRiskSetup(client, await describeTable(client, ctx.config.tables));
   if (steps.length) ctx.log.info('setting up the risk scorer (as `invoices risk init` does):');
   await applyRiskSetup(client, steps, (s) => { if (!perPartition(s.description)) ctx.log.info(`  ${s.description}`); });
 }
 
 async function init(ctx: CommandContext, client: Client, dryRun: boolean): Promise<void> {
-  const src = await riskSource(client, ctx.config.tables);
+  const src = await describeTable(client, ctx.config.tables);
   const steps = await planRiskSetup(client, src);
   if (dryRun) {
     ctx.print(steps.length ? steps.map((s) => `-- ${s.altersUserTable ? '[changes your table] ' : ''}${s.description}\n${s.sql.trim()};\n`).join('\n') : '-- nothing to do: the risk scorer is set up\n');

@@ -12,7 +12,13 @@ import { copyIntoDuckDb, makeFifo, type CopyFormat } from './copy-stream.js';
 import { type DuckDBConnection, queryRows, sqlString, withDuckDbConnections } from './duckdb.js';
 import { readManifest, writeManifest, type Manifest, type MonthEntry } from './manifest.js';
 import { findPsql, psqlConnection, psqlCopyToFifo } from './psql-source.js';
-import { customersSelect, describeSource, dirtyLeaves, dirtyMonths, ensureXidIndex, leafCounters, leafRelation, missingXidAdvice, MONTH_OF_ISSUE, monthStats, rangeCondition, xidHorizon, xidLiteral, type Counters, type MonthStats, type Source } from './source.js';
+import { changesSince, type Changes } from '../table/changes.js';
+import { customersSelect } from '../table/customers.js';
+import { describeTable, leafRelation, untrackedAdvice, type SourceTable } from '../table/describe.js';
+import { readLineage } from '../table/lineage.js';
+import { ensureTracked } from '../table/tracking.js';
+import { assertXidsBehindServer, MONTH_OF_ISSUE, rangeCondition, xidHorizon, xidLiteral } from '../table/watermark.js';
+import { monthStats, type MonthStats } from './month-stats.js';
 import { describeTarget } from './target.js';
 
 export interface ExportOptions {
@@ -22,8 +28,6 @@ export interface ExportOptions {
   signal?: AbortSignal;
   log?: Logger;
   onProgress?: (p: { month: string; done: number; total: number }) => void;
-  /** Build the created_xid index when missing (default true). */
-  createIndex?: boolean;
   /** Months exported at the same time (default 2: PostgreSQL and DuckDB each get a core). */
   parallel?: number;
   /** Use psql for COPY when it is on PATH (default true). */
@@ -66,17 +70,14 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
   const parallel = psql ? Math.max(1, opts.parallel ?? 2) : 1;
 
   return withClient(ctx, async (client) => {
-    const source = await describeSource(client, ctx.config.tables);
-    if (!source.createdXid) log.warn(`${missingXidAdvice(source)}; until then every export rewrites every month`);
-    const built = opts.createIndex !== false ? await ensureXidIndex(client, source) : undefined;
-    if (built) log.info(`built the index ${built} (rows after a watermark, for incremental export and group)`);
-    // Counters first, snapshot second: a change after this point moves the counters past what the manifest records.
-    const counters = await leafCounters(client, ctx.config.tables);
-    // One snapshot for the whole export, shared with the psql streams: statistics and rows agree.
+    const source = await ensureTracked(client, await describeTable(client, ctx.config.tables), log);
+    if (!source.incremental) log.warn(`${untrackedAdvice(source)}; until then every export rewrites every month`);
+    // One snapshot for the whole export, shared with the psql streams: statistics, change log and rows agree.
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const staged: string[] = [];
     try {
-      const horizon = source.createdXid ? (await xidHorizon(client)).horizon : null;
+      await assertXidsBehindServer(client, source);
+      const horizon = source.incremental ? (await xidHorizon(client)).horizon : null;
       const snapshot = conn ? (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0].id : '';
       const amount = source.amount;
       const decimal = `DECIMAL(${amount.precision},${amount.scale})`;
@@ -87,8 +88,10 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
       // Incremental: per-month statistics find the dirty months. A full export of a partitioned
       // table takes its months from the catalog (one scan fewer).
       const stats = base || source.layout === 'plain' ? await monthStats(client, source, horizon ?? undefined, base?.watermark ?? undefined) : undefined;
-      const dirty = base ? await changedMonths(client, source, base, counters, [...(stats?.keys() ?? [])]) : undefined;
-      const plan = planMonths(stats ?? new Map(), base, dirty);
+      const changes = base ? await changesSince(client, source, base, [...new Set([...(stats?.keys() ?? []), ...Object.keys(base.months)])]) : undefined;
+      if (changes?.all) log.info(`rewriting every month: ${changes.all}`);
+      const plan = planMonths(stats ?? new Map(), changes?.all ? undefined : base, changes);
+      const lineage = changes?.lineage ?? (await readLineage(client, source));
       const toWrite = stats ? plan.filter((p) => p.write).map((p) => p.month) : await catalogMonths(client, source);
       const estimates = stats ? new Map([...stats].map(([m, s]) => [m, s.rows])) : await partitionEstimates(client, source);
       const total = toWrite.reduce((n, m) => n + (estimates.get(m) ?? 0), 0);
@@ -171,11 +174,11 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         watermark: horizon,
         exportedAt: now,
         source: describeTarget(ctx),
+        sourceKey: source.key,
+        lineage,
         amount,
         months: Object.fromEntries(Object.entries(months).sort(([a], [b]) => a.localeCompare(b))),
         customers: { files: ['customers/part-0.parquet'], rows: result.customers, exportedAt: now },
-        changeCounters: counters.changes,
-        insertCounters: counters.inserts,
       };
       writeManifest(out, manifest);
       const seconds = (performance.now() - started) / 1000;
@@ -200,11 +203,11 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
 }
 
 /**
- * Which months to write: new, changed (rows after the last watermark, updates or deletes in their
- * partition, count or sum), or all without a manifest. `dirty`: months whose rows were updated or
- * deleted since the last export (all of them when the table cannot tell which).
+ * Which months to write: new, changed (rows after the last watermark, rows updated or deleted,
+ * a partition replaced, count or sum), or all without a manifest. `changes`: the months whose
+ * rows may differ from what the lake holds, with why.
  */
-export function planMonths(stats: Map<string, MonthStats>, previous: Manifest | undefined, dirty?: { months: string[]; all: boolean }): { month: string; write: boolean; reason: string }[] {
+export function planMonths(stats: Map<string, MonthStats>, previous: Manifest | undefined, changes?: Pick<Changes, 'months'>): { month: string; write: boolean; reason: string }[] {
   const all = new Set([...stats.keys(), ...Object.keys(previous?.months ?? {})]);
   return [...all].sort().map((month) => {
     const s = stats.get(month);
@@ -213,24 +216,16 @@ export function planMonths(stats: Map<string, MonthStats>, previous: Manifest | 
     if (!previous) return { month, write: true, reason: 'full export' };
     if (!m) return { month, write: true, reason: 'new month' };
     if (s.fresh > 0) return { month, write: true, reason: `${s.fresh} rows inserted since the last export` };
-    if (dirty?.all || dirty?.months.includes(month)) return { month, write: true, reason: 'rows updated, deleted or moved between months since the last export' };
+    const changed = changes?.months.get(month);
+    if (changed) return { month, write: true, reason: `${changed} since the last export` };
     if (s.rows !== m.rows) return { month, write: true, reason: `row count ${m.rows} -> ${s.rows}` };
     if (s.sum !== m.sum) return { month, write: true, reason: `sum ${m.sum} -> ${s.sum}` };
     return { month, write: false, reason: 'unchanged' };
   });
 }
 
-/**
- * Months whose rows were updated or deleted since the export `previous` (its leaf tables' counters
- * moved): any such change counts, even one that keeps the month's count and sum.
- */
-async function changedMonths(client: Client, source: Source, previous: Manifest, now: Counters, known: string[]): Promise<{ months: string[]; all: boolean }> {
-  const leaves = dirtyLeaves({ changes: previous.changeCounters ?? {}, inserts: previous.insertCounters ?? {} }, now);
-  return dirtyMonths(client, source, leaves, [...new Set([...known, ...Object.keys(previous.months)])]);
-}
-
 /** The months of a partitioned table: one per monthly partition, plus those with rows in DEFAULT. */
-async function catalogMonths(client: Client, source: Source): Promise<string[]> {
+async function catalogMonths(client: Client, source: SourceTable): Promise<string[]> {
   const parts = await listPartitions(client, qualified(source.tables.invoices));
   const months = new Set<string>();
   for (const p of parts) {
@@ -248,7 +243,7 @@ async function catalogMonths(client: Client, source: Source): Promise<string[]> 
 }
 
 /** Estimated rows per month from the planner's statistics of each partition (progress and scheduling only). */
-async function partitionEstimates(client: Client, source: Source): Promise<Map<string, number>> {
+async function partitionEstimates(client: Client, source: SourceTable): Promise<Map<string, number>> {
   const parts = await listPartitions(client, qualified(source.tables.invoices));
   const { rows } = await client.query<{ name: string; n: string }>(
     `SELECT c.relname AS name, greatest(c.reltuples, 0)::bigint::text AS n FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`,

@@ -3,6 +3,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
+import type { Lineage } from '../table/lineage.js';
 
 export const MANIFEST = '_manifest.json';
 export const MANIFEST_VERSION = 1;
@@ -32,13 +33,10 @@ export interface Manifest {
   amount: { precision: number; scale: number };
   months: Record<string, MonthEntry>;
   customers: { files: string[]; rows: number; exportedAt: string };
-  /**
-   * Cumulative insert/update/delete counters (pg_stat_user_tables) per table or partition at
-   * export time: when they have not moved, nothing changed since, and group needs no delta scan.
-   */
-  changeCounters: Record<string, string>;
-  /** Inserts per leaf table at export time (an update that moves a row to another partition shows as one). */
-  insertCounters?: Record<string, string>;
+  /** The invoices table and column mapping the lake was exported from. */
+  sourceKey?: string;
+  /** Which physical contents of that table (src/table/lineage.ts): a reload, truncate or restore since shows there. */
+  lineage?: Lineage;
 }
 
 /** The manifest of the lake at dir, or undefined when there is none. */

@@ -4,7 +4,8 @@ import type { DbContext } from '../db/client.js';
 import { withClient } from '../db/client.js';
 import { queryRows, withDuckDb } from './duckdb.js';
 import { registerLake, requireManifest } from './read.js';
-import { describeSource, monthStats } from './source.js';
+import { describeTable } from '../table/describe.js';
+import { monthStats } from './month-stats.js';
 
 export interface MonthCheck {
   month: string;
@@ -33,7 +34,7 @@ export async function verifyLake(ctx: DbContext, dir: string): Promise<VerifyRes
     const rows = await queryRows(duck, `SELECT month, count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s FROM invoices GROUP BY month`);
     return new Map(rows.map((r) => [String(r.month), { rows: String(r.n), sum: String(r.s) }]));
   });
-  const pg = await withClient(ctx, async (client) => monthStats(client, await describeSource(client, ctx.config.tables), manifest.watermark ?? undefined));
+  const pg = await withClient(ctx, async (client) => monthStats(client, await describeTable(client, ctx.config.tables), manifest.watermark ?? undefined));
   const months = [...new Set([...lake.keys(), ...pg.keys(), ...Object.keys(manifest.months)])].sort();
   const checks = months.map((month) => {
     const l = lake.get(month);

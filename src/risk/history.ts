@@ -4,8 +4,9 @@
 // of 50,000 invoices thus costs a few index scans per issuer not seen before, not a scan of
 // history per invoice.
 import type { Client } from '../db/client.js';
+import type { SourceTable } from '../table/describe.js';
 import { BASE_DAYS, dayOf, RECENT, readAmount, type History, type Prior } from './model.js';
-import { asDate, type RiskSource, type SourceInvoice } from './source.js';
+import { asDate, type SourceInvoice } from './source.js';
 
 /** Days of per-day counts loaded: the 30-day window, the baseline before it, and a margin. */
 const DAILY_RANGE = BASE_DAYS + 31;
@@ -68,7 +69,7 @@ export class HistoryStore {
    * starts from, if any): rows the walk reaches later are left out, as it appends them then
    * (loading them too would count them twice).
    */
-  async load(client: Client, src: RiskSource, invoices: readonly SourceInvoice[], upTo?: { xid: string; id: string; from?: string }): Promise<void> {
+  async load(client: Client, src: SourceTable, invoices: readonly SourceInvoice[], upTo?: { xid: string; id: string; from?: string }): Promise<void> {
     const first = new Map<string, SourceInvoice>();
     for (const inv of invoices) {
       if (this.issuers.has(inv.issuer)) continue;

@@ -1,11 +1,12 @@
 // `invoices risk status`, `verify` and `explain`: read-only views of the scorer's state.
 import type { Client } from '../db/client.js';
+import { describeTable, type SourceTable } from '../table/describe.js';
 import { InvoicesError, NotFoundError, UsageError } from '../errors.js';
 import type { TableMap } from '../tables.js';
 import { HistoryStore } from './history.js';
 import { computeFeatures, score, UnscorableError, type Features, type Scored } from './model.js';
 import { globalStats, MIN_CURSOR, type Cursor } from './scorer.js';
-import { invoiceSelect, riskSource, toInvoice, type RiskSource, type SourceInvoice } from './source.js';
+import { invoiceSelect, toInvoice, type SourceInvoice } from './source.js';
 
 export interface RiskStatus {
   model: string;
@@ -25,10 +26,10 @@ export interface RiskStatus {
   oldestTransaction?: { pid: number; database: string | null; user: string | null; state: string | null; since: string; seconds: number; prepared: boolean };
 }
 
-async function ready(client: Client, tables: TableMap): Promise<RiskSource> {
-  const src = await riskSource(client, tables);
+async function ready(client: Client, tables: TableMap): Promise<SourceTable> {
+  const src = await describeTable(client, tables);
   const { rows } = await client.query<{ ok: boolean }>("SELECT to_regclass('risk_watermarks') IS NOT NULL AS ok");
-  if (!rows[0].ok || !src.hasXid) throw new UsageError('the risk scorer is not set up: run `invoices risk init`');
+  if (!rows[0].ok || !src.createdXid) throw new UsageError('the risk scorer is not set up: run `invoices risk init`');
   return src;
 }
 
@@ -119,8 +120,8 @@ export interface Explanation {
 
 /** The features and reasons of one invoice, recomputed from the table as it is now. */
 export async function explainInvoice(client: Client, tables: TableMap, invoiceId: string, model: string, now: number): Promise<Explanation> {
-  const src = await riskSource(client, tables);
-  if (!src.hasXid) throw new UsageError('the risk scorer is not set up: run `invoices risk init`');
+  const src = await describeTable(client, tables);
+  if (!src.createdXid) throw new UsageError('the risk scorer is not set up: run `invoices risk init`');
   const { rows } = await client.query(`SELECT ${invoiceSelect(src)} FROM ${src.table} i WHERE i.${src.col.invoice_id} = $1`, [invoiceId]);
   if (!rows.length) throw new NotFoundError(`invoice ${invoiceId} not found`);
   const invoice = toInvoice(rows[0]);

@@ -5,13 +5,14 @@
 // cursor in one transaction. A crash loses at most the batch in flight, which the next run
 // scores again; the primary key on (invoice_id, model_version) makes any retry harmless.
 import type { Client } from '../db/client.js';
+import { describeTable, type SourceTable } from '../table/describe.js';
 import { transaction } from '../db/transaction.js';
 import { DatabaseError, InterruptedError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TableMap } from '../tables.js';
 import { HistoryStore } from './history.js';
 import { computeFeatures, score, type GlobalStats, type Level } from './model.js';
-import { invoiceSelect, riskSource, toInvoice, type RiskSource, type SourceInvoice } from './source.js';
+import { invoiceSelect, toInvoice, type SourceInvoice } from './source.js';
 
 /** Which invoices a run scores: after the stored cursor, all of them again, or those issued since a time. */
 export type Since = { kind: 'last' } | { kind: 'all' } | { kind: 'date'; from: string };
@@ -63,7 +64,7 @@ export class Scorer {
     readonly client: Client,
     /** Commits the batches: a second connection lets the next batch be read and scored meanwhile. */
     private readonly writer: Client,
-    readonly src: RiskSource,
+    readonly src: SourceTable,
     private readonly opts: ScorerOptions,
     private readonly global: GlobalStats,
   ) {}
@@ -73,9 +74,9 @@ export class Scorer {
    * holder), refuses created_xid values ahead of this server, reads the global statistics.
    */
   static async open(client: Client, tables: TableMap, opts: ScorerOptions, writer: Client = client): Promise<Scorer> {
-    const src = await riskSource(client, tables);
+    const src = await describeTable(client, tables);
     const { rows } = await client.query<{ ready: boolean }>("SELECT to_regclass('risk_watermarks') IS NOT NULL AS ready");
-    if (!rows[0].ready || !src.hasXid) throw new UsageError(`the risk scorer is not set up${src.hasXid ? '' : ` (${src.table} has no created_xid column)`}: run \`invoices risk init\` (it prints what it changes)`);
+    if (!rows[0].ready || !src.createdXid) throw new UsageError(`the risk scorer is not set up${src.createdXid ? '' : ` (${src.table} has no created_xid column)`}: run \`invoices risk init\` (it prints what it changes)`);
     await lockModel(client, opts.modelVersion, Boolean(opts.wait));
     await assertXidsBehindServer(client, src);
     await client.query('INSERT INTO risk_watermarks (model_version) VALUES ($1) ON CONFLICT DO NOTHING', [opts.modelVersion]);
@@ -307,7 +308,7 @@ export class ScorerBusyError extends DatabaseError {}
  * A table restored from another cluster can carry created_xid values above this server's
  * counter: they would stay above the horizon (unscored) for a long time. Refuse, with the fix.
  */
-async function assertXidsBehindServer(client: Client, src: RiskSource): Promise<void> {
+async function assertXidsBehindServer(client: Client, src: SourceTable): Promise<void> {
   const { rows } = await client.query<{ ahead: boolean }>(
     `SELECT coalesce((SELECT created_xid FROM ${src.table} ORDER BY created_xid DESC LIMIT 1) >= pg_snapshot_xmax(pg_current_snapshot()), false) AS ahead`,
   );
@@ -317,7 +318,7 @@ async function assertXidsBehindServer(client: Client, src: RiskSource): Promise<
 }
 
 /** Median and robust spread of log amounts over a sample of the table (the fallback for issuers with thin histories). */
-export async function globalStats(client: Client, src: RiskSource): Promise<GlobalStats> {
+export async function globalStats(client: Client, src: SourceTable): Promise<GlobalStats> {
   const amount = `i.${src.col.amount}`;
   const sample = async (tablesample: string) =>
     (

@@ -2,27 +2,22 @@
 // run: the risk tables, the watermark column on an adopted table, the wake-up trigger for
 // --follow, and the indexes that keep a batch cheap. Idempotent: a second run plans nothing.
 import type { Client } from '../db/client.js';
-import { CREATED_XID_INDEX, planIndexes, USE_CASE_INDEXES, type IndexSpec, type IndexStep } from '../schema/indexes.js';
-import { sqlFile } from '../schema/apply.js';
+import type { SourceTable } from '../table/describe.js';
+import { planIndexes, USE_CASE_INDEXES, type IndexSpec } from '../schema/indexes.js';
+import { sqlFile } from '../schema/sql-file.js';
+import { planTracking, type SetupStep } from '../table/tracking.js';
 import { quoteIdent } from '../tables.js';
-import type { RiskSource } from './source.js';
 
 export const NOTIFY_CHANNEL = 'invoices_risk';
 const TRIGGER = 'invoices_risk_notify';
 
-/** Indexes of the scorer: its cursor walk (shared with export and the totals), and the issuer-receiver pairs it has seen. */
+/** The scorer's own index (its cursor walks the created_xid index of src/table/tracking.ts): the issuer-receiver pairs it has seen. */
 const RISK_INDEXES: IndexSpec[] = [
-  CREATED_XID_INDEX,
   { suffix: 'risk_pair_idx', columns: ['issuer_id', 'receiver_id', 'issue_date'], include: [], purpose: 'receivers an issuer invoiced before (first invoice between two customers)' },
 ];
 
-export interface SetupStep extends IndexStep {
-  /** Changes a table this tool does not own (an adopted invoices table). */
-  altersUserTable: boolean;
-}
-
 /** The steps that make the scorer ready; empty when it is. */
-export async function planRiskSetup(client: Client, src: RiskSource): Promise<SetupStep[]> {
+export async function planRiskSetup(client: Client, src: SourceTable): Promise<SetupStep[]> {
   const steps: SetupStep[] = [];
   const mine = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: false });
   const theirs = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: src.tables.mapped });
@@ -32,19 +27,15 @@ export async function planRiskSetup(client: Client, src: RiskSource): Promise<Se
     [src.table, TRIGGER],
   );
   if (rows[0].tables < 3) mine('create risk_scores, risk_dead_letters and risk_watermarks (sql/risk.sql)', sqlFile('risk.sql'));
-  if (!src.hasXid) {
-    theirs(
-      `add column created_xid xid8 NOT NULL DEFAULT pg_current_xact_id() to ${src.table}: the id of each row's inserting transaction, the watermark that stays correct when transactions commit out of order (no table rewrite; existing rows all get this transaction's id, so the first run scores them all)`,
-      `ALTER TABLE ${src.table} ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id()`,
-    );
-  }
+  // created_xid, the change log and the created_xid index: what totals and the lake follow too.
+  steps.push(...(await planTracking(client, src)));
   if (!rows[0].trigger) {
     theirs(
       `add trigger ${TRIGGER} to ${src.table}: NOTIFY ${NOTIFY_CHANNEL} once per inserting statement, so \`invoices risk --follow\` wakes up at the commit`,
       `CREATE TRIGGER ${quoteIdent(TRIGGER)} AFTER INSERT ON ${src.table} FOR EACH STATEMENT EXECUTE FUNCTION invoices_risk_notify()`,
     );
   }
-  // The issuer index of the use cases serves the amount and velocity history; the scorer's own two its cursor and pairs.
+  // The issuer index of the use cases serves the amount and velocity history; the scorer's own its pairs.
   const specs = [...USE_CASE_INDEXES.filter((s) => s.suffix === 'issuer_date_idx'), ...RISK_INDEXES];
   // Planned before created_xid exists on an adopted table: the steps run in order.
   for (const step of await planIndexes(client, src.tables, specs)) theirs(step.description, step.sql);

@@ -1,15 +1,11 @@
-import { readFileSync } from 'node:fs';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { changesSql } from '../table/change-log.js';
+import { describeTable } from '../table/describe.js';
+import { sqlFile } from './sql-file.js';
 import { CUSTOMER_COLUMNS, DEFAULT_TABLES, INVOICE_COLUMNS, qualified, quoteIdent, type TableMap, type TableRef } from '../tables.js';
 
-const SQL_DIR = new URL('../../sql/', import.meta.url);
-
-/** Reads one of the plain-SQL files in sql/. */
-export function sqlFile(name: string): string {
-  return readFileSync(new URL(name, SQL_DIR), 'utf8');
-}
 
 /** The locator's table name: invoice_ids beside this tool's `invoices`, `<table>_ids` beside an adopted one. */
 export function locatorTable(tables: TableMap = DEFAULT_TABLES): string {
@@ -76,6 +72,9 @@ export async function applySchema(client: Client, tables: TableMap = DEFAULT_TAB
       // A partitioned table that predates the locator: fill it (fails on duplicate ids, as it should).
       if (!locator) await client.query('INSERT INTO invoice_ids (invoice_id, issue_date) SELECT invoice_id, issue_date FROM invoices');
     }
+    // The change log that totals and the lake read (a table from an earlier version gets it too).
+    const source = await describeTable(client);
+    if (source.createdXid) await client.query(changesSql(source));
     await client.query('COMMIT');
     return layout;
   } catch (err) {
@@ -88,7 +87,7 @@ export async function applySchema(client: Client, tables: TableMap = DEFAULT_TAB
 export async function existingTables(client: Client): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>(
     "SELECT c.relname AS name FROM pg_class c WHERE c.relname = ANY($1) AND c.relnamespace = 'public'::regnamespace ORDER BY 1",
-    [['customers', 'invoices', 'invoice_ids']],
+    [['customers', 'invoices', 'invoice_ids', 'invoice_changes']],
   );
   return rows.map((r) => r.name);
 }

@@ -1,0 +1,22 @@
+import type { Client } from '../db/client.js';
+import { UsageError } from '../errors.js';
+import { CUSTOMER_COLUMNS, qualified, quoteIdent, type TableMap } from '../tables.js';
+
+/** The customers table as `SELECT id, name, email, country, segment, created_at`: columns it lacks are NULL. */
+export async function customersSelect(client: Client, tables: TableMap, columns: readonly string[] = CUSTOMER_COLUMNS): Promise<string> {
+  const ref = tables.customers;
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
+    [qualified(ref)],
+  );
+  if (!rows.length) throw new UsageError(`there is no table ${ref.schema}.${ref.table}${tables.mapped ? ' (the customers table of the mapping)' : ': run `invoices init`'}`);
+  const have = new Set(rows.map((r) => r.name));
+  const nulls: Record<string, string> = { id: 'bigint', name: 'text', created_at: 'timestamptz' };
+  const list = columns.map((c) => {
+    const col = ref.columns[c as keyof typeof ref.columns] ?? c;
+    if (have.has(col)) return col === c ? quoteIdent(c) : `${quoteIdent(col)} AS ${quoteIdent(c)}`;
+    if (c === 'id' || c === 'name') throw new UsageError(`${ref.schema}.${ref.table} has no column "${col}" (${c} in the mapping): fix the config file's "customers".columns`);
+    return `NULL::${nulls[c] ?? 'text'} AS ${quoteIdent(c)}`;
+  });
+  return `SELECT ${list.join(', ')} FROM ${qualified(ref)}`;
+}
