@@ -32,7 +32,8 @@ export interface Manifest {
   source: string;
   amount: { precision: number; scale: number };
   months: Record<string, MonthEntry>;
-  customers: { files: string[]; rows: number; exportedAt: string };
+  /** stamp: customersStamp at export time (names in group are read from PostgreSQL when it moved). */
+  customers: { files: string[]; rows: number; exportedAt: string; stamp?: string };
   /** The invoices table and column mapping the lake was exported from. */
   sourceKey?: string;
   /** Which physical contents of that table (src/table/lineage.ts): a reload, truncate or restore since shows there. */

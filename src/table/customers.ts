@@ -20,3 +20,17 @@ export async function customersSelect(client: Client, tables: TableMap, columns:
   });
   return `SELECT ${list.join(', ')} FROM ${qualified(ref)}`;
 }
+
+/**
+ * A stamp of the customers table's contents for the names a lake carries: its relfilenode
+ * (TRUNCATE, reload) and its insert/update/delete counters. The counters are statistics,
+ * flushed within about a second of a commit: a rename in that second may show the exported name.
+ */
+export async function customersStamp(client: Client, tables: TableMap): Promise<string> {
+  const { rows: [r] } = await client.query<{ stamp: string | null }>(
+    `SELECT c.relfilenode::text || '/' || coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::text AS stamp
+       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass($1)`,
+    [qualified(tables.customers)],
+  );
+  return r?.stamp ?? '';
+}
