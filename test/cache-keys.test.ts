@@ -1,11 +1,13 @@
 // Pure helpers of the cache: Redis URLs, key names, the cached value, RESP framing, quantiles.
 import { describe, expect, it } from 'vitest';
-import { cacheScope, decodeInvoice, encodeInvoice, invoiceKey, parseRedisUrl, scopePattern } from '../src/cache/keys.js';
+import { cacheGeneration, cacheScope, cacheStamp, decodeInvoice, encodeInvoice, invoiceKey, KEY_VERSION, parseRedisUrl, scopePattern, type CacheStamp } from '../src/cache/keys.js';
 import { encodeCommand, parseReply, RespConnectionError, RespReplyError } from '../src/cache/resp.js';
 import { quantile, summarize } from '../src/cache/stats.js';
 import type { Target } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import type { InvoiceDetail } from '../src/lookup/get-invoice.js';
+import { DEFAULT_TABLES, parseTableMap } from '../src/tables.js';
+import type { Lineage } from '../src/table/lineage.js';
 
 const invoice: InvoiceDetail = {
   invoice_id: '9007199254740993', // above 2^53: must stay an exact string
@@ -16,6 +18,8 @@ const invoice: InvoiceDetail = {
   receiver_name: null,
   amount: '1234.50',
 };
+const ID = 9007199254740993n;
+const stamp: CacheStamp = { source: 'public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]', generation: '0123456789abcdef' };
 
 describe('parseRedisUrl', () => {
   it('reads host, port, database, credentials and TLS', () => {
@@ -50,9 +54,10 @@ describe('cache keys', () => {
   const server = (url: string): Target => ({ kind: 'server', source: 'DATABASE_URL', connection: { connectionString: url } });
 
   it('are versioned and namespaced by database and TTL', () => {
-    expect(invoiceKey('abc123', 60, 42n)).toBe('invoices:v1:db:abc123:ttl:60:invoice:42');
-    expect(invoiceKey('abc123', 60, 9223372036854775807n)).toBe('invoices:v1:db:abc123:ttl:60:invoice:9223372036854775807');
-    expect(scopePattern('abc123')).toBe('invoices:v1:db:abc123:*');
+    expect(KEY_VERSION).toBe('v2'); // v2: the value carries its source and generation
+    expect(invoiceKey('abc123', 60, 42n)).toBe('invoices:v2:db:abc123:ttl:60:invoice:42');
+    expect(invoiceKey('abc123', 60, 9223372036854775807n)).toBe('invoices:v2:db:abc123:ttl:60:invoice:9223372036854775807');
+    expect(scopePattern('abc123')).toBe('invoices:v2:db:abc123:*');
   });
 
   it('the scope is stable, differs per database and ignores the password', () => {
@@ -70,30 +75,80 @@ describe('cache keys', () => {
 });
 
 describe('the cached value', () => {
-  it('is the InvoiceDetail JSON, every value an exact string', () => {
-    const text = encodeInvoice(invoice);
+  it('is the stamp, then the InvoiceDetail, every value an exact string', () => {
+    const text = encodeInvoice(invoice, stamp);
     expect(text).toBe(
-      '{"invoice_id":"9007199254740993","issue_date":"2025-04-30T23:59:59.123456Z","issuer_id":"12",' +
+      '{"source":"public.invoices [\\"invoice_id\\",\\"issue_date\\",\\"issuer_id\\",\\"receiver_id\\",\\"amount\\"]","generation":"0123456789abcdef",' +
+        '"invoice_id":"9007199254740993","issue_date":"2025-04-30T23:59:59.123456Z","issuer_id":"12",' +
         '"issuer_name":"Smith, Jones and \\"Partners\\"","receiver_id":"34","receiver_name":null,"amount":"1234.50"}',
     );
-    expect(decodeInvoice(text)).toEqual(invoice);
+    expect(decodeInvoice(text, ID, stamp)).toEqual({ invoice });
   });
 
   it('keeps the field order whatever order the object has', () => {
     const shuffled = { amount: '1.00', receiver_name: 'b', receiver_id: '2', issuer_name: 'a', issuer_id: '1', issue_date: 'd', invoice_id: '5' };
-    expect(Object.keys(JSON.parse(encodeInvoice(shuffled)))).toEqual(['invoice_id', 'issue_date', 'issuer_id', 'issuer_name', 'receiver_id', 'receiver_name', 'amount']);
+    expect(Object.keys(JSON.parse(encodeInvoice(shuffled, { generation: 'g', source: 's' })))).toEqual([
+      'source', 'generation', 'invoice_id', 'issue_date', 'issuer_id', 'issuer_name', 'receiver_id', 'receiver_name', 'amount',
+    ]);
   });
 
+  it('answers only for its own key: another invoice id, source or generation is stale', () => {
+    const text = encodeInvoice(invoice, stamp);
+    expect(decodeInvoice(text, ID - 1n, stamp)).toEqual({ stale: 'another invoice' });
+    expect(decodeInvoice(encodeInvoice({ ...invoice, invoice_id: '43' }, stamp), 42n, stamp)).toEqual({ stale: 'another invoice' });
+    expect(decodeInvoice(encodeInvoice({ ...invoice, invoice_id: '042' }, stamp), 42n, stamp)).toEqual({ stale: 'another invoice' });
+    expect(decodeInvoice(text, ID, { ...stamp, source: 'erp.bills ["id","issued","seller","buyer","total"]' })).toEqual({ stale: 'another source' });
+    expect(decodeInvoice(text, ID, { ...stamp, generation: 'fedcba9876543210' })).toEqual({ stale: 'another generation' });
+  });
+
+  const stamped = (extra: Record<string, unknown>) => JSON.stringify({ ...stamp, ...invoice, ...extra });
   it.each([
     ['not JSON', '{'],
     ['an array', '[]'],
     ['null', 'null'],
-    ['a number amount', JSON.stringify({ ...invoice, amount: 1234.5 })],
-    ['a missing field', JSON.stringify({ ...invoice, amount: undefined })],
-    ['an extra field', JSON.stringify({ ...invoice, extra: 'x' })],
-    ['a null id', JSON.stringify({ ...invoice, invoice_id: null })],
+    ['a number amount', stamped({ amount: 1234.5 })],
+    ['a missing field', stamped({ amount: undefined })],
+    ['an extra field', stamped({ extra: 'x' })],
+    ['a null id', stamped({ invoice_id: null })],
+    ['a missing generation', stamped({ generation: undefined })],
+    ['a number generation', stamped({ generation: 7 })],
+    ['the v1 value (the invoice alone, no source or generation)', JSON.stringify(invoice)],
   ])('anything else (%s) reads as a miss', (_what, text) => {
-    expect(decodeInvoice(text)).toBeUndefined();
+    expect(decodeInvoice(text, ID, stamp)).toEqual({ stale: 'unreadable' });
+  });
+});
+
+describe('the generation', () => {
+  const lineage: Lineage = { system: '7412345678901234567', database: '16384', table: '16390', leaves: { invoices_2025_01: '16400/812', invoices_2025_02: '16410/813' } };
+
+  it('is 16 hex digits, stable, and ignores the order the leaves were listed in', () => {
+    const g = cacheGeneration(lineage);
+    expect(g).toMatch(/^[0-9a-f]{16}$/);
+    expect(cacheGeneration({ ...lineage, leaves: { invoices_2025_02: '16410/813', invoices_2025_01: '16400/812' } })).toBe(g);
+  });
+
+  it('changes with the cluster, the database, the table, and any leaf truncated, attached or detached', () => {
+    const g = cacheGeneration(lineage);
+    const others = [
+      { ...lineage, system: '7412345678901234568' }, // restored into another cluster
+      { ...lineage, database: '16385' }, // database dropped and created again
+      { ...lineage, table: '16391' }, // table dropped and created again, converted
+      { ...lineage, leaves: { ...lineage.leaves, invoices_2025_01: '16420/812' } }, // TRUNCATE of one partition
+      { ...lineage, leaves: { ...lineage.leaves, invoices_2025_02: '16410/900' } }, // detached and attached again
+      { ...lineage, leaves: { invoices_2025_01: '16400/812' } }, // a partition dropped or detached
+      { ...lineage, table: null as unknown as string, leaves: {} }, // no table at all
+    ];
+    const generations = others.map(cacheGeneration);
+    expect(new Set([g, ...generations]).size).toBe(others.length + 1);
+  });
+
+  it('the stamp names the source as src/table names it: the table and its column mapping', () => {
+    expect(cacheStamp(DEFAULT_TABLES, lineage)).toEqual({
+      source: 'public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]',
+      generation: cacheGeneration(lineage),
+    });
+    const adopted = parseTableMap({ invoices: { table: 'erp.bills', columns: { invoice_id: 'id', amount: 'total' } } }, 'f.json');
+    expect(cacheStamp(adopted, lineage).source).toBe('erp.bills ["id","issue_date","issuer_id","receiver_id","total"]');
   });
 });
 

@@ -2,11 +2,13 @@
 // from PostgreSQL and the first failure is reported once; with `required` it is an error.
 import { CacheError } from '../errors.js';
 import type { InvoiceDetail } from '../lookup/get-invoice.js';
+import type { CacheStamp, Decoded, StaleReason } from './keys.js';
 
 /** What a read-through lookup needs from a cache. */
 export interface InvoiceCache {
-  get(id: bigint): Promise<InvoiceDetail | undefined>;
-  set(id: bigint, invoice: InvoiceDetail): Promise<void>;
+  /** undefined: no entry; stale: an entry that does not answer for `id` under `stamp`. */
+  get(id: bigint, stamp: CacheStamp): Promise<Decoded | undefined>;
+  set(id: bigint, invoice: InvoiceDetail, stamp: CacheStamp): Promise<void>;
   delete(id: bigint): Promise<void>;
   close(): Promise<void>;
 }
@@ -24,8 +26,17 @@ export interface ReadThroughOptions {
 /** Looks invoices up in a cache first and in PostgreSQL (the `load` function) on a miss. */
 export class ReadThrough {
   private cache: InvoiceCache | undefined;
+  private stamp: CacheStamp | undefined;
 
   constructor(private readonly opts: ReadThroughOptions) {}
+
+  /**
+   * The source and generation entries must carry to answer (src/cache/generation.ts), read
+   * from PostgreSQL before the first lookup; entries are written with it.
+   */
+  bind(stamp: CacheStamp): void {
+    this.stamp = stamp;
+  }
 
   /** Whether lookups still go through a cache. */
   get active(): boolean {
@@ -42,28 +53,40 @@ export class ReadThrough {
   }
 
   /**
-   * The invoice from the cache, else from `load` (then cached). A hit never calls `load`;
-   * a NotFoundError from `load` propagates and nothing is cached.
+   * The invoice from the cache, else from `load` (then cached, replacing a stale entry). A hit
+   * never calls `load`; only an entry of invoice `id` read from the bound source and generation
+   * is a hit. A NotFoundError from `load` propagates and nothing is cached. `stale` says why an
+   * entry that was there did not answer.
    */
-  async lookup(id: bigint, load: (id: bigint) => Promise<InvoiceDetail>): Promise<{ invoice: InvoiceDetail; outcome: CacheOutcome }> {
+  async lookup(id: bigint, load: (id: bigint) => Promise<InvoiceDetail>): Promise<{ invoice: InvoiceDetail; outcome: CacheOutcome; stale?: StaleReason }> {
+    let stale: StaleReason | undefined;
     if (this.cache) {
+      if (!this.stamp) throw new Error('ReadThrough: bind() the source and generation before the first lookup');
       try {
-        const cached = await this.cache.get(id);
-        if (cached) return { invoice: cached, outcome: 'hit' };
+        const cached = await this.cache.get(id, this.stamp);
+        if (cached && 'invoice' in cached) return { invoice: cached.invoice, outcome: 'hit' };
+        stale = cached?.stale;
       } catch (err) {
         this.failed(err);
       }
     }
     const used = this.cache !== undefined;
-    const invoice = await load(id);
+    let invoice: InvoiceDetail;
+    try {
+      invoice = await load(id);
+    } catch (err) {
+      // Not found (say, after a reseed with fewer rows): the stale entry goes too, best effort.
+      if (stale) await this.cache?.delete(id).catch(() => {});
+      throw err;
+    }
     if (this.cache) {
       try {
-        await this.cache.set(id, invoice);
+        await this.cache.set(id, invoice, this.stamp!);
       } catch (err) {
         this.failed(err);
       }
     }
-    return { invoice, outcome: used ? 'miss' : 'off' };
+    return { invoice, outcome: used ? 'miss' : 'off', ...(stale ? { stale } : {}) };
   }
 
   /** Drops one invoice's entry (used to measure misses). */

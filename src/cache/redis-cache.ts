@@ -1,8 +1,9 @@
-// The invoice cache on Redis: one connection, values are the InvoiceDetail JSON under
-// versioned, per-database keys that expire after the TTL they were written with.
+// The invoice cache on Redis: one connection, values are the InvoiceDetail JSON with the source
+// and generation it was read from, under versioned, per-database keys that expire after the TTL
+// they were written with.
 import { CacheError, UsageError } from '../errors.js';
 import type { InvoiceDetail } from '../lookup/get-invoice.js';
-import { decodeInvoice, encodeInvoice, invoiceKey, MAX_TTL_SECONDS, parseRedisUrl, scopePattern, type RedisEndpoint } from './keys.js';
+import { decodeInvoice, encodeInvoice, invoiceKey, type CacheStamp, type Decoded, MAX_TTL_SECONDS, parseRedisUrl, scopePattern, type RedisEndpoint } from './keys.js';
 import type { InvoiceCache } from './read-through.js';
 import { RespConnection, RespConnectionError, RespReplyError, type RespValue } from './resp.js';
 
@@ -64,15 +65,18 @@ export class RedisInvoiceCache implements InvoiceCache {
     return invoiceKey(this.scope, this.ttlSeconds, id);
   }
 
-  /** The cached invoice, or undefined on a miss (an unreadable value counts as a miss). */
-  async get(id: bigint): Promise<InvoiceDetail | undefined> {
+  /**
+   * The entry of invoice `id`: undefined when there is none; stale when it is unreadable or was
+   * not read from invoice `id` of `stamp`'s source and generation.
+   */
+  async get(id: bigint, stamp: CacheStamp): Promise<Decoded | undefined> {
     const value = await this.run(['GET', this.key(id)]);
-    return typeof value === 'string' ? decodeInvoice(value) : undefined;
+    return typeof value === 'string' ? decodeInvoice(value, id, stamp) : undefined;
   }
 
-  /** Stores an invoice for ttlSeconds. */
-  async set(id: bigint, invoice: InvoiceDetail): Promise<void> {
-    await this.run(['SET', this.key(id), encodeInvoice(invoice), 'EX', String(this.ttlSeconds)]);
+  /** Stores an invoice, read from `stamp`'s source and generation, for ttlSeconds (replacing any entry). */
+  async set(id: bigint, invoice: InvoiceDetail, stamp: CacheStamp): Promise<void> {
+    await this.run(['SET', this.key(id), encodeInvoice(invoice, stamp), 'EX', String(this.ttlSeconds)]);
   }
 
   /** Removes one invoice's entry (for this TTL). */

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { cacheScope, MAX_TTL_SECONDS, parseRedisUrl } from '../cache/keys.js';
+import { cacheScope, MAX_TTL_SECONDS, parseRedisUrl, type CacheStamp } from '../cache/keys.js';
 import { ReadThrough } from '../cache/read-through.js';
 import { measureLookups, summarize, type Latency } from '../cache/stats.js';
+import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { getInvoice, parseInvoiceId, type InvoiceDetail } from '../lookup/get-invoice.js';
 import type { Column } from '../output/render.js';
@@ -53,33 +54,68 @@ export async function run(rawId: string, opts: GetOptions, cmd: Command): Promis
     onUnavailable: (err) => ctx.log.warn(`${err.message}; reading from PostgreSQL (--cache-required to fail instead)`),
   });
   let redisConnectMs: number | undefined;
+  const openCache = () =>
+    rt.open(async () => {
+      // Loaded only when a cache is configured: `get` without one pays nothing for it.
+      const { RedisInvoiceCache } = await import('../cache/redis-cache.js');
+      const started = performance.now();
+      const cache = await RedisInvoiceCache.open({ url: url!, source, ttlSeconds: ttl, scope: cacheScope(ctx.config.target, ctx.config.tables) });
+      redisConnectMs = performance.now() - started;
+      return cache;
+    });
+  if (endpoint && !useCache) ctx.log.debug('cache: not used (--cache-ttl 0)');
+  let client: Client | undefined;
   try {
-    if (useCache) {
-      await rt.open(async () => {
-        // Loaded only when a cache is configured: `get` without one pays nothing for it.
-        const { RedisInvoiceCache } = await import('../cache/redis-cache.js');
-        const started = performance.now();
-        const cache = await RedisInvoiceCache.open({ url: url!, source, ttlSeconds: ttl, scope: cacheScope(ctx.config.target, ctx.config.tables) });
-        redisConnectMs = performance.now() - started;
-        return cache;
-      });
-    } else if (endpoint) {
-      ctx.log.debug('cache: not used (--cache-ttl 0)');
+    if (opts.stats) {
+      if (useCache) await openCache();
+      return await printStats(ctx, rt, id, repeat, { url: endpoint?.display, ttl, redisConnectMs });
     }
-    if (opts.stats) return await printStats(ctx, rt, id, repeat, { url: endpoint?.display, ttl, redisConnectMs });
-
-    // PostgreSQL is loaded and connected only on a miss: a hit never touches it.
-    const { invoice, outcome } = await rt.lookup(id, (id) => lookupInPostgres(ctx, id));
-    ctx.log.debug(`cache: ${outcome}${rt.active ? ` (${endpoint?.display}, ttl ${ttl} s)` : ''}`);
+    if (useCache) {
+      // An entry answers only if it was read from the table's current generation, so a hit
+      // reads that from PostgreSQL too (one catalog query, src/cache/generation.ts): Redis and
+      // PostgreSQL are reached at once, and a miss then uses the same connection.
+      const [postgres, cache] = await Promise.allSettled([connectWithStamp(ctx), openCache()]);
+      if (postgres.status === 'fulfilled') {
+        client = postgres.value.client;
+        rt.bind(postgres.value.stamp);
+      }
+      if (cache.status === 'rejected') throw cache.reason;
+      if (postgres.status === 'rejected') throw postgres.reason;
+    }
+    const { invoice, outcome, stale } = await rt.lookup(id, (id) => lookupInPostgres(ctx, client, id));
+    if (stale === 'another invoice' || stale === 'another source') {
+      // Something other than this version of `get` wrote under this key: worth knowing.
+      ctx.log.warn(`the cache entry for invoice ${id} held ${stale === 'another invoice' ? 'another invoice' : 'an invoice of another table or mapping'}: replaced from PostgreSQL`);
+    }
+    ctx.log.debug(`cache: ${outcome}${stale ? ` (stale entry: ${stale}; replaced)` : ''}${rt.active ? ` (${endpoint?.display}, ttl ${ttl} s)` : ''}`);
     await ctx.printRows([invoice], COLUMNS, { single: true });
   } finally {
     await rt.close();
+    await client?.end().catch(() => {});
   }
 }
 
-async function lookupInPostgres(ctx: CommandContext, id: bigint): Promise<InvoiceDetail> {
-  const { withClient } = await import('../db/client.js');
-  return withClient(ctx, (client) => getInvoice(client, id, ctx.config.tables));
+/** One PostgreSQL connection and the stamp current entries carry (the table's source and generation). */
+async function connectWithStamp(ctx: CommandContext): Promise<{ client: Client; stamp: CacheStamp }> {
+  const [{ connect, translatePgError }, { readCacheStamp }] = await Promise.all([import('../db/client.js'), import('../cache/generation.js')]);
+  const client = await connect(ctx);
+  try {
+    return { client, stamp: await readCacheStamp(client, ctx.config.tables) };
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw translatePgError(err, undefined);
+  }
+}
+
+/** The invoice from PostgreSQL: on `client` when one is open, else on a connection of its own. */
+async function lookupInPostgres(ctx: CommandContext, client: Client | undefined, id: bigint): Promise<InvoiceDetail> {
+  const { withClient, translatePgError } = await import('../db/client.js');
+  if (!client) return withClient(ctx, (client) => getInvoice(client, id, ctx.config.tables));
+  try {
+    return await getInvoice(client, id, ctx.config.tables);
+  } catch (err) {
+    throw translatePgError(err, undefined);
+  }
 }
 
 /** --stats: the invoice on stdout as usual, latencies on stderr (asked for, so shown even with --quiet). */
@@ -93,8 +129,15 @@ async function printStats(
   const { withClient } = await import('../db/client.js');
   const started = performance.now();
   let pgConnectMs = 0;
+  let stampMs = 0;
   const timings = await withClient(ctx, async (client) => {
     pgConnectMs = performance.now() - started;
+    if (rt.active) {
+      const { readCacheStamp } = await import('../cache/generation.js');
+      const stamped = performance.now();
+      rt.bind(await readCacheStamp(client, ctx.config.tables));
+      stampMs = performance.now() - stamped;
+    }
     return measureLookups(rt, id, repeat, (id) => getInvoice(client, id, ctx.config.tables));
   });
   await ctx.printRows([timings.invoice], COLUMNS, { single: true });
@@ -111,6 +154,7 @@ async function printStats(
   out += row('PostgreSQL', summarize(timings.postgres), 'the lookup alone, on an open connection');
   const connects = [info.redisConnectMs !== undefined ? `Redis ${info.redisConnectMs.toFixed(1)} ms` : '', `PostgreSQL ${pgConnectMs.toFixed(1)} ms`];
   out += `  connect     ${connects.filter(Boolean).join(', ')} (once per process)\n`;
+  if (info.redisConnectMs !== undefined) out += `  generation  ${stampMs.toFixed(1)} ms (the table's lineage, once per process, first query on the connection)\n`;
   out += info.redisConnectMs !== undefined
     ? `cache: ${info.url}, ttl ${info.ttl} s${rt.active ? '' : ' (failed during the run: see the warning)'}\n`
     : `cache: none${info.url ? ` (${info.url} not in use)` : ' (--cache URL or REDIS_URL)'}\n`;
