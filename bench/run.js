@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import pg from 'pg';
+import { readCacheStamp } from '../dist/cache/generation.js';
 import { cacheScope } from '../dist/cache/keys.js';
 import { ReadThrough } from '../dist/cache/read-through.js';
 import { RedisInvoiceCache } from '../dist/cache/redis-cache.js';
@@ -15,6 +16,7 @@ import { BinaryCopyWriter } from '../dist/db/copy-binary.js';
 import { getInvoice } from '../dist/lookup/get-invoice.js';
 import { InvoiceGenerator } from '../dist/seed/invoices.js';
 import { seedWindow } from '../dist/seed/seed.js';
+import { DEFAULT_TABLES } from '../dist/tables.js';
 import { AS_OF, childEnv as envFor, cli, CUSTOMERS, fmt, has, INVOICES, log, machine, median, quantile, ratio, scratchDatabase, timed as run, today, writeSection } from './lib.js';
 
 const MONTHS = 48; // 48 monthly partitions: the layout the lookup target is stated for
@@ -179,6 +181,7 @@ if (process.env.REDIS_URL) {
   await cache.clear();
   const rt = new ReadThrough({ required: true, onUnavailable: () => {} });
   await rt.open(async () => cache);
+  rt.bind(await readCacheStamp(client, DEFAULT_TABLES));
   for (const id of ids.slice(0, 300)) await rt.lookup(id, load); // warm-up
   const lat = { postgres: [], hit: [], miss: [] };
   const time = async (bucket, fn) => {
