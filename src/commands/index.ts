@@ -1,28 +1,58 @@
 import type { Command } from 'commander';
+import { asInterrupted, cancelOnAbort } from '../db/cancel.js';
 import { withClient } from '../db/client.js';
-import { listIndexes, planIndexes } from '../schema/indexes.js';
+import { InterruptedError } from '../errors.js';
+import { createProgress } from '../output/progress.js';
 import { formatBytes } from '../output/render.js';
-import { commandContext } from './context.js';
+import { dropInvalidBuild, listIndexes, planIndexes } from '../schema/indexes.js';
+import { commandContext, interruptSignal } from './context.js';
 
 export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
-  await withClient(ctx, async (client) => {
-    const steps = await planIndexes(client, ctx.config.tables);
-    if (flags.dryRun) {
-      ctx.print(steps.length ? steps.map((s) => `-- ${s.description}\n${s.sql};\n`).join('') : '-- nothing to do: every index exists and is valid\n');
-      return;
-    }
-    for (const [i, s] of steps.entries()) {
-      const started = performance.now();
-      ctx.log.info(`[${i + 1}/${steps.length}] ${s.description}`);
-      await client.query(s.sql);
-      ctx.log.debug(`${((performance.now() - started) / 1000).toFixed(1)} s`);
-    }
-    if (!steps.length) ctx.log.info('every index exists and is valid: nothing to do');
-    const indexes = await listIndexes(client, ctx.config.tables);
-    await ctx.printRows(
-      indexes.map((x) => ({ ...x, size: formatBytes(x.bytes), valid: x.valid ? 'yes' : 'NO' })),
-      [{ key: 'name', label: 'index' }, { key: 'table' }, { key: 'size' }, { key: 'valid' }, { key: 'definition' }],
-    );
-  });
+  const signal = flags.dryRun ? undefined : interruptSignal(ctx.log);
+  const progress = createProgress('index', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
+  const log = progress.wrap(ctx.log);
+  try {
+    await withClient({ ...ctx, log }, async (client) => {
+      const steps = await planIndexes(client, ctx.config.tables);
+      if (flags.dryRun) {
+        ctx.print(steps.length ? steps.map((s) => `-- ${s.description}\n${s.sql};\n`).join('') : '-- nothing to do: every index exists and is valid\n');
+        return;
+      }
+      // Ctrl-C or SIGTERM cancels the build in flight on the server; a killed run's server process stops within a second.
+      const canceller = cancelOnAbort({ ...ctx, log }, client, signal);
+      await client.query("SET client_connection_check_interval = '1s'").catch(() => {});
+      await client.query("SELECT set_config('application_name', 'invoices index', false)");
+      const kept = (i: number) => (i ? `steps 1-${i} of ${steps.length} are done and kept` : 'nothing was changed');
+      progress.phase('building', { total: steps.length, unit: 'steps', step: 1, steps: 1 });
+      for (const [i, s] of steps.entries()) {
+        if (signal?.aborted) throw new InterruptedError(`interrupted: ${kept(i)}; run \`invoices index\` again to build the rest`);
+        const started = performance.now();
+        log.info(`[${i + 1}/${steps.length}] ${s.description}`);
+        progress.update(i, steps.length);
+        progress.detail(s.builds ? `building ${s.builds.name}` : s.description);
+        try {
+          await client.query(s.sql);
+        } catch (err) {
+          if (!signal?.aborted) throw err;
+          // The cancelled build left its index behind, invalid: drop it, so the table is as of the last finished step.
+          await canceller.settled();
+          const dropped = await dropInvalidBuild(client, s).catch(() => false);
+          throw asInterrupted(err, signal, `interrupted during step ${i + 1}/${steps.length}: ${kept(i)}${dropped ? `; the cancelled build's invalid ${s.builds?.name} was dropped` : ''}; run \`invoices index\` again to build the rest`);
+        }
+        log.debug(`${((performance.now() - started) / 1000).toFixed(1)} s`);
+      }
+      progress.update(steps.length, steps.length);
+      canceller.dispose();
+      progress.stop();
+      if (!steps.length) log.info('every index exists and is valid: nothing to do');
+      const indexes = await listIndexes(client, ctx.config.tables);
+      await ctx.printRows(
+        indexes.map((x) => ({ ...x, size: formatBytes(x.bytes), valid: x.valid ? 'yes' : 'NO' })),
+        [{ key: 'name', label: 'index' }, { key: 'table' }, { key: 'size' }, { key: 'valid' }, { key: 'definition' }],
+      );
+    });
+  } finally {
+    progress.stop();
+  }
 }

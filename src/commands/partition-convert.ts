@@ -3,7 +3,8 @@
 import { withClient } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
-import { cancelConversion, convertInvoices, describePlan, planConversion, type ConvertResult } from '../schema/convert.js';
+import { cancelOnAbort } from '../db/cancel.js';
+import { cancelConversion, convertInvoices, describePlan, planConversion, type ConvertPhase, type ConvertResult } from '../schema/convert.js';
 import type { Month } from '../schema/partitions.js';
 import { interruptSignal, positiveInt, type CommandContext } from './context.js';
 
@@ -14,6 +15,8 @@ export interface ConvertFlags {
   batchSize?: string;
   lockTimeout?: string;
   lockRetries?: string;
+  /** --no-wait sets it false. */
+  wait?: boolean;
 }
 
 export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month[]): Promise<void> {
@@ -39,18 +42,35 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
   }
 
   const signal = interruptSignal(ctx.log);
-  const progress = createProgress('copying', { quiet: ctx.quiet, tty: ctx.tty });
+  const progress = createProgress('convert', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
+  const log = progress.wrap(ctx.log);
+  const steps: ConvertPhase[] = ['prepare', 'backfill', 'indexes', 'sync', 'switch', 'finish'];
+  const units: Record<ConvertPhase, string> = { prepare: 'statements', backfill: 'rows', indexes: 'indexes', sync: 'checks', switch: 'attempts', finish: 'steps' };
+  const names: Record<ConvertPhase, string> = { prepare: 'prepare', backfill: 'copying', indexes: 'indexes', sync: 'catch up and verify', switch: 'switch', finish: 'finish' };
+  let phase: ConvertPhase | undefined;
   let result: ConvertResult;
   try {
-    result = await withClient(ctx, (client) =>
-      convertInvoices(client, {
-        ahead, batchSize, lockTimeoutMs, lockRetries, signal, log: ctx.log, tables,
-        onProgress: (p) => {
-          if (p.phase === 'backfill') progress.update(p.done, p.total, 'copying');
-          else progress.stop();
-        },
-      }),
-    );
+    result = await withClient({ ...ctx, log }, async (client) => {
+      // Ctrl-C or SIGTERM cancels the statement in flight on the server (a batch, an index build, the verification).
+      const canceller = cancelOnAbort({ ...ctx, log }, client, signal);
+      try {
+        return await convertInvoices(client, {
+          ahead, batchSize, lockTimeoutMs, lockRetries, signal, log, tables, wait: flags.wait,
+          onProgress: (p) => {
+            if (p.phase !== phase) {
+              phase = p.phase;
+              log.debug(`convert phase ${steps.indexOf(p.phase) + 1}/${steps.length}: ${p.phase}`);
+              progress.phase(names[p.phase], { total: p.total, unit: units[p.phase], step: steps.indexOf(p.phase) + 1, steps: steps.length });
+            }
+            progress.update(p.done, p.total);
+            progress.detail(p.detail ?? '');
+          },
+        });
+      } finally {
+        canceller.dispose();
+        await canceller.settled();
+      }
+    });
   } finally {
     progress.stop();
   }

@@ -16,6 +16,7 @@ export interface PartitionFlags {
   batchSize?: string;
   lockTimeout?: string;
   lockRetries?: string;
+  wait?: boolean;
 }
 
 export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
@@ -28,6 +29,7 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
   for (const f of ['cancel', 'batchSize', 'lockTimeout', 'lockRetries'] as const) {
     if (flags[f] !== undefined) throw new UsageError(`--${f.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} goes with --convert`);
   }
+  if (flags.wait === false) throw new UsageError('--no-wait goes with --convert');
 
   await withClient(ctx, async (client) => {
     if (flags.check) {

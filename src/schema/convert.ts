@@ -24,6 +24,8 @@ import { silentLogger, type Logger } from '../log.js';
 import { detectLayout, locatorSql, locatorTable } from './apply.js';
 import { defaultPartitionName, monthBounds, partitionName, type Month } from './partitions.js';
 import { DEFAULT_TABLES, quoteIdent, type TableMap } from '../tables.js';
+import { lockSource } from '../db/source-lock.js';
+import { sourceKey } from '../table/describe.js';
 
 /**
  * The names a conversion uses, as SQL: this tool's own for its table (invoices_part,
@@ -69,8 +71,8 @@ function convertNames(tables: TableMap, q: Quote): Names {
     idName: columns.invoice_id, dateName: columns.issue_date, amountName: columns.amount,
     id: q(columns.invoice_id), date: q(columns.issue_date), amount: q(columns.amount),
     label: tables.mapped ? `${schema}.${table}` : 'invoices',
-    // One conversion per database at a time, whichever table.
-    lockKey: 'invoices:convert',
+    // One bulk writer per table at a time: a conversion, or a seed of the same table.
+    lockKey: sourceKey(tables),
     tables,
     raw: { parent: table, newTable: raw('part'), oldTable: raw('unpartitioned'), capture: raw('convert_capture'), guard: raw('convert_no_truncate') },
   };
@@ -104,6 +106,8 @@ export interface ConvertProgress {
   phase: ConvertPhase;
   done: number;
   total: number;
+  /** What the phase is doing right now (the index being built). */
+  detail?: string;
 }
 
 export interface ConvertOptions {
@@ -122,6 +126,8 @@ export interface ConvertOptions {
   onProgress?: (p: ConvertProgress) => void;
   /** The table to convert: this tool's `invoices` by default, or a mapped one. */
   tables?: TableMap;
+  /** When another conversion or seed holds the table: wait for it (default) or refuse at once (exit 1). */
+  wait?: boolean;
 }
 
 export interface ConvertResult {
@@ -861,6 +867,10 @@ function backoff(attempt: number): number {
   return Math.min(5000, 200 * 2 ** (attempt - 1)) + Math.floor(Math.random() * 100);
 }
 
+function afterSwitch(n: Names): InterruptedError {
+  return new InterruptedError(`interrupted after the switch: ${n.label} is partitioned and complete; run \`invoices partition --convert\` again to drop the conversion's log and state`);
+}
+
 function interrupted(what: string, n: Names): InterruptedError {
   return new InterruptedError(`interrupted ${what}: run \`invoices partition --convert\` again to resume (meanwhile a trigger on ${n.label} logs every change for the new table; \`--convert --cancel\` removes everything the conversion created)`);
 }
@@ -885,9 +895,12 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
     lockMs: null, lockAttempts: 0, defaultRows: 0, oldTable: n.oldTable, carried: [], warnings: [],
   };
 
-  await takeConversionLock(client, n);
   // A killed client's server process notices at the next check instead of holding the lock until its query ends.
   await client.query("SET client_connection_check_interval = '1s'").catch(() => {});
+  await client.query("SELECT set_config('application_name', 'invoices partition --convert', false)");
+  const unlock = await lockSource(client, { key: n.lockKey, label: n.label, what: 'conversion', wait: opts.wait ?? true, log, signal: opts.signal });
+  // Where an interruption (the signal cancels the statement in flight) leaves the conversion, for its message.
+  let where = 'before anything was created';
   const replica = await client.query('SET session_replication_role = replica').then(() => true, () => false);
   // Index builds and the verification scan are long by nature; the switch is bounded by lock_timeout.
   await client.query('SET statement_timeout = 0');
@@ -912,10 +925,12 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
       result.resumed = true;
       log.info(`resuming the conversion: phase ${plan.phase}, ${plan.copiedRows.toLocaleString('en-US')} of ~${plan.rows.toLocaleString('en-US')} rows copied`);
     } else {
+      if (opts.signal?.aborted) throw interrupted(where, n);
       opts.onProgress?.({ phase: 'prepare', done: 0, total: plan.prepare.length });
       await withLockRetry(client, { lockTimeoutMs, lockRetries, signal: opts.signal, what: 'prepare', log }, async () => {
         for (const sql of plan.prepare) await client.query(sql);
       });
+      where = 'after creating the new table, before copying rows';
       log.info(`created ${n.newTable} with ${plan.partitions.length} monthly partitions and DEFAULT, ${n.locator}, and ${n.log} fed by trigger ${n.capture} on ${n.label}`);
       if (n.tables.mapped) {
         // Said plainly for an adopted table: what this adds beside it and on it.
@@ -938,6 +953,7 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
       let last = state.last_copied_id;
       const copyStarted = performance.now();
       opts.onProgress?.({ phase: 'backfill', done, total });
+      where = `after copying ${done.toLocaleString('en-US')} rows`;
       for (;;) {
         if (opts.signal?.aborted) throw interrupted(`after copying ${done.toLocaleString('en-US')} rows`, n);
         await client.query('BEGIN');
@@ -958,6 +974,7 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
         }
         if (copied === 0) break;
         done += copied;
+        where = `after copying ${done.toLocaleString('en-US')} rows`;
         result.copiedRows += copied;
         opts.onProgress?.({ phase: 'backfill', done, total: Math.max(total, done) });
       }
@@ -966,6 +983,7 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
       log.info(`copied ${result.copiedRows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(result.rowsPerSecond).toLocaleString('en-US')} rows/s)`);
       state = { ...state, phase: 'indexes' };
     }
+    where = 'while building indexes (the rows are all copied)';
 
     // Indexes: built once, in bulk, on the filled partitions. Checked again on a resumed run, in
     // case an index was added to invoices meanwhile.
@@ -973,18 +991,21 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
       const built = await ensureIndexes(client, n, q, plan.indexes, opts, log);
       if (state.phase === 'indexes' || built) {
         // Statistics and the visibility map before any traffic: plans and index-only lookups are right from the switch on.
+        opts.onProgress?.({ phase: 'indexes', done: built, total: built, detail: 'VACUUM ANALYZE' });
         await client.query(`VACUUM (ANALYZE) ${n.newTable}, ${n.locator}`);
       }
       if (state.phase === 'indexes') await client.query(`UPDATE ${n.state} SET phase = 'sync', updated_at = now()`);
       state = { ...state, phase: 'sync' };
     }
+    where = 'while catching up, before the switch';
 
     // Catch up, verify, catch up, switch.
     const replayed = await catchUp(client, s, { threshold, signal: opts.signal });
     if (replayed) log.info(`caught up: replayed ${replayed.toLocaleString('en-US')} logged changes`);
     if (opts.signal?.aborted) throw interrupted('while catching up', n);
-    opts.onProgress?.({ phase: 'sync', done: 0, total: 1 });
+    opts.onProgress?.({ phase: 'sync', done: 0, total: 1, detail: 'verifying counts and sums per month' });
     const verified = await verify(client, s);
+    opts.onProgress?.({ phase: 'sync', done: 1, total: 1 });
     log.info(`verified: ${verified.rows.toLocaleString('en-US')} rows in ${verified.months} months have equal counts, sums of ${n.amountName} and of ${n.idName} in both tables${verified.skipped ? ` (${verified.skipped} ids written meanwhile are replayed and compared row by row)` : ''}`);
     await catchUp(client, s, { threshold, signal: opts.signal });
 
@@ -993,6 +1014,7 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
       if (opts.signal?.aborted) throw interrupted('before the switch', n);
       result.lockAttempts = attempt;
       opts.onProgress?.({ phase: 'switch', done: attempt - 1, total: lockRetries + 1 });
+      where = 'before the switch (nothing was switched)';
       try {
         const outcome = await switchOnce(client, s, steps, { lockTimeoutMs });
         result.lockMs = outcome.lockMs;
@@ -1019,15 +1041,22 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
       }
     }
     log.info(`switched: ${n.label} is now partitioned; the exclusive lock was held ${result.lockMs?.toFixed(0)} ms`);
+    if (opts.signal?.aborted) throw afterSwitch(n);
+    where = 'after the switch';
+    opts.onProgress?.({ phase: 'finish', done: 0, total: 1 });
     await finish(client, n, log, result);
     result.seconds = (performance.now() - started) / 1000;
     if (!result.rowsPerSecond && result.seconds > 0) result.rowsPerSecond = result.copiedRows / result.seconds;
     return result;
+  } catch (err) {
+    // Stopped by the signal: the statement in flight was cancelled and its transaction rolled back.
+    if (opts.signal?.aborted && !(err instanceof InterruptedError)) throw where === 'after the switch' ? afterSwitch(n) : interrupted(where, n);
+    throw err;
   } finally {
     await client.query('RESET session_replication_role').catch(() => {});
     await client.query('RESET synchronous_commit').catch(() => {});
     await client.query('RESET statement_timeout').catch(() => {});
-    await client.query('SELECT pg_advisory_unlock(hashtext($1))', [n.lockKey]).catch(() => {});
+    await unlock();
   }
 }
 
@@ -1037,29 +1066,14 @@ async function ensureIndexes(client: Client, n: Names, q: Quote, steps: IndexSte
   const missing = steps.filter((x) => rows.some((r) => r.name === q(x.name)));
   if (missing.length) await raiseMaintenanceMemory(client);
   for (const [i, step] of missing.entries()) {
-    if (opts.signal?.aborted) throw interrupted('while building indexes', n);
-    opts.onProgress?.({ phase: 'indexes', done: i, total: missing.length });
+    if (opts.signal?.aborted) throw interrupted('while building indexes (the rows are all copied)', n);
+    opts.onProgress?.({ phase: 'indexes', done: i, total: missing.length, detail: `building ${step.name}` });
     const t = performance.now();
     await client.query(step.sql);
     log.info(`built ${step.description} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   }
+  if (missing.length) opts.onProgress?.({ phase: 'indexes', done: missing.length, total: missing.length });
   return missing.length;
-}
-
-/**
- * One conversion per database at a time (a session advisory lock). Waits a few seconds: the
- * server process of a killed run holds it until it notices its client is gone.
- */
-async function takeConversionLock(client: Client, n: Names): Promise<void> {
-  for (let waited = 0; ; waited += 250) {
-    const { rows: [locked] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [n.lockKey]);
-    if (locked.ok) return;
-    if (waited >= 5000) break;
-    await sleep(250);
-  }
-  const { rows } = await client.query<{ pid: number }>(
-    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = hashtext($1)::oid AND granted AND pid <> pg_backend_pid()", [n.lockKey]);
-  throw new ConversionError(`another \`invoices partition --convert\` is running on this database${rows[0] ? ` (server process ${rows[0].pid})` : ''}: wait for it, or stop it (it resumes later)`);
 }
 
 async function raiseMaintenanceMemory(client: Client): Promise<void> {
@@ -1316,13 +1330,14 @@ async function cancelWith(client: Client, n: Names, opts: Parameters<typeof canc
     `DROP TABLE IF EXISTS ${n.state}`,
   ];
   if (opts.dryRun) return { cancelled: false, statements };
-  await takeConversionLock(client, n);
+  // Never while a conversion (or a seed) is writing the table: name it and change nothing.
+  const unlock = await lockSource(client, { key: n.lockKey, label: n.label, what: 'cancel', wait: false, log, signal: opts.signal, advice: 'stop that run first (Ctrl-C keeps what it copied), then cancel' });
   try {
     await withLockRetry(client, { lockTimeoutMs: opts.lockTimeoutMs ?? 500, lockRetries: opts.lockRetries ?? 10, signal: opts.signal, what: 'cancel', log }, async () => {
       for (const sql of statements) await client.query(sql);
     });
   } finally {
-    await client.query('SELECT pg_advisory_unlock(hashtext($1))', [n.lockKey]).catch(() => {});
+    await unlock();
   }
   return { cancelled: true, statements };
 }

@@ -40,6 +40,8 @@ export interface IndexStep {
   /** Shown to the user. */
   description: string;
   sql: string;
+  /** A concurrent build: the index it creates, which an interrupted build leaves behind invalid. */
+  builds?: { schema: string; name: string };
 }
 
 interface ExistingIndex {
@@ -111,8 +113,24 @@ function concurrently(existing: Map<string, ExistingIndex>, schema: string, name
   if (found?.valid) return [];
   const steps: IndexStep[] = [];
   if (found) steps.push({ description: `drop invalid ${name} (an interrupted build)`, sql: `DROP INDEX CONCURRENTLY ${quoteIdent(schema)}.${quoteIdent(name)}` });
-  steps.push({ description: `${name}: ${description} (on ${table})`, sql });
+  steps.push({ description: `${name}: ${description} (on ${table})`, sql, builds: { schema, name } });
   return steps;
+}
+
+/**
+ * Drops what a cancelled concurrent build left: its index, invalid (a build that completed is
+ * valid and stays). Returns whether there was one.
+ */
+export async function dropInvalidBuild(client: Client, step: IndexStep): Promise<boolean> {
+  if (!step.builds) return false;
+  const { schema, name } = step.builds;
+  const { rows } = await client.query<{ valid: boolean }>(
+    'SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND c.relnamespace = to_regnamespace($2)',
+    [name, schema],
+  );
+  if (!rows.length || rows[0].valid) return false;
+  await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(schema)}.${quoteIdent(name)}`);
+  return true;
 }
 
 export interface IndexInfo {

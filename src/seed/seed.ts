@@ -3,6 +3,9 @@ import { from as copyFrom } from 'pg-copy-streams';
 import type { Client, DbContext } from '../db/client.js';
 import { withClient } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
+import { asInterrupted, cancelOnAbort } from '../db/cancel.js';
+import { lockSource } from '../db/source-lock.js';
+import { sourceKey } from '../table/describe.js';
 import { BinaryCopyWriter } from '../db/copy-binary.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { silentLogger } from '../log.js';
@@ -26,12 +29,19 @@ export interface SeedOptions {
   batchSize?: number;
   signal?: AbortSignal;
   onProgress?: (p: SeedProgress) => void;
+  /** Called as each index or constraint of a fresh load starts building. */
+  onIndex?: (name: string) => void;
+  /** When another run holds the tables: wait for it (default) or refuse at once (exit 1). */
+  wait?: boolean;
 }
 
 export interface SeedProgress {
-  phase: 'customers' | 'invoices' | 'indexes';
+  phase: 'customers' | 'invoices' | 'invoice_ids' | 'indexes' | 'analyze';
   done: number;
   total: number;
+  /** This phase's place in the whole load: step of steps. */
+  step: number;
+  steps: number;
 }
 
 export interface SeedResult {
@@ -69,11 +79,36 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
   const batchSize = opts.batchSize ?? DEFAULT_BATCH;
   const { startMicros, endMicros } = seedWindow(opts.asOf, opts.months);
   const started = performance.now();
+  const { signal } = opts;
+  const log = ctx.log ?? silentLogger;
 
   // A config built by hand (tests, embedders) may carry no mapping: this tool's own tables.
   const tables = ctx.config.tables ?? DEFAULT_TABLES;
   return withClient(ctx, async (client) => {
-    const layout = await applySchema(client, tables, ctx.log ?? silentLogger);
+    // Ctrl-C or SIGTERM cancels the statement in flight on the server (a COPY, an index build, ANALYZE, the lock wait).
+    const canceller = cancelOnAbort(ctx, client, signal);
+    // A killed run's server process notices its client is gone within a second, and lets go of the lock and the transaction.
+    await client.query("SET client_connection_check_interval = '1s'").catch(() => {});
+    await client.query("SELECT set_config('application_name', 'invoices seed', false)");
+    const label = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : 'invoices';
+    // Before looking at what the tables hold: a second seed waits here (or refuses), then sees the first one's rows.
+    try {
+      await lockSource(client, { key: sourceKey(tables), label, what: 'seed', wait: opts.wait ?? true, log, signal });
+    } catch (err) {
+      await canceller.settled();
+      throw asInterrupted(err, signal, 'interrupted while waiting for the lock: nothing was changed');
+    }
+    if (signal?.aborted) throw new InterruptedError('interrupted before the load started: nothing was changed');
+    // The lock is released by ending the session (withClient), whatever happens below.
+    let step = 0;
+    let steps = 0;
+    const phase = (name: SeedProgress['phase'], done: number, total: number) => opts.onProgress?.({ phase: name, done, total, step, steps });
+    const enter = (name: SeedProgress['phase'], total: number) => {
+      step++;
+      phase(name, 0, total);
+    };
+
+    const layout = await applySchema(client, tables, log);
     const target = tables.mapped ? await mappedTarget(client, tables) : OWN_TARGET;
     const { invoices: inv, customers: cust, locator } = target;
     const partitioned = layout === 'partitioned';
@@ -101,83 +136,146 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     const plan = { count: invoices, firstId: firstInvoiceId, firstCustomerId, customers: opts.customers, startMicros, endMicros, seed: opts.seed, ...inv.amount };
     const generator = new InvoiceGenerator(plan);
     const dates = new IssueDates(plan);
-    const loadCustomers = () => copyCustomers(client, cust, opts, firstCustomerId, (i) => rank[i], startMicros);
+    const loadCustomers = () => {
+      enter('customers', opts.customers);
+      return copyCustomers(client, cust, opts, firstCustomerId, (i) => rank[i], startMicros, (done) => phase('customers', done, opts.customers));
+    };
     const windowMonths = monthRange(monthOf(new Date(startMicros / 1000)), monthOf(new Date(endMicros / 1000 - 1)));
     // The window's months, and the months ahead of the as-of month as `invoices partition` makes them.
     const partitionMonths = monthRange(windowMonths[0], addMonths(monthOf(opts.asOf), DEFAULT_AHEAD));
-    const progress = (done: number) => opts.onProgress?.({ phase: 'invoices', done, total: invoices });
+    const progress = (done: number) => phase('invoices', done, invoices);
     const makePartitions = async (create: (p: PartitionPlan) => Promise<void>) => {
       for (const p of await planPartitions(client, partitionMonths, tables)) {
         await create(p);
-        if (tables.mapped) ctx.log?.info(`created partition ${p.name} of ${inv.name}`);
+        if (tables.mapped) log.info(`created partition ${p.name} of ${inv.name}`);
       }
     };
+    const analyzed = [cust.rel, inv.rel, ...(partitioned ? [locator] : [])];
+    const analyze = async () => {
+      enter('analyze', analyzed.length);
+      for (const [i, table] of analyzed.entries()) {
+        if (signal?.aborted) throw new InterruptedError('interrupted');
+        await client.query(`ANALYZE ${table}`);
+        phase('analyze', i + 1, analyzed.length);
+      }
+    };
+    const advanceSequences = async () => {
+      // Serial and identity columns continue after the generated ids (no sequence: setval(NULL) is NULL).
+      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${cust.id}) FROM ${cust.rel}), 1))`, [cust.rel, cust.idName]);
+      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${inv.id}) FROM ${inv.rel}), 1))`, [inv.rel, inv.idName]);
+    };
+    const result = (): SeedResult => {
+      const seconds = (performance.now() - started) / 1000;
+      return {
+        customers: opts.customers,
+        invoices,
+        firstInvoiceId,
+        lastInvoiceId: firstInvoiceId + invoices - 1,
+        from: new Date(startMicros / 1000).toISOString(),
+        to: new Date(endMicros / 1000).toISOString(),
+        seconds,
+        invoicesPerSecond: invoices / seconds,
+        skippedForeignKeyChecks: skipTriggers,
+      };
+    };
+    const idRange = (first: number, n: number) => (n > 0 ? ` (ids ${first}..${first + n - 1})` : '');
 
     if (!append) {
       // A fresh load is one transaction: truncate, create the months' partitions, drop the
       // indexes, COPY everything (no WAL at wal_level=minimal; FREEZE on a plain table),
-      // rebuild the indexes once. Interrupted, it rolls back and the tables are as they were.
-      await transaction(client, async () => {
-        await client.query(`TRUNCATE ${inv.rel}, ${cust.rel}${partitioned ? `, ${locator}` : ''} RESTART IDENTITY`).catch((err: { code?: string; message: string; detail?: string }) => {
-          // Another table's foreign key into them (an application's, or a converted table's kept original).
-          if (err.code === '0A000') throw new UsageError(`cannot empty ${inv.name} and ${cust.name}: ${err.message}${err.detail ? ` (${err.detail})` : ''}; empty or drop the referencing table first`, { cause: err });
-          throw err;
+      // rebuild the indexes once, ANALYZE. Interrupted at any point before COMMIT (the signal
+      // cancels the statement in flight), it rolls back and the tables are as they were.
+      steps = writeLocator ? 5 : 4; // customers, invoices, [invoice_ids], indexes, analyze
+      try {
+        await transaction(client, async () => {
+          await client.query(`TRUNCATE ${inv.rel}, ${cust.rel}${partitioned ? `, ${locator}` : ''} RESTART IDENTITY`).catch((err: { code?: string; message: string; detail?: string }) => {
+            // Another table's foreign key into them (an application's, or a converted table's kept original).
+            if (err.code === '0A000') throw new UsageError(`cannot empty ${inv.name} and ${cust.name}: ${err.message}${err.detail ? ` (${err.detail})` : ''}; empty or drop the referencing table first`, { cause: err });
+            throw err;
+          });
+          if (partitioned) await makePartitions(async (p) => { for (const sql of p.statements) await client.query(sql); }); // in this transaction
+          // An application's indexes stay as they are (names, options, comments): COPY maintains them.
+          const rebuild = tables.mapped ? [] : [...(await dropIndexes(client, inv.rel)), ...(writeLocator ? await dropIndexes(client, locator) : [])];
+          await loadCustomers();
+          const targets = partitioned
+            ? windowMonths.map((m) => ({ table: inv.partition(m), freeze: true, untilMicros: Date.parse(monthBounds(m).to) * 1000 }))
+            : [{ table: inv.rel, freeze: true, untilMicros: Infinity }];
+          enter('invoices', invoices);
+          await copyInvoices(client, inv, generator, invoices, signal, progress, targets);
+          progress(invoices);
+          if (writeLocator) {
+            enter('invoice_ids', invoices);
+            await copyInvoiceIds(client, locator, dates, firstInvoiceId, invoices, signal, true, (done) => phase('invoice_ids', done, invoices));
+          }
+          enter('indexes', rebuild.length);
+          for (const [i, sql] of rebuild.entries()) {
+            if (signal?.aborted) throw new InterruptedError('interrupted');
+            opts.onIndex?.(indexName(sql));
+            await client.query(sql);
+            phase('indexes', i + 1, rebuild.length);
+          }
+          // In the transaction: TRUNCATE ... RESTART IDENTITY gave the sequences new storage, so this rolls back with the rest.
+          await advanceSequences();
+          await analyze();
+          // The last moment to change our mind: past this check the load commits, whole.
+          if (signal?.aborted) throw new InterruptedError('interrupted');
         });
-        if (partitioned) await makePartitions(async (p) => { for (const sql of p.statements) await client.query(sql); }); // in this transaction
-        // An application's indexes stay as they are (names, options, comments): COPY maintains them.
-        const rebuild = tables.mapped ? [] : [...(await dropIndexes(client, inv.rel)), ...(writeLocator ? await dropIndexes(client, locator) : [])];
-        await loadCustomers();
-        const targets = partitioned
-          ? windowMonths.map((m) => ({ table: inv.partition(m), freeze: true, untilMicros: Date.parse(monthBounds(m).to) * 1000 }))
-          : [{ table: inv.rel, freeze: true, untilMicros: Infinity }];
-        await copyInvoices(client, inv, generator, invoices, opts.signal, progress, targets);
-        if (writeLocator) await copyInvoiceIds(client, locator, dates, firstInvoiceId, invoices, opts.signal, true);
-        opts.onProgress?.({ phase: 'indexes', done: 0, total: rebuild.length });
-        for (const sql of rebuild) await client.query(sql);
-      }).catch((err) => {
-        if (err instanceof InterruptedError) throw new InterruptedError('interrupted: the load was rolled back, the tables are unchanged');
-        throw err;
-      });
-    } else {
-      // Appending to live tables: committed batches, so an interruption keeps whole batches.
+      } catch (err) {
+        await canceller.settled();
+        throw asInterrupted(err, signal, 'interrupted: the load was rolled back, the tables are unchanged');
+      }
+      canceller.dispose();
+      if (signal?.aborted) {
+        throw new InterruptedError(`interrupted while committing, but the load had committed: ${opts.customers} customers and ${invoices} invoices${idRange(firstInvoiceId, invoices)}`);
+      }
+      return result();
+    }
+
+    // Appending to live tables: committed batches, so an interruption keeps whole batches.
+    steps = 3;
+    let done = 0;
+    let customersCommitted = false;
+    const committed = () =>
+      customersCommitted
+        ? `${opts.customers} customers and ${done} of ${invoices} invoices committed${idRange(firstInvoiceId, done)}`
+        : 'nothing was committed';
+    try {
       if (partitioned) await makePartitions((p) => createPartition(client, p));
       await transaction(client, loadCustomers);
-      let done = 0;
+      customersCommitted = true;
+      enter('invoices', invoices);
       while (done < invoices) {
         const n = Math.min(batchSize, invoices - done);
-        try {
-          await transaction(client, async () => {
-            await copyInvoices(client, inv, generator, n, opts.signal, (k) => progress(done + k), [{ table: inv.rel, freeze: false, untilMicros: Infinity }]);
-            if (writeLocator) await copyInvoiceIds(client, locator, dates, firstInvoiceId + done, n, opts.signal, false);
-          });
-        } catch (err) {
-          if (err instanceof InterruptedError) {
-            throw new InterruptedError(`interrupted: ${opts.customers} customers and ${done} of ${invoices} invoices committed (ids ${firstInvoiceId}..${firstInvoiceId + done - 1})`);
-          }
-          throw err;
-        }
+        await transaction(client, async () => {
+          await copyInvoices(client, inv, generator, n, signal, (k) => progress(done + k), [{ table: inv.rel, freeze: false, untilMicros: Infinity }]);
+          if (writeLocator) await copyInvoiceIds(client, locator, dates, firstInvoiceId + done, n, signal, false);
+          if (signal?.aborted) throw new InterruptedError('interrupted');
+        });
         done += n;
         progress(done);
       }
+    } catch (err) {
+      await canceller.settled();
+      const stopped = asInterrupted(err, signal, `interrupted: ${committed()}`);
+      // Whatever was committed is in the tables for good: the sequences go past it, so the next insert does not collide.
+      if (customersCommitted) await advanceSequences().catch(() => {});
+      throw stopped;
     }
-
-    // Serial and identity columns continue after the generated ids (no sequence: setval(NULL) is NULL).
-    await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${cust.id}) FROM ${cust.rel}), 1))`, [cust.rel, cust.idName]);
-    await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${inv.id}) FROM ${inv.rel}), 1))`, [inv.rel, inv.idName]);
-    await client.query(`ANALYZE ${cust.rel}, ${inv.rel}${partitioned ? `, ${locator}` : ''}`);
-    const seconds = (performance.now() - started) / 1000;
-    return {
-      customers: opts.customers,
-      invoices,
-      firstInvoiceId,
-      lastInvoiceId: firstInvoiceId + invoices - 1,
-      from: new Date(startMicros / 1000).toISOString(),
-      to: new Date(endMicros / 1000).toISOString(),
-      seconds,
-      invoicesPerSecond: invoices / seconds,
-      skippedForeignKeyChecks: skipTriggers,
-    };
+    await advanceSequences();
+    try {
+      await analyze();
+    } catch (err) {
+      await canceller.settled();
+      throw asInterrupted(err, signal, `interrupted during ANALYZE: ${committed()}; the statistics are refreshed by autovacuum later`);
+    }
+    canceller.dispose();
+    return result();
   });
+}
+
+/** The index or constraint a rebuild statement creates, for progress. */
+function indexName(sql: string): string {
+  return /ADD CONSTRAINT (\S+)|INDEX (?:CONCURRENTLY )?(?:IF NOT EXISTS )?(\S+)/.exec(sql)?.slice(1).find(Boolean)?.replace(/"/g, '') ?? 'index';
 }
 
 /**
@@ -224,23 +322,27 @@ async function dropIndexes(client: Client, table: string): Promise<string[]> {
   return rebuild;
 }
 
-async function copyCustomers(client: Client, t: CustomersTarget, opts: SeedOptions, firstId: number, issuerRank: (i: number) => number, beforeMicros: number): Promise<void> {
+async function copyCustomers(client: Client, t: CustomersTarget, opts: SeedOptions, firstId: number, issuerRank: (i: number) => number, beforeMicros: number, progress: (done: number) => void): Promise<void> {
   const has = (c: CustomerColumn) => t.columns.includes(c);
   const names = t.columns.map((c) => t.col(c)).join(', ');
   await copyRows(client, `COPY ${t.rel} (${names}) FROM STDIN (FORMAT ${t.format})`, t.format, async (writer) => {
     let i = 0;
     for (const c of generateCustomers({ firstId, count: opts.customers, seed: opts.seed, issuerRank, beforeMicros })) {
       const wait = writer.row(t.columns.length, 64 + 3 * (c.name.length + c.email.length + c.country.length + c.segment.length));
-      if (wait) await wait;
+      if (wait) {
+        await wait;
+        if (opts.signal?.aborted) throw new InterruptedError('interrupted');
+      }
       writer.int8(c.id);
       writer.text(c.name);
       if (has('email')) writer.text(c.email);
       if (has('country')) writer.text(c.country);
       if (has('segment')) writer.text(c.segment);
       if (has('created_at')) writer.timestamptz(c.createdAtMicros);
-      if (++i % 65536 === 0) opts.onProgress?.({ phase: 'customers', done: i, total: opts.customers });
+      if (++i % 4096 === 0) progress(i);
     }
   });
+  progress(opts.customers);
 }
 
 /** One COPY of the generator's next n rows; Ctrl-C aborts it and the server discards it. */
@@ -283,13 +385,14 @@ async function copyInvoices(client: Client, t: InvoicesTarget, gen: InvoiceGener
 }
 
 /** invoice_ids rows for invoices firstId..firstId+n-1, their dates replayed from the same stream. */
-async function copyInvoiceIds(client: Client, locator: string, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined, freeze: boolean): Promise<void> {
+async function copyInvoiceIds(client: Client, locator: string, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined, freeze: boolean, progress?: (done: number) => void): Promise<void> {
   await copyRows(client, `COPY ${locator} (invoice_id, issue_date) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`, 'binary', async (writer) => {
     for (let k = 0; k < n; k++) {
       const wait = writer.row(2, 32);
       if (wait) {
         await wait;
         if (signal?.aborted) throw new InterruptedError('interrupted');
+        progress?.(k);
       }
       writer.int8(firstId + k);
       writer.timestamptz(dates.next());

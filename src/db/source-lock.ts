@@ -1,0 +1,88 @@
+// One bulk writer per source table at a time: `seed` and `partition --convert` take a session
+// advisory lock keyed on the table (src/table/describe.ts's sourceKey) before they look at
+// what the table holds. A second run waits for it, saying once who holds it, or with
+// --no-wait refuses. The lock goes with the session: a killed run's server process releases
+// it when it notices its client is gone (client_connection_check_interval, set by the caller).
+import { InterruptedError, InvoicesError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { isQueryCanceled } from './cancel.js';
+import type { Client } from './client.js';
+
+/** First key of the two-key advisory lock (the risk scorer uses 7115 for its models). */
+export const SOURCE_LOCK_CLASS = 7116;
+
+/** Another run holds the table: exit 1, nothing was changed. */
+export class SourceBusyError extends InvoicesError {}
+
+export interface LockHolder {
+  pid: number;
+  application: string | null;
+  address: string | null;
+  since: string;
+  seconds: number;
+  query: string | null;
+}
+
+export interface SourceLockOptions {
+  /** The source key (sourceKey(tables)); hashed into the lock's second key. */
+  key: string;
+  /** The table in messages. */
+  label: string;
+  /** This command, for messages: "seed", "partition --convert". */
+  what: string;
+  /** Wait for the holder (default) or refuse at once. */
+  wait: boolean;
+  log?: Logger;
+  /** Aborting it cancels the wait (with cancelOnAbort on the same client). */
+  signal?: AbortSignal;
+  /** What to do instead, in the refusal (default: run again later, or without --no-wait). */
+  advice?: string;
+}
+
+/** Takes the source's lock on this session; returns the function that releases it. */
+export async function lockSource(client: Client, opts: SourceLockOptions): Promise<() => Promise<void>> {
+  const args = [SOURCE_LOCK_CLASS, `invoices:write:${opts.key}`];
+  const release = async () => {
+    await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', args).catch(() => {});
+  };
+  for (;;) {
+    const { rows: [t] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', args);
+    if (t.ok) return release;
+    const holder = await lockHolder(client, opts.key);
+    if (!holder) continue; // released in between: try again
+    const who = describeHolder(holder);
+    if (!opts.wait) {
+      throw new SourceBusyError(`${who} is writing ${opts.label}: this ${opts.what} changed nothing; ${opts.advice ?? 'run it again once that one has finished, or without --no-wait to wait for it'}`);
+    }
+    opts.log?.info(`waiting for ${who}, which is writing ${opts.label} (Ctrl-C to stop waiting; --no-wait refuses instead)`);
+    try {
+      await client.query('SELECT pg_advisory_lock($1, hashtext($2))', args);
+    } catch (err) {
+      if (opts.signal?.aborted || isQueryCanceled(err)) {
+        throw new InterruptedError(`interrupted while waiting for ${who}: this ${opts.what} changed nothing`, { cause: err });
+      }
+      throw err;
+    }
+    return release;
+  }
+}
+
+/** The session holding the source's lock: server process, program, client address, since when, what it runs. */
+export async function lockHolder(client: Client, key: string): Promise<LockHolder | undefined> {
+  const { rows } = await client.query<LockHolder>(
+    `SELECT a.pid, nullif(a.application_name, '') AS application, a.client_addr::text AS address,
+            a.backend_start AS since, extract(epoch FROM now() - a.backend_start)::int AS seconds,
+            left(regexp_replace(a.query, '\\s+', ' ', 'g'), 60) AS query
+       FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid
+        AND l.objid = hashtext($2)::oid AND l.objsubid = 2 AND l.pid <> pg_backend_pid()`,
+    [SOURCE_LOCK_CLASS, `invoices:write:${key}`],
+  );
+  return rows[0];
+}
+
+function describeHolder(h: LockHolder): string {
+  const program = h.application?.startsWith('invoices') ? `\`${h.application}\`` : `a session${h.application ? ` of ${h.application}` : ''}`;
+  const from = h.address ? `from ${h.address}` : 'over a local socket';
+  return `${program} (server process ${h.pid}, ${from}, connected since ${h.since}, ${h.seconds} s ago)`;
+}
