@@ -2,7 +2,7 @@
 // so `invoices get` never loads DuckDB, Faker or the seed code.
 import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
-import { ExitCode, InvoicesError } from './errors.js';
+import { ExitCode, InterruptedError, InvoicesError } from './errors.js';
 import { MODEL_VERSION } from './risk/model.js';
 
 type Loader = () => Promise<{ run: (...args: never[]) => Promise<void> }>;
@@ -31,7 +31,7 @@ Examples:
   $ invoices risk --follow                  score every new invoice as it commits, exactly once
   $ invoices db url                         a URL for psql
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted.`);
+Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).`);
 
   program.command('init')
     .description('create the schema (idempotent)')
@@ -48,6 +48,7 @@ Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 13
     .option('--append', 'add a new cohort of customers and invoices to existing rows')
     .option('--truncate', 'replace existing rows')
     .option('--batch-size <n>', 'invoices per COPY transaction', '1000000')
+    .option('--no-wait', 'when another seed or conversion is writing the tables, exit 1 instead of waiting for it')
     .addHelpText('after', `
 Examples:
   $ invoices seed --customers 1000                        50,000 invoices over 24 months
@@ -88,6 +89,7 @@ warns once and answers from PostgreSQL (exit 0), unless --cache-required.`)
     .option('--lock-timeout <ms>', 'with --convert: how long each attempt at the exclusive lock may wait (default: 500)')
     .option('--lock-retries <n>', 'with --convert: attempts after the first before giving up (default: 10)')
     .option('--cancel', 'with --convert: remove everything an unfinished conversion created; invoices is left as it was')
+    .option('--no-wait', 'with --convert: when another conversion or seed is writing the table, exit 1 instead of waiting for it')
     .addHelpText('after', `
 Examples:
   $ invoices partition                 partitions for stranded months and the next 3 months
@@ -242,6 +244,8 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (err) {
     process.exitCode = exitCodeFor(err);
+    // 130 after SIGINT, 143 after SIGTERM: which one came is known where the signals are caught.
+    if (err instanceof InterruptedError) process.exitCode = (await import('./commands/context.js')).interruptExitCode();
     if (err instanceof CommanderError) return; // commander already printed help or the error
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`invoices: ${message}\n`);

@@ -59,17 +59,27 @@ export function commandContext(cmd: Command): CommandContext {
   };
 }
 
+/** The first SIGINT or SIGTERM this process received (the exit code follows it: 130 or 143). */
+let received: NodeJS.Signals | undefined;
+
+/** The exit code of an interrupted run: 128 + the signal's number, as a shell reports it (SIGINT 130, SIGTERM 143). */
+export function interruptExitCode(sig: NodeJS.Signals | undefined = received): number {
+  return sig === 'SIGTERM' ? 143 : 130;
+}
+
 /**
  * An AbortSignal that fires on the first Ctrl-C or SIGTERM, so long work can stop at a
- * clean point; a second Ctrl-C exits at once.
+ * clean point (cancelOnAbort in src/db/cancel.ts stops a statement in flight); a second
+ * Ctrl-C exits at once (the server rolls back what was not committed).
  */
 export function interruptSignal(log: Logger): AbortSignal {
   const controller = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
     if (controller.signal.aborted) {
       process.stderr.write('\nforced exit\n');
-      process.exit(130);
+      process.exit(interruptExitCode(sig));
     }
+    received ??= sig;
     log.warn(`${sig}: stopping at the next clean point (press Ctrl-C again to force)`);
     controller.abort(new InterruptedError('interrupted'));
   };
