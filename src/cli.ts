@@ -119,15 +119,20 @@ Examples:
     .option('--full', 'rewrite every month, ignoring the manifest')
     .option('--verify', 'after exporting, reconcile rows and sum(amount) per month with PostgreSQL; exit 1 on any difference')
     .option('--verify-only', 'reconcile the lake with PostgreSQL without exporting')
+    .option('--no-wait', 'when another export holds the lake\'s lock, exit 1 at once instead of waiting for it')
     .addHelpText('after', `
 Examples:
   $ invoices export                          ./lake: only the months that changed since the last run
   $ invoices export --out /data/lake --full  rewrite everything
   $ invoices export --verify --quiet         cron: export, then exit 1 if a month differs from PostgreSQL
 
-Layout: <dir>/invoices/month=YYYY-MM/part-0.parquet, <dir>/customers/part-0.parquet, <dir>/_manifest.json.
+Layout: <dir>/invoices/month=YYYY-MM/part-<export id>.parquet, <dir>/customers/part-<export id>.parquet,
+<dir>/_manifest.json (lists every file, with its size and sha256). The folder must be new, empty or a
+lake export made; export never touches a file it did not write. One export at a time (a lock file;
+--no-wait refuses instead of waiting); a run that was killed is finished or rolled back by the next.
 Rows are exported up to a transaction-id watermark, so a transaction that commits late is picked up
-by the next run; months whose rows were updated or deleted are rewritten too.`)
+by the next run; months whose rows were updated or deleted, or whose file is missing or changed, are
+written again.`)
     .action(lazy(() => import('./commands/export.js')));
 
   program.command('group')

@@ -56,7 +56,13 @@ async function lakeMonths(): Promise<Record<string, { n: string; s: string }>> {
 }
 
 const lakeHas = (id: number) => duck(async (q) => (await q(`SELECT count(*)::INT AS n FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE invoice_id = ${id}`))[0].n === 1);
-const mtimes = () => Object.fromEntries(readdirSync(path.join(lake, 'invoices')).map((d) => [d, statSync(path.join(lake, 'invoices', d, 'part-0.parquet')).mtimeMs]));
+/** Per month folder: its one Parquet file (part-<exportId>.parquet) and that file's mtime: an untouched month keeps both. */
+const mtimes = () => Object.fromEntries(readdirSync(path.join(lake, 'invoices')).map((d) => {
+  const [file] = readdirSync(path.join(lake, 'invoices', d)).filter((f) => f.endsWith('.parquet'));
+  return [d, `${file} ${statSync(path.join(lake, 'invoices', d, file)).mtimeMs}`];
+}));
+/** The file the manifest lists for a month. */
+const monthFile = (m: string) => path.join(lake, JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8')).months[m].files[0]);
 
 describe('invoices export', () => {
   it('writes a hive-partitioned lake whose counts and sums equal PostgreSQL exactly', async () => {
@@ -65,7 +71,8 @@ describe('invoices export', () => {
     expect(out.map((m) => m.month)).toEqual(Object.keys(expected));
     expect(out.every((m) => m.action === 'written')).toBe(true);
     expect(readdirSync(path.join(lake, 'invoices')).sort()).toEqual(Object.keys(expected).map((m) => `month=${m}`));
-    for (const d of readdirSync(path.join(lake, 'invoices'))) expect(readdirSync(path.join(lake, 'invoices', d))).toEqual(['part-0.parquet']);
+    const manifest0 = JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8'));
+    for (const d of readdirSync(path.join(lake, 'invoices'))) expect(readdirSync(path.join(lake, 'invoices', d))).toEqual([`part-${manifest0.exportId}.parquet`]);
     expect(readdirSync(lake).sort()).toEqual(['_manifest.json', 'customers', 'invoices']);
     expect(await lakeMonths()).toEqual(expected);
     const manifest = JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8'));
@@ -76,7 +83,7 @@ describe('invoices export', () => {
 
   it('stores amount as DECIMAL(14,2) and issue_date as a UTC timestamp in the Parquet schema', async () => {
     const schema = await duck((q) => q(`SELECT name, type, converted_type, precision::VARCHAR AS p, scale::VARCHAR AS s, logical_type::VARCHAR AS lt
-                                          FROM parquet_schema('${lake}/invoices/month=2025-03/part-0.parquet')`));
+                                          FROM parquet_schema('${monthFile('2025-03')}')`));
     const col = (n: string) => schema.find((r) => r.name === n)!;
     expect(col('amount')).toMatchObject({ converted_type: 'DECIMAL', p: '14', s: '2' });
     expect(String(col('issue_date').lt)).toContain('isAdjustedToUTC=1');
@@ -165,7 +172,7 @@ describe('invoices export', () => {
     expect(ok.stderr).toContain('match PostgreSQL exactly');
 
     // Replace one month's file with one missing a row (what a bad copy or a hand edit would do).
-    const file = path.join(lake, 'invoices', 'month=2025-03', 'part-0.parquet');
+    const file = monthFile('2025-03');
     await duck(async (q) => {
       await q(`CREATE TABLE t AS SELECT * FROM read_parquet('${file}') WHERE invoice_id <> (SELECT max(invoice_id) FROM read_parquet('${file}'))`);
       await q(`COPY t TO '${file}' (FORMAT parquet)`);
@@ -177,6 +184,7 @@ describe('invoices export', () => {
     expect(rows.filter((r) => r.status !== 'ok').map((r) => r.month)).toEqual(['2025-03']);
     const march = rows.find((r) => r.month === '2025-03')!;
     expect(march.lake_rows).toBe(march.postgres_rows - 1);
+    expect(march.status).toBe('CHANGED FILE');
     expect(bad.stderr).toContain('2025-03');
 
     const fixed = await cli(['export', '--out', lake, '--full', '--verify', '--json']);

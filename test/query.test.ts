@@ -1,6 +1,6 @@
 // `invoices query` and `invoices join`: DuckDB SQL over the lake and side files of every format,
 // with one-line errors (exit 2) for missing, unknown and malformed files.
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, ROOT, runCli, seedWithCli, tempDir, withPg, type TestDatabase } from './helpers.js';
@@ -57,7 +57,7 @@ describe('invoices query', () => {
   it('NDJSON, Parquet and plain text side sources', async () => {
     const ev = await query(`SELECT count(*) AS n, count(DISTINCT event) AS kinds FROM events`, `events=${F('events.ndjson')}`);
     expect(ev).toEqual([{ n: 120, kinds: 5 }]);
-    const pq = await query(`SELECT count(*) AS n FROM c2`, `c2=${path.join(lake, 'customers', 'part-0.parquet')}`);
+    const pq = await query(`SELECT count(*) AS n FROM c2`, `c2=${path.join(lake, JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8')).customers.files[0])}`);
     expect(pq).toEqual([{ n: 50 }]);
     const notes = await query(`SELECT line_number, line FROM notes ORDER BY line_number LIMIT 2`, `notes=${F('notes.txt')}`);
     expect(notes[0].line_number).toBe(1);

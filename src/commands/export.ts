@@ -11,6 +11,8 @@ interface ExportOptions {
   full?: boolean;
   verify?: boolean;
   verifyOnly?: boolean;
+  /** --no-wait: false. */
+  wait?: boolean;
 }
 
 const OUTCOME_COLUMNS: Column<MonthOutcome>[] = [
@@ -33,12 +35,13 @@ const CHECK_COLUMNS: Column<MonthCheck & { status: string }>[] = [
 export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
   if (opts.verifyOnly && (opts.full || opts.verify)) throw new UsageError('--verify-only does not export: it goes without --full and --verify');
   const ctx = commandContext(cmd);
+  const signal = interruptSignal(ctx.log);
   if (!opts.verifyOnly) {
-    const signal = interruptSignal(ctx.log);
     const progress = createProgress('export', { quiet: ctx.quiet, tty: ctx.tty });
     const r = await exportLake(ctx, {
       out: opts.out,
       full: opts.full,
+      wait: opts.wait !== false,
       signal,
       log: ctx.log,
       onProgress: (p) => progress.update(p.done, p.total),
@@ -55,11 +58,17 @@ export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
       return;
     }
   }
-  const v = await verifyLake(ctx, opts.out);
-  await ctx.printRows(v.months.map((m) => ({ ...m, status: m.ok ? 'ok' : 'DIFFERENT' })), CHECK_COLUMNS);
+  const v = await verifyLake(ctx, opts.out, { signal, wait: opts.wait !== false, log: ctx.log });
+  const status = (m: MonthCheck) => (m.file === 'missing' ? 'MISSING FILE' : m.file === 'changed' ? 'CHANGED FILE' : m.ok ? 'ok' : 'DIFFERENT');
+  await ctx.printRows(v.months.map((m) => ({ ...m, status: status(m) })), CHECK_COLUMNS);
   const bad = v.months.filter((m) => !m.ok);
-  if (bad.length) {
-    ctx.log.warn(`verify: ${bad.length} month(s) differ between the lake and PostgreSQL (${v.watermark === null ? 'all rows' : `rows below watermark ${v.watermark}`}): ${bad.map((m) => m.month).join(', ')}; run \`invoices export\` (or --full)`);
+  for (const f of v.files) ctx.log.warn(`verify: ${f.problem}`);
+  if (!v.ok) {
+    const parts = [];
+    if (bad.length) parts.push(`${bad.length} month(s) differ between the lake and PostgreSQL (${v.watermark === null ? 'all rows' : `rows below watermark ${v.watermark}`}): ${bad.map((m) => m.month).join(', ')}`);
+    const others = v.files.filter((f) => !v.months.some((m) => m.problem === f.problem));
+    if (others.length) parts.push(`${others.length} other file(s) missing or changed`);
+    ctx.log.warn(`verify: ${parts.join('; ')}; run \`invoices export --out ${opts.out}\` to write them again`);
     process.exitCode = 1;
   } else {
     ctx.log.info(`verify: ${v.months.length} month(s) match PostgreSQL exactly (rows and sum(amount)${v.watermark === null ? '' : `, watermark ${v.watermark}`})`);

@@ -8,7 +8,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Client } from '../db/client.js';
-import { InterruptedError } from '../errors.js';
+import { InterruptedError, InvoicesError } from '../errors.js';
 import { type DuckDBConnection, sqlString } from './duckdb.js';
 
 /**
@@ -27,8 +27,13 @@ export function copyOptions(format: CopyFormat): string {
 export function makeFifo(dir: string): string {
   const fifo = path.join(dir, `.copy-${process.pid}-${Math.random().toString(36).slice(2, 8)}.pipe`);
   rmSync(fifo, { force: true });
-  execFileSync('mkfifo', ['-m', '600', fifo]);
-  if (!statSync(fifo).isFIFO()) throw new Error(`could not create the named pipe ${fifo}`);
+  try {
+    execFileSync('mkfifo', ['-m', '600', fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const why = String((err as { stderr?: Buffer }).stderr ?? '').trim().split('\n')[0] || (err as Error).message.split('\n')[0];
+    throw new InvoicesError(`cannot create a named pipe in ${dir} (${why}): the lake must be on a local filesystem that supports them`, { cause: err });
+  }
+  if (!statSync(fifo).isFIFO()) throw new InvoicesError(`could not create the named pipe ${fifo}`);
   return fifo;
 }
 

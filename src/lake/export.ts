@@ -1,19 +1,25 @@
 // `invoices export`: PostgreSQL -> a Parquet lake, one hive partition per month, incremental
-// on a transaction-id watermark, atomic per month, with a manifest written last.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+// on a transaction-id watermark. The lake is a folder export owns (files.ts): one export at a
+// time (lock.ts), new files under new names committed by the manifest (commit.ts), so no file
+// it did not write is ever touched and a crash at any instant is repaired by the next run.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, DbContext } from '../db/client.js';
 import { connectionSettings, withClient } from '../db/client.js';
-import { InterruptedError } from '../errors.js';
+import { InterruptedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { listPartitions, monthBounds } from '../schema/partitions.js';
 import { qualified } from '../tables.js';
 import { copyIntoDuckDb, makeFifo, type CopyFormat } from './copy-stream.js';
 import { type DuckDBConnection, queryRows, sqlString, withDuckDbConnections } from './duckdb.js';
-import { readManifest, writeManifest, type Manifest, type MonthEntry } from './manifest.js';
+import { commitExport, recoverLake, type StagedFile } from './commit.js';
+import { checkFile, describeFile, prepareLakeDir, STAGING } from './files.js';
+import { acquireLakeLock } from './lock.js';
+import { MANIFEST, MANIFEST_VERSION, manifestFiles, parseManifest, readManifestText, type FileInfo, type Manifest, type MonthEntry } from './manifest.js';
 import { findPsql, psqlConnection, psqlCopyToFifo } from './psql-source.js';
 import { changesSince, type Changes } from '../table/changes.js';
-import { customersSelect } from '../table/customers.js';
+import { customersSelect, customersStamp } from '../table/customers.js';
 import { describeTable, leafRelation, untrackedAdvice, type SourceTable } from '../table/describe.js';
 import { readLineage } from '../table/lineage.js';
 import { ensureTracked } from '../table/tracking.js';
@@ -32,6 +38,8 @@ export interface ExportOptions {
   parallel?: number;
   /** Use psql for COPY when it is on PATH (default true). */
   psql?: boolean;
+  /** Wait for another export of this lake to finish (default), or refuse at once (exit 1). */
+  wait?: boolean;
 }
 
 export interface MonthOutcome {
@@ -54,27 +62,81 @@ export interface ExportResult {
   rowsPerSecond: number;
   /** How rows left PostgreSQL: psql COPY streams, or node-postgres. */
   reader: string;
+  /** The export's id: in the manifest and in the names of the files it wrote. */
+  exportId: string;
 }
 
 const INVOICE_COLUMNS = 'invoice_id, issue_date, issuer_id, receiver_id, amount';
+const INTERRUPTED = 'export interrupted: the lake still holds the previous export (its manifest is unchanged)';
 
-/** Exports invoices (the months that changed, or all with `full`) and customers to the lake at `out`. */
+/**
+ * Exports invoices (the months that changed, or all with `full`) and customers to the lake at
+ * `out`, under the lake's lock; the months whose files are missing or changed are rewritten too.
+ */
 export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<ExportResult> {
   const log = opts.log ?? ctx.log ?? silentLogger;
-  const out = path.resolve(opts.out);
-  const started = performance.now();
-  mkdirSync(path.join(out, 'invoices'), { recursive: true });
-  const previous = opts.full ? undefined : readManifest(out);
+  // Before any work: a folder that is not ours, or cannot be, is refused in one line.
+  const out = prepareLakeDir(opts.out);
+  const lock = await acquireLakeLock(out, { wait: opts.wait !== false, log, signal: opts.signal, command: 'export' });
+  const started = performance.now(); // the time and rate said at the end leave out the wait for the lock
+  const staging = path.join(out, STAGING);
+  try {
+    recoverLake(out, log);
+    // The manifest this export starts from: it must still be the one on disk when it commits.
+    const startedFrom = readManifestText(out);
+    const current = startedFrom === undefined ? undefined : parseManifest(startedFrom, path.join(out, MANIFEST));
+    mkdirSync(staging, { recursive: true });
+    return await exportInto(ctx, opts, { out, staging, current, startedFrom, log, started });
+  } catch (err) {
+    // Ctrl-C or SIGTERM ends psql and DuckDB mid-copy with errors of their own: it was the interrupt.
+    if (opts.signal?.aborted && !(err instanceof InterruptedError)) throw new InterruptedError(INTERRUPTED, { cause: err });
+    throw err;
+  } finally {
+    rmSync(staging, { recursive: true, force: true });
+    lock.release();
+  }
+}
+
+interface Lake {
+  out: string;
+  staging: string;
+  current: Manifest | undefined;
+  startedFrom: string | undefined;
+  log: Logger;
+  started: number;
+}
+
+async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Promise<ExportResult> {
+  const { out, staging, current, log } = lake;
+  const exportId = newExportId();
+  const previous = opts.full ? undefined : current;
+  // Each file the manifest lists is there as written (size and mtime; the hash when the mtime moved).
+  const fileProblems = new Map<string, string>();
+  const touched = new Map<string, FileInfo>();
+  for (const [m, e] of Object.entries(previous?.months ?? {})) {
+    for (const f of e.files) {
+      const c = checkFile(out, f, e.fileInfo?.[f], false);
+      if (c.problem) {
+        fileProblems.set(m, c.problem);
+        log.warn(`${c.problem}: month ${m} is written again`);
+      }
+      if (c.touched) touched.set(f, c.touched);
+    }
+  }
   const psql = opts.psql !== false ? findPsql() : null;
   const conn = psql ? psqlConnection(await connectionSettings(ctx)) : undefined;
   const parallel = psql ? Math.max(1, opts.parallel ?? 2) : 1;
 
   return withClient(ctx, async (client) => {
     const source = await ensureTracked(client, await describeTable(client, ctx.config.tables), log);
+    if (current?.sourceKey && current.sourceKey !== source.key && !opts.full) {
+      throw new UsageError(`the lake at ${out} holds ${current.source}, another table or column mapping than ${describeTarget(ctx)}: choose another --out, or replace its contents with --full`);
+    }
     if (!source.incremental) log.warn(`${untrackedAdvice(source)}; until then every export rewrites every month`);
+    // Before the snapshot: a change counted in the stamp is in the exported names (the counters lag, never lead).
+    const customersAt = await customersStamp(client, source.tables);
     // One snapshot for the whole export, shared with the psql streams: statistics, change log and rows agree.
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const staged: string[] = [];
     try {
       await assertXidsBehindServer(client, source);
       const horizon = source.incremental ? (await xidHorizon(client)).horizon : null;
@@ -91,6 +153,10 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
       const changes = base ? await changesSince(client, source, base, [...new Set([...(stats?.keys() ?? []), ...Object.keys(base.months)])]) : undefined;
       if (changes?.all) log.info(`rewriting every month: ${changes.all}`);
       const plan = planMonths(stats ?? new Map(), changes?.all ? undefined : base, changes);
+      for (const p of plan) {
+        const problem = fileProblems.get(p.month);
+        if (problem && !p.write && stats?.has(p.month)) Object.assign(p, { write: true, reason: problem });
+      }
       const lineage = changes?.lineage ?? (await readLineage(client, source));
       const toWrite = stats ? plan.filter((p) => p.write).map((p) => p.month) : await catalogMonths(client, source);
       const estimates = stats ? new Map([...stats].map(([m, s]) => [m, s.rows])) : await partitionEstimates(client, source);
@@ -98,7 +164,7 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
       const now = new Date().toISOString();
       let done = 0;
 
-      const written = new Map<string, { rows: number; sum: string; dir: string }>();
+      const written = new Map<string, { rows: number; sum: string; staged: string; info: FileInfo }>();
       const result = await withDuckDbConnections(parallel, async (ducks) => {
         // Months shared between the streams, largest first to the least loaded, so they finish together.
         const lists: string[][] = ducks.map(() => []);
@@ -115,18 +181,19 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         const columns = { invoice_id: 'BIGINT', issue_date: 'TIMESTAMPTZ', issuer_id: 'BIGINT', receiver_id: 'BIGINT', amount: decimal };
         const worker = async (duck: DuckDBConnection, months: string[]) => {
           if (!months.length) return;
-          const fifo = makeFifo(out);
+          const fifo = makeFifo(staging);
           try {
             for (const m of months) {
-              if (opts.signal?.aborted) throw new InterruptedError('export interrupted: the lake still holds the previous export (its manifest is unchanged)');
-              const dir = path.join(out, 'invoices', `.tmp-month=${m}-${process.pid}`);
-              staged.push(dir);
-              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, dir, sumColumn: 'amount', signal: opts.signal, columns, format: 'text', psql: conn ? { conn, snapshot } : undefined });
+              if (opts.signal?.aborted) throw new InterruptedError(INTERRUPTED);
+              // Staged under a fixed name; the commit renames it to invoices/month=M/part-<exportId>.parquet.
+              const file = path.join(staging, `month=${m}.parquet`);
+              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, file, sumColumn: 'amount', signal: opts.signal, columns, format: 'text', psql: conn ? { conn, snapshot } : undefined });
               const s = stats?.get(m);
               if (stats && (w.rows !== (s?.rows ?? 0) || (s && w.sum !== s.sum))) {
                 throw new Error(`month ${m}: wrote ${w.rows} rows summing ${w.sum}, PostgreSQL has ${s?.rows ?? 0} summing ${s?.sum ?? 0}; the lake is unchanged`);
               }
-              if (w.rows > 0) written.set(m, { ...w, dir });
+              if (w.rows > 0) written.set(m, { ...w, staged: file, info: describeFile(file) });
+              else rmSync(file, { force: true });
               done += w.rows;
               opts.onProgress?.({ month: m, done, total });
             }
@@ -135,42 +202,47 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
           }
         };
         await Promise.all(ducks.map((d, i) => worker(d, lists[i])));
-        const customersDir = path.join(out, `.tmp-customers-${process.pid}`);
-        staged.push(customersDir);
+        const file = path.join(staging, 'customers.parquet');
         const customers = await writeParquet(client, ducks[0], {
           select: await customersSelect(client, ctx.config.tables),
           columns: { id: 'BIGINT', name: 'VARCHAR', email: 'VARCHAR', country: 'VARCHAR', segment: 'VARCHAR', created_at: 'TIMESTAMPTZ' },
-          dir: customersDir,
-          fifo: makeFifo(out),
+          file,
+          fifo: makeFifo(staging),
           cleanFifo: true,
         });
-        return { customers: customers.rows, customersDir };
+        return { customers: customers.rows, staged: file, info: describeFile(file) };
       });
       await client.query('COMMIT');
+      if (opts.signal?.aborted) throw new InterruptedError(INTERRUPTED);
 
-      // Everything is staged and checked: swap the months in, one rename each, then the manifest.
+      // Everything is staged and checked: the new files go in under new names, the manifest commits them.
       const months: Record<string, MonthEntry> = {};
       const outcomes: MonthOutcome[] = [];
-      for (const [m, w] of written) {
-        replaceDir(path.join(out, 'invoices', `month=${m}`), w.dir);
-        months[m] = { files: [`invoices/month=${m}/part-0.parquet`], rows: w.rows, sum: w.sum, watermark: horizon, exportedAt: now };
+      const staged: StagedFile[] = [];
+      for (const [m, w] of [...written].sort(([a], [b]) => a.localeCompare(b))) {
+        const file = `invoices/month=${m}/part-${exportId}.parquet`;
+        staged.push({ staged: w.staged, file });
+        months[m] = { files: [file], fileInfo: { [file]: w.info }, rows: w.rows, sum: w.sum, watermark: horizon, exportedAt: now };
         outcomes.push({ month: m, action: 'written', rows: w.rows, sum: w.sum, reason: plan.find((p) => p.month === m)?.reason ?? 'full export' });
       }
       for (const p of plan) {
         if (!p.write && stats?.has(p.month) && base?.months[p.month]) {
-          months[p.month] = base.months[p.month];
-          outcomes.push({ month: p.month, action: 'unchanged', rows: months[p.month].rows, sum: months[p.month].sum, reason: p.reason });
+          const kept = base.months[p.month];
+          const info = kept.fileInfo && Object.fromEntries(Object.entries(kept.fileInfo).map(([f, i]) => [f, touched.get(f) ?? i]));
+          months[p.month] = info ? { ...kept, fileInfo: info } : kept;
+          outcomes.push({ month: p.month, action: 'unchanged', rows: kept.rows, sum: kept.sum, reason: p.reason });
         }
       }
-      for (const m of existingMonthDirs(out)) {
+      for (const m of Object.keys(current?.months ?? {})) {
         if (months[m]) continue;
-        replaceDir(path.join(out, 'invoices', `month=${m}`), undefined);
         outcomes.push({ month: m, action: 'removed', rows: 0, sum: '0', reason: plan.find((p) => p.month === m)?.reason ?? 'no rows in PostgreSQL' });
       }
-      replaceDir(path.join(out, 'customers'), result.customersDir);
+      const customersFile = `customers/part-${exportId}.parquet`;
+      staged.push({ staged: result.staged, file: customersFile });
       outcomes.sort((a, b) => a.month.localeCompare(b.month));
       const manifest: Manifest = {
-        version: 1,
+        version: MANIFEST_VERSION,
+        exportId,
         watermark: horizon,
         exportedAt: now,
         source: describeTarget(ctx),
@@ -178,10 +250,11 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         lineage,
         amount,
         months: Object.fromEntries(Object.entries(months).sort(([a], [b]) => a.localeCompare(b))),
-        customers: { files: ['customers/part-0.parquet'], rows: result.customers, exportedAt: now },
+        customers: { files: [customersFile], fileInfo: { [customersFile]: result.info }, rows: result.customers, exportedAt: now, stamp: customersAt },
       };
-      writeManifest(out, manifest);
-      const seconds = (performance.now() - started) / 1000;
+      const keep = new Set(manifestFiles(manifest));
+      commitExport(out, manifest, staged, current ? manifestFiles(current).filter((f) => !keep.has(f)) : [], lake.startedFrom, log);
+      const seconds = (performance.now() - lake.started) / 1000;
       return {
         out,
         watermark: horizon,
@@ -192,14 +265,18 @@ export async function exportLake(ctx: DbContext, opts: ExportOptions): Promise<E
         seconds,
         rowsPerSecond: seconds > 0 ? done / seconds : 0,
         reader: conn ? `psql COPY, ${parallel} stream(s)` : 'node-postgres COPY, 1 stream (psql not found on PATH)',
+        exportId,
       };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
-    } finally {
-      for (const d of staged) rmSync(d, { recursive: true, force: true });
     }
   });
+}
+
+/** A new export's id, sortable by time and unique: 20260101T020000Z-a1b2c3. */
+function newExportId(): string {
+  return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
 /**
@@ -253,21 +330,11 @@ async function partitionEstimates(client: Client, source: SourceTable): Promise<
   return new Map(parts.filter((p) => p.from).map((p) => [p.from!.slice(0, 7), byName.get(p.name) ?? 0]));
 }
 
-function existingMonthDirs(out: string): string[] {
-  const dir = path.join(out, 'invoices');
-  if (!existsSync(dir)) return [];
-  return readdirNames(dir).map((d) => /^month=(\d{4}-\d{2})$/.exec(d)?.[1]).filter((m): m is string => Boolean(m));
-}
-
-function readdirNames(dir: string): string[] {
-  return readdirSync(dir).sort();
-}
-
 interface WriteSpec {
   select: string;
   columns: Record<string, string>;
-  /** A staging directory (the caller renames it into place). */
-  dir: string;
+  /** The Parquet file to write, in the staging folder (the commit renames it into place). */
+  file: string;
   fifo: string;
   cleanFifo?: boolean;
   sumColumn?: string;
@@ -278,11 +345,10 @@ interface WriteSpec {
   psql?: { conn: { args: string[]; env: Record<string, string> }; snapshot: string };
 }
 
-/** Writes `select` as dir/part-0.parquet; returns the row count and sum read back from the file. */
+/** Writes `select` as the Parquet file spec.file; returns the row count and sum read back from the file. */
 async function writeParquet(client: Client, duck: DuckDBConnection, spec: WriteSpec): Promise<{ rows: number; sum: string }> {
-  rmSync(spec.dir, { recursive: true, force: true });
-  mkdirSync(spec.dir, { recursive: true });
-  const file = path.join(spec.dir, 'part-0.parquet');
+  const file = spec.file;
+  rmSync(file, { force: true });
   try {
     const statement = (source: string) => `COPY (SELECT * FROM ${source}) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION snappy)`;
     const psql = spec.psql;
@@ -297,12 +363,4 @@ async function writeParquet(client: Client, duck: DuckDBConnection, spec: WriteS
   } finally {
     if (spec.cleanFifo) rmSync(spec.fifo, { force: true });
   }
-}
-
-/** Puts `tmp` at `dir` (or removes `dir` when tmp is undefined): the old directory is renamed away first, then dropped. */
-function replaceDir(dir: string, tmp: string | undefined): void {
-  const old = path.join(path.dirname(dir), `.old-${path.basename(dir)}-${process.pid}`);
-  if (existsSync(dir)) renameSync(dir, old);
-  if (tmp) renameSync(tmp, dir);
-  rmSync(old, { recursive: true, force: true });
 }
