@@ -4,7 +4,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, runCli, seedWithCli, waitFor, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
-import { connectPg, insertInvoices, riskRun, scoreCounts, startCli, type RunJson } from './risk-helpers.js';
+import { connectPg, insertInvoices, riskRun, scoreCounts, sourceIdOf, startCli, type RunJson } from './risk-helpers.js';
 
 const N = 30_000;
 const CUSTOMERS = 50;
@@ -127,10 +127,10 @@ describe('two scorers of the same model', () => {
    * same time" whatever the machine's speed.
    */
   async function holdWatermark(model: string): Promise<pg.Client> {
-    await q('INSERT INTO risk_watermarks (model_version) VALUES ($1) ON CONFLICT DO NOTHING', [model]);
+    await q("INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, $2, 'public.invoices') ON CONFLICT DO NOTHING", [sourceIdOf(), model]);
     const c = await connectPg(db.url);
     await c.query('BEGIN');
-    await c.query('SELECT 1 FROM risk_watermarks WHERE model_version = $1 FOR UPDATE', [model]);
+    await c.query('SELECT 1 FROM risk_watermarks WHERE source_id = $1 AND model_version = $2 FOR UPDATE', [sourceIdOf(), model]);
     return c;
   }
 
@@ -142,7 +142,7 @@ describe('two scorers of the same model', () => {
     try {
       const first = await Promise.race([one.exit.then((e) => ({ ...e, c: one, other: two })), two.exit.then((e) => ({ ...e, c: two, other: one }))]);
       expect(first.code, first.c.stderr()).toBe(1);
-      expect(first.c.stderr()).toMatch(/another `invoices risk` is scoring model race \(backend pid \d+( from [^,]+)?, connected since [^)]+\): this run did nothing; let it finish, or pass --wait to queue behind it/);
+      expect(first.c.stderr()).toMatch(/another `invoices risk` is scoring model race of public\.invoices \(backend pid \d+( from [^,]+)?, connected since [^)]+\): this run did nothing; let it finish, or pass --wait to queue behind it/);
       expect(first.c.stdout()).toBe('');
       expect((await counts('race')).scores).toBe(0);
       await blocker.query('COMMIT');

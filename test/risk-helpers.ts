@@ -3,6 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
+import { sourceId, sourceKey } from '../src/table/describe.js';
+import { DEFAULT_TABLES, type TableMap } from '../src/tables.js';
 import { ROOT, runCli, type CliResult } from './helpers.js';
 
 /** A long-running `invoices ...` child: its output so far and its exit. */
@@ -31,20 +33,46 @@ export function startCli(args: string[], env: Record<string, string>, cwd?: stri
   return { proc, stdout: () => out, stderr: () => err, exit };
 }
 
-/** Score rows of a model: total, distinct invoices, and invoices of the table without a score. */
-export async function scoreCounts(c: pg.Client, model = 'v1', table = 'invoices', id = 'invoice_id'): Promise<{ scores: number; distinct: number; invoices: number; unscored: number; dead: number }> {
+/** The source_id the scorer stores for a table mapping (the default: this tool's public.invoices). */
+export function sourceIdOf(tables: TableMap = DEFAULT_TABLES): string {
+  return sourceId(sourceKey(tables));
+}
+
+/**
+ * Score rows of a model (of one source when given): total, distinct invoices, invoices of the
+ * table without a score made for their row (invoice_xid = created_xid), dead letters.
+ */
+export async function scoreCounts(c: pg.Client, model = 'v1', table = 'invoices', id = 'invoice_id', source?: string): Promise<{ scores: number; distinct: number; invoices: number; unscored: number; dead: number }> {
   const { rows } = await c.query(
-    `SELECT (SELECT count(*) FROM risk_scores WHERE model_version = $1)::int AS scores,
-            (SELECT count(DISTINCT invoice_id) FROM risk_scores WHERE model_version = $1)::int AS distinct,
+    `SELECT (SELECT count(*) FROM risk_scores WHERE model_version = $1 AND ($2::bigint IS NULL OR source_id = $2))::int AS scores,
+            (SELECT count(DISTINCT invoice_id) FROM risk_scores WHERE model_version = $1 AND ($2::bigint IS NULL OR source_id = $2))::int AS distinct,
             (SELECT count(*) FROM ${table})::int AS invoices,
-            (SELECT count(*) FROM ${table} i WHERE NOT EXISTS (SELECT 1 FROM risk_scores s WHERE s.invoice_id = i.${id} AND s.model_version = $1))::int AS unscored,
-            (SELECT count(*) FROM risk_dead_letters WHERE model_version = $1)::int AS dead`,
-    [model],
+            (SELECT count(*) FROM ${table} i WHERE NOT EXISTS (SELECT 1 FROM risk_scores s WHERE s.invoice_id = i.${id} AND s.invoice_xid = i.created_xid AND s.model_version = $1 AND ($2::bigint IS NULL OR s.source_id = $2)))::int AS unscored,
+            (SELECT count(*) FROM risk_dead_letters WHERE model_version = $1 AND ($2::bigint IS NULL OR source_id = $2))::int AS dead`,
+    [model, source ?? null],
+  );
+  return rows[0];
+}
+
+/**
+ * Scores of one source and model against its table: invoices, scores, those made for a row of
+ * the table now (joined on invoice id and created_xid), and stale ones (their row is gone).
+ */
+export async function currentScores(c: pg.Client, source: string, model = 'v1', table = 'invoices', id = 'invoice_id'): Promise<{ invoices: number; scores: number; current: number; stale: number; dead: number }> {
+  const { rows } = await c.query(
+    `SELECT (SELECT count(*) FROM ${table})::int AS invoices,
+            (SELECT count(*) FROM risk_scores WHERE source_id = $1 AND model_version = $2)::int AS scores,
+            (SELECT count(*) FROM risk_scores s JOIN ${table} i ON i.${id} = s.invoice_id AND i.created_xid = s.invoice_xid WHERE s.source_id = $1 AND s.model_version = $2)::int AS current,
+            (SELECT count(*) FROM risk_scores s WHERE s.source_id = $1 AND s.model_version = $2
+                AND NOT EXISTS (SELECT 1 FROM ${table} i WHERE i.${id} = s.invoice_id AND i.created_xid = s.invoice_xid))::int AS stale,
+            (SELECT count(*) FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2)::int AS dead`,
+    [source, model],
   );
   return rows[0];
 }
 
 export interface RunJson {
+  source: string;
   model: string;
   scored: number;
   failed: number;

@@ -76,8 +76,8 @@ describe('invoices risk: exactly once', () => {
 
     const verify = await cli(['risk', 'verify', '--json']);
     expect(verify.code, verify.stderr).toBe(0);
-    expect(JSON.parse(verify.stdout)).toEqual({ model: 'v1', checked: N, scored: N, dead_letters: 0, missing: 0, missing_ids: '' });
-    expect(verify.stderr).toContain('every one of the 2,000 invoice(s) below the watermark has a score (2,000) or a dead letter (0)');
+    expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: N, scored: N, dead_letters: 0, missing: 0, missing_ids: '', stale_scores: 0 });
+    expect(verify.stderr).toContain('public.invoices: every one of the 2,000 invoice(s) below the watermark has a score (2,000) or a dead letter (0)');
 
     const second = await riskRun(db.url);
     expect(second).toMatchObject({ scored: 0, failed: 0, batches: 0, cursor_xid: run.cursor_xid, cursor_invoice_id: run.cursor_invoice_id });
@@ -90,10 +90,10 @@ describe('invoices risk: exactly once', () => {
     try {
       const verify = await cli(['risk', 'verify', '--json']);
       expect(verify.code).toBe(1);
-      expect(JSON.parse(verify.stdout)).toEqual({ model: 'v1', checked: N, scored: N - 1, dead_letters: 0, missing: 1, missing_ids: '1234' });
-      expect(verify.stderr).toContain('1 invoice(s) below the watermark have neither a score nor a dead letter (first: 1234)');
+      expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: N, scored: N - 1, dead_letters: 0, missing: 1, missing_ids: '1234', stale_scores: 0 });
+      expect(verify.stderr).toContain('public.invoices: 1 invoice(s) below the watermark have neither a score nor a dead letter made for their row (first: 1234)');
     } finally {
-      await q('INSERT INTO risk_scores (invoice_id, model_version, score, level, reasons, scored_at) VALUES ($1, $2, $3, $4, $5, $6)', [lost.invoice_id, lost.model_version, lost.score, lost.level, lost.reasons, lost.scored_at]);
+      await q('INSERT INTO risk_scores SELECT * FROM json_populate_record(NULL::risk_scores, $1)', [JSON.stringify(lost)]);
     }
     expect((await cli(['risk', 'verify'])).code).toBe(0);
   });

@@ -6,7 +6,7 @@ import type { Column } from '../output/render.js';
 import { follow } from '../risk/follow.js';
 import { explainInvoice, riskStatus, verifyRisk } from '../risk/report.js';
 import { Scorer, type RunSummary, type Since } from '../risk/scorer.js';
-import { applyRiskSetup, planRiskSetup } from '../risk/setup.js';
+import { applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables } from '../risk/setup.js';
 import { describeTable } from '../table/describe.js';
 import { commandContext, interruptSignal, parseDay, positiveInt, type CommandContext } from './context.js';
 
@@ -103,8 +103,9 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
       (summary.alreadyScored ? `; ${fmtInt(summary.alreadyScored)} already had a score (kept)` : ''),
   );
   if (ctx.format !== 'table') {
-    await ctx.printRows([{ model, scored: summary.scored, failed: summary.failed, already_scored: summary.alreadyScored, high: summary.levels.high, medium: summary.levels.medium, low: summary.levels.low, batches: summary.batches, seconds: Number(seconds.toFixed(3)), cursor_xid: summary.cursor.xid, cursor_invoice_id: summary.cursor.invoiceId }], [
-      { key: 'model' }, { key: 'scored', kind: 'int' }, { key: 'failed', kind: 'int' }, { key: 'already_scored', kind: 'int' }, { key: 'high', kind: 'int' }, { key: 'medium', kind: 'int' }, { key: 'low', kind: 'int' },
+    const ref = ctx.config.tables.invoices;
+    await ctx.printRows([{ source: `${ref.schema}.${ref.table}`, model, scored: summary.scored, failed: summary.failed, already_scored: summary.alreadyScored, high: summary.levels.high, medium: summary.levels.medium, low: summary.levels.low, batches: summary.batches, seconds: Number(seconds.toFixed(3)), cursor_xid: summary.cursor.xid, cursor_invoice_id: summary.cursor.invoiceId }], [
+      { key: 'source' }, { key: 'model' }, { key: 'scored', kind: 'int' }, { key: 'failed', kind: 'int' }, { key: 'already_scored', kind: 'int' }, { key: 'high', kind: 'int' }, { key: 'medium', kind: 'int' }, { key: 'low', kind: 'int' },
       { key: 'batches', kind: 'int' }, { key: 'seconds' }, { key: 'cursor_xid' }, { key: 'cursor_invoice_id' },
     ], { single: true });
   }
@@ -113,9 +114,11 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
 /** On this tool's own tables the scorer sets itself up (saying what it does); an adopted table needs `invoices risk init`. */
 async function autoInit(ctx: CommandContext, client: Client): Promise<void> {
   if (ctx.config.tables.mapped) return;
+  const old = (await riskTables(client)) === 'old';
   const steps = await planRiskSetup(client, await describeTable(client, ctx.config.tables));
   if (steps.length) ctx.log.info('setting up the risk scorer (as `invoices risk init` does):');
   await applyRiskSetup(client, steps, (s) => { if (!perPartition(s.description)) ctx.log.info(`  ${s.description}`); });
+  if (old && (await riskTables(client)) === 'ok') ctx.log.warn(OLD_TABLES_DROPPED);
 }
 
 async function init(ctx: CommandContext, client: Client, dryRun: boolean): Promise<void> {
@@ -126,12 +129,14 @@ async function init(ctx: CommandContext, client: Client, dryRun: boolean): Promi
     return;
   }
   if (!steps.length) ctx.log.info('the risk scorer is set up: nothing to do');
+  const old = (await riskTables(client)) === 'old';
   let i = 0;
   await applyRiskSetup(client, steps, (s) => {
     i++;
     if (perPartition(s.description)) ctx.log.debug(s.description);
     else ctx.log.info(`[${i}/${steps.length}] ${s.altersUserTable ? 'changing your table: ' : ''}${s.description}`);
   });
+  if (old) ctx.log.warn(OLD_TABLES_DROPPED);
 }
 
 /** A partition's share of an index build: one line per index is enough on stderr (all with --debug). */
@@ -142,6 +147,7 @@ async function status(ctx: CommandContext, client: Client, model: string): Promi
   const tx = s.oldestTransaction;
   const holding = tx && s.heldBack > 0 ? `${tx.prepared ? 'prepared transaction' : `backend pid ${tx.pid}`} (${tx.user ?? '?'}@${tx.database ?? '?'}, ${tx.state ?? '?'}) open since ${tx.since} (${tx.seconds} s)` : '';
   const row = {
+    source: s.source,
     model,
     waiting: s.waiting,
     held_back: s.heldBack,
@@ -156,29 +162,35 @@ async function status(ctx: CommandContext, client: Client, model: string): Promi
     cursor: `${s.cursor.xid}/${s.cursor.invoiceId}`,
     horizon: s.horizon,
     held_back_by: holding,
+    table_changed: s.tableChanged ?? '',
   };
+  if (s.tableChanged) ctx.log.warn(`${s.source} changed since the last run of model ${model} (${s.tableChanged}): the next \`invoices risk\` removes the scores of rows that are gone and scores what is new`);
   if (holding) ctx.log.warn(`${fmtInt(s.heldBack)} committed invoice(s) wait behind ${holding}: the watermark cannot pass a transaction that is still running`);
   await ctx.printRows([row], Object.keys(row).map((key) => ({ key })) as Column<typeof row>[], { single: true });
 }
 
 async function verify(ctx: CommandContext, client: Client, model: string): Promise<void> {
   const v = await verifyRisk(client, ctx.config.tables, model);
-  await ctx.printRows([{ model, checked: v.checked, scored: v.scored, dead_letters: v.deadLetters, missing: v.missing, missing_ids: v.missingIds.join(' ') }], [
-    { key: 'model' }, { key: 'checked', kind: 'int' }, { key: 'scored', kind: 'int' }, { key: 'dead_letters', kind: 'int' }, { key: 'missing', kind: 'int' }, { key: 'missing_ids' },
+  await ctx.printRows([{ source: v.source, model, checked: v.checked, scored: v.scored, dead_letters: v.deadLetters, missing: v.missing, missing_ids: v.missingIds.join(' '), stale_scores: v.stale }], [
+    { key: 'source' }, { key: 'model' }, { key: 'checked', kind: 'int' }, { key: 'scored', kind: 'int' }, { key: 'dead_letters', kind: 'int' }, { key: 'missing', kind: 'int' }, { key: 'missing_ids' }, { key: 'stale_scores', kind: 'int' },
   ], { single: true });
   if (v.missing) {
-    ctx.log.warn(`${fmtInt(v.missing)} invoice(s) below the watermark have neither a score nor a dead letter (first: ${v.missingIds.join(', ')})`);
+    ctx.log.warn(`${v.source}: ${fmtInt(v.missing)} invoice(s) below the watermark have neither a score nor a dead letter made for their row (first: ${v.missingIds.join(', ')})`);
     process.exitCode = ExitCode.failure;
   } else {
-    ctx.log.info(`every one of the ${fmtInt(v.checked)} invoice(s) below the watermark has a score (${fmtInt(v.scored)}) or a dead letter (${fmtInt(v.deadLetters)})`);
+    ctx.log.info(`${v.source}: every one of the ${fmtInt(v.checked)} invoice(s) below the watermark has a score (${fmtInt(v.scored)}) or a dead letter (${fmtInt(v.deadLetters)})`);
   }
+  if (v.stale) ctx.log.info(`${v.source}: ${fmtInt(v.stale)} stored score(s) of model ${model} belong to rows no longer in the table (not counted; removed by the next run after a TRUNCATE, reload or restore)`);
 }
+
+const earlierText = (s: { score: string; level: string; scoredAt: string }) =>
+  `the stored score ${s.score} (${s.level}, ${s.scoredAt}) belonged to an earlier row with this id (the table was reloaded or reseeded since): the next \`invoices risk\` scores this one`;
 
 async function explain(ctx: CommandContext, client: Client, id: string, model: string): Promise<void> {
   const e = await explainInvoice(client, ctx.config.tables, id, model, Date.now());
   const f = e.features;
   const rows = [
-    { feature: 'invoice', value: `${e.invoice.id}: ${e.invoice.amount} from ${e.invoice.issuer} to ${e.invoice.receiver}, issued ${e.invoice.at}` },
+    { feature: 'invoice', value: `${e.invoice.id} of ${e.source}: ${e.invoice.amount} from ${e.invoice.issuer} to ${e.invoice.receiver}, issued ${e.invoice.at}` },
     { feature: 'prior invoices of the issuer', value: `${f.priorInvoices} (amount baseline: ${f.amountBaseline})` },
     { feature: 'amount robust z-score', value: `${f.amountZ.toFixed(2)} (median ${Math.exp(f.baselineMedian).toFixed(2)})` },
     { feature: 'first invoice to this receiver', value: f.newCounterparty ? 'yes' : 'no' },
@@ -188,9 +200,10 @@ async function explain(ctx: CommandContext, client: Client, id: string, model: s
     { feature: 'issue date vs now (days)', value: f.dateOffsetDays.toFixed(1) },
     { feature: 'score now', value: `${e.result.score.toFixed(4)} (${e.result.level})` },
     ...e.result.reasons.map((r) => ({ feature: `reason ${r.code}`, value: `${r.text} (+${r.weight.toFixed(2)})` })),
-    { feature: `stored score (${model})`, value: e.stored ? `${e.stored.score} (${e.stored.level}) ${e.stored.reasons.join(',')} at ${e.stored.scoredAt}` : e.deadLetter ? `dead letter after ${e.deadLetter.attempts} attempt(s): ${e.deadLetter.error}` : 'not scored yet' },
+    { feature: `stored score (${model})`, value: e.stored ? `${e.stored.score} (${e.stored.level}) ${e.stored.reasons.join(',')} at ${e.stored.scoredAt}` : e.deadLetter ? `dead letter after ${e.deadLetter.attempts} attempt(s): ${e.deadLetter.error}` : e.earlier ? `none for this invoice: ${earlierText(e.earlier)}` : 'not scored yet' },
   ];
+  if (e.earlier && !e.stored) ctx.log.warn(`invoice ${id} of ${e.source}: ${earlierText(e.earlier)}`);
   if (ctx.format === 'table') return ctx.printRows(rows, [{ key: 'feature' }, { key: 'value' }]);
-  ctx.print(JSON.stringify({ invoice: e.invoice, features: f, score: e.result, stored: e.stored ?? null, deadLetter: e.deadLetter ?? null }, null, 2) + '\n');
+  ctx.print(JSON.stringify({ source: e.source, invoice: e.invoice, features: f, score: e.result, stored: e.stored ?? null, deadLetter: e.deadLetter ?? null, earlierRow: e.earlier ?? null }, null, 2) + '\n');
 }
 

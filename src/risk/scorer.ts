@@ -3,16 +3,25 @@
 // appear. It walks invoices below the horizon in (created_xid, invoice_id) order after the
 // stored cursor, a batch at a time, and commits each batch's scores, dead letters and the new
 // cursor in one transaction. A crash loses at most the batch in flight, which the next run
-// scores again; the primary key on (invoice_id, model_version) makes any retry harmless.
+// scores again; the primary key on (source_id, invoice_id, model_version) makes any retry
+// harmless. Everything is per source table (two invoices tables in one database keep separate
+// scores, dead letters, cursors and locks), and a score is bound to the row it scored
+// (invoice_xid): a new row with an old invoice id replaces the stale score. Each run first
+// reconciles with the table's lineage (reconcile.ts).
 import type { Client } from '../db/client.js';
 import { describeTable, type SourceTable } from '../table/describe.js';
+import { assertXidsBehindServer } from '../table/watermark.js';
 import { transaction } from '../db/transaction.js';
-import { DatabaseError, InterruptedError, UsageError } from '../errors.js';
+import { DatabaseError, InterruptedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TableMap } from '../tables.js';
 import { HistoryStore } from './history.js';
 import { computeFeatures, score, type GlobalStats, type Level } from './model.js';
+import { reconcileLineage } from './reconcile.js';
 import { invoiceSelect, toInvoice, type SourceInvoice } from './source.js';
+import { assertRiskReady, compareCursor, compareIds, ensureWatermark, MIN_CURSOR, readWatermark, type Cursor } from './store.js';
+
+export { compareCursor, MIN_CURSOR, type Cursor } from './store.js';
 
 /** Which invoices a run scores: after the stored cursor, all of them again, or those issued since a time. */
 export type Since = { kind: 'last' } | { kind: 'all' } | { kind: 'date'; from: string };
@@ -33,11 +42,6 @@ export interface RunLimits {
   onBatch?: (b: RunSummary) => void;
 }
 
-export interface Cursor {
-  xid: string;
-  invoiceId: string;
-}
-
 export interface RunSummary {
   scored: number;
   failed: number;
@@ -49,8 +53,7 @@ export interface RunSummary {
   horizon: string;
 }
 
-export const MIN_CURSOR: Cursor = { xid: '0', invoiceId: '-9223372036854775808' };
-/** First key of the advisory lock that lets one scorer per model run (second key: the model). */
+/** First key of the advisory lock that lets one scorer per source and model run (second key: hashtext of both). */
 const LOCK_CLASS = 7115;
 
 /** A summary with nothing counted yet. */
@@ -70,36 +73,46 @@ export class Scorer {
   ) {}
 
   /**
-   * Checks that `invoices risk init` ran, takes the model's lock (or fails naming its
-   * holder), refuses created_xid values ahead of this server, reads the global statistics.
+   * Checks that `invoices risk init` ran, takes the lock of this source and model (or fails
+   * naming its holder), refuses created_xid values ahead of this server, reads the global statistics.
    */
   static async open(client: Client, tables: TableMap, opts: ScorerOptions, writer: Client = client): Promise<Scorer> {
     const src = await describeTable(client, tables);
-    const { rows } = await client.query<{ ready: boolean }>("SELECT to_regclass('risk_watermarks') IS NOT NULL AS ready");
-    if (!rows[0].ready || !src.createdXid) throw new UsageError(`the risk scorer is not set up${src.createdXid ? '' : ` (${src.table} has no created_xid column)`}: run \`invoices risk init\` (it prints what it changes)`);
-    await lockModel(client, opts.modelVersion, Boolean(opts.wait));
+    await assertRiskReady(client, src);
+    await lockModel(client, src, opts.modelVersion, Boolean(opts.wait));
     await assertXidsBehindServer(client, src);
-    await client.query('INSERT INTO risk_watermarks (model_version) VALUES ($1) ON CONFLICT DO NOTHING', [opts.modelVersion]);
+    await ensureWatermark(client, src, opts.modelVersion);
     return new Scorer(client, writer, src, opts, await globalStats(client, src));
   }
 
   /** Releases the lock (ending the connection does too). */
   async close(): Promise<void> {
-    await this.client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS, this.opts.modelVersion]).catch(() => {});
+    await this.client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS, lockKey(this.src, this.opts.modelVersion)]).catch(() => {});
   }
 
   async cursor(): Promise<Cursor> {
-    const { rows } = await this.client.query<{ xid: string; id: string }>(
-      'SELECT cursor_xid::text AS xid, cursor_invoice_id::text AS id FROM risk_watermarks WHERE model_version = $1',
-      [this.opts.modelVersion],
-    );
-    return { xid: rows[0].xid, invoiceId: rows[0].id };
+    return (await this.watermark()).cursor;
+  }
+
+  private async watermark() {
+    const w = await readWatermark(this.client, this.src, this.opts.modelVersion);
+    if (!w) throw new DatabaseError(`the watermark of ${this.src.name} (model ${this.opts.modelVersion}) is gone (risk_watermarks changed during the run?): run again`);
+    return w;
+  }
+
+  /**
+   * Compares the table's lineage with the one the scores were made from; after a TRUNCATE, a
+   * reload or a restore removes the scores of rows that are gone and rewinds the cursor
+   * (reconcile.ts). Returns the cursor to walk from.
+   */
+  async reconcile(): Promise<Cursor> {
+    return (await reconcileLineage(this.client, this.src, this.opts.modelVersion, await this.watermark(), this.opts.log)).cursor;
   }
 
   /** Scores batches until nothing below the horizon is left (or the limit). Stops between batches when signalled. */
   async run(since: Since, limits: RunLimits = {}): Promise<RunSummary> {
     const { modelVersion, batchSize } = this.opts;
-    let stored = await this.cursor();
+    let stored = await this.reconcile();
     const advances = since.kind !== 'date';
     let walk = since.kind === 'last' ? stored : MIN_CURSOR;
     const total = emptySummary(stored);
@@ -133,7 +146,7 @@ export class Scorer {
         const batch = (await inOrder(this.client, select, params)).map(toInvoice);
         if (!batch.length) break;
         // A run that finds nothing (--follow polls) writes nothing: no transaction id spent, no bloat.
-        if (advances && taken === 0) await this.client.query('UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE model_version = $1', [modelVersion]);
+        if (advances && taken === 0) await this.client.query('UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE source_id = $1 AND model_version = $2', [this.src.id, modelVersion]);
         taken += batch.length;
         const last = batch[batch.length - 1];
         walk = { xid: last.xid, invoiceId: last.id };
@@ -153,16 +166,16 @@ export class Scorer {
     return total;
   }
 
-  /** Scores the dead letters of this model again: those that score leave the table. */
+  /** Scores the dead letters of this source and model again: those that score leave the table. */
   async retryFailed(limits: RunLimits = {}): Promise<RunSummary & { gone: number }> {
-    const total = { ...emptySummary(await this.cursor()), gone: 0 };
+    const total = { ...emptySummary(await this.reconcile()), gone: 0 };
     let after = MIN_CURSOR.invoiceId;
     const { col, table } = this.src;
     for (;;) {
       if (limits.signal?.aborted) throw new InterruptedError(`interrupted: ${total.scored} dead letter(s) scored and committed`);
       const { rows } = await this.client.query<{ id: string }>(
-        'SELECT invoice_id::text AS id FROM risk_dead_letters WHERE model_version = $1 AND invoice_id > $2 ORDER BY invoice_id LIMIT $3',
-        [this.opts.modelVersion, after, this.opts.batchSize],
+        'SELECT invoice_id::text AS id FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id > $3 ORDER BY invoice_id LIMIT $4',
+        [this.src.id, this.opts.modelVersion, after, this.opts.batchSize],
       );
       if (!rows.length) break;
       const ids = rows.map((r) => r.id);
@@ -171,7 +184,7 @@ export class Scorer {
       const present = new Set(found.map((i) => i.id));
       const gone = ids.filter((id) => !present.has(id));
       // A dead letter of an invoice deleted since: nothing left to score.
-      if (gone.length) await this.client.query('DELETE FROM risk_dead_letters WHERE model_version = $1 AND invoice_id = ANY($2::bigint[])', [this.opts.modelVersion, gone]);
+      if (gone.length) await this.client.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [this.src.id, this.opts.modelVersion, gone]);
       total.gone += gone.length;
       const cursor = await this.cursor();
       addInto(total, await this.commit(await this.prepare(found), 'replace', { from: cursor, to: cursor, horizon: '' }));
@@ -194,17 +207,19 @@ export class Scorer {
     const now = this.opts.now?.() ?? Date.now();
     await this.history.load(this.client, this.src, batch, upTo);
     const ordered = [...batch].sort((a, b) => a.t - b.t || compareIds(a.id, b.id));
-    const p: PreparedBatch = { ids: [], scores: [], levels: [], reasons: [], failedIds: [], errors: [], counts: { low: 0, medium: 0, high: 0 } };
+    const p: PreparedBatch = { ids: [], xids: [], scores: [], levels: [], reasons: [], failedIds: [], failedXids: [], errors: [], counts: { low: 0, medium: 0, high: 0 } };
     for (const inv of ordered) {
       try {
         const s = score(computeFeatures(inv, this.history.historyFor(inv), this.global, now));
         p.ids.push(inv.id);
+        p.xids.push(inv.xid);
         p.scores.push(s.score.toFixed(4));
         p.levels.push(s.level);
         p.reasons.push(s.reasons.map((r) => r.code).join(','));
         p.counts[s.level]++;
       } catch (err) {
         p.failedIds.push(inv.id);
+        p.failedXids.push(inv.xid);
         p.errors.push(err instanceof Error ? err.message : String(err));
       }
       this.history.append(inv);
@@ -212,9 +227,15 @@ export class Scorer {
     return p;
   }
 
-  /** One transaction: the scores, the dead letters and the cursor moved from `from` to `to`. */
+  /**
+   * One transaction: the scores, the dead letters and the cursor moved from `from` to `to`.
+   * 'keep' (the walk from the cursor): a score is written when the invoice has none or has the
+   * score of an earlier row with its id (another invoice_xid); a retried batch changes nothing.
+   * 'replace' (--since all|DATE, --retry-failed): every score is written again.
+   */
   private async commit(p: PreparedBatch, conflict: 'keep' | 'replace', mark: { from: Cursor; to: Cursor; horizon: string }): Promise<RunSummary> {
     const { modelVersion } = this.opts;
+    const source = this.src.id;
     const db = this.writer;
     const summary = emptySummary(mark.to);
     summary.batches = 1;
@@ -223,34 +244,47 @@ export class Scorer {
     try {
       await transaction(db, async () => {
         const { rowCount } = await db.query(
-          `INSERT INTO risk_scores (invoice_id, model_version, score, level, reasons)
-           SELECT u.id, $1, u.score, u.level, string_to_array(u.reasons, ',')
-             FROM unnest($2::bigint[], $3::numeric[], $4::text[], $5::text[]) AS u(id, score, level, reasons)
-           ON CONFLICT (invoice_id, model_version) DO ${conflict === 'keep' ? 'NOTHING' : 'UPDATE SET score = EXCLUDED.score, level = EXCLUDED.level, reasons = EXCLUDED.reasons, scored_at = EXCLUDED.scored_at'}`,
-          [modelVersion, p.ids, p.scores, p.levels, p.reasons],
+          `INSERT INTO risk_scores (source_id, invoice_id, model_version, invoice_xid, score, level, reasons)
+           SELECT $1, u.id, $2, u.xid, u.score, u.level, string_to_array(u.reasons, ',')
+             FROM unnest($3::bigint[], $4::xid8[], $5::numeric[], $6::text[], $7::text[]) AS u(id, xid, score, level, reasons)
+           ON CONFLICT (source_id, invoice_id, model_version) DO UPDATE
+              SET invoice_xid = EXCLUDED.invoice_xid, score = EXCLUDED.score, level = EXCLUDED.level, reasons = EXCLUDED.reasons, scored_at = EXCLUDED.scored_at
+              ${conflict === 'keep' ? 'WHERE risk_scores.invoice_xid IS DISTINCT FROM EXCLUDED.invoice_xid' : ''}`,
+          [source, modelVersion, p.ids, p.xids, p.scores, p.levels, p.reasons],
         );
         summary.scored = rowCount ?? 0;
         summary.alreadyScored = p.ids.length - summary.scored;
-        if (conflict === 'replace' && p.ids.length) {
-          await db.query('DELETE FROM risk_dead_letters WHERE model_version = $1 AND invoice_id = ANY($2::bigint[])', [modelVersion, p.ids]);
+        // A scored invoice has no dead letter (of its own row, retried, or of an earlier row with its id).
+        if (p.ids.length) {
+          await db.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [source, modelVersion, p.ids]);
         }
         if (p.failedIds.length) {
+          // The score of an earlier row with the same id is not this invoice's.
           await db.query(
-            `INSERT INTO risk_dead_letters (invoice_id, model_version, error)
-             SELECT u.id, $1, u.error FROM unnest($2::bigint[], $3::text[]) AS u(id, error)
-             ON CONFLICT (invoice_id, model_version) DO UPDATE SET error = EXCLUDED.error, attempts = risk_dead_letters.attempts + 1, last_failed_at = now()`,
-            [modelVersion, p.failedIds, p.errors],
+            `DELETE FROM risk_scores s USING unnest($3::bigint[], $4::xid8[]) AS u(id, xid)
+              WHERE s.source_id = $1 AND s.model_version = $2 AND s.invoice_id = u.id AND s.invoice_xid <> u.xid`,
+            [source, modelVersion, p.failedIds, p.failedXids],
+          );
+          await db.query(
+            `INSERT INTO risk_dead_letters (source_id, invoice_id, model_version, invoice_xid, error)
+             SELECT $1, u.id, $2, u.xid, u.error FROM unnest($3::bigint[], $4::xid8[], $5::text[]) AS u(id, xid, error)
+             ON CONFLICT (source_id, invoice_id, model_version) DO UPDATE
+                SET error = EXCLUDED.error, last_failed_at = now(), invoice_xid = EXCLUDED.invoice_xid,
+                    -- Another row with this id starts its own count.
+                    attempts = CASE WHEN risk_dead_letters.invoice_xid = EXCLUDED.invoice_xid THEN risk_dead_letters.attempts + 1 ELSE 1 END,
+                    first_failed_at = CASE WHEN risk_dead_letters.invoice_xid = EXCLUDED.invoice_xid THEN risk_dead_letters.first_failed_at ELSE now() END`,
+            [source, modelVersion, p.failedIds, p.failedXids, p.errors],
           );
         }
         summary.failed = p.failedIds.length;
         // Compare-and-set: a scorer that lost its lock (a connection that came back) cannot move the cursor twice.
         const { rowCount: moved } = await db.query(
-          `UPDATE risk_watermarks SET cursor_xid = $2, cursor_invoice_id = $3, horizon = coalesce(NULLIF($4, '')::xid8, horizon),
-                  last_batch_at = now(), last_run_scored = last_run_scored + $5, last_run_failed = last_run_failed + $6, total_scored = total_scored + $5
-            WHERE model_version = $1 AND cursor_xid = $7 AND cursor_invoice_id = $8`,
-          [modelVersion, mark.to.xid, mark.to.invoiceId, mark.horizon, summary.scored, summary.failed, mark.from.xid, mark.from.invoiceId],
+          `UPDATE risk_watermarks SET cursor_xid = $3, cursor_invoice_id = $4, horizon = coalesce(NULLIF($5, '')::xid8, horizon),
+                  last_batch_at = now(), last_run_scored = last_run_scored + $6, last_run_failed = last_run_failed + $7, total_scored = total_scored + $6
+            WHERE source_id = $1 AND model_version = $2 AND cursor_xid = $8 AND cursor_invoice_id = $9`,
+          [source, modelVersion, mark.to.xid, mark.to.invoiceId, mark.horizon, summary.scored, summary.failed, mark.from.xid, mark.from.invoiceId],
         );
-        if (moved !== 1) throw new DatabaseError(`the watermark of model ${modelVersion} moved during this batch (another scorer?): the batch was rolled back, nothing is lost`);
+        if (moved !== 1) throw new DatabaseError(`the watermark of ${this.src.name} (model ${modelVersion}) moved during this batch (another scorer?): the batch was rolled back, nothing is lost`);
       });
     } catch (err) {
       // The invoices of a batch that did not commit were appended to the histories: start them over.
@@ -263,10 +297,13 @@ export class Scorer {
 
 interface PreparedBatch {
   ids: string[];
+  /** The created_xid of each scored row (ids[i]'s). */
+  xids: string[];
   scores: string[];
   levels: string[];
   reasons: string[];
   failedIds: string[];
+  failedXids: string[];
   errors: string[];
   counts: Record<Level, number>;
 }
@@ -284,38 +321,32 @@ async function inOrder(client: Client, sql: string, params: unknown[]): Promise<
   });
 }
 
-/** Takes the model's session lock; without `wait`, fails naming the backend that holds it. */
-async function lockModel(client: Client, model: string, wait: boolean): Promise<void> {
+/** The text the lock of a source and model is keyed on (hashtext of it: the second key). */
+function lockKey(src: SourceTable, model: string): string {
+  return `invoices:risk:${model}:${src.key}`;
+}
+
+/** Takes the session lock of this source and model; without `wait`, fails naming the backend that holds it. */
+async function lockModel(client: Client, src: SourceTable, model: string, wait: boolean): Promise<void> {
+  const key = lockKey(src, model);
   if (wait) {
-    await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [LOCK_CLASS, model]);
+    await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [LOCK_CLASS, key]);
     return;
   }
-  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_CLASS, model]);
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_CLASS, key]);
   if (rows[0].ok) return;
   const { rows: holder } = await client.query<{ pid: number; since: string; addr: string | null }>(
     `SELECT a.pid, a.backend_start AS since, a.client_addr::text AS addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
-    [LOCK_CLASS, model],
+      WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
+    [LOCK_CLASS, key],
   );
   const who = holder[0] ? ` (backend pid ${holder[0].pid}${holder[0].addr ? ` from ${holder[0].addr}` : ''}, connected since ${holder[0].since})` : '';
-  throw new ScorerBusyError(`another \`invoices risk\` is scoring model ${model}${who}: this run did nothing; let it finish, or pass --wait to queue behind it`);
+  throw new ScorerBusyError(`another \`invoices risk\` is scoring model ${model} of ${src.name}${who}: this run did nothing; let it finish, or pass --wait to queue behind it`);
 }
 
 /** Another scorer holds the model's lock. */
 export class ScorerBusyError extends DatabaseError {}
-
-/**
- * A table restored from another cluster can carry created_xid values above this server's
- * counter: they would stay above the horizon (unscored) for a long time. Refuse, with the fix.
- */
-async function assertXidsBehindServer(client: Client, src: SourceTable): Promise<void> {
-  const { rows } = await client.query<{ ahead: boolean }>(
-    `SELECT coalesce((SELECT created_xid FROM ${src.table} ORDER BY created_xid DESC LIMIT 1) >= pg_snapshot_xmax(pg_current_snapshot()), false) AS ahead`,
-  );
-  if (rows[0].ahead) {
-    throw new UsageError(`${src.table} holds created_xid values ahead of this server's transaction counter (restored from another cluster?): renumber them with UPDATE ${src.table} SET created_xid = pg_current_xact_id() WHERE created_xid >= pg_snapshot_xmax(pg_current_snapshot()), then run again`);
-  }
-}
 
 /** Median and robust spread of log amounts over a sample of the table (the fallback for issuers with thin histories). */
 export async function globalStats(client: Client, src: SourceTable): Promise<GlobalStats> {
@@ -333,17 +364,6 @@ export async function globalStats(client: Client, src: SourceTable): Promise<Glo
   if (median === null) ({ median, sigma } = await sample(''));
   // An empty table: a neutral prior (a few hundred dollars, wide).
   return { median: median ?? Math.log(300), sigma: Math.max(0.1, sigma ?? 1.5) };
-}
-
-function compareIds(a: string, b: string): number {
-  const x = BigInt(a);
-  const y = BigInt(b);
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
-/** Orders cursors as PostgreSQL orders (created_xid, invoice_id). */
-export function compareCursor(a: Cursor, b: Cursor): number {
-  return compareIds(a.xid, b.xid) || compareIds(a.invoiceId, b.invoiceId);
 }
 
 /** Adds a batch's (or run's) counts to a total; the cursor and horizon follow the latest. */

@@ -16,17 +16,43 @@ const RISK_INDEXES: IndexSpec[] = [
   { suffix: 'risk_pair_idx', columns: ['issuer_id', 'receiver_id', 'issue_date'], include: [], purpose: 'receivers an issuer invoiced before (first invoice between two customers)' },
 ];
 
+/**
+ * The risk tables as they are: 'ok', 'missing' (any of the three), or 'old': made by an earlier
+ * version, without source_id, whose scores can be attributed neither to a table nor to a row.
+ */
+export type RiskTables = 'ok' | 'missing' | 'old';
+
+const SHAPE_SQL = `SELECT CASE WHEN EXISTS (SELECT 1 FROM unnest(ARRAY['risk_scores', 'risk_dead_letters', 'risk_watermarks']) t
+                                   WHERE to_regclass(t) IS NOT NULL
+                                     AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(t) AND a.attname = 'source_id' AND NOT a.attisdropped)) THEN 'old'
+                        WHEN to_regclass('risk_scores') IS NULL OR to_regclass('risk_dead_letters') IS NULL OR to_regclass('risk_watermarks') IS NULL THEN 'missing'
+                        ELSE 'ok' END AS shape`;
+
+/** What the risk tables are (one catalog query). */
+export async function riskTables(client: Client): Promise<RiskTables> {
+  return (await client.query<{ shape: RiskTables }>(SHAPE_SQL)).rows[0].shape;
+}
+
+/** What is said when risk tables of an earlier version are dropped (init's step, and the automatic init). */
+export const OLD_TABLES_DROPPED = 'risk tables of an earlier version (scores bound to neither a source table nor the row they scored) dropped; every invoice is scored again';
+
 /** The steps that make the scorer ready; empty when it is. */
 export async function planRiskSetup(client: Client, src: SourceTable): Promise<SetupStep[]> {
   const steps: SetupStep[] = [];
   const mine = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: false });
   const theirs = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: src.tables.mapped });
-  const { rows } = await client.query<{ tables: number; trigger: boolean }>(
-    `SELECT (SELECT count(*)::int FROM unnest(ARRAY['risk_scores', 'risk_dead_letters', 'risk_watermarks']) t WHERE to_regclass(t) IS NOT NULL) AS tables,
-            EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2) AS trigger`,
+  const { rows } = await client.query<{ shape: RiskTables; trigger: boolean }>(
+    `SELECT (${SHAPE_SQL}) AS shape, EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2) AS trigger`,
     [src.table, TRIGGER],
   );
-  if (rows[0].tables < 3) mine('create risk_scores, risk_dead_letters and risk_watermarks (sql/risk.sql)', sqlFile('risk.sql'));
+  if (rows[0].shape === 'old') {
+    mine(
+      'drop risk_scores, risk_dead_letters and risk_watermarks of an earlier version (their scores name neither the source table nor the row they scored: every invoice is scored again) and create them anew (sql/risk.sql)',
+      sqlFile('risk.sql'),
+    );
+  } else if (rows[0].shape === 'missing') {
+    mine('create risk_scores, risk_dead_letters and risk_watermarks (sql/risk.sql)', sqlFile('risk.sql'));
+  }
   // created_xid, the change log and the created_xid index: what totals and the lake follow too.
   steps.push(...(await planTracking(client, src)));
   if (!rows[0].trigger) {
