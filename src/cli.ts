@@ -6,6 +6,8 @@ import { ExitCode, InterruptedError, InvoicesError } from './errors.js';
 import { MODEL_VERSION } from './risk/model.js';
 
 type Loader = () => Promise<{ run: (...args: never[]) => Promise<void> }>;
+/** The default of --out/--lake, said in --help: the value itself is known once the config is resolved. */
+const LAKE_DEFAULT = "this database's own lake, <home>/lakes/<name> (README: Where everything lives)";
 const lazy = (load: Loader) => async (...args: unknown[]) => (await load()).run(...(args as never[]));
 
 export function buildProgram(): Command {
@@ -29,7 +31,7 @@ Examples:
   $ invoices get 42 --cache redis://localhost:6380   the same, read through Redis
   $ invoices group --months 6 --by issuer --top 10  the last 6 months' largest issuers
   $ invoices risk --follow                  score every new invoice as it commits, exactly once
-  $ invoices db url                         a URL for psql
+  $ invoices db psql                        psql on the same database (the password not on its command line)
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).`);
 
@@ -115,14 +117,14 @@ Examples:
 
   program.command('export')
     .description('export invoices (hive-partitioned by month) and customers to a Parquet lake; incremental, atomic per month')
-    .option('--out <dir>', 'the lake directory', './lake')
+    .option('--out <dir>', `the lake directory (default: ${LAKE_DEFAULT})`)
     .option('--full', 'rewrite every month, ignoring the manifest')
     .option('--verify', 'after exporting, reconcile rows and sum(amount) per month with PostgreSQL; exit 1 on any difference')
     .option('--verify-only', 'reconcile the lake with PostgreSQL without exporting')
     .option('--no-wait', 'when another export holds the lake\'s lock, exit 1 at once instead of waiting for it')
     .addHelpText('after', `
 Examples:
-  $ invoices export                          ./lake: only the months that changed since the last run
+  $ invoices export                          the database's own lake: only the months that changed since the last run
   $ invoices export --out /data/lake --full  rewrite everything
   $ invoices export --verify --quiet         cron: export, then exit 1 if a month differs from PostgreSQL
 
@@ -142,7 +144,7 @@ written again.`)
     .option('--as-of <date>', 'a day in the last month of the window (YYYY-MM-DD, UTC; default: today)')
     .option('--top <k>', 'only the K customers with the largest totals')
     .option('--engine <engine>', 'auto (the fastest that is exact and fresh: a fresh lake, else the totals, else postgres), duckdb (the lake plus what it does not hold yet), totals (monthly totals per customer, refreshed first) or postgres', 'auto')
-    .option('--lake <dir>', 'the lake written by `invoices export`', './lake')
+    .option('--lake <dir>', `the lake written by \`invoices export\` (default: ${LAKE_DEFAULT})`)
     .option('--chart', 'draw the totals as a bar chart')
     .addHelpText('after', `
 Examples:
@@ -159,14 +161,17 @@ decimal strings; average is total / invoices rounded half away from zero to the 
     .description('DuckDB SQL over the lake (invoices, customers) and side files: CSV, JSON, NDJSON, Parquet, text')
     .argument('<sql>', 'one SQL statement (DuckDB dialect)')
     .option('--with <name=path>', 'a side source as a table NAME (repeatable); format from the extension or NAME=PATH:format', (v: string, acc: string[] = []) => [...acc, v])
-    .option('--lake <dir>', 'the lake written by `invoices export`', './lake')
+    .option('--lake <dir>', `the lake written by \`invoices export\` (default: ${LAKE_DEFAULT})`)
+    .option('--unsafe-files', 'let the SQL read and write any file this user can (COPY ... TO, read_csv(\'/any/path\'), ATTACH); default: only the lake and the --with files, read-only')
     .addHelpText('after', `
 Examples:
   $ invoices query "SELECT month, count(*), sum(amount) FROM invoices GROUP BY ALL ORDER BY 1"
   $ invoices query "SELECT c.segment, sum(i.amount) FROM invoices i JOIN crm c ON c.customer_id = i.issuer_id GROUP BY ALL" --with crm=fixtures/crm.csv
   $ invoices query "SELECT line_number, line FROM notes WHERE line ILIKE '%overdue%'" --with notes=fixtures/notes.txt
 
-Formats: .csv, .json (nested objects and arrays), .ndjson/.jsonl, .parquet, .txt/.log (columns line_number, line).`)
+Formats: .csv, .json (nested objects and arrays), .ndjson/.jsonl, .parquet, .txt/.log (columns line_number, line).
+DuckDB may read the lake and the --with files only, and writes no file (COPY ... TO, EXPORT, ATTACH
+are refused, exit 2), unless --unsafe-files.`)
     .action(lazy(() => import('./commands/query.js')));
 
   program.command('join')
@@ -177,7 +182,7 @@ Formats: .csv, .json (nested objects and arrays), .ndjson/.jsonl, .parquet, .txt
     .option('--party <party>', 'which party of an invoice the side row describes: issuer or receiver', 'issuer')
     .option('--months <n>', 'only the last N calendar months (as in group)')
     .option('--as-of <date>', 'with --months: a day in the last month (YYYY-MM-DD, UTC)')
-    .option('--lake <dir>', 'the lake written by `invoices export`', './lake')
+    .option('--lake <dir>', `the lake written by \`invoices export\` (default: ${LAKE_DEFAULT})`)
     .option('--unmatched', 'print the unmatched keys instead of the totals')
     .addHelpText('after', `
 Examples:
@@ -216,12 +221,28 @@ oldest running transaction. A second run of the same model exits 1 (or queues wi
 
   program.command('db')
     .description('manage the embedded PostgreSQL (used when no database is configured)')
-    .addArgument(new Argument('<action>', 'start, stop, status or url').choices(['start', 'stop', 'status', 'url']))
+    .addArgument(new Argument('<action>', 'start, stop, status, url or psql').choices(['start', 'stop', 'status', 'url', 'psql']))
+    .argument('[psql-args...]', 'with psql: arguments for psql (-c SQL, -f FILE, -A, -t, ...)')
+    // psql's own options (-c, -f, ...) reach it untouched; those of invoices (-q, -h, -V) go after --.
+    .allowUnknownOption()
     .addHelpText('after', `
 Examples:
-  $ invoices db status
-  $ psql "$(invoices db url)"`)
+  $ invoices db status                      state, version, pid, URL without password, home, default lake
+  $ invoices db psql                        psql on the database: the password in its environment, never on argv
+  $ invoices db psql -c 'SELECT count(*) FROM invoices'
+  $ invoices db psql -- -q -f report.sql    after --, options that invoices would otherwise take
+  $ invoices db url                         the URL, password included (embedded server): for clients that need one`)
     .action(lazy(() => import('./commands/db.js')));
+
+  // --out/--lake have no static default: the lake belongs to the database (config.ts defaultLake),
+  // known only once the configuration is resolved.
+  program.hook('preAction', async (_program, action) => {
+    const key = action.name() === 'export' ? 'out' : 'lake';
+    if (!action.options.some((o) => o.attributeName() === key) || action.getOptionValue(key) !== undefined) return;
+    const [{ commandContext }, { defaultLakeFor }] = await Promise.all([import('./commands/context.js'), import('./commands/home.js')]);
+    const ctx = commandContext(action);
+    action.setOptionValueWithSource(key, defaultLakeFor(ctx.config, process.cwd(), ctx.log, `--${key}` as '--out' | '--lake'), 'default');
+  });
 
   return program;
 }

@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from './errors.js';
 import { DEFAULT_TABLES, parseTableMap, type TableMap } from './tables.js';
@@ -34,10 +36,14 @@ export interface ConnectionSettings {
   database?: string;
 }
 
+/** What chose the home: see resolveHome. */
+export type HomeSource = 'INVOICES_HOME' | 'config file' | 'XDG_DATA_HOME' | 'default';
+
 export interface Config {
   target: Target;
-  /** $INVOICES_HOME: the embedded server's data and state. */
+  /** The per-user home: the embedded server's data, its password, the default lakes. Never the working directory's. */
   home: string;
+  homeSource: HomeSource;
   /** Path of the config file that was read, if any. */
   configFile?: string;
   /** The tables and columns to work on (config file "invoices"/"customers"; default: this tool's). */
@@ -49,19 +55,25 @@ export interface ConfigInput {
   configPath?: string;
   env: Env;
   cwd: string;
+  /** The OS user id (default: this process's): root's default home is /var/lib/invoices. */
+  uid?: number;
 }
 
 interface ConfigFile {
   databaseUrl?: string;
+  home?: string;
   tables: TableMap;
 }
+
+/** The home when root does not say otherwise: a directory the `postgres` OS user can reach, as /root is not. */
+export const ROOT_HOME = '/var/lib/invoices';
 
 /** Resolves the connection once: flag > environment (and .env) > config file > embedded. */
 export function resolveConfig(input: ConfigInput): Config {
   const { env, cwd } = input;
-  const home = path.resolve(cwd, env.INVOICES_HOME || '.invoices');
   const file = readConfigFile(input);
-  const base = { home, configFile: file?.path, tables: file?.content.tables ?? DEFAULT_TABLES };
+  const { home, source: homeSource } = resolveHome(env, cwd, file, input.uid ?? process.getuid?.());
+  const base = { home, homeSource, configFile: file?.path, tables: file?.content.tables ?? DEFAULT_TABLES };
 
   if (input.databaseUrl) return { ...base, target: urlTarget(input.databaseUrl, '--database-url') };
   if (env.DATABASE_URL) return { ...base, target: urlTarget(env.DATABASE_URL, 'DATABASE_URL') };
@@ -70,6 +82,73 @@ export function resolveConfig(input: ConfigInput): Config {
   }
   if (file?.content.databaseUrl) return { ...base, target: urlTarget(file.content.databaseUrl, 'config file') };
   return { ...base, target: { kind: 'embedded', source: 'embedded', home } };
+}
+
+/**
+ * The home, first match wins: $INVOICES_HOME (relative to the working directory), the config
+ * file's "home" (relative to the file), $XDG_DATA_HOME/invoices (absolute only, as the XDG spec
+ * says), then ~/.local/share/invoices, or /var/lib/invoices for root (PostgreSQL runs as the
+ * `postgres` OS user then, which cannot enter /root).
+ */
+export function resolveHome(env: Env, cwd: string, file: { path: string; content: { home?: string } } | undefined, uid: number | undefined): { home: string; source: HomeSource } {
+  if (env.INVOICES_HOME) return { home: path.resolve(cwd, expandTilde(env.INVOICES_HOME, env)), source: 'INVOICES_HOME' };
+  if (file?.content.home) return { home: path.resolve(path.dirname(file.path), expandTilde(file.content.home, env)), source: 'config file' };
+  if (env.XDG_DATA_HOME && path.isAbsolute(env.XDG_DATA_HOME)) return { home: path.join(env.XDG_DATA_HOME, 'invoices'), source: 'XDG_DATA_HOME' };
+  if (uid === 0) return { home: ROOT_HOME, source: 'default' };
+  return { home: path.join(env.HOME || os.homedir(), '.local', 'share', 'invoices'), source: 'default' };
+}
+
+function expandTilde(p: string, env: Env): string {
+  return p === '~' || p.startsWith('~/') ? path.join(env.HOME || os.homedir(), p.slice(1)) : p;
+}
+
+/**
+ * The lake `export`, `group`, `query` and `join` use when --out/--lake is not given: one per
+ * source database and table mapping, under the home (`<home>/lakes/<name>`), so exports from two
+ * databases never share a lake.
+ */
+export function defaultLake(config: Pick<Config, 'home' | 'target' | 'tables'>): string {
+  return path.join(config.home, 'lakes', lakeName(config.target, config.tables));
+}
+
+/**
+ * A short, readable, stable directory name for a database and mapping: `embedded` for the
+ * embedded server, else host-port-database, the mapped table if any, and 8 hex digits of a hash of
+ * all of it (two spellings that sanitise alike stay apart). Never from the password or the user.
+ */
+export function lakeName(target: Target, tables: TableMap = DEFAULT_TABLES): string {
+  const mapped = tables.mapped ? JSON.stringify([tables.invoices, tables.customers]) : '';
+  const table = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : '';
+  if (target.kind === 'embedded' && !tables.mapped) return 'embedded';
+  const { host, port, database } = target.kind === 'embedded' ? { host: 'embedded', port: '', database: '' } : serverAddress(target.connection);
+  const readable = [host, port, database, table].filter(Boolean).join('-').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[.]+/, '_').slice(0, 80);
+  const hash = createHash('sha256').update(JSON.stringify([host, port, database, mapped])).digest('hex').slice(0, 8);
+  return `${readable}-${hash}`;
+}
+
+/** Host, port and database of a server, as libpq would fill in the defaults. */
+function serverAddress(c: ConnectionSettings): { host: string; port: string; database: string } {
+  if (!c.connectionString) return { host: c.host ?? 'localhost', port: String(c.port ?? 5432), database: c.database ?? c.user ?? '' };
+  const u = new URL(c.connectionString);
+  const q = u.searchParams;
+  const user = decodeURIComponent(u.username) || q.get('user') || '';
+  return {
+    host: q.get('host') || u.hostname.replace(/^\[(.*)\]$/, '$1') || 'localhost',
+    port: q.get('port') || u.port || '5432',
+    database: q.get('dbname') || decodeURIComponent(u.pathname.replace(/^\//, '')) || user,
+  };
+}
+
+/**
+ * A directory `.invoices` holding an embedded server of an earlier version (which kept it in the
+ * working directory), when the home was not chosen explicitly and is another: returned so the CLI
+ * can say so, never used.
+ */
+export function legacyHome(config: Config, cwd: string): string | undefined {
+  if (config.target.kind !== 'embedded' || config.homeSource === 'INVOICES_HOME' || config.homeSource === 'config file') return undefined;
+  const dir = path.join(cwd, '.invoices');
+  if (dir === config.home || !existsSync(path.join(dir, 'pgdata', 'PG_VERSION'))) return undefined;
+  return dir;
 }
 
 function urlTarget(url: string, source: ServerTarget['source']): ServerTarget {
@@ -116,11 +195,14 @@ function readConfigFile(input: ConfigInput): { path: string; content: ConfigFile
   if (typeof content !== 'object' || content === null || Array.isArray(content)) {
     throw new ConfigError(`config file ${file} must hold a JSON object`);
   }
-  const { databaseUrl } = content as Record<string, unknown>;
+  const { databaseUrl, home } = content as Record<string, unknown>;
   if (databaseUrl !== undefined && typeof databaseUrl !== 'string') {
     throw new ConfigError(`config file ${file}: "databaseUrl" must be a string`);
   }
-  return { path: file, content: { databaseUrl, tables: parseTableMap(content as Record<string, unknown>, file) } };
+  if (home !== undefined && (typeof home !== 'string' || !home)) {
+    throw new ConfigError(`config file ${file}: "home" must be a directory path (a non-empty string)`);
+  }
+  return { path: file, content: { databaseUrl, home, tables: parseTableMap(content as Record<string, unknown>, file) } };
 }
 
 /** Parses a .env file: KEY=VALUE lines, optional quotes, # comments. */

@@ -1,7 +1,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeSettings, maskUrl, parseDotEnv, resolveConfig, withDotEnv, type Config, type ServerTarget } from '../src/config.js';
+import { defaultLake, describeSettings, lakeName, legacyHome, maskUrl, parseDotEnv, resolveConfig, ROOT_HOME, withDotEnv, type Config, type ServerTarget } from '../src/config.js';
+import { DEFAULT_TABLES, parseTableMap } from '../src/tables.js';
 import { ConfigError } from '../src/errors.js';
 import { tempDir } from './helpers.js';
 
@@ -88,16 +89,11 @@ describe('resolveConfig: resolution order', () => {
     expect(t.connection).toEqual({ connectionString: 'postgres://o@other.example/o' });
   });
 
-  it('falls back to the embedded server under $INVOICES_HOME (default ./.invoices)', () => {
-    const config = resolveConfig({ env: {}, cwd: empty });
-    expect(config.target).toEqual({ kind: 'embedded', source: 'embedded', home: path.join(empty, '.invoices') });
-    expect(config.home).toBe(path.join(empty, '.invoices'));
+  it('falls back to the embedded server in the home', () => {
+    const config = resolveConfig({ env: { XDG_DATA_HOME: '/xdg' }, cwd: empty });
+    expect(config.target).toEqual({ kind: 'embedded', source: 'embedded', home: '/xdg/invoices' });
+    expect(config.home).toBe('/xdg/invoices');
     expect(config.configFile).toBeUndefined();
-
-    const rel = resolveConfig({ env: { INVOICES_HOME: 'data/pg' }, cwd: empty });
-    expect(rel.target).toMatchObject({ kind: 'embedded', home: path.join(empty, 'data', 'pg') });
-    const abs = resolveConfig({ env: { INVOICES_HOME: '/srv/inv' }, cwd: empty });
-    expect(abs.home).toBe('/srv/inv');
   });
 
   it('a config file without databaseUrl falls back to the embedded server', () => {
@@ -247,5 +243,117 @@ describe('maskUrl and describeSettings', () => {
     expect(describeSettings({ connectionString: 'postgres://u:topsecret@h:1/d' })).toBe('postgres://u:***@h:1/d');
     const s = describeSettings({ host: 'h', port: 6543, user: 'u', password: 'topsecret', database: 'd' });
     expect(s).toBe('postgres://u@h:6543/d');
+  });
+});
+
+describe('resolveConfig: the home (never the working directory)', () => {
+  const USER = 1000;
+  const home = (env: Record<string, string>, cwd = empty, uid = USER) => {
+    const c = resolveConfig({ env, cwd, uid });
+    return [c.home, c.homeSource];
+  };
+
+  it('defaults to ~/.local/share/invoices, whatever the working directory', () => {
+    expect(home({ HOME: '/home/ann' })).toEqual(['/home/ann/.local/share/invoices', 'default']);
+    expect(home({ HOME: '/home/ann' }, withFile)).toEqual(['/home/ann/.local/share/invoices', 'default']);
+    expect(home({ HOME: '/home/ann' }, '/')).toEqual(['/home/ann/.local/share/invoices', 'default']);
+  });
+
+  it('$XDG_DATA_HOME/invoices wins over ~/.local/share; an empty or relative one is ignored, as the XDG spec says', () => {
+    expect(home({ HOME: '/home/ann', XDG_DATA_HOME: '/data/ann' })).toEqual(['/data/ann/invoices', 'XDG_DATA_HOME']);
+    expect(home({ HOME: '/home/ann', XDG_DATA_HOME: '' })).toEqual(['/home/ann/.local/share/invoices', 'default']);
+    expect(home({ HOME: '/home/ann', XDG_DATA_HOME: 'rel/data' })).toEqual(['/home/ann/.local/share/invoices', 'default']);
+  });
+
+  it('root defaults to /var/lib/invoices (the postgres OS user cannot enter /root), unless told otherwise', () => {
+    expect(ROOT_HOME).toBe('/var/lib/invoices');
+    expect(home({ HOME: '/root' }, empty, 0)).toEqual(['/var/lib/invoices', 'default']);
+    expect(home({ HOME: '/root', XDG_DATA_HOME: '/srv/xdg' }, empty, 0)).toEqual(['/srv/xdg/invoices', 'XDG_DATA_HOME']);
+    expect(home({ HOME: '/root', INVOICES_HOME: '/srv/inv' }, empty, 0)).toEqual(['/srv/inv', 'INVOICES_HOME']);
+  });
+
+  it('the config file\'s "home" wins over XDG_DATA_HOME, relative to the file; ~ is the user\'s home', () => {
+    const dir = path.join(root, 'home-key');
+    mkdirSync(path.join(dir, 'sub'), { recursive: true });
+    writeFileSync(path.join(dir, 'invoices.config.json'), JSON.stringify({ home: 'state' }));
+    writeFileSync(path.join(dir, 'tilde.json'), JSON.stringify({ home: '~/inv' }));
+    expect(home({ HOME: '/home/ann', XDG_DATA_HOME: '/xdg' }, dir)).toEqual([path.join(dir, 'state'), 'config file']);
+    const viaFlag = resolveConfig({ configPath: '../invoices.config.json', env: {}, cwd: path.join(dir, 'sub'), uid: USER });
+    expect(viaFlag.home).toBe(path.join(dir, 'state'));
+    expect(resolveConfig({ configPath: 'tilde.json', env: { HOME: '/home/ann' }, cwd: dir, uid: USER }).home).toBe('/home/ann/inv');
+  });
+
+  it('INVOICES_HOME wins over everything (relative to the working directory)', () => {
+    const dir = path.join(root, 'home-key');
+    expect(home({ INVOICES_HOME: '/srv/inv', XDG_DATA_HOME: '/xdg' }, dir)).toEqual(['/srv/inv', 'INVOICES_HOME']);
+    expect(home({ INVOICES_HOME: 'data/pg' }, dir)).toEqual([path.join(dir, 'data', 'pg'), 'INVOICES_HOME']);
+    expect(home({ INVOICES_HOME: '~/x', HOME: '/home/ann' }, dir)).toEqual(['/home/ann/x', 'INVOICES_HOME']);
+  });
+
+  it('the home is the same with a server configured (it holds that server\'s default lake)', () => {
+    const c = resolveConfig({ env: { DATABASE_URL: ENV_URL, XDG_DATA_HOME: '/xdg' }, cwd: withFile, uid: USER });
+    expect(c.target.kind).toBe('server');
+    expect(c.home).toBe('/xdg/invoices');
+  });
+
+  it('a "home" that is not a non-empty string is a ConfigError', () => {
+    const bad = path.join(root, 'bad-home.json');
+    for (const value of [5, '', null, ['a']]) {
+      writeFileSync(bad, JSON.stringify({ home: value }));
+      expect(() => resolveConfig({ configPath: bad, env: {}, cwd: empty })).toThrow(/"home" must be a directory path/);
+    }
+  });
+
+  it('legacyHome: ./.invoices of an earlier version is reported (never used) only when the home was not chosen', () => {
+    const dir = path.join(root, 'legacy');
+    mkdirSync(path.join(dir, '.invoices', 'pgdata'), { recursive: true });
+    writeFileSync(path.join(dir, '.invoices', 'pgdata', 'PG_VERSION'), '18\n');
+    const config = resolveConfig({ env: { XDG_DATA_HOME: '/xdg' }, cwd: dir, uid: USER });
+    expect(config.home).toBe('/xdg/invoices');
+    expect(legacyHome(config, dir)).toBe(path.join(dir, '.invoices'));
+    expect(legacyHome(resolveConfig({ env: { INVOICES_HOME: '/srv/inv' }, cwd: dir, uid: USER }), dir)).toBeUndefined();
+    expect(legacyHome(resolveConfig({ env: { INVOICES_HOME: '.invoices' }, cwd: dir, uid: USER }), dir)).toBeUndefined();
+    expect(legacyHome(resolveConfig({ env: { DATABASE_URL: ENV_URL }, cwd: dir, uid: USER }), dir)).toBeUndefined();
+    expect(legacyHome(config, empty)).toBeUndefined();
+  });
+});
+
+describe('defaultLake: one per source database and table mapping, under the home', () => {
+  const lake = (env: Record<string, string>, tables = DEFAULT_TABLES) =>
+    defaultLake({ ...resolveConfig({ env: { XDG_DATA_HOME: '/xdg', ...env }, cwd: empty, uid: 1000 }), tables });
+  const MAPPING = parseTableMap({ invoices: { table: 'billing.invoice' }, customers: { table: 'billing.clients' } }, 'test.json');
+
+  it('the embedded server\'s is <home>/lakes/embedded', () => {
+    expect(lake({})).toBe('/xdg/invoices/lakes/embedded');
+  });
+
+  it('two databases never share one; a readable name with a hash', () => {
+    const a = lake({ DATABASE_URL: 'postgres://u:pw@db.example:5432/billing' });
+    const b = lake({ DATABASE_URL: 'postgres://u:pw@db.example:5432/other' });
+    const c = lake({ DATABASE_URL: 'postgres://u:pw@db2.example:5432/billing' });
+    const d = lake({ DATABASE_URL: 'postgres://u:pw@db.example:5433/billing' });
+    expect(new Set([a, b, c, d, lake({})]).size).toBe(5);
+    expect(path.dirname(a)).toBe('/xdg/invoices/lakes');
+    expect(path.basename(a)).toMatch(/^db\.example-5432-billing-[0-9a-f]{8}$/);
+  });
+
+  it('the same database however it is named: password, user, URL or PG* variables', () => {
+    const a = lake({ DATABASE_URL: 'postgres://u:pw@db.example:5432/billing' });
+    expect(lake({ DATABASE_URL: 'postgres://other:pw2@db.example/billing?sslmode=require' })).toBe(a);
+    expect(lake({ PGHOST: 'db.example', PGPORT: '5432', PGDATABASE: 'billing', PGUSER: 'x', PGPASSWORD: 'y' })).toBe(a);
+    expect(lake({ DATABASE_URL: 'postgres://u:secret-pw-1@db.example/billing' })).not.toContain('secret-pw-1');
+  });
+
+  it('a mapped table is another source in the same database: another lake', () => {
+    const url = { DATABASE_URL: 'postgres://u@db.example/billing' };
+    expect(lake(url, MAPPING)).not.toBe(lake(url));
+    expect(path.basename(lake(url, MAPPING))).toMatch(/^db\.example-5432-billing-billing\.invoice-[0-9a-f]{8}$/);
+    expect(path.basename(lake({}, MAPPING))).toMatch(/^embedded-billing\.invoice-[0-9a-f]{8}$/);
+  });
+
+  it('names are safe directory names', () => {
+    const name = lakeName({ kind: 'server', source: 'DATABASE_URL', connection: { connectionString: 'postgres:///db%2Fx%20y?host=/var/run/postgresql' } });
+    expect(name).toMatch(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/);
+    expect(name).not.toContain('/');
   });
 });

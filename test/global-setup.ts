@@ -46,6 +46,8 @@ export async function setup(project: TestProject): Promise<void> {
 export async function teardown(): Promise<void> {
   try {
     if (home) await stopEmbedded(home);
+    // A CLI run with no database configured starts one in the default home (helpers.ts testDataHome).
+    if (tmp) await stopEmbedded(path.join(tmp, 'xdg-data', 'invoices'));
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
     home = tmp = undefined;

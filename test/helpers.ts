@@ -74,6 +74,11 @@ function defaultCwd(): string {
   return scratch;
 }
 
+/** XDG_DATA_HOME of CLI runs: the default home is <this>/invoices (global-setup stops a server left there). */
+export function testDataHome(): string {
+  return path.join(inject('tmpRoot'), 'xdg-data');
+}
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -90,14 +95,16 @@ export interface CliOptions {
 }
 
 /**
- * Runs `node bin/invoices.js ...args` with a clean environment: PATH, HOME, TZ=UTC and
- * what the test passes. No DATABASE_URL, PG* or INVOICES_HOME leaks in from outside.
+ * Runs `node bin/invoices.js ...args` with a clean environment: PATH, HOME, TZ=UTC, XDG_DATA_HOME
+ * in the run's temp dir and what the test passes. No DATABASE_URL, PG* or INVOICES_HOME leaks in from outside.
  */
 export function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? os.homedir(),
     TZ: 'UTC',
+    // The per-user home (src/config.ts resolveHome) of every run is the test run's, never this machine's.
+    XDG_DATA_HOME: testDataHome(),
     ...opts.env,
   };
   return new Promise((resolve, reject) => {

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { resolveConfig, withDotEnv, type Config } from '../config.js';
 import type { DbContext } from '../db/client.js';
 import { InterruptedError, UsageError } from '../errors.js';
+import { noticeLegacyHome } from './home.js';
 import type { Logger } from '../log.js';
 import { parseFormat, render, type Column, type Format } from '../output/render.js';
 
@@ -31,7 +32,16 @@ export interface CommandContext extends DbContext {
   printRows<T extends object>(rows: T[], columns: Column<T>[], opts?: { single?: boolean }): Promise<void>;
 }
 
+const contexts = new WeakMap<Command, CommandContext>();
+
+/** The context of a command, built once (cli.ts's preAction hook may ask first, for the default lake). */
 export function commandContext(cmd: Command): CommandContext {
+  let ctx = contexts.get(cmd);
+  if (!ctx) contexts.set(cmd, (ctx = buildContext(cmd)));
+  return ctx;
+}
+
+function buildContext(cmd: Command): CommandContext {
   const g = cmd.optsWithGlobals<GlobalOptions>();
   const env = withDotEnv(process.env, process.cwd());
   const format = g.json ? 'json' : g.format ? parseFormat(g.format) : process.stdout.isTTY ? 'table' : 'json';
@@ -43,7 +53,8 @@ export function commandContext(cmd: Command): CommandContext {
     debug: (m) => { if (g.debug) process.stderr.write(`debug: ${m}\n`); },
   };
   const config = resolveConfig({ databaseUrl: g.databaseUrl, configPath: g.config, env, cwd: process.cwd() });
-  log.debug(`database: ${config.target.source}`);
+  log.debug(`database: ${config.target.source}; home: ${config.home} (${config.homeSource})`);
+  noticeLegacyHome(config, process.cwd(), log);
   return {
     config,
     log,

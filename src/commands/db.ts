@@ -1,14 +1,22 @@
+import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { describeSettings } from '../config.js';
+import { defaultLake, describeSettings, type ConnectionSettings } from '../config.js';
 import { embeddedSettings, embeddedStatus, embeddedUrl, startEmbedded, stopEmbedded } from '../db/embedded.js';
-import { UsageError } from '../errors.js';
+import { InvoicesError, UsageError } from '../errors.js';
 import { commandContext, type CommandContext } from './context.js';
 
-type Action = 'start' | 'stop' | 'status' | 'url';
+type Action = 'start' | 'stop' | 'status' | 'url' | 'psql';
 
-export async function run(action: Action, _opts: unknown, cmd: Command): Promise<void> {
+export async function run(action: Action, args: string[], _opts: unknown, cmd: Command): Promise<void> {
+  // Unknown options are let through for psql only (see cli.ts): anywhere else they are mistakes.
+  if (action !== 'psql' && args.length) throw new UsageError(`\`invoices db ${action}\` takes no arguments, got: ${args.join(' ')}`);
   const ctx = commandContext(cmd);
   const { target } = ctx.config;
+  if (action === 'psql') {
+    const settings = target.kind === 'embedded' ? (await startEmbedded(target.home, ctx.log.info)).settings : target.connection;
+    process.exitCode = await runPsql(settings, args, process.env);
+    return;
+  }
   if (target.kind !== 'embedded') {
     if (action === 'url') return ctx.print(describeSettings(target.connection) + '\n');
     throw new UsageError(`\`invoices db ${action}\` manages the embedded PostgreSQL, but the database comes from ${target.source} (${describeSettings(target.connection)})`);
@@ -42,7 +50,70 @@ async function status(ctx: CommandContext, home: string): Promise<void> {
     pid: s.pid ? String(s.pid) : null,
     url: s.running && settings ? describeSettings(settings) : null,
     data: s.dataDir,
+    home,
+    lake: defaultLake(ctx.config),
   };
-  await ctx.printRows([row], [{ key: 'state' }, { key: 'version' }, { key: 'pid', kind: 'int' }, { key: 'url' }, { key: 'data' }], { single: true });
+  await ctx.printRows([row], [{ key: 'state' }, { key: 'version' }, { key: 'pid', kind: 'int' }, { key: 'url' }, { key: 'data' }, { key: 'home' }, { key: 'lake' }], { single: true });
   if (!s.running) process.exitCode = 3;
+}
+
+/**
+ * How psql reaches the database with nothing secret on its command line (argv is world-readable
+ * in /proc and ps): the password goes in the child's environment (PGPASSWORD, readable by this
+ * user only), the rest as libpq variables, or as a URL without its password when one was given
+ * (so its other parameters, sslmode and the like, still apply).
+ */
+export function psqlInvocation(c: ConnectionSettings, args: string[], env: NodeJS.ProcessEnv): { args: string[]; env: NodeJS.ProcessEnv } {
+  const out: NodeJS.ProcessEnv = { ...env };
+  if (c.connectionString) {
+    // What the URL leaves out falls back to the PG* variables, as it does for node-postgres.
+    const u = new URL(c.connectionString);
+    const password = decodeURIComponent(u.password) || u.searchParams.get('password') || '';
+    u.password = '';
+    u.searchParams.delete('password');
+    if (password) out.PGPASSWORD = password;
+    return { args: ['--dbname', u.toString(), ...args], env: out };
+  }
+  // Settings from PG* variables (maybe from .env) or the embedded server's: all of them explicit,
+  // and nothing of the environment that would send libpq elsewhere.
+  for (const k of ['PGHOSTADDR', 'PGSERVICE', 'PGPASSWORD']) delete out[k];
+  if (c.host) out.PGHOST = c.host;
+  if (c.port) out.PGPORT = String(c.port);
+  if (c.user) out.PGUSER = c.user;
+  if (c.database) out.PGDATABASE = c.database;
+  if (c.password) out.PGPASSWORD = c.password;
+  return { args, env: out };
+}
+
+/** Runs psql on the terminal until it exits; resolves with its exit code (128 + n after signal n). */
+function runPsql(settings: ConnectionSettings, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const call = psqlInvocation(settings, args, env);
+  return new Promise((resolve, reject) => {
+    const child = spawn('psql', call.args, { stdio: 'inherit', env: call.env });
+    // Ctrl-C belongs to psql (it cancels the running query); SIGTERM and SIGHUP are passed on.
+    const ignore = () => {};
+    const forward = (sig: NodeJS.Signals) => child.kill(sig);
+    process.on('SIGINT', ignore);
+    process.on('SIGTERM', forward);
+    process.on('SIGHUP', forward);
+    const done = () => {
+      process.off('SIGINT', ignore);
+      process.off('SIGTERM', forward);
+      process.off('SIGHUP', forward);
+    };
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      done();
+      reject(err.code === 'ENOENT'
+        ? new InvoicesError('psql is not on PATH: install the PostgreSQL client (Debian/Ubuntu: apt install postgresql-client; macOS: brew install libpq)', { cause: err })
+        : new InvoicesError(`psql could not be started: ${err.message}`, { cause: err }));
+    });
+    child.on('exit', (code, signal) => {
+      done();
+      resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
+    });
+  });
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return ({ SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15 } as Record<string, number>)[signal] ?? 0;
 }

