@@ -4,8 +4,8 @@
 // ends up with exactly one score made for its row; scores of rows that are gone are removed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTableMap } from '../src/tables.js';
-import { adoptBilling, BILLING_MAPPING, createDatabase, runCli, seedWithCli, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
-import { connectPg, currentScores, insertInvoices, riskRun, scoreCounts, sourceIdOf } from './risk-helpers.js';
+import { adoptBilling, BILLING_MAPPING, createDatabase, runCli, seedWithCli, waitFor, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
+import { connectPg, currentScores, insertInvoices, riskRun, scoreCounts, sourceIdOf, startCli } from './risk-helpers.js';
 
 const OWN = sourceIdOf();
 const BILLING = sourceIdOf(parseTableMap(BILLING_MAPPING, 'invoices.config.json'));
@@ -13,6 +13,10 @@ const SEED = ['--customers', '60', '--months', '6', '--as-of', '2026-03-01'];
 
 type Q = <T = Record<string, unknown>>(sql: string, params?: unknown[]) => Promise<T[]>;
 const query = (url: string): Q => (sql, params = []) => withPg(url, async (c) => (await c.query(sql, params)).rows as never);
+
+/** A restore of the backup copy: emptied and loaded again in one transaction, created_xid copied, the identity moved past the ids. */
+const RESTORE = `BEGIN; TRUNCATE invoices, invoice_ids; INSERT INTO invoices SELECT * FROM backup_invoices;
+  SELECT setval(pg_get_serial_sequence('invoices', 'invoice_id'), (SELECT max(invoice_id) FROM invoices)); COMMIT`;
 
 describe('one table: reseed, TRUNCATE of a partition, restore with old created_xid values', () => {
   let db: TestDatabase;
@@ -128,7 +132,7 @@ describe('one table: reseed, TRUNCATE of a partition, restore with old created_x
     const [{ below }] = await q<{ below: number }>('SELECT count(*)::int AS below FROM backup_invoices WHERE created_xid < $1::xid8', [cursor]);
     expect(below).toBe(3000);
     // As a restore does: the table emptied and loaded again, created_xid copied (one transaction).
-    await q('BEGIN; TRUNCATE invoices, invoice_ids; INSERT INTO invoices SELECT * FROM backup_invoices; COMMIT');
+    await q(RESTORE);
     const stored = (await current()).scores;
     const run = await riskRun(db.url);
     expect(run).toMatchObject({ scored: 3000, failed: 0, already_scored: 0 });
@@ -140,12 +144,41 @@ describe('one table: reseed, TRUNCATE of a partition, restore with old created_x
 
     // The same restore again: every row is back with its score; nothing is removed or rescored.
     const [{ at }] = await q<{ at: string }>('SELECT max(scored_at)::text AS at FROM risk_scores');
-    await q('BEGIN; TRUNCATE invoices, invoice_ids; INSERT INTO invoices SELECT * FROM backup_invoices; COMMIT');
+    await q(RESTORE);
     const same = await riskRun(db.url);
     expect(same).toMatchObject({ scored: 0, already_scored: 0 });
     expect(same.result.stderr).toContain('no score belonged to a row that is gone; cursor kept at');
     expect((await q<{ n: number }>('SELECT count(*)::int AS n FROM risk_scores WHERE scored_at > $1', [at]))[0].n).toBe(0);
     expect(await current()).toEqual({ invoices: 3000, scores: 3000, current: 3000, stale: 0, dead: 0 });
+  });
+
+  it('--follow reconciles in its cycle: a partition truncated while it runs loses its scores, new rows are scored', async () => {
+    const child = startCli(['risk', '--follow', '--poll-interval', '300', '--json'], { DATABASE_URL: db.url });
+    try {
+      await waitFor('the follower to start', async () => child.stderr().includes('following: scoring new invoices') || child.proc.exitCode !== null, 30_000);
+      expect(child.proc.exitCode, child.stderr()).toBeNull();
+      const [part] = await q<{ name: string; n: number }>(
+        `SELECT c.relname AS name, count(*)::int AS n FROM invoices i JOIN pg_class c ON c.oid = i.tableoid
+          WHERE c.relname <> 'invoices_default' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1`,
+      );
+      await q(`TRUNCATE ${part.name}`);
+      const ids = await withPg(db.url, (c) => insertInvoices(c, [{ issuer: 3, receiver: 4, amount: '12.00' }, { issuer: 4, receiver: 5, amount: '13.00' }]));
+      const left = 3000 - part.n + 2;
+      await waitFor('the truncated rows\' scores to go and the new rows to be scored', async () => {
+        const c = await current();
+        return c.scores === left && c.current === left;
+      }, 30_000, 100);
+      expect(child.stderr()).toContain(`(${part.name} truncated or rewritten): removed ${part.n} score(s) and 0 dead letter(s)`);
+      expect(await q<{ id: string }>('SELECT invoice_id::text AS id FROM risk_scores WHERE invoice_id = ANY($1::bigint[]) ORDER BY 1', [ids])).toHaveLength(2);
+      child.proc.kill('SIGTERM');
+      expect((await child.exit).code, child.stderr()).toBe(0);
+      expect(JSON.parse(child.stdout())).toMatchObject({ scored: 2, failed: 0 });
+      expect(await current()).toEqual({ invoices: left, scores: left, current: left, stale: 0, dead: 0 });
+      expect((await cli(['risk', 'verify'])).code).toBe(0);
+    } finally {
+      if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
+      await child.exit;
+    }
   });
 });
 
