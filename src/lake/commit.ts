@@ -15,13 +15,13 @@
 // manifest carries the journal's exportId the export committed and its cleanup is finished;
 // otherwise its added files are removed (rolled back). Either way only files listed in the
 // journal, which are ours, are removed, never one the current manifest lists.
-import { fsyncSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
+import { fsyncSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InvoicesError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { earlierLeftover, JOURNAL, STAGING } from './files.js';
-import { manifestFiles, readManifest, readManifestText, writeFileAtomic, writeManifest, type Manifest } from './manifest.js';
+import { manifestFiles, readManifest, readManifestText, recordedInfo, writeFileAtomic, writeManifest, type Manifest } from './manifest.js';
 
 export interface Journal {
   version: 1;
@@ -63,6 +63,9 @@ export function commitExport(dir: string, manifest: Manifest, staged: StagedFile
       if (existsSync(to)) throw new InvoicesError(`${s.file} is already in the lake: not overwriting it`);
       renameSync(s.staged, to);
       placed.push(s.file);
+      // The ctime in place (the rename set it): a later write in place moves it.
+      const info = recordedInfo(manifest, s.file);
+      if (info) info.ctimeMs = statSync(to).ctimeMs;
     }
     for (const d of new Set(staged.map((s) => path.dirname(path.join(dir, s.file))))) fsyncDir(d);
     assertUnmoved(dir, startedFrom);

@@ -155,7 +155,7 @@ export interface FileCheck {
   /** What is wrong, for messages ("file ... is missing"); undefined: as recorded. */
   problem?: string;
   kind?: 'missing' | 'changed';
-  /** The file is as recorded but its mtime moved (its hash was compared): the info to record now. */
+  /** The file is as recorded but its mtime or ctime moved (copied, restored; its hash was compared): the info to record now. */
   touched?: FileInfo;
 }
 
@@ -174,8 +174,10 @@ export function checkFile(dir: string, file: string, info: FileInfo | undefined,
   if (!st.isFile()) return { file, kind: 'changed', problem: `file ${file} is not a regular file` };
   if (!info) return { file };
   if (st.size !== info.size) return { file, kind: 'changed', problem: `file ${file} changed (${st.size} bytes, ${info.size} when written)` };
-  if (!hash && st.mtimeMs === info.mtimeMs) return { file };
+  // Written in place, the file's ctime moves (utimes cannot set it back): then, or when the mtime moved, the hash decides.
+  if (!hash && st.mtimeMs === info.mtimeMs && (info.ctimeMs === undefined || st.ctimeMs === info.ctimeMs)) return { file };
   const now = describeFile(path.resolve(dir, file));
   if (now.sha256 !== info.sha256) return { file, kind: 'changed', problem: `file ${file} changed (its sha256 is not the one recorded when it was written)` };
-  return now.mtimeMs === info.mtimeMs ? { file } : { file, touched: now };
+  const ctimeMs = statSync(path.resolve(dir, file)).ctimeMs;
+  return now.mtimeMs === info.mtimeMs && ctimeMs === info.ctimeMs ? { file } : { file, touched: { ...now, ctimeMs } };
 }

@@ -16,6 +16,8 @@ export interface FileInfo {
   size: number;
   sha256: string;
   mtimeMs: number;
+  /** The inode's change time once in place: any write changes it, and utimes cannot set it back. */
+  ctimeMs?: number;
 }
 
 export interface MonthEntry {
