@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { asInterrupted, cancelOnAbort } from '../db/cancel.js';
 import { withClient } from '../db/client.js';
+import { watchServerProgress } from '../db/server-progress.js';
 import { InterruptedError } from '../errors.js';
 import { createProgress } from '../output/progress.js';
 import { formatBytes } from '../output/render.js';
@@ -9,9 +10,9 @@ import { commandContext, interruptSignal } from './context.js';
 
 export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
-  const signal = flags.dryRun ? undefined : interruptSignal(ctx.log);
   const progress = createProgress('index', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
   const log = progress.wrap(ctx.log);
+  const signal = flags.dryRun ? undefined : interruptSignal(log);
   try {
     await withClient({ ...ctx, log }, async (client) => {
       const steps = await planIndexes(client, ctx.config.tables);
@@ -23,17 +24,25 @@ export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<vo
       const canceller = cancelOnAbort({ ...ctx, log }, client, signal);
       await client.query("SET client_connection_check_interval = '1s'").catch(() => {});
       await client.query("SELECT set_config('application_name', 'invoices index', false)");
+      // On a terminal, how far the build in flight has come (pg_stat_progress_create_index).
+      let doing = '';
+      let sample = '';
+      const detail = () => progress.detail([doing, sample].filter(Boolean).join(' '));
+      const watcher = ctx.tty && steps.length ? watchServerProgress(ctx, (client as unknown as { processID: number }).processID, (text) => { sample = text; detail(); }) : undefined;
       const kept = (i: number) => (i ? `steps 1-${i} of ${steps.length} are done and kept` : 'nothing was changed');
-      progress.phase('building', { total: steps.length, unit: 'steps', step: 1, steps: 1 });
+      progress.phase('building', { total: steps.length, unit: 'steps' });
       for (const [i, s] of steps.entries()) {
         if (signal?.aborted) throw new InterruptedError(`interrupted: ${kept(i)}; run \`invoices index\` again to build the rest`);
         const started = performance.now();
         log.info(`[${i + 1}/${steps.length}] ${s.description}`);
         progress.update(i, steps.length);
-        progress.detail(s.builds ? `building ${s.builds.name}` : s.description);
+        doing = s.builds ? s.builds.name : s.description;
+        sample = '';
+        detail();
         try {
           await client.query(s.sql);
         } catch (err) {
+          await watcher?.stop();
           if (!signal?.aborted) throw err;
           // The cancelled build left its index behind, invalid: drop it, so the table is as of the last finished step.
           await canceller.settled();
@@ -43,6 +52,7 @@ export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<vo
         log.debug(`${((performance.now() - started) / 1000).toFixed(1)} s`);
       }
       progress.update(steps.length, steps.length);
+      await watcher?.stop();
       canceller.dispose();
       progress.stop();
       if (!steps.length) log.info('every index exists and is valid: nothing to do');

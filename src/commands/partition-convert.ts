@@ -4,6 +4,7 @@ import { withClient } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import { cancelOnAbort } from '../db/cancel.js';
+import { watchServerProgress } from '../db/server-progress.js';
 import { cancelConversion, convertInvoices, describePlan, planConversion, type ConvertPhase, type ConvertResult } from '../schema/convert.js';
 import type { Month } from '../schema/partitions.js';
 import { interruptSignal, positiveInt, type CommandContext } from './context.js';
@@ -41,9 +42,9 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
     return;
   }
 
-  const signal = interruptSignal(ctx.log);
   const progress = createProgress('convert', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
   const log = progress.wrap(ctx.log);
+  const signal = interruptSignal(log);
   const steps: ConvertPhase[] = ['prepare', 'backfill', 'indexes', 'sync', 'switch', 'finish'];
   const units: Record<ConvertPhase, string> = { prepare: 'statements', backfill: 'rows', indexes: 'indexes', sync: 'checks', switch: 'attempts', finish: 'steps' };
   const names: Record<ConvertPhase, string> = { prepare: 'prepare', backfill: 'copying', indexes: 'indexes', sync: 'catch up and verify', switch: 'switch', finish: 'finish' };
@@ -53,6 +54,11 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
     result = await withClient({ ...ctx, log }, async (client) => {
       // Ctrl-C or SIGTERM cancels the statement in flight on the server (a batch, an index build, the verification).
       const canceller = cancelOnAbort({ ...ctx, log }, client, signal);
+      // On a terminal, how far an index build or the VACUUM ANALYZE in flight has come.
+      let doing = '';
+      let sample = '';
+      const detail = () => progress.detail([doing, sample].filter(Boolean).join(' '));
+      const watcher = ctx.tty ? watchServerProgress(ctx, (client as unknown as { processID: number }).processID, (text) => { sample = text; detail(); }) : undefined;
       try {
         return await convertInvoices(client, {
           ahead, batchSize, lockTimeoutMs, lockRetries, signal, log, tables, wait: flags.wait,
@@ -63,10 +69,13 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
               progress.phase(names[p.phase], { total: p.total, unit: units[p.phase], step: steps.indexOf(p.phase) + 1, steps: steps.length });
             }
             progress.update(p.done, p.total);
-            progress.detail(p.detail ?? '');
+            if ((p.detail ?? '') !== doing) sample = '';
+            doing = p.detail ?? '';
+            detail();
           },
         });
       } finally {
+        await watcher?.stop();
         canceller.dispose();
         await canceller.settled();
       }

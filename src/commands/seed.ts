@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
+import { watchServerProgress, type ServerProgress } from '../db/server-progress.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import { seed, type SeedProgress } from '../seed/seed.js';
 import { commandContext, interruptSignal, parseDay, positiveInt } from './context.js';
@@ -25,11 +26,16 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
   const batchSize = positiveInt('--batch-size', flags.batchSize);
   const asOf = flags.asOf ? parseDay(flags.asOf) : new Date();
   const ctx = commandContext(cmd);
-  const signal = interruptSignal(ctx.log);
   const progress = createProgress('seed', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
   const log = progress.wrap(ctx.log);
+  const signal = interruptSignal(log);
   const units: Record<SeedProgress['phase'], string> = { customers: 'customers', invoices: 'rows', invoice_ids: 'rows', indexes: 'indexes', analyze: 'tables' };
   let phase: string | undefined;
+  // On a terminal, what the server is doing inside a long statement (an index build, ANALYZE).
+  let watcher: ServerProgress | undefined;
+  let doing = '';
+  let sample = '';
+  const detail = () => progress.detail([doing, sample].filter(Boolean).join(' '));
   try {
     const result = await seed({ ...ctx, log }, {
       customers, invoices, months, seed: flags.seed, asOf, batchSize, signal, wait: flags.wait,
@@ -37,17 +43,25 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
       onProgress: (p) => {
         if (p.phase !== phase) {
           phase = p.phase;
+          doing = sample = '';
           // Scripts (and the tests) see where a load is from --debug, without a terminal.
           log.debug(`seed phase ${p.step}/${p.steps}: ${p.phase} (${fmtInt(p.total)} ${units[p.phase]})`);
           progress.phase(p.phase, { total: p.total, unit: units[p.phase], step: p.step, steps: p.steps });
         }
         progress.update(p.done, p.total);
+        detail();
       },
       onIndex: (name) => {
         log.debug(`seed building ${name}`);
-        progress.detail(`building ${name}`);
+        doing = name;
+        sample = '';
+        detail();
+      },
+      onBackend: (pid) => {
+        if (ctx.tty && !ctx.quiet) watcher = watchServerProgress(ctx, pid, (text) => { sample = text; detail(); });
       },
     });
+    await watcher?.stop();
     progress.stop();
     if (!result.skippedForeignKeyChecks && !ctx.config.tables.mapped) ctx.log.warn('not a superuser: foreign keys were checked row by row, which slows the load');
     ctx.log.info(
@@ -59,6 +73,7 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
       { key: 'lastInvoiceId', kind: 'int' }, { key: 'from' }, { key: 'to' }, { key: 'seconds' }, { key: 'invoicesPerSecond' },
     ], { single: true });
   } finally {
+    await watcher?.stop();
     progress.stop();
   }
 }

@@ -45,6 +45,8 @@ interface PhaseState extends PhaseOptions {
   name: string;
   started: number;
   done: number;
+  /** When `done` last moved: the rate is measured up to there, not to now (an index in flight is not a slowdown). */
+  movedAt: number;
   detail: string;
 }
 
@@ -64,7 +66,8 @@ export function createProgress(label: string, opts: ProgressOptions): Progress {
   const draw = () => {
     if (!live || !current) return;
     const text = renderLine(opts.job ?? label, current, performance.now(), jobStarted, FRAMES[frame++ % FRAMES.length], opts.color ?? false);
-    const width = Math.max(20, (stream.columns || 100) - 1);
+    // Room for the terminal's own "^C" echo: a line that wraps can no longer be cleared with \r.
+    const width = Math.max(20, (stream.columns || 100) - 4);
     stream.write(`\r\x1b[2K${fit(text, width)}`);
     shown = true;
   };
@@ -74,7 +77,8 @@ export function createProgress(label: string, opts: ProgressOptions): Progress {
     timer.unref(); // never keeps the process alive
   };
   const startPhase = (name: string, p: PhaseOptions = {}) => {
-    current = { unit: 'rows', ...p, name, started: performance.now(), done: 0, detail: '' };
+    const now = performance.now();
+    current = { unit: 'rows', ...p, name, started: now, done: 0, movedAt: now, detail: '' };
     ensureTimer();
     draw();
   };
@@ -83,6 +87,7 @@ export function createProgress(label: string, opts: ProgressOptions): Progress {
     phase: startPhase,
     update(done, total, what) {
       if (!current || (what !== undefined && what !== current.name)) startPhase(what ?? label, { total });
+      if (done !== current!.done) current!.movedAt = performance.now();
       current!.done = done;
       if (total !== undefined) current!.total = total;
       ensureTimer();
@@ -110,7 +115,7 @@ export function createProgress(label: string, opts: ProgressOptions): Progress {
 
 /** The live line: "⠋ seed [2/5] invoices: 1,200,000/2,000,000 rows (60%) · 254,000 rows/s · ETA 3s · 6s". */
 export function renderLine(job: string, p: PhaseState, now: number, jobStarted: number, glyph = '', color = false): string {
-  const secs = (now - p.started) / 1000;
+  const secs = (p.movedAt - p.started) / 1000;
   const unit = p.unit ?? 'rows';
   const step = p.step && p.steps ? ` [${p.step}/${p.steps}]` : '';
   const parts: string[] = [];
@@ -121,9 +126,13 @@ export function renderLine(job: string, p: PhaseState, now: number, jobStarted: 
     parts.push(`${fmtInt(p.done)} ${unit}`);
   }
   const rate = secs > 0.5 ? p.done / secs : 0;
-  if (rate >= 1) parts.push(`${fmtInt(Math.round(rate))} ${unit}/s`);
+  if (rate >= 10) parts.push(`${fmtInt(Math.round(rate))} ${unit}/s`);
   else if (p.done > 0 && secs > 0) parts.push(`${(secs / p.done).toFixed(1)} s per ${unit === 'indexes' ? 'index' : unit.replace(/s$/, '')}`);
-  if (p.total && p.done > 0 && p.done < p.total && secs > 0.5) parts.push(`ETA ${formatSeconds(((p.total - p.done) * secs) / p.done)}`);
+  if (p.total && p.done > 0 && p.done < p.total && secs > 0.5) {
+    // What is left at the rate so far, less the time already spent on the item in flight.
+    const left = ((p.total - p.done) * secs) / p.done - (now - p.movedAt) / 1000;
+    parts.push(`ETA ${formatSeconds(Math.max(1, left))}`);
+  }
   if (p.detail) parts.push(p.detail);
   parts.push(formatSeconds((now - jobStarted) / 1000));
   const head = `${glyph ? glyph + ' ' : ''}${job}${step} ${p.name}`;

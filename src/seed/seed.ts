@@ -33,6 +33,8 @@ export interface SeedOptions {
   onIndex?: (name: string) => void;
   /** When another run holds the tables: wait for it (default) or refuse at once (exit 1). */
   wait?: boolean;
+  /** Called once connected, with the server process that does the load (to watch its progress views). */
+  onBackend?: (pid: number) => void;
 }
 
 export interface SeedProgress {
@@ -87,6 +89,7 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
   return withClient(ctx, async (client) => {
     // Ctrl-C or SIGTERM cancels the statement in flight on the server (a COPY, an index build, ANALYZE, the lock wait).
     const canceller = cancelOnAbort(ctx, client, signal);
+    opts.onBackend?.((client as unknown as { processID: number }).processID);
     // A killed run's server process notices its client is gone within a second, and lets go of the lock and the transaction.
     await client.query("SET client_connection_check_interval = '1s'").catch(() => {});
     await client.query("SELECT set_config('application_name', 'invoices seed', false)");
