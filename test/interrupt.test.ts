@@ -84,8 +84,10 @@ describe('Ctrl-C during a fresh seed', () => {
     const run = startCli(db.url, ['seed', ...BIG]);
     await run.waitForStderr(/seed building invoices_pkey/);
     await indexBuildRunning(db.name);
-    // Two signals back to back: the second one must not wait for the first one's clean stop.
+    // The second signal as soon as the first one is seen (two at once would merge into one pending
+    // signal): it must not wait for the first one's clean stop.
     const exit = run.interrupt();
+    await run.waitForStderr(/SIGINT: stopping/, 5000);
     process.kill(run.pid, 'SIGINT');
     const r = await exit;
     recordStop('seed fresh, two Ctrl-C', r.stopMs);

@@ -3,7 +3,7 @@
 // two --append runs both commit, one after the other, with distinct ids.
 import { afterAll, describe, expect, it } from 'vitest';
 import { adminUrl, createDatabase, seedWithCli, tableHash, waitFor, withPg, type TestDatabase } from './helpers.js';
-import { startCli } from './interrupt-helpers.js';
+import { recordStop, startCli } from './interrupt-helpers.js';
 
 const dbs: TestDatabase[] = [];
 async function database(): Promise<TestDatabase> {
@@ -65,6 +65,25 @@ describe('two fresh seeds on an empty database', () => {
     expect(second.stderr()).toContain('this seed changed nothing');
     expect((await first.exit).code, first.stderr()).toBe(0);
     expect(await counts(db.url)).toEqual({ customers: 5000, invoices: 600_000, distinct_ids: 600_000, max_id: 600_000 });
+  });
+});
+
+describe('Ctrl-C while waiting for the lock', () => {
+  it('stops the waiting seed within 2 s (exit 130), changing nothing; the first one goes on', async () => {
+    const db = await database();
+    await seedWithCli(db.url, ['--customers', '100', '--invoices', '5000', '--as-of', '2026-01-01']);
+    const first = startCli(db.url, ['seed', '--append', '--customers', '2000', '--invoices', '400000', '--as-of', '2026-01-01', '--debug']);
+    await first.waitForStderr(/seed phase 1\/3: customers/);
+    const second = startCli(db.url, ['seed', '--append', '--customers', '10', '--invoices', '100', '--as-of', '2026-01-01']);
+    await second.waitForStderr(/waiting for `invoices seed`/);
+    const r = await second.interrupt();
+    recordStop('seed waiting for the lock', r.stopMs);
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stopMs).toBeLessThan(2000);
+    expect(r.stderr).toContain('interrupted while waiting for `invoices seed`');
+    expect(r.stderr).toContain('this seed changed nothing');
+    expect((await first.exit).code, first.stderr()).toBe(0);
+    expect(await counts(db.url)).toEqual({ customers: 2100, invoices: 405_000, distinct_ids: 405_000, max_id: 405_000 });
   });
 });
 

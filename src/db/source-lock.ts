@@ -5,7 +5,6 @@
 // it when it notices its client is gone (client_connection_check_interval, set by the caller).
 import { InterruptedError, InvoicesError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { isQueryCanceled } from './cancel.js';
 import type { Client } from './client.js';
 
 /** First key of the two-key advisory lock (the risk scorer uses 7115 for its models). */
@@ -33,41 +32,56 @@ export interface SourceLockOptions {
   /** Wait for the holder (default) or refuse at once. */
   wait: boolean;
   log?: Logger;
-  /** Aborting it cancels the wait (with cancelOnAbort on the same client). */
+  /** Aborting it stops the wait. */
   signal?: AbortSignal;
   /** What to do instead, in the refusal (default: run again later, or without --no-wait). */
   advice?: string;
 }
 
-/** Takes the source's lock on this session; returns the function that releases it. */
+/** How often a waiting run tries the lock again. */
+const POLL_MS = 200;
+
+/**
+ * Takes the source's lock on this session; returns the function that releases it. A waiting run
+ * tries again every 200 ms rather than blocking in pg_advisory_lock: between tries it holds no
+ * snapshot, so it holds back neither VACUUM nor a concurrent index build, and the signal stops it
+ * at once.
+ */
 export async function lockSource(client: Client, opts: SourceLockOptions): Promise<() => Promise<void>> {
   const args = [SOURCE_LOCK_CLASS, `invoices:write:${opts.key}`];
   const release = async () => {
     await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', args).catch(() => {});
   };
+  let waiting: string | undefined;
   for (;;) {
+    if (opts.signal?.aborted) throw new InterruptedError(`interrupted while waiting for ${waiting ?? 'the lock'}: this ${opts.what} changed nothing`);
     const { rows: [t] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', args);
     if (t.ok) return release;
-    const holder = await lockHolder(client, opts.key);
-    if (!holder) continue; // released in between: try again
-    const who = describeHolder(holder);
-    if (!opts.wait) {
-      throw new SourceBusyError(`${who} is writing ${opts.label}: this ${opts.what} changed nothing; ${opts.advice ?? 'run it again once that one has finished, or without --no-wait to wait for it'}`);
-    }
-    opts.log?.info(`waiting for ${who}, which is writing ${opts.label} (Ctrl-C to stop waiting; --no-wait refuses instead)`);
-    try {
-      await client.query('SELECT pg_advisory_lock($1, hashtext($2))', args);
-    } catch (err) {
-      if (opts.signal?.aborted || isQueryCanceled(err)) {
-        throw new InterruptedError(`interrupted while waiting for ${who}: this ${opts.what} changed nothing`, { cause: err });
+    if (waiting === undefined) {
+      const holder = await lockHolder(client, opts.key);
+      if (!holder) continue; // released in between: try again
+      waiting = describeHolder(holder);
+      if (!opts.wait) {
+        throw new SourceBusyError(`${waiting} is writing ${opts.label}: this ${opts.what} changed nothing; ${opts.advice ?? 'run it again once that one has finished, or without --no-wait to wait for it'}`);
       }
-      throw err;
+      opts.log?.info(`waiting for ${waiting}, which is writing ${opts.label} (Ctrl-C to stop waiting; --no-wait refuses instead)`);
     }
-    return release;
+    await sleep(POLL_MS, opts.signal);
   }
 }
 
-/** The session holding the source's lock: server process, program, client address, since when, what it runs. */
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+/** The session holding the source's lock (advisory locks are per database: in this one), with its program, address and start. */
 export async function lockHolder(client: Client, key: string): Promise<LockHolder | undefined> {
   const { rows } = await client.query<LockHolder>(
     `SELECT a.pid, nullif(a.application_name, '') AS application, a.client_addr::text AS address,
@@ -75,7 +89,8 @@ export async function lockHolder(client: Client, key: string): Promise<LockHolde
             left(regexp_replace(a.query, '\\s+', ' ', 'g'), 60) AS query
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid
-        AND l.objid = hashtext($2)::oid AND l.objsubid = 2 AND l.pid <> pg_backend_pid()`,
+        AND l.objid = hashtext($2)::oid AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
     [SOURCE_LOCK_CLASS, `invoices:write:${key}`],
   );
   return rows[0];
