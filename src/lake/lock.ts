@@ -64,7 +64,15 @@ export async function acquireLakeLock(dir: string, opts: LockOptions): Promise<L
     if (current === undefined) continue; // released in between: try again at once
     const stale = staleReason(current, file);
     if (stale) {
-      if (breakLock(file, current.raw)) opts.log.warn(`removed a stale lock of ${dir}: ${stale}`);
+      let broken: boolean;
+      try {
+        broken = breakLock(file, current.raw);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (opts.optional && (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')) return undefined;
+        throw new UsageError(`cannot remove the stale lock ${file} (${stale}; ${code ?? (err as Error).message}): the lake's folder must be writable`, { cause: err });
+      }
+      if (broken) opts.log.warn(`removed a stale lock of ${dir}: ${stale}`);
       continue;
     }
     const who = current.holder ? describeHolder(current.holder) : 'an export that is starting';

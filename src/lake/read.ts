@@ -1,10 +1,10 @@
 // Reading the lake back: views over the files its manifest lists (never a glob, so a month
 // being replaced or a stray temp file is never read twice).
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { type DuckDBConnection, sqlString } from './duckdb.js';
-import { readManifest, type Manifest } from './manifest.js';
+import { manifestFiles, readManifest, recordedInfo, type Manifest } from './manifest.js';
 
 /** The lake's manifest, or a usage error saying how to create one. */
 export function requireManifest(dir: string): Manifest {
@@ -18,6 +18,25 @@ export function fileList(dir: string, files: string[]): string {
   const abs = files.map((f) => path.resolve(dir, f));
   for (const f of abs) if (!existsSync(f)) throw new UsageError(`the lake is missing ${f}: run \`invoices export --out ${dir}\` (it writes again the months whose files are missing)`);
   return `[${abs.map(sqlString).join(', ')}]`;
+}
+
+/**
+ * Why the lake cannot be read as its manifest says (a listed file missing, or not of the size
+ * written), or undefined: a stat per file, for a reader choosing whether to use the lake at all
+ * (group's auto). `--verify` compares the content hashes too.
+ */
+export function lakeFileProblem(dir: string, manifest: Manifest, files = manifestFiles(manifest)): string | undefined {
+  for (const f of files) {
+    let size: number;
+    try {
+      size = statSync(path.resolve(dir, f)).size;
+    } catch {
+      return `the lake at ${path.resolve(dir)} is missing ${f} (\`invoices export\` writes it again)`;
+    }
+    const info = recordedInfo(manifest, f);
+    if (info && info.size !== size) return `the lake's ${f} is not the file written (\`invoices export\` writes it again)`;
+  }
+  return undefined;
 }
 
 /**
