@@ -6,6 +6,7 @@
 // table was replaced (reload, restore, conversion), and commits the totals with the new
 // watermark and lineage in one transaction, under an advisory lock per source (cron-safe).
 import type { Client } from '../db/client.js';
+import { lockSource } from '../db/source-lock.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { sqlFile } from '../schema/sql-file.js';
@@ -58,9 +59,9 @@ export async function withFreshTotals<T>(client: Client, described: SourceTable,
   const source = await ensureTracked(client, described, log);
   if (!source.incremental) throw new UsageError(`monthly totals need the watermark and the change log: ${untrackedAdvice(source)}; or use --engine postgres`);
   await ensureTables(client, source, log);
-  // A session lock taken before the snapshot: a second refresh of this source waits, then sees the first one's result.
-  const lock = [`invoices:monthly-totals:${source.key}`];
-  await client.query('SELECT pg_advisory_lock(hashtext($1))', lock);
+  // A session lock taken before the snapshot: a second refresh of this source waits (polling, so
+  // that it holds no snapshot back meanwhile), then sees the first one's result.
+  const unlock = await lockSource(client, { key: `monthly-totals ${source.key}`, label: `the monthly totals of ${source.name}`, what: 'refresh', wait: true, log });
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     try {
@@ -73,7 +74,7 @@ export async function withFreshTotals<T>(client: Client, described: SourceTable,
       throw err;
     }
   } finally {
-    await client.query('SELECT pg_advisory_unlock(hashtext($1))', lock).catch(() => {});
+    await unlock();
   }
 }
 
