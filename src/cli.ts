@@ -59,8 +59,8 @@ Examples:
     .action(lazy(() => import('./commands/seed.js')));
 
   program.command('get')
-    .description('show one invoice by id, with its issuer and receiver')
-    .argument('<id>', 'invoice id')
+    .description('show invoices by id, with their issuer and receiver (many ids: JSON lines, in input order)')
+    .argument('<id...>', 'invoice ids, or - to read them from stdin (one per line)')
     .option('--cache <url>', 'read through this Redis (redis://host:port[/db], rediss:// for TLS; default: REDIS_URL)')
     .option('--no-cache', 'ignore REDIS_URL: read PostgreSQL only')
     .option('--cache-ttl <seconds>', 'entries expire after this long, so an update shows within it (default: 60; 0: no cache)')
@@ -75,6 +75,12 @@ Examples:
   $ invoices get 42 --cache redis://localhost:6380 --cache-ttl 5
   $ invoices get 42 --no-cache                            straight to PostgreSQL
   $ invoices get 42 --stats --repeat 1000                 hit vs miss latency
+  $ invoices get 1 2 3                                    several: one JSON object per line when piped
+  $ cut -d, -f1 ids.csv | invoices get - > invoices.jsonl   ids on stdin, streamed out in input order
+
+Many ids: ids not found are named on stderr and the run exits 3 after printing the others; a
+malformed id argument exits 2 before any output; a malformed stdin line is named with its line
+number and the run exits 2 after printing the others.
 
 The cache never serves an entry older than --cache-ttl. When it cannot be reached, get
 warns once and answers from PostgreSQL (exit 0), unless --cache-required.`)

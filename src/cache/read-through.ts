@@ -9,6 +9,9 @@ export interface InvoiceCache {
   /** undefined: no entry; stale: an entry that does not answer for `id` under `stamp`. */
   get(id: bigint, stamp: CacheStamp): Promise<Decoded | undefined>;
   set(id: bigint, invoice: InvoiceDetail, stamp: CacheStamp): Promise<void>;
+  /** Many entries at once, in the order of `ids`. */
+  getMany(ids: readonly bigint[], stamp: CacheStamp): Promise<Array<Decoded | undefined>>;
+  setMany(entries: ReadonlyArray<[bigint, InvoiceDetail]>, stamp: CacheStamp): Promise<void>;
   delete(id: bigint): Promise<void>;
   close(): Promise<void>;
 }
@@ -87,6 +90,62 @@ export class ReadThrough {
       }
     }
     return { invoice, outcome: used ? 'miss' : 'off', ...(stale ? { stale } : {}) };
+  }
+
+  /**
+   * Many invoices at once: the entries of `ids` from the cache in one round trip, the others
+   * from `load` (one batch), then cached. Returns, in the order of `ids`, each invoice or
+   * undefined when it does not exist; hits and misses count the ids the cache did or did not answer.
+   */
+  async lookupMany(
+    ids: readonly bigint[],
+    load: (ids: bigint[]) => Promise<Map<string, InvoiceDetail>>,
+  ): Promise<{ invoices: Array<InvoiceDetail | undefined>; hits: number; misses: number }> {
+    const out: Array<InvoiceDetail | undefined> = new Array(ids.length);
+    let missing: number[] = ids.map((_, i) => i);
+    let stale: bigint[] = [];
+    if (this.cache) {
+      if (!this.stamp) throw new Error('ReadThrough: bind() the source and generation before the first lookup');
+      try {
+        const cached = await this.cache.getMany(ids, this.stamp);
+        missing = [];
+        cached.forEach((c, i) => {
+          if (c && 'invoice' in c) out[i] = c.invoice;
+          else {
+            missing.push(i);
+            if (c) stale.push(ids[i]);
+          }
+        });
+      } catch (err) {
+        this.failed(err);
+        stale = [];
+      }
+    }
+    const hits = ids.length - missing.length;
+    if (!missing.length) return { invoices: out, hits, misses: 0 };
+    const loaded = await load(missing.map((i) => ids[i]));
+    const toCache: Array<[bigint, InvoiceDetail]> = [];
+    const seen = new Set<string>();
+    for (const i of missing) {
+      const key = String(ids[i]);
+      const invoice = loaded.get(key);
+      out[i] = invoice;
+      if (invoice && !seen.has(key)) {
+        seen.add(key);
+        toCache.push([ids[i], invoice]);
+      }
+    }
+    if (this.cache) {
+      try {
+        await this.cache.setMany(toCache, this.stamp!);
+        // Stale entries of ids that no longer exist go too, best effort.
+        const gone = stale.filter((id) => !loaded.has(String(id)));
+        if (gone.length) await Promise.all(gone.map((id) => this.cache!.delete(id))).catch(() => {});
+      } catch (err) {
+        this.failed(err);
+      }
+    }
+    return { invoices: out, hits, misses: this.cache || hits ? missing.length : 0 };
   }
 
   /** Drops one invoice's entry (used to measure misses). */

@@ -74,6 +74,20 @@ export class RedisInvoiceCache implements InvoiceCache {
     return typeof value === 'string' ? decodeInvoice(value, id, stamp) : undefined;
   }
 
+  /** The entries of many invoices in one round trip (MGET), in the order of `ids`. */
+  async getMany(ids: readonly bigint[], stamp: CacheStamp): Promise<Array<Decoded | undefined>> {
+    if (!ids.length) return [];
+    const values = await this.run(['MGET', ...ids.map((id) => this.key(id))]);
+    if (!Array.isArray(values) || values.length !== ids.length) throw new CacheError(`the cache at ${this.endpoint.display} gave an unexpected MGET reply`);
+    return values.map((v, i) => (typeof v === 'string' ? decodeInvoice(v, ids[i], stamp) : undefined));
+  }
+
+  /** Stores many invoices, pipelined: the replies are awaited together. */
+  async setMany(entries: ReadonlyArray<[bigint, InvoiceDetail]>, stamp: CacheStamp): Promise<void> {
+    const ttl = String(this.ttlSeconds);
+    await Promise.all(entries.map(([id, invoice]) => this.run(['SET', this.key(id), encodeInvoice(invoice, stamp), 'EX', ttl])));
+  }
+
   /** Stores an invoice, read from `stamp`'s source and generation, for ttlSeconds (replacing any entry). */
   async set(id: bigint, invoice: InvoiceDetail, stamp: CacheStamp): Promise<void> {
     await this.run(['SET', this.key(id), encodeInvoice(invoice, stamp), 'EX', String(this.ttlSeconds)]);

@@ -8,7 +8,7 @@ import { getInvoice, parseInvoiceId, type InvoiceDetail } from '../lookup/get-in
 import type { Column } from '../output/render.js';
 import { commandContext, positiveInt, type CommandContext } from './context.js';
 
-const COLUMNS: Column<InvoiceDetail>[] = [
+export const COLUMNS: Column<InvoiceDetail>[] = [
   { key: 'invoice_id', kind: 'int' },
   { key: 'issue_date', kind: 'time' },
   { key: 'issuer_id', kind: 'int' },
@@ -21,7 +21,7 @@ const COLUMNS: Column<InvoiceDetail>[] = [
 export const DEFAULT_CACHE_TTL = 60;
 export const DEFAULT_REPEAT = 200;
 
-interface GetOptions {
+export interface GetOptions {
   /** A URL from --cache, false from --no-cache, undefined: REDIS_URL. */
   cache?: string | false;
   cacheTtl?: string;
@@ -30,45 +30,24 @@ interface GetOptions {
   repeat?: string;
 }
 
-export async function run(rawId: string, opts: GetOptions, cmd: Command): Promise<void> {
+export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Command): Promise<void> {
+  const args = Array.isArray(rawIds) ? rawIds : [rawIds];
+  if (args.length !== 1 || args[0] === '-') {
+    if (opts.stats) throw new UsageError('--stats times one invoice: give one id');
+    return (await import('./get-many.js')).runMany(args, opts, commandContext(cmd));
+  }
+  const rawId = args[0];
   const id = parseInvoiceId(rawId);
   if (id === undefined) throw new UsageError(`invoice id must be a positive integer, got "${rawId}"`);
-  const ttl = opts.cacheTtl === undefined ? DEFAULT_CACHE_TTL : positiveInt('--cache-ttl', opts.cacheTtl, { allowZero: true });
-  if (ttl > MAX_TTL_SECONDS) throw new UsageError(`--cache-ttl must be at most ${MAX_TTL_SECONDS} seconds, got ${ttl}`);
   if (opts.repeat !== undefined && !opts.stats) throw new UsageError('--repeat goes with --stats');
   const repeat = opts.repeat === undefined ? DEFAULT_REPEAT : positiveInt('--repeat', opts.repeat);
-
   const ctx = commandContext(cmd);
-  const url = opts.cache === false ? undefined : (opts.cache ?? ctx.redisUrl);
-  const source = typeof opts.cache === 'string' ? '--cache' : 'REDIS_URL';
-  // A malformed URL is a usage error (exit 2) even though an unreachable cache is only a warning.
-  const endpoint = url === undefined ? undefined : parseRedisUrl(url, source);
-  const useCache = endpoint !== undefined && ttl > 0;
-  if (opts.cacheRequired && !useCache) {
-    const why = opts.cache === false ? '--no-cache turns it off' : endpoint ? '--cache-ttl 0 turns it off' : 'give --cache URL or set REDIS_URL';
-    throw new UsageError(`--cache-required needs a cache: ${why}`);
-  }
-
-  const rt = new ReadThrough({
-    required: Boolean(opts.cacheRequired),
-    onUnavailable: (err) => ctx.log.warn(`${err.message}; reading from PostgreSQL (--cache-required to fail instead)`),
-  });
-  let redisConnectMs: number | undefined;
-  const openCache = () =>
-    rt.open(async () => {
-      // Loaded only when a cache is configured: `get` without one pays nothing for it.
-      const { RedisInvoiceCache } = await import('../cache/redis-cache.js');
-      const started = performance.now();
-      const cache = await RedisInvoiceCache.open({ url: url!, source, ttlSeconds: ttl, scope: cacheScope(ctx.config.target, ctx.config.tables) });
-      redisConnectMs = performance.now() - started;
-      return cache;
-    });
-  if (endpoint && !useCache) ctx.log.debug('cache: not used (--cache-ttl 0)');
+  const { rt, useCache, openCache, endpoint, ttl, connectMs } = cacheSetup(opts, ctx);
   let client: Client | undefined;
   try {
     if (opts.stats) {
       if (useCache) await openCache();
-      return await printStats(ctx, rt, id, repeat, { url: endpoint?.display, ttl, redisConnectMs });
+      return await printStats(ctx, rt, id, repeat, { url: endpoint?.display, ttl, redisConnectMs: connectMs() });
     }
     if (useCache) {
       // An entry answers only if it was read from the table's current generation, so a hit
@@ -95,8 +74,39 @@ export async function run(rawId: string, opts: GetOptions, cmd: Command): Promis
   }
 }
 
+/** The cache `get` reads through, from --cache, --no-cache, --cache-ttl, --cache-required and REDIS_URL; usage errors first. */
+export function cacheSetup(opts: GetOptions, ctx: CommandContext) {
+  const ttl = opts.cacheTtl === undefined ? DEFAULT_CACHE_TTL : positiveInt('--cache-ttl', opts.cacheTtl, { allowZero: true });
+  if (ttl > MAX_TTL_SECONDS) throw new UsageError(`--cache-ttl must be at most ${MAX_TTL_SECONDS} seconds, got ${ttl}`);
+  const url = opts.cache === false ? undefined : (opts.cache ?? ctx.redisUrl);
+  const source = typeof opts.cache === 'string' ? '--cache' : 'REDIS_URL';
+  // A malformed URL is a usage error (exit 2) even though an unreachable cache is only a warning.
+  const endpoint = url === undefined ? undefined : parseRedisUrl(url, source);
+  const useCache = endpoint !== undefined && ttl > 0;
+  if (opts.cacheRequired && !useCache) {
+    const why = opts.cache === false ? '--no-cache turns it off' : endpoint ? '--cache-ttl 0 turns it off' : 'give --cache URL or set REDIS_URL';
+    throw new UsageError(`--cache-required needs a cache: ${why}`);
+  }
+  const rt = new ReadThrough({
+    required: Boolean(opts.cacheRequired),
+    onUnavailable: (err) => ctx.log.warn(`${err.message}; reading from PostgreSQL (--cache-required to fail instead)`),
+  });
+  let redisConnectMs: number | undefined;
+  const openCache = () =>
+    rt.open(async () => {
+      // Loaded only when a cache is configured: `get` without one pays nothing for it.
+      const { RedisInvoiceCache } = await import('../cache/redis-cache.js');
+      const started = performance.now();
+      const cache = await RedisInvoiceCache.open({ url: url!, source, ttlSeconds: ttl, scope: cacheScope(ctx.config.target, ctx.config.tables) });
+      redisConnectMs = performance.now() - started;
+      return cache;
+    });
+  if (endpoint && !useCache) ctx.log.debug('cache: not used (--cache-ttl 0)');
+  return { rt, useCache, openCache, endpoint, ttl, connectMs: () => redisConnectMs };
+}
+
 /** One PostgreSQL connection and the stamp current entries carry (the table's source and generation). */
-async function connectWithStamp(ctx: CommandContext): Promise<{ client: Client; stamp: CacheStamp }> {
+export async function connectWithStamp(ctx: CommandContext): Promise<{ client: Client; stamp: CacheStamp }> {
   const [{ connect, translatePgError }, { readCacheStamp }] = await Promise.all([import('../db/client.js'), import('../cache/generation.js')]);
   const client = await connect(ctx);
   try {

@@ -42,6 +42,11 @@ export async function render<T extends object>(rows: T[], columns: Column<T>[], 
   }
 }
 
+/** One row as a compact JSON line (JSON Lines: one object per line, for streams). */
+export function renderRecordLine<T extends object>(row: T, columns: Column<T>[]): string {
+  return JSON.stringify(jsonRecord(row, columns)) + '\n';
+}
+
 function cell<T extends object>(row: T, c: Column<T>): string {
   const v = row[c.key] as unknown;
   return v === null || v === undefined ? '' : String(v);
