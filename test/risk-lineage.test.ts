@@ -152,6 +152,39 @@ describe('one table: reseed, TRUNCATE of a partition, restore with old created_x
     expect(await current()).toEqual({ invoices: 3000, scores: 3000, current: 3000, stale: 0, dead: 0 });
   });
 
+  it('(d) rows reloaded into one partition without their scores: the rewind scores exactly them, as a full run would, passing over the rows that have theirs', async () => {
+    const [part] = await q<{ name: string; n: number }>(
+      `SELECT c.relname AS name, count(*)::int AS n FROM invoices i JOIN pg_class c ON c.oid = i.tableoid
+        WHERE c.relname <> 'invoices_default' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1 OFFSET 1`,
+    );
+    const [{ at }] = await q<{ at: string }>('SELECT max(scored_at)::text AS at FROM risk_scores');
+    // Their scores lost (as under a reseed in between), then the partition reloaded from a copy, created_xid kept.
+    await q(`DELETE FROM risk_scores WHERE invoice_id IN (SELECT invoice_id FROM ${part.name})`);
+    await q(`BEGIN; CREATE TEMP TABLE reload AS SELECT * FROM ${part.name}; TRUNCATE ${part.name};
+             DELETE FROM invoice_ids WHERE invoice_id IN (SELECT invoice_id FROM reload); INSERT INTO invoices SELECT * FROM reload; COMMIT`);
+    const [{ after }] = await q<{ after: number }>(
+      `SELECT count(*)::int AS after FROM invoices WHERE (created_xid, invoice_id) > (SELECT created_xid, invoice_id FROM ${part.name} ORDER BY 1, 2 LIMIT 1)`,
+    );
+    const run = await riskRun(db.url);
+    expect(run.result.stderr).toContain(`(${part.name} truncated or rewritten): no score belonged to a row that is gone; cursor rewound from`);
+    // The walk from the rewind point: the partition's rows scored, every other row passed over.
+    expect(run).toMatchObject({ scored: part.n, failed: 0, already_scored: after + 1 - part.n });
+    expect(run.low + run.medium + run.high).toBe(part.n);
+    expect(await current()).toEqual({ invoices: 3000, scores: 3000, current: 3000, stale: 0, dead: 0 });
+    const [{ rescored }] = await q<{ rescored: number }>('SELECT count(*)::int AS rescored FROM risk_scores WHERE scored_at > $1', [at]);
+    expect(rescored).toBe(part.n);
+    // The same scores as a run of every invoice (the rows passed over still count in their issuers' histories).
+    await riskRun(db.url, ['--since', 'all', '--model-version', 'full']);
+    const [diff] = await q<{ compared: number; differ: number }>(
+      `SELECT count(*)::int AS compared, count(*) FILTER (WHERE a.score <> b.score OR a.reasons <> b.reasons)::int AS differ
+         FROM risk_scores a JOIN risk_scores b USING (source_id, invoice_id, invoice_xid)
+        WHERE a.model_version = 'v1' AND b.model_version = 'full' AND a.scored_at > $1`, [at]);
+    expect(diff).toEqual({ compared: part.n, differ: 0 });
+    await q("DELETE FROM risk_scores WHERE model_version = 'full'");
+    await q("DELETE FROM risk_watermarks WHERE model_version = 'full'");
+    expect((await cli(['risk', 'verify'])).code).toBe(0);
+  });
+
   it('--follow reconciles in its cycle: a partition truncated while it runs loses its scores, new rows are scored', async () => {
     const child = startCli(['risk', '--follow', '--poll-interval', '300', '--json'], { DATABASE_URL: db.url });
     try {

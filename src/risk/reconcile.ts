@@ -56,11 +56,17 @@ export async function reconcileLineage(client: Client, src: SourceTable, model: 
       [src.id, model],
     );
     const from: Cursor = { xid: w.xid, invoiceId: w.id };
+    // Every score of this source and model against every row: one hash anti join (a nested
+    // loop would probe each partition's index once per score; right after a first run the
+    // scores have no statistics, and the planner would pick it).
+    await client.query('SET LOCAL enable_nestloop = off');
+    await client.query(`SET LOCAL work_mem = '256MB'`);
     const gone = (table: string) =>
       `DELETE FROM ${table} s WHERE s.source_id = $1 AND s.model_version = $2
           AND NOT EXISTS (SELECT 1 FROM ${src.table} i WHERE i.${src.col.invoice_id} = s.invoice_id AND i.created_xid = s.invoice_xid)`;
     const removedScores = (await client.query(gone('risk_scores'), [src.id, model])).rowCount ?? 0;
     const removedDeadLetters = (await client.query(gone('risk_dead_letters'), [src.id, model])).rowCount ?? 0;
+    await client.query('SET LOCAL enable_nestloop TO DEFAULT');
     const oldest = await oldestUncovered(client, src, model, from, leaves);
     const to = oldest && compareCursor(justBefore(oldest), from) < 0 ? justBefore(oldest) : from;
     await client.query(
@@ -109,9 +115,14 @@ async function oldestUncovered(client: Client, src: SourceTable, model: string, 
         AND NOT EXISTS (SELECT 1 FROM risk_scores s WHERE s.source_id = $1 AND s.model_version = $2 AND s.invoice_id = i.${col.invoice_id} AND s.invoice_xid = i.created_xid)
         AND NOT EXISTS (SELECT 1 FROM risk_dead_letters d WHERE d.source_id = $1 AND d.model_version = $2 AND d.invoice_id = i.${col.invoice_id} AND d.invoice_xid = i.created_xid)
       ORDER BY i.created_xid, i.${col.invoice_id} LIMIT 1)`;
+  // A walk in created_xid order that probes each row's score by its key and stops at the first
+  // without one: forced, as statistics-less scores (just after a first run) make the planner
+  // compare every row with every score instead.
+  for (const off of ['enable_hashjoin', 'enable_mergejoin', 'enable_material', 'enable_sort']) await client.query(`SET LOCAL ${off} = off`);
   const { rows } = await client.query<{ xid: string; id: string }>(
     `SELECT u.created_xid::text AS xid, u.invoice_id::text AS id FROM (${relations.map(one).join(' UNION ALL ')}) u ORDER BY u.created_xid, u.invoice_id LIMIT 1`,
     [src.id, model, cursor.xid, cursor.invoiceId],
   );
+  for (const off of ['enable_hashjoin', 'enable_mergejoin', 'enable_material', 'enable_sort']) await client.query(`SET LOCAL ${off} TO DEFAULT`);
   return rows[0] ? { xid: rows[0].xid, invoiceId: rows[0].id } : undefined;
 }

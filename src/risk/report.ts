@@ -2,6 +2,7 @@
 // one source table (the mapped one) and model. A score counts for an invoice only when it was
 // made for the row now in the table (invoice_xid = created_xid).
 import type { Client } from '../db/client.js';
+import { transaction } from '../db/transaction.js';
 import { describeTable, type SourceTable } from '../table/describe.js';
 import { compareLineage, readLineage } from '../table/lineage.js';
 import { InvoicesError, NotFoundError, UsageError } from '../errors.js';
@@ -108,21 +109,26 @@ export async function verifyRisk(client: Client, tables: TableMap, model: string
   const src = await ready(client, tables);
   const cursor = (await readWatermark(client, src, model))?.cursor ?? MIN_CURSOR;
   const id = `i.${src.col.invoice_id}`;
-  const { rows: [r] } = await client.query<{ checked: number; scored: number; dead: number; missing: number; sample: string[] | null }>(
-    `SELECT count(*)::int AS checked, count(s.invoice_id)::int AS scored, count(d.invoice_id)::int AS dead,
-            count(*) FILTER (WHERE s.invoice_id IS NULL AND d.invoice_id IS NULL)::int AS missing,
-            (array_agg(${id}::text ORDER BY ${id}) FILTER (WHERE s.invoice_id IS NULL AND d.invoice_id IS NULL))[1:20] AS sample
-       FROM ${src.table} i
-       LEFT JOIN risk_scores s ON s.source_id = $3 AND s.invoice_id = ${id} AND s.model_version = $4 AND s.invoice_xid = i.created_xid
-       LEFT JOIN risk_dead_letters d ON d.source_id = $3 AND d.invoice_id = ${id} AND d.model_version = $4 AND d.invoice_xid = i.created_xid
-      WHERE (i.created_xid, ${id}) <= ($1::xid8, $2::bigint)`,
-    [cursor.xid, cursor.invoiceId, src.id, model],
-  );
-  const { rows: [g] } = await client.query<{ stale: number }>(
-    `SELECT count(*)::int AS stale FROM risk_scores s WHERE s.source_id = $1 AND s.model_version = $2
-        AND NOT EXISTS (SELECT 1 FROM ${src.table} i WHERE ${id} = s.invoice_id AND i.created_xid = s.invoice_xid)`,
-    [src.id, model],
-  );
+  // One pass: every row of the table against its score and dead letter by their whole key (a
+  // hash join: with the scores just written and not analyzed yet, a nested loop could compare
+  // every row with every score). Scores that no row matches are stale.
+  const { rows: [r] } = await transaction(client, async () => {
+    await client.query('SET LOCAL enable_nestloop = off');
+    await client.query(`SET LOCAL work_mem = '256MB'`);
+    return client.query<{ checked: number; scored: number; dead: number; missing: number; sample: string[] | null; matched: number; total: number }>(
+      `SELECT count(*) FILTER (WHERE w.below)::int AS checked, count(s.invoice_id) FILTER (WHERE w.below)::int AS scored, count(d.invoice_id) FILTER (WHERE w.below)::int AS dead,
+              count(*) FILTER (WHERE w.below AND s.invoice_id IS NULL AND d.invoice_id IS NULL)::int AS missing,
+              (array_agg(${id}::text ORDER BY ${id}) FILTER (WHERE w.below AND s.invoice_id IS NULL AND d.invoice_id IS NULL))[1:20] AS sample,
+              count(s.invoice_id)::int AS matched,
+              (SELECT count(*) FROM risk_scores WHERE source_id = $3 AND model_version = $4)::int AS total
+         FROM ${src.table} i
+         CROSS JOIN LATERAL (SELECT (i.created_xid, ${id}) <= ($1::xid8, $2::bigint) AS below) w
+         LEFT JOIN risk_scores s ON s.source_id = $3 AND s.invoice_id = ${id} AND s.model_version = $4 AND s.invoice_xid = i.created_xid
+         LEFT JOIN risk_dead_letters d ON d.source_id = $3 AND d.invoice_id = ${id} AND d.model_version = $4 AND d.invoice_xid = i.created_xid`,
+      [cursor.xid, cursor.invoiceId, src.id, model],
+    );
+  });
+  const g = { stale: r.total - r.matched };
   return { source: src.name, model, cursor, checked: r.checked, scored: r.scored, deadLetters: r.dead, missing: r.missing, missingIds: r.sample ?? [], stale: g.stale };
 }
 

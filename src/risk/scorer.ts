@@ -106,21 +106,39 @@ export class Scorer {
    * (reconcile.ts). Returns the cursor to walk from.
    */
   async reconcile(): Promise<Cursor> {
-    return (await reconcileLineage(this.client, this.src, this.opts.modelVersion, await this.watermark(), this.opts.log)).cursor;
+    return (await this.reconcileWalk()).cursor;
+  }
+
+  /** reconcile(), and when the cursor went back, where it was: rows up to there may already have their score. */
+  private async reconcileWalk(): Promise<{ cursor: Cursor; coveredUpTo?: Cursor }> {
+    const r = await reconcileLineage(this.client, this.src, this.opts.modelVersion, await this.watermark(), this.opts.log);
+    const back = r.reconciled && compareCursor(r.reconciled.to, r.reconciled.from) < 0;
+    return { cursor: r.cursor, coveredUpTo: back ? r.reconciled!.from : undefined };
   }
 
   /** Scores batches until nothing below the horizon is left (or the limit). Stops between batches when signalled. */
   async run(since: Since, limits: RunLimits = {}): Promise<RunSummary> {
     const { modelVersion, batchSize } = this.opts;
-    let stored = await this.reconcile();
+    const reconciled = await this.reconcileWalk();
+    let stored = reconciled.cursor;
     const advances = since.kind !== 'date';
     let walk = since.kind === 'last' ? stored : MIN_CURSOR;
     const total = emptySummary(stored);
     const { col } = this.src;
     const dateCond = since.kind === 'date' ? `AND i.${col.issue_date} >= CAST(CAST($5 AS timestamptz) AS ${this.src.dateType})` : '';
-    const select = `SELECT ${invoiceSelect(this.src)} FROM ${this.src.table} i
+    const selectWith = (extra = '', join = '') => `SELECT ${invoiceSelect(this.src)}${extra} FROM ${this.src.table} i ${join}
        WHERE i.created_xid < $1::xid8 AND (i.created_xid, i.${col.invoice_id}) > ($2::xid8, $3::bigint) ${dateCond}
        ORDER BY i.created_xid, i.${col.invoice_id} LIMIT $4`;
+    const select = selectWith();
+    // After a rewind, up to where the cursor was, most rows have their score: read whether each
+    // has and pass over those without computing features, keeping them in the issuers'
+    // histories. Only the walk from the cursor: the other modes write every score again. One
+    // index probe per row (LATERAL ... LIMIT 1: never a hash of every score, which the planner
+    // picks for EXISTS when the scores have no statistics yet).
+    const coveredUpTo = since.kind === 'last' ? reconciled.coveredUpTo : undefined;
+    const probe = (table: string, a: string) =>
+      `LEFT JOIN LATERAL (SELECT true AS hit FROM ${table} ${a} WHERE ${a}.source_id = $5 AND ${a}.model_version = $6 AND ${a}.invoice_id = i.${col.invoice_id} AND ${a}.invoice_xid = i.created_xid LIMIT 1) ${a} ON true`;
+    const probing = selectWith(', (s.hit IS NOT NULL OR d.hit IS NOT NULL) AS covered', `${probe('risk_scores', 's')} ${probe('risk_dead_letters', 'd')}`);
     // Batch k commits on the writer while batch k+1 is read and scored; commits stay in order.
     let inFlight: Promise<RunSummary> | undefined;
     const settle = async () => {
@@ -143,7 +161,9 @@ export class Scorer {
         total.horizon = horizon;
         const params: unknown[] = [horizon, walk.xid, walk.invoiceId, want];
         if (since.kind === 'date') params.push(since.from);
-        const batch = (await inOrder(this.client, select, params)).map(toInvoice);
+        const probe = coveredUpTo !== undefined && compareCursor(walk, coveredUpTo) < 0;
+        if (probe) params.push(this.src.id, modelVersion);
+        const batch = (await inOrder(this.client, probe ? probing : select, params)).map(toInvoice);
         if (!batch.length) break;
         // A run that finds nothing (--follow polls) writes nothing: no transaction id spent, no bloat.
         if (advances && taken === 0) await this.client.query('UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE source_id = $1 AND model_version = $2', [this.src.id, modelVersion]);
@@ -207,8 +227,13 @@ export class Scorer {
     const now = this.opts.now?.() ?? Date.now();
     await this.history.load(this.client, this.src, batch, upTo);
     const ordered = [...batch].sort((a, b) => a.t - b.t || compareIds(a.id, b.id));
-    const p: PreparedBatch = { ids: [], xids: [], scores: [], levels: [], reasons: [], failedIds: [], failedXids: [], errors: [], counts: { low: 0, medium: 0, high: 0 } };
+    const p: PreparedBatch = { ids: [], xids: [], scores: [], levels: [], reasons: [], failedIds: [], failedXids: [], errors: [], counts: { low: 0, medium: 0, high: 0 }, covered: 0 };
     for (const inv of ordered) {
+      if (inv.covered) {
+        p.covered++;
+        this.history.append(inv);
+        continue;
+      }
       try {
         const s = score(computeFeatures(inv, this.history.historyFor(inv), this.global, now));
         p.ids.push(inv.id);
@@ -253,7 +278,7 @@ export class Scorer {
           [source, modelVersion, p.ids, p.xids, p.scores, p.levels, p.reasons],
         );
         summary.scored = rowCount ?? 0;
-        summary.alreadyScored = p.ids.length - summary.scored;
+        summary.alreadyScored = p.ids.length - summary.scored + p.covered;
         // A scored invoice has no dead letter (of its own row, retried, or of an earlier row with its id).
         if (p.ids.length) {
           await db.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [source, modelVersion, p.ids]);
@@ -261,8 +286,8 @@ export class Scorer {
         if (p.failedIds.length) {
           // The score of an earlier row with the same id is not this invoice's.
           await db.query(
-            `DELETE FROM risk_scores s USING unnest($3::bigint[], $4::xid8[]) AS u(id, xid)
-              WHERE s.source_id = $1 AND s.model_version = $2 AND s.invoice_id = u.id AND s.invoice_xid <> u.xid`,
+            `DELETE FROM risk_scores s WHERE s.source_id = $1 AND s.model_version = $2 AND s.invoice_id = ANY($3::bigint[])
+                AND (s.invoice_id, s.invoice_xid) NOT IN (SELECT * FROM unnest($3::bigint[], $4::xid8[]))`,
             [source, modelVersion, p.failedIds, p.failedXids],
           );
           await db.query(
@@ -306,6 +331,8 @@ interface PreparedBatch {
   failedXids: string[];
   errors: string[];
   counts: Record<Level, number>;
+  /** Rows passed over: they have their score or dead letter already (after a rewind). */
+  covered: number;
 }
 
 /**

@@ -10,6 +10,8 @@ export interface SourceInvoice extends Invoice {
   xid: string;
   /** The issue date as an ISO UTC string, microseconds kept: bound back into queries. */
   at: string;
+  /** Read after a rewind: the row has its score (or dead letter) already. */
+  covered?: boolean;
 }
 
 /** The select list that reads a SourceInvoice from alias `i`. */
@@ -27,5 +29,5 @@ export function asDate(s: SourceTable, param: string): string {
 
 /** Rows of invoiceSelect to SourceInvoice (t arrives as a float8: a JS number). */
 export function toInvoice(r: Record<string, unknown>): SourceInvoice {
-  return { id: r.id as string, xid: r.xid as string, at: r.at as string, t: Number(r.t), issuer: r.issuer as string, receiver: r.receiver as string, amount: r.amount as string };
+  return { id: r.id as string, xid: r.xid as string, at: r.at as string, t: Number(r.t), issuer: r.issuer as string, receiver: r.receiver as string, amount: r.amount as string, ...(r.covered ? { covered: true } : {}) };
 }
