@@ -89,8 +89,11 @@ export async function joinSide(opts: JoinOptions): Promise<JoinResult> {
     });
     if (attrs.filter((a) => a.unnest).length > 1) throw new UsageError('--by: one list attribute ([]) at a time');
 
-    const sideKey = `CAST(s.${key.path} AS VARCHAR)`;
-    const custKey = `CAST(c.${ckey.path} AS VARCHAR)`;
+    // Keys compare as text, so 36718, "36718" and 36718.0 are one key: a JSON column that mixes
+    // numbers and strings reads as JSON values, whose text keeps the quotes of a string.
+    const keyText = (expr: string) => `regexp_replace(regexp_replace(trim(CAST(${expr} AS VARCHAR)), '^"(.*)"$', '\\1'), '^(-?[0-9]+)\\.0+$', '\\1')`;
+    const sideKey = keyText(`s.${key.path}`);
+    const custKey = keyText(`c.${ckey.path}`);
     const where = opts.window
       ? `WHERE issue_date >= TIMESTAMPTZ ${sqlString(opts.window.from)} AND issue_date < TIMESTAMPTZ ${sqlString(opts.window.to)}`
       : '';

@@ -12,7 +12,7 @@ import { readManifest, type Manifest } from '../lake/manifest.js';
 import { registerLake } from '../lake/read.js';
 import { registerSources, type SideSource } from './sources.js';
 
-export type ColumnKind = 'int' | 'money' | 'text';
+export type ColumnKind = 'int' | 'money' | 'text' | 'time';
 
 export interface QueryResult {
   columns: { name: string; type: string; kind: ColumnKind }[];
@@ -82,11 +82,12 @@ export async function runQuery(lake: string, sql: string, sources: SideSource[],
     }
     const names = reader.columnNames();
     const types = reader.columnTypes().map((t) => t.toString());
-    return {
-      columns: names.map((name, i) => ({ name, type: types[i], kind: kindOf(types[i]) })),
-      rows: reader.getRowObjectsJson() as Record<string, unknown>[],
-      lake: hasLake,
-    };
+    const columns = names.map((name, i) => ({ name, type: types[i], kind: kindOf(types[i]) }));
+    const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
+    // Timestamps as every command prints them: ISO 8601 UTC with Z (the lake's are UTC).
+    const times = columns.filter((c) => c.kind === 'time').map((c) => c.name);
+    if (times.length) for (const row of rows) for (const k of times) row[k] = isoTimestamp(row[k]);
+    return { columns, rows, lake: hasLake };
   }, opts);
 }
 
@@ -188,7 +189,21 @@ function explainRefusal(message: string): string | undefined {
   return undefined;
 }
 
+/** DuckDB's timestamp text ("2024-12-31 23:59:56.714016+00", or without offset: UTC) as ISO 8601 UTC with Z. */
+export function isoTimestamp(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const m = /^(\d{4,}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}(?::?\d{2})?)?$/.exec(v);
+  if (!m) return v;
+  const offset = m[3];
+  if (!offset || offset === 'Z' || /^[+-]00(:?00)?$/.test(offset)) return `${m[1]}T${m[2]}Z`;
+  // Another session time zone: convert (to the millisecond the Date can hold, then the digits kept).
+  const frac = /\.(\d+)/.exec(m[2])?.[1] ?? '';
+  const d = new Date(`${m[1]}T${m[2].replace(/\.\d+/, '')}${offset.length === 3 ? offset + ':00' : offset}`);
+  return Number.isNaN(d.getTime()) ? v : d.toISOString().replace(/\.\d{3}Z$/, frac ? `.${frac}Z` : 'Z');
+}
+
 function kindOf(type: string): ColumnKind {
+  if (/^TIMESTAMP( WITH TIME ZONE)?$|^TIMESTAMP_(S|MS|NS)$/.test(type)) return 'time';
   if (/^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT)$/.test(type)) return 'int';
   if (/^DECIMAL/.test(type)) return 'money';
   return 'text';

@@ -37,6 +37,9 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
   if (opts.repeat !== undefined) throw new UsageError('--repeat goes with --stats');
   const { rt, useCache, openCache, endpoint, ttl } = cacheSetup(opts, ctx);
 
+  // Ctrl-C or SIGTERM (say, while waiting for ids on a terminal): what was printed stays, the
+  // exit code says which signal (nothing is written, so there is nothing to leave clean).
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(sig, () => process.exit(code));
   let client: Client | undefined;
   let missing = 0;
   let malformed = 0;

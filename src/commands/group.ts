@@ -21,6 +21,10 @@ export async function run(opts: GroupOptions, cmd: Command): Promise<void> {
   if (!GROUP_BYS.includes(opts.by as GroupBy)) throw new UsageError(`--by must be one of ${GROUP_BYS.join(', ')}, got "${opts.by}"`);
   if (!ENGINES.includes(opts.engine as Engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${opts.engine}"`);
   const top = opts.top === undefined ? undefined : positiveInt('--top', opts.top);
+  const g = cmd.optsWithGlobals<{ json?: boolean; format?: string }>();
+  if (opts.chart && (g.json || (g.format !== undefined && g.format !== 'table'))) {
+    throw new UsageError(`--chart draws a chart: it cannot go with ${g.json ? '--json' : `--format ${g.format}`} (drop one of them)`);
+  }
   const window = monthWindow(months, opts.asOf ?? new Date().toISOString().slice(0, 10));
   const by = opts.by as GroupBy;
   const ctx = commandContext(cmd);

@@ -93,7 +93,7 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
   if (ctx.format !== 'table') {
     await ctx.printRows([{ ...result, rows: String(result.rows), copiedRows: String(result.copiedRows), defaultRows: String(result.defaultRows) }], [
       { key: 'status' }, { key: 'resumed' }, { key: 'rows', kind: 'int' }, { key: 'copiedRows', kind: 'int' }, { key: 'partitions' },
-      { key: 'seconds' }, { key: 'rowsPerSecond' }, { key: 'lockMs' }, { key: 'lockAttempts' }, { key: 'defaultRows', kind: 'int' },
+      { key: 'seconds', kind: 'seconds' }, { key: 'rowsPerSecond', kind: 'rate' }, { key: 'lockMs', kind: 'rate' }, { key: 'lockAttempts' }, { key: 'defaultRows', kind: 'int' },
       { key: 'oldTable' }, { key: 'carried' }, { key: 'warnings' },
     ], { single: true });
   }

@@ -70,7 +70,7 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
     );
     if (ctx.format !== 'table') await ctx.printRows([result], [
       { key: 'customers', kind: 'int' }, { key: 'invoices', kind: 'int' }, { key: 'firstInvoiceId', kind: 'int' },
-      { key: 'lastInvoiceId', kind: 'int' }, { key: 'from' }, { key: 'to' }, { key: 'seconds' }, { key: 'invoicesPerSecond' },
+      { key: 'lastInvoiceId', kind: 'int' }, { key: 'from', kind: 'time' }, { key: 'to', kind: 'time' }, { key: 'seconds', kind: 'seconds' }, { key: 'invoicesPerSecond', kind: 'rate' },
     ], { single: true });
   } finally {
     await watcher?.stop();

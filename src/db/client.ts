@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Config, ConnectionSettings } from '../config.js';
 import { describeSettings } from '../config.js';
-import { DatabaseError, InvoicesError } from '../errors.js';
+import { DatabaseError, InvoicesError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { embeddedSettings, startEmbedded } from './embedded.js';
 
@@ -118,7 +118,8 @@ export function translatePgError(err: unknown, settings: ConnectionSettings | un
     case '3D000':
       return new DatabaseError(`${e.message} on ${where}: create it (createdb) or fix the database name in the URL`, { cause: err });
     case '42P01':
-      return new DatabaseError(`${e.message}: run \`invoices init\` to create the schema`, { cause: err });
+      // A setup problem, as a missing table found by describeSource is (exit 2 from every command).
+      return new UsageError(`${e.message}: run \`invoices init\` to create the schema`, { cause: err });
     case '57P01':
     case '57P03':
       return new DatabaseError(`${where} is shutting down or starting up: retry in a moment`, { cause: err });

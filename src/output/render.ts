@@ -3,12 +3,19 @@ import { UsageError } from '../errors.js';
 export type Format = 'table' | 'json' | 'csv';
 export const FORMATS: readonly Format[] = ['table', 'json', 'csv'];
 
-/** How a column is shown: ints become JSON numbers when exact, money stays a decimal string. */
+/**
+ * How a column is shown: ints become JSON numbers when exact, money stays a decimal string,
+ * seconds are rounded to the millisecond and rates to an integer. In JSON a missing value is
+ * null (also an empty string, except in a column declared 'text'); numbers carry no float noise.
+ */
 export interface Column<T> {
   key: keyof T & string;
   label?: string;
-  kind?: 'int' | 'money' | 'text' | 'time';
+  kind?: 'int' | 'money' | 'text' | 'time' | 'seconds' | 'rate';
 }
+
+/** Tables wider than this are printed as one key/value block per row (like psql's \\x). */
+export const MAX_TABLE_WIDTH = 100;
 
 export function parseFormat(value: string): Format {
   if ((FORMATS as readonly string[]).includes(value)) return value as Format;
@@ -37,7 +44,10 @@ export async function render<T extends object>(rows: T[], columns: Column<T>[], 
         chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
       });
       for (const r of rows) table.push(columns.map((c) => cell(r, c)));
-      return table.toString() + '\n';
+      const text = table.toString();
+      // eslint-disable-next-line no-control-regex
+      const width = Math.max(0, ...text.split('\n').map((l) => l.replace(/\x1b\[[0-9;]*m/g, '').length));
+      return width <= MAX_TABLE_WIDTH ? text + '\n' : vertical(rows, columns, opts.color);
     }
   }
 }
@@ -47,18 +57,55 @@ export function renderRecordLine<T extends object>(row: T, columns: Column<T>[])
   return JSON.stringify(jsonRecord(row, columns)) + '\n';
 }
 
+/** Rows as key/value blocks, `-[ RECORD n ]-` between them as psql's expanded mode does. */
+function vertical<T extends object>(rows: T[], columns: Column<T>[], color?: boolean): string {
+  const labels = columns.map((c) => c.label ?? c.key);
+  const pad = Math.max(...labels.map((l) => l.length));
+  const valueWidth = Math.max(20, MAX_TABLE_WIDTH - pad - 3);
+  const head = (s: string) => (color ? `\x1b[36m${s}\x1b[39m` : s);
+  return rows.map((r, n) => {
+    const lines = columns.map((c, i) => {
+      // Long values wrap under themselves, so no line passes MAX_TABLE_WIDTH.
+      const value = cell(r, c);
+      const chunks = value.length ? (value.match(new RegExp(`.{1,${valueWidth}}`, 'g')) ?? [value]) : [''];
+      return chunks.map((chunk, j) => `${j ? ' '.repeat(pad) : head(labels[i].padEnd(pad))} | ${chunk}`.trimEnd()).join('\n');
+    });
+    return (rows.length > 1 ? `-[ RECORD ${n + 1} ]${'-'.repeat(Math.max(0, pad - 12))}\n` : '') + lines.join('\n') + '\n';
+  }).join('');
+}
+
 function cell<T extends object>(row: T, c: Column<T>): string {
-  const v = row[c.key] as unknown;
-  return v === null || v === undefined ? '' : String(v);
+  const v = jsonValue(row[c.key] as unknown, c.kind);
+  return v === null ? '' : String(v);
+}
+
+/** One value as JSON shows it: see Column. */
+function jsonValue(v: unknown, kind: Column<object>['kind']): unknown {
+  if (v === undefined || v === null || (v === '' && kind !== 'text')) return null;
+  if (typeof v === 'number' && Number.isFinite(v)) {
+    if (kind === 'seconds') return Math.round(v * 1000) / 1000;
+    if (kind === 'rate') return Math.round(v);
+    return Number.isInteger(v) ? v : Number(v.toPrecision(12));
+  }
+  if (kind === 'int' && typeof v === 'string' && Number.isSafeInteger(Number(v))) return Number(v);
+  if (kind === 'time' && v instanceof Date) return v.toISOString();
+  return v;
 }
 
 function jsonRecord<T extends object>(row: T, columns: Column<T>[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const c of columns) {
-    const v = row[c.key] as unknown;
-    out[c.key] = c.kind === 'int' && typeof v === 'string' && v !== '' && Number.isSafeInteger(Number(v)) ? Number(v) : (v ?? null);
-  }
+  for (const c of columns) out[c.key] = jsonValue(row[c.key] as unknown, c.kind);
   return out;
+}
+
+/**
+ * A watermark cursor as every command prints it: `xid/invoice_id`, or null before the first
+ * row (a cursor at xid 0 or at the smallest bigint, the "nothing yet" sentinels).
+ */
+export function formatCursor(xid: string | number | bigint, invoiceId: string | number | bigint): string | null {
+  const id = String(invoiceId);
+  if (String(xid) === '0' || id === '-9223372036854775808') return null;
+  return `${xid}/${id}`;
 }
 
 function csvCell(v: string): string {
