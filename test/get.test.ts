@@ -140,9 +140,9 @@ describe('invoices get', () => {
     expect(r.stderr).toContain('missing required argument');
   });
 
-  it('a database without the schema: exit 1, advice to run `invoices init`, no stack trace', async () => {
+  it('a database without the schema: exit 2 (a setup problem, as from every command), advice to run `invoices init`, no stack trace', async () => {
     const r = await get(['1'], empty.url);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('invoices init');
     expect(r.stderr).not.toMatch(/^\s+at /m);
