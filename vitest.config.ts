@@ -9,7 +9,8 @@ export default defineConfig({
     // Two cores: two test files at a time (each has its own database), the server takes the rest.
     maxWorkers: 2,
     hookTimeout: 120_000,
-    testTimeout: 60_000,
+    // Generous: these are whole CLI runs on real servers, two files at a time on two cores.
+    testTimeout: 120_000,
     teardownTimeout: 60_000,
   },
 });

@@ -160,7 +160,7 @@ ${machine()}; PostgreSQL ${serverVersion}; ${fmt(INVOICES)} invoices over ${MONT
 
 How: per month, psql runs \`COPY (SELECT ... FROM invoices WHERE <month> AND created_xid < <horizon>) TO STDOUT\` (text format)
 in the export's snapshot into a named pipe that DuckDB's CSV reader consumes as it arrives, writing
-\`month=YYYY-MM/part-0.parquet\`; two months at a time (PostgreSQL, psql and DuckDB all run at once;
+\`month=YYYY-MM/part-<exportId>.parquet\` (staged, then committed by the manifest); two months at a time (PostgreSQL, psql and DuckDB all run at once;
 nothing is buffered beyond the pipe). The naive pipeline writes the whole CSV to disk first, then converts it.
 group's totals engine: ${totalsReason}. After the inserts: ${inc.reason}. duckdb engine: ${reason}.
 Load average (1 min) at the end of the run: ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores (other work on the machine slows the three-process export most).

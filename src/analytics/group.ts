@@ -7,6 +7,7 @@
 //   created_xid), and whole months whose rows were updated or deleted since the export;
 // - postgres: a GROUP BY on the live table over the window.
 // auto prefers duckdb when there is a fresh lake of this table, then totals, then postgres.
+import os from 'node:os';
 import path from 'node:path';
 import { rmSync } from 'node:fs';
 import type { Client, DbContext } from '../db/client.js';
@@ -16,7 +17,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { copyIntoDuckDb, makeFifo } from '../lake/copy-stream.js';
 import { queryRows, sqlString, withDuckDb } from '../lake/duckdb.js';
 import { readManifest, type Manifest } from '../lake/manifest.js';
-import { fileList } from '../lake/read.js';
+import { fileList, lakeFileProblem } from '../lake/read.js';
 import { changesSince } from '../table/changes.js';
 import { customersSelect, customersStamp } from '../table/customers.js';
 import { describeTable, untrackedAdvice, type SourceTable } from '../table/describe.js';
@@ -101,7 +102,7 @@ export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise
       lakeWhy = !manifest ? `no lake at ${lakeDir}`
         : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
         : manifest.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export`
-        : undefined;
+        : lakeFileProblem(opts.lake, manifest);
       if (!lakeWhy) {
         const r = await lakeGroup(client, source, customers, opts, manifest!, log);
         if ('rows' in r) return r;
@@ -219,7 +220,8 @@ async function lakeGroup(client: Client, source: SourceTable, customers: string,
       // Usually nothing or little is missing from the lake: count it first (an index range scan on created_xid).
       const deltaRows = deltaWhere ? Number((await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${source.relation} WHERE ${deltaWhere}`)).rows[0].n) : 0;
       if (deltaRows > 0) {
-        const fifo = makeFifo(path.resolve(opts.lake));
+        // Beside the process, not in the lake: the lake holds only what export wrote.
+        const fifo = makeFifo(os.tmpdir());
         try {
           await copyIntoDuckDb(client, duck, `SELECT issue_date, issuer_id, receiver_id, amount FROM ${source.relation} WHERE ${deltaWhere}`,
             { issue_date: 'TIMESTAMPTZ', issuer_id: 'BIGINT', receiver_id: 'BIGINT', amount: decimal }, fifo,

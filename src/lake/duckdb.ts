@@ -1,14 +1,20 @@
 // The one gateway to DuckDB: an in-memory instance in UTC, and the quoting helpers for what
 // cannot be bound as a parameter (file paths in table functions, view names). Loaded lazily by
 // the commands that need it, so `invoices get` never pays for the native module.
+import os from 'node:os';
+import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { UsageError } from '../errors.js';
 
 export type { DuckDBConnection };
 
+/** Where DuckDB spills when a query outgrows memory: the system's temp folder, never the working directory (its default, ./.tmp). */
+const SPILL = { temp_directory: path.join(os.tmpdir(), `invoices-duckdb-${process.pid}`) };
+
 /** An in-memory DuckDB connection in UTC; the caller closes it with closeDuckDb. */
 export async function openDuckDb(opts: { threads?: number; memoryLimit?: string } = {}): Promise<DuckDBConnection> {
   const instance = await DuckDBInstance.create(':memory:', {
+    ...SPILL,
     ...(opts.threads ? { threads: String(opts.threads) } : {}),
     ...(opts.memoryLimit ? { memory_limit: opts.memoryLimit } : {}),
   });
@@ -19,7 +25,7 @@ export async function openDuckDb(opts: { threads?: number; memoryLimit?: string 
 
 /** Runs fn with `n` connections to one fresh in-memory DuckDB (statements on different connections run in parallel). */
 export async function withDuckDbConnections<T>(n: number, fn: (conns: DuckDBConnection[]) => Promise<T>): Promise<T> {
-  const instance = await DuckDBInstance.create(':memory:');
+  const instance = await DuckDBInstance.create(':memory:', SPILL);
   const conns: DuckDBConnection[] = [];
   try {
     for (let i = 0; i < n; i++) {
