@@ -111,7 +111,7 @@ describe('transactions that commit out of order', () => {
       expect(await counts()).toEqual({ scores: N + 2, distinct: N + 2, invoices: N + 2, unscored: 0, dead: 0 });
       expect((await cli(['risk', 'verify'])).code).toBe(0);
       const quiet = JSON.parse((await cli(['risk', 'status', '--json'])).stdout);
-      expect(quiet).toMatchObject({ waiting: 0, held_back: 0, held_back_by: '' });
+      expect(quiet).toMatchObject({ waiting: 0, held_back: 0, held_back_by: null });
     } finally {
       await a.query('ROLLBACK').catch(() => {});
       await a.end();

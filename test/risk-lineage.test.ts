@@ -69,7 +69,7 @@ describe('one table: reseed, TRUNCATE of a partition, restore with old created_x
 
     const verify = await cli(['risk', 'verify', '--json']);
     expect(verify.code, verify.stderr).toBe(0);
-    expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: 2000, scored: 2000, dead_letters: 0, missing: 0, missing_ids: '', stale_scores: 0 });
+    expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: 2000, scored: 2000, dead_letters: 0, missing: 0, missing_ids: null, stale_scores: 0 });
 
     // explain 42: the score of the row now in the table.
     const [row] = await q<{ amount: string; score: string; level: string }>(

@@ -76,7 +76,7 @@ describe('invoices risk: exactly once', () => {
 
     const verify = await cli(['risk', 'verify', '--json']);
     expect(verify.code, verify.stderr).toBe(0);
-    expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: N, scored: N, dead_letters: 0, missing: 0, missing_ids: '', stale_scores: 0 });
+    expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: N, scored: N, dead_letters: 0, missing: 0, missing_ids: null, stale_scores: 0 });
     expect(verify.stderr).toContain('public.invoices: every one of the 2,000 invoice(s) below the watermark has a score (2,000) or a dead letter (0)');
 
     const second = await riskRun(db.url);

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { connect, withClient, type Client } from '../db/client.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
-import type { Column } from '../output/render.js';
+import { formatCursor, type Column } from '../output/render.js';
 import { follow } from '../risk/follow.js';
 import { explainInvoice, riskStatus, verifyRisk } from '../risk/report.js';
 import { Scorer, type RunSummary, type Since } from '../risk/scorer.js';
@@ -159,7 +159,7 @@ async function status(ctx: CommandContext, client: Client, model: string): Promi
     last_run_scored: s.lastRunScored,
     total_scored: s.totalScored,
     dead_letters: s.deadLetters,
-    cursor: `${s.cursor.xid}/${s.cursor.invoiceId}`,
+    cursor: formatCursor(s.cursor.xid, s.cursor.invoiceId),
     horizon: s.horizon,
     held_back_by: holding,
     table_changed: s.tableChanged ?? '',
