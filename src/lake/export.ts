@@ -179,15 +179,21 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
           return `SELECT ${INVOICE_COLUMNS} FROM ${source.relation} WHERE ${rangeCondition(from, to)}${horizon !== null ? ` AND created_xid < ${xidLiteral(horizon)}` : ''}`;
         };
         const columns = { invoice_id: 'BIGINT', issue_date: 'TIMESTAMPTZ', issuer_id: 'BIGINT', receiver_id: 'BIGINT', amount: decimal };
+        // One stop for every stream: Ctrl-C, or the first stream that fails. Each stream is waited
+        // for before the DuckDB connections close: closing one mid-query hangs the process for good.
+        const stop = new AbortController();
+        const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+        const interrupt = () => ducks.forEach((d) => d.interrupt());
+        signal.addEventListener('abort', interrupt);
         const worker = async (duck: DuckDBConnection, months: string[]) => {
           if (!months.length) return;
           const fifo = makeFifo(staging);
           try {
             for (const m of months) {
-              if (opts.signal?.aborted) throw new InterruptedError(INTERRUPTED);
+              if (signal.aborted) throw new InterruptedError(INTERRUPTED);
               // Staged under a fixed name; the commit renames it to invoices/month=M/part-<exportId>.parquet.
               const file = path.join(staging, `month=${m}.parquet`);
-              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, file, sumColumn: 'amount', signal: opts.signal, columns, format: 'text', psql: conn ? { conn, snapshot } : undefined });
+              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, file, sumColumn: 'amount', signal, columns, format: 'text', psql: conn ? { conn, snapshot } : undefined });
               const s = stats?.get(m);
               if (stats && (w.rows !== (s?.rows ?? 0) || (s && w.sum !== s.sum))) {
                 throw new Error(`month ${m}: wrote ${w.rows} rows summing ${w.sum}, PostgreSQL has ${s?.rows ?? 0} summing ${s?.sum ?? 0}; the lake is unchanged`);
@@ -201,16 +207,26 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
             rmSync(fifo, { force: true });
           }
         };
-        await Promise.all(ducks.map((d, i) => worker(d, lists[i])));
-        const file = path.join(staging, 'customers.parquet');
-        const customers = await writeParquet(client, ducks[0], {
-          select: await customersSelect(client, ctx.config.tables),
-          columns: { id: 'BIGINT', name: 'VARCHAR', email: 'VARCHAR', country: 'VARCHAR', segment: 'VARCHAR', created_at: 'TIMESTAMPTZ' },
-          file,
-          fifo: makeFifo(staging),
-          cleanFifo: true,
-        });
-        return { customers: customers.rows, staged: file, info: describeFile(file) };
+        try {
+          const settled = await Promise.allSettled(ducks.map((d, i) => worker(d, lists[i]).catch((err: unknown) => {
+            stop.abort();
+            throw err;
+          })));
+          const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed) throw opts.signal?.aborted ? new InterruptedError(INTERRUPTED, { cause: failed.reason }) : failed.reason;
+          const file = path.join(staging, 'customers.parquet');
+          const customers = await writeParquet(client, ducks[0], {
+            select: await customersSelect(client, ctx.config.tables),
+            columns: { id: 'BIGINT', name: 'VARCHAR', email: 'VARCHAR', country: 'VARCHAR', segment: 'VARCHAR', created_at: 'TIMESTAMPTZ' },
+            file,
+            fifo: makeFifo(staging),
+            cleanFifo: true,
+            signal,
+          });
+          return { customers: customers.rows, staged: file, info: describeFile(file) };
+        } finally {
+          signal.removeEventListener('abort', interrupt);
+        }
       });
       await client.query('COMMIT');
       if (opts.signal?.aborted) throw new InterruptedError(INTERRUPTED);
