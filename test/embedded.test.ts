@@ -109,9 +109,9 @@ describe.sequential('embedded PostgreSQL', () => {
     expect(r.stderr).toContain('already running');
   });
 
-  it('get before init: exit 1 with advice to run `invoices init`', async () => {
+  it('get before init: exit 2 (a missing table, as from every command) with advice to run `invoices init`', async () => {
     const r = await cli(['get', '1']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('invoices init');
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
