@@ -35,15 +35,21 @@ export async function render<T extends object>(rows: T[], columns: Column<T>[], 
         .join('\n') + '\n';
     case 'table': {
       // Loaded only here: JSON and CSV output (scripts, pipes) never pay for it.
+      const cells = rows.map((r) => columns.map((c) => cell(r, c)));
+      const widths = fitWidths(columns, cells, rows.length);
+      if (!widths) return vertical(rows, columns, opts.color);
+      const wrapped = widths.some((w, i) => w < naturalWidth(columns, cells, i));
+      // Loaded only here: JSON and CSV output (scripts, pipes) never pay for it.
       const { default: Table } = await import('cli-table3');
       const table = new Table({
         head: columns.map((c) => c.label ?? c.key),
         colAligns: columns.map((c) => (c.kind === 'int' || c.kind === 'money' ? 'right' : 'left')),
         style: opts.color ? { head: ['cyan'] } : { head: [], border: [] },
-        // No rule between rows: long listings stay readable.
-        chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+        // No rule between rows, so long listings stay readable; unless cells wrap onto several lines
+        // (at the width, not at word boundaries: cli-table3 would cut a longer word short).
+        ...(wrapped ? { colWidths: widths, wordWrap: true, wrapOnWordBoundary: false } : { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } }),
       });
-      for (const r of rows) table.push(columns.map((c) => cell(r, c)));
+      for (const r of cells) table.push(r);
       const text = table.toString();
       // eslint-disable-next-line no-control-regex
       const width = Math.max(0, ...text.split('\n').map((l) => l.replace(/\x1b\[[0-9;]*m/g, '').length));
@@ -55,6 +61,32 @@ export async function render<T extends object>(rows: T[], columns: Column<T>[], 
 /** One row as a compact JSON line (JSON Lines: one object per line, for streams). */
 export function renderRecordLine<T extends object>(row: T, columns: Column<T>[]): string {
   return JSON.stringify(jsonRecord(row, columns)) + '\n';
+}
+
+/** A column's width with its padding, as cli-table3 draws it unconstrained. */
+function naturalWidth<T>(columns: Column<T>[], cells: string[][], i: number): number {
+  return Math.max((columns[i].label ?? columns[i].key).length, ...cells.map((r) => Math.max(...r[i].split('\n').map((l) => l.length)))) + 2;
+}
+
+/**
+ * Column widths that keep a table of several rows within MAX_TABLE_WIDTH by wrapping its text
+ * columns (numbers, money and timestamps are never wrapped); undefined when that cannot leave
+ * each text column 12 characters, or for a single row: then key/value blocks read better.
+ */
+function fitWidths<T>(columns: Column<T>[], cells: string[][], rows: number): number[] | undefined {
+  const natural = columns.map((_, i) => naturalWidth(columns, cells, i));
+  const borders = columns.length + 1;
+  if (natural.reduce((a, b) => a + b, 0) + borders <= MAX_TABLE_WIDTH) return natural;
+  if (rows <= 1) return undefined;
+  const flex = columns.map((c, i) => (!c.kind || c.kind === 'text' ? i : -1)).filter((i) => i >= 0).sort((a, b) => natural[a] - natural[b]);
+  let budget = MAX_TABLE_WIDTH - borders - natural.reduce((sum, w, i) => (flex.includes(i) ? sum : sum + w), 0);
+  const widths = [...natural];
+  // The narrow text columns keep their width; the rest share what is left evenly.
+  flex.forEach((i, n) => {
+    widths[i] = Math.min(natural[i], Math.floor(budget / (flex.length - n)));
+    budget -= widths[i];
+  });
+  return flex.length && flex.every((i) => widths[i] >= 12 || widths[i] === natural[i]) ? widths : undefined;
 }
 
 /** Rows as key/value blocks, `-[ RECORD n ]-` between them as psql's expanded mode does. */
