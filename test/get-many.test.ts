@@ -95,6 +95,30 @@ describe('invoices get with many ids', () => {
     expect(norm(out[1234])).toEqual(byId.get(ids[1234]));
   });
 
+  it('stdin: each id is answered as it is read, before the input ends (an interactive producer)', async () => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), 'get', '-'], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TZ: 'UTC', XDG_DATA_HOME: testDataHome(), DATABASE_URL: db.url },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const answered = async (n: number) => {
+      for (let waited = 0; stdout.split('\n').filter(Boolean).length < n; waited += 25) {
+        if (waited > 20_000) throw new Error(`no answer to line ${n} while stdin is open; got: ${stdout}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
+    child.stdin.write('11\n');
+    await answered(1);
+    child.stdin.write('12\n');
+    await answered(2);
+    child.stdin.end('13\n');
+    expect(await closed).toBe(0);
+    expect(lines(stdout).map((o) => o.invoice_id)).toEqual([11, 12, 13]);
+  });
+
   it('stdin: blank lines and surrounding spaces are ignored; no trailing newline is fine', async () => {
     const r = await runWithInput(['get', '-'], '  7 \n\n\t8\n9');
     expect(r.code).toBe(0);
