@@ -80,6 +80,8 @@ describe('export --out: which folders become a lake', () => {
       [file, `--out ${file} is a regular file, not a folder`],
       [path.join(file, 'lake'), `${file} is a file, not a folder`],
       [fifo, `--out ${fifo} is a named pipe, not a folder`],
+      // A parent that passes the access check but never takes a folder: Node's recursive mkdir spun there for minutes.
+      ['/proc/invoices-no-such/lake', '--out /proc/invoices-no-such/lake: cannot create /proc/invoices-no-such'],
     ];
     for (const [out, message] of cases) {
       const r = await cli(['export', '--out', out]);

@@ -99,10 +99,16 @@ function createFolder(abs: string, choose: string): void {
     if (err instanceof UsageError) throw err;
     throw new UsageError(`--out ${abs}: cannot create it, ${parent} is not writable (${(err as NodeJS.ErrnoException).code ?? 'permission denied'}): choose a folder you can write to`, { cause: err });
   }
-  try {
-    mkdirSync(abs, { recursive: true });
-  } catch (err) {
-    throw new UsageError(`--out ${abs}: cannot create the folder (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): choose a folder you can write to`, { cause: err });
+  // One level at a time: Node's recursive mkdir loops for good on paths like /proc/x/lake, whose
+  // parent accepts the access check but never takes a new folder.
+  const missing: string[] = [];
+  for (let p = abs; p !== parent; p = path.dirname(p)) missing.unshift(p);
+  for (const dir of missing) {
+    try {
+      mkdirSync(dir);
+    } catch (err) {
+      throw new UsageError(`--out ${abs}: cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): choose a folder you can write to`, { cause: err });
+    }
   }
 }
 
