@@ -33,9 +33,9 @@ const rate = scored / batch.seconds;
 const verify = run('risk', 'verify', '--json', '--quiet');
 const missing = JSON.parse(verify.stdout).missing;
 const started = performance.now();
-await db.query(`INSERT INTO risk_scores (invoice_id, model_version, score, level, reasons) SELECT invoice_id, 'floor', 0, 'low', '{}' FROM invoices`);
+await db.query(`INSERT INTO risk_scores (source_id, invoice_id, model_version, invoice_xid, score, level, reasons) SELECT 0, invoice_id, 'floor', created_xid, 0, 'low', '{}' FROM invoices`);
 const floorSeconds = (performance.now() - started) / 1000;
-await db.query(`DELETE FROM risk_scores WHERE model_version = 'floor'`);
+await db.query(`DELETE FROM risk_scores WHERE source_id = 0 AND model_version = 'floor'`);
 log(`backlog: ${fmt(scored)} in ${batch.seconds.toFixed(1)} s = ${fmt(rate)}/s (floor: INSERT ... SELECT of the same rows ${floorSeconds.toFixed(1)} s)`);
 
 // --- follow: RATE inserts per second, one transaction each, for SECONDS ---------------------

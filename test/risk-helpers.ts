@@ -81,8 +81,8 @@ export interface RunJson {
   medium: number;
   low: number;
   batches: number;
-  cursor_xid: string;
-  cursor_invoice_id: string;
+  /** xid/invoice_id (formatCursor), null before the first row. */
+  cursor: string | null;
 }
 
 /** `invoices risk --json ...`: the summary, failing loudly on another exit code. */

@@ -267,7 +267,7 @@ describe('(c) two invoices tables in one database: this tool\'s and an adopted o
     const [{ id }] = await q<{ id: string }>("INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-02-27 10:00:00', 3, 4, 77.125) RETURNING id::text AS id");
     await waitForHorizon(db.url, 'billing.invoice');
     expect(await riskRun(db.url)).toMatchObject({ source: 'public.invoices', scored: 0 });
-    expect(await riskRun(db.url, [], { cwd })).toMatchObject({ source: 'billing.invoice', scored: 1, cursor_invoice_id: id });
+    expect(await riskRun(db.url, [], { cwd })).toMatchObject({ source: 'billing.invoice', scored: 1, cursor: expect.stringMatching(new RegExp(`/${id}$`)) });
     billingN++;
     expect(await counts()).toEqual({
       own: { invoices: ownN, scores: ownN, current: ownN, stale: 0, dead: 0 },

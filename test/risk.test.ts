@@ -80,7 +80,7 @@ describe('invoices risk: exactly once', () => {
     expect(verify.stderr).toContain('public.invoices: every one of the 2,000 invoice(s) below the watermark has a score (2,000) or a dead letter (0)');
 
     const second = await riskRun(db.url);
-    expect(second).toMatchObject({ scored: 0, failed: 0, batches: 0, cursor_xid: run.cursor_xid, cursor_invoice_id: run.cursor_invoice_id });
+    expect(second).toMatchObject({ scored: 0, failed: 0, batches: 0, cursor: run.cursor });
     expect(second.result.stderr).toContain('nothing new');
     expect((await q<{ n: number }>("SELECT count(*)::int AS n FROM risk_scores"))[0].n).toBe(N);
   });
@@ -123,7 +123,7 @@ describe('invoices risk: exactly once', () => {
     await waitForHorizon(db.url);
     const run = await riskRun(db.url);
     expect(run.scored).toBe(3);
-    expect(run.cursor_invoice_id).toBe(ids[2]);
+    expect(run.cursor).toBe(`${run.cursor?.split('/')[0]}/${ids[2]}`);
     const scored = await q<{ id: string }>("SELECT invoice_id::text AS id FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[]) ORDER BY 1", [ids]);
     expect(scored.map((r) => r.id)).toEqual([...ids].sort());
     await withPg(db.url, async (c) => expect(await scoreCounts(c)).toMatchObject({ scores: N + 3, distinct: N + 3, unscored: 0 }));
@@ -156,7 +156,7 @@ describe('dead letters', () => {
     ]);
     await waitForHorizon(db.url);
     const run = await riskRun(db.url);
-    expect(run).toMatchObject({ scored: 1, failed: 1, cursor_invoice_id: after });
+    expect(run).toMatchObject({ scored: 1, failed: 1, cursor: expect.stringMatching(new RegExp(`/${after}$`)) });
     expect(run.result.stderr).toContain('1 failed (dead letters: see `invoices risk status`, retry with --retry-failed)');
     const dead = await q<{ id: string; error: string; attempts: number }>("SELECT invoice_id::text AS id, error, attempts FROM risk_dead_letters WHERE model_version = 'v1'");
     expect(dead).toEqual([{ id: zero, error: 'amount 0.00 cannot be scored: the model needs an amount above zero', attempts: 1 }]);

@@ -104,9 +104,9 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
   );
   if (ctx.format !== 'table') {
     const ref = ctx.config.tables.invoices;
-    await ctx.printRows([{ source: `${ref.schema}.${ref.table}`, model, scored: summary.scored, failed: summary.failed, already_scored: summary.alreadyScored, high: summary.levels.high, medium: summary.levels.medium, low: summary.levels.low, batches: summary.batches, seconds: Number(seconds.toFixed(3)), cursor_xid: summary.cursor.xid, cursor_invoice_id: summary.cursor.invoiceId }], [
+    await ctx.printRows([{ source: `${ref.schema}.${ref.table}`, model, scored: summary.scored, failed: summary.failed, already_scored: summary.alreadyScored, high: summary.levels.high, medium: summary.levels.medium, low: summary.levels.low, batches: summary.batches, seconds, cursor: formatCursor(summary.cursor.xid, summary.cursor.invoiceId) }], [
       { key: 'source' }, { key: 'model' }, { key: 'scored', kind: 'int' }, { key: 'failed', kind: 'int' }, { key: 'already_scored', kind: 'int' }, { key: 'high', kind: 'int' }, { key: 'medium', kind: 'int' }, { key: 'low', kind: 'int' },
-      { key: 'batches', kind: 'int' }, { key: 'seconds' }, { key: 'cursor_xid' }, { key: 'cursor_invoice_id' },
+      { key: 'batches', kind: 'int' }, { key: 'seconds', kind: 'seconds' }, { key: 'cursor' },
     ], { single: true });
   }
 }
