@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedStatus, stopEmbedded } from '../src/db/embedded.js';
-import { runCli, tempDir, withPg, type CliOptions } from './helpers.js';
+import { runCli, tempDir, testDataHome, waitFor, withPg, type CliOptions } from './helpers.js';
+import { startCli as startFollower } from './risk-helpers.js';
 
 let dir: string;
 let home: string;
@@ -138,11 +139,59 @@ describe.sequential('embedded PostgreSQL', () => {
     expect(again.stderr).toContain('not running');
   });
 
-  it('a command starts the stopped server on demand, with its data kept', async () => {
+  it('after db stop no command starts it again: they exit 1 naming db start; db start clears that', async () => {
     const r = await cli(['get', '10']);
-    expect(r.code).toBe(0);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('the embedded server was stopped with `invoices db stop`: run `invoices db start`');
+    expect(r.stdout).toBe('');
+    expect(embeddedStatus(home).running).toBe(false);
+    expect((await cli(['db', 'start'])).code).toBe(0);
+    const again = await cli(['get', '10']);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout).invoice_id).toBe(10);
+  });
+
+  it('a server stopped otherwise (the machine, pg_ctl) is started on demand, with its data kept', async () => {
+    const pid = embeddedStatus(home).pid!;
+    process.kill(pid, 'SIGINT'); // PostgreSQL's fast shutdown, as at a machine's shutdown
+    await waitFor('the server to stop', async () => !embeddedStatus(home).running, 30_000);
+    const r = await cli(['get', '10']);
+    expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).invoice_id).toBe(10);
     expect(embeddedStatus(home).running).toBe(true);
-    expect((await cli(['db', 'stop'])).code).toBe(0);
+  });
+
+  it('db stop refuses while risk --follow is connected (exit 1, naming it); --force stops it and the follower does not start it again', async () => {
+    const follower = startFollower(['risk', '--follow', '--poll-interval', '200'], { ...env, XDG_DATA_HOME: testDataHome() });
+    try {
+      await waitFor('the follower to follow', async () => {
+        if (follower.proc.exitCode !== null) throw new Error(follower.stderr());
+        return follower.stderr().includes('following: scoring new invoices');
+      }, 60_000);
+      const refused = await cli(['db', 'stop']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/not stopped: \d+ invoices session\(s\) are connected to the embedded server: invoices \(server pid \d+, database invoices/);
+      expect(refused.stderr).toContain('--force');
+      expect(embeddedStatus(home).running).toBe(true);
+
+      const forced = await cli(['db', 'stop', '--force']);
+      expect(forced.code, forced.stderr).toBe(0);
+      expect(forced.stderr).toContain('stopping with');
+      expect(forced.stderr).toContain('stopped');
+      // The follower loses its connection and retries, but never starts the server again.
+      const until = Date.now() + 4000;
+      while (Date.now() < until) {
+        expect(embeddedStatus(home).running).toBe(false);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(follower.proc.exitCode).toBeNull();
+      expect(follower.stderr()).toContain('the embedded server was stopped with `invoices db stop`: run `invoices db start`');
+      follower.proc.kill('SIGINT');
+      const { code } = await follower.exit;
+      expect(code, follower.stderr()).toBe(0); // a follower stopped by a signal exits 0 (risk-follow.test)
+      expect(embeddedStatus(home).running).toBe(false);
+    } finally {
+      if (follower.proc.exitCode === null) follower.proc.kill('SIGKILL');
+    }
   });
 });

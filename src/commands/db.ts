@@ -1,19 +1,23 @@
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { defaultLake, describeSettings, type ConnectionSettings } from '../config.js';
-import { embeddedSettings, embeddedStatus, embeddedUrl, startEmbedded, stopEmbedded } from '../db/embedded.js';
+import pg from 'pg';
+import { embeddedSettings, embeddedStatus, embeddedUrl, startEmbedded, startEmbeddedOnDemand, stopEmbedded } from '../db/embedded.js';
 import { InvoicesError, UsageError } from '../errors.js';
 import { commandContext, type CommandContext } from './context.js';
 
 type Action = 'start' | 'stop' | 'status' | 'url' | 'psql';
 
 export async function run(action: Action, args: string[], _opts: unknown, cmd: Command): Promise<void> {
-  // Unknown options are let through for psql only (see cli.ts): anywhere else they are mistakes.
+  // Unknown options are let through for psql only (see cli.ts): anywhere else they are mistakes,
+  // but for stop's own --force (stop while invoices commands are connected).
+  const force = action === 'stop' && args.includes('--force');
+  if (force) args = args.filter((a) => a !== '--force');
   if (action !== 'psql' && args.length) throw new UsageError(`\`invoices db ${action}\` takes no arguments, got: ${args.join(' ')}`);
   const ctx = commandContext(cmd);
   const { target } = ctx.config;
   if (action === 'psql') {
-    const settings = target.kind === 'embedded' ? (await startEmbedded(target.home, ctx.log.info)).settings : target.connection;
+    const settings = target.kind === 'embedded' ? (await startEmbeddedOnDemand(target.home, ctx.log.info)).settings : target.connection;
     process.exitCode = await runPsql(settings, args, process.env);
     return;
   }
@@ -28,16 +32,48 @@ export async function run(action: Action, args: string[], _opts: unknown, cmd: C
       ctx.log.info(`${started ? 'started' : 'already running'}: ${describeSettings(settings)} (data in ${home})`);
       return;
     }
-    case 'stop':
-      ctx.log.info((await stopEmbedded(home)) ? 'stopped' : 'not running');
+    case 'stop': {
+      const connected = await connectedCommands(home);
+      if (connected.length && !force) {
+        throw new InvoicesError(
+          `not stopped: ${connected.length} invoices session(s) are connected to the embedded server: ${connected.join('; ')}; ` +
+            'let them finish or stop them (Ctrl-C), or pass --force to stop the server anyway (their transactions are rolled back)',
+        );
+      }
+      if (connected.length) ctx.log.warn(`stopping with ${connected.length} invoices session(s) connected (--force): ${connected.join('; ')}`);
+      const stopped = await stopEmbedded(home);
+      ctx.log.info(`${stopped ? 'stopped' : 'not running'}: commands will not start it again until \`invoices db start\``);
       return;
+    }
     case 'status':
       return status(ctx, home);
     case 'url': {
-      const settings = embeddedSettings(home) ?? (await startEmbedded(home, ctx.log.info)).settings;
+      const settings = embeddedSettings(home) ?? (await startEmbeddedOnDemand(home, ctx.log.info)).settings;
       ctx.print(embeddedUrl(settings) + '\n');
       return;
     }
+  }
+}
+
+/**
+ * The sessions of other invoices commands on the running embedded server (application_name
+ * starting with 'invoices'), each described in a few words; [] when it is not running.
+ */
+async function connectedCommands(home: string): Promise<string[]> {
+  const settings = embeddedStatus(home).running ? embeddedSettings(home) : undefined;
+  if (!settings) return [];
+  const client = new pg.Client({ ...settings, application_name: 'db stop', connectionTimeoutMillis: 5000 });
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ pid: number; app: string; db: string; port: number | null; since: string; state: string | null; query: string | null }>(
+      `SELECT pid, application_name AS app, datname AS db, client_port AS port, to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since,
+              state, left(regexp_replace(query, '\\s+', ' ', 'g'), 40) AS query
+         FROM pg_stat_activity WHERE application_name LIKE 'invoices%' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start`);
+    return rows.map((r) => `${r.app} (server pid ${r.pid}, database ${r.db}, client port ${r.port ?? '?'}, since ${r.since}, ${r.state ?? '?'}${r.query ? `: ${r.query}` : ''})`);
+  } catch {
+    return []; // not reachable: nothing connected that a stop could cut off
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 

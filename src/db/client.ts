@@ -3,7 +3,7 @@ import type { Config, ConnectionSettings } from '../config.js';
 import { describeSettings } from '../config.js';
 import { DatabaseError, InvoicesError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { embeddedSettings, startEmbedded } from './embedded.js';
+import { embeddedSettings, startEmbeddedOnDemand } from './embedded.js';
 
 export type Client = pg.Client;
 
@@ -33,7 +33,7 @@ export interface DbContext {
 export async function connectionSettings(ctx: DbContext): Promise<ConnectionSettings> {
   const { target } = ctx.config;
   if (target.kind === 'server') return target.connection;
-  return embeddedSettings(target.home) ?? (await startEmbedded(target.home, (l) => ctx.log?.info(l))).settings;
+  return embeddedSettings(target.home) ?? (await startEmbeddedOnDemand(target.home, (l) => ctx.log?.info(l))).settings;
 }
 
 /** Opens one connection (session time zone UTC); the caller ends it. */
@@ -43,10 +43,11 @@ export async function connect(ctx: DbContext): Promise<Client> {
   try {
     return await open(settings, log);
   } catch (err) {
-    // The embedded server stops with the machine: start it on demand, once.
+    // The embedded server stops with the machine: start it on demand, once; never after
+    // `invoices db stop` (startEmbeddedOnDemand refuses then, naming `invoices db start`).
     if (ctx.config.target.kind === 'embedded' && isConnectionRefused(err)) {
       log.debug('embedded PostgreSQL is not running: starting it');
-      settings = (await startEmbedded(ctx.config.target.home, (l) => log.info(l))).settings;
+      settings = (await startEmbeddedOnDemand(ctx.config.target.home, (l) => log.info(l))).settings;
       try {
         return await open(settings, log);
       } catch (err2) {

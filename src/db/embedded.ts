@@ -33,6 +33,7 @@ const paths = (home: string) => ({
   password: path.join(home, 'password'),
   state: path.join(home, 'server.json'),
   lock: path.join(home, 'server.lock'),
+  stopped: path.join(home, 'stopped-by-db-stop'),
   log: path.join(home, 'pgdata', 'server.log'),
 });
 
@@ -74,9 +75,37 @@ export function embeddedStatus(home: string): EmbeddedStatus {
   return status;
 }
 
+/**
+ * Whether the server was stopped on purpose with `invoices db stop` (a marker in the home, removed
+ * by `invoices db start`): then no command starts it again on its own. A server that stopped with
+ * the machine has no marker and is started on demand.
+ */
+export function stoppedOnPurpose(home: string): boolean {
+  return existsSync(paths(home).stopped);
+}
+
+/** The error a command gets when it would need a server that `invoices db stop` stopped. */
+export class StoppedOnPurposeError extends DatabaseError {
+  constructor(home: string) {
+    super(`the embedded server was stopped with \`invoices db stop\`: run \`invoices db start\` (home ${home})`);
+  }
+}
+
+/**
+ * Starts the server on demand for a command that needs it (not `db start`): refuses when it was
+ * stopped with `invoices db stop`, so that a follower or a cron job never undoes a deliberate stop.
+ */
+export async function startEmbeddedOnDemand(home: string, log: (line: string) => void = () => {}): Promise<{ settings: ConnectionSettings; started: boolean }> {
+  if (stoppedOnPurpose(home) && !embeddedStatus(home).running) throw new StoppedOnPurposeError(home);
+  return startEmbedded(home, log, { onDemand: true });
+}
+
 /** Initialises (first time) and starts the server if it is not running; safe to call concurrently. */
-export async function startEmbedded(home: string, log: (line: string) => void = () => {}): Promise<{ settings: ConnectionSettings; started: boolean }> {
+export async function startEmbedded(home: string, log: (line: string) => void = () => {}, how: { onDemand?: boolean } = {}): Promise<{ settings: ConnectionSettings; started: boolean }> {
   return withLock(home, async () => {
+    // Checked again under the lock: a `db stop` may have finished while this waited for it.
+    if (how.onDemand && stoppedOnPurpose(home) && !embeddedStatus(home).running) throw new StoppedOnPurposeError(home);
+    if (!how.onDemand) rmSync(paths(home).stopped, { force: true });
     const before = embeddedStatus(home);
     if (!before.initialised) {
       log(`initialising the embedded PostgreSQL in ${home} (first run only)`);
@@ -94,9 +123,15 @@ export async function startEmbedded(home: string, log: (line: string) => void = 
   });
 }
 
-/** Stops the server (fast shutdown: open sessions are rolled back). Returns false when it was not running. */
+/**
+ * Stops the server (fast shutdown: open sessions are rolled back) and leaves the marker that keeps
+ * commands from starting it again until `invoices db start`. Returns false when it was not running.
+ */
 export async function stopEmbedded(home: string): Promise<boolean> {
   return withLock(home, async () => {
+    if (!embeddedStatus(home).initialised) return false;
+    // Written first: a command that finds the server gone from here on does not start it again.
+    writeFileSync(paths(home).stopped, `${new Date().toISOString()} pid ${process.pid}\n`);
     if (!embeddedStatus(home).running) return false;
     await pgCtl(['stop', '-D', paths(home).dataDir, '-m', 'fast', '-w', '-t', '60', '-s']);
     return true;
