@@ -25,7 +25,7 @@ import { rangeCondition, xidLiteral } from '../table/watermark.js';
 import { describeTarget } from '../lake/target.js';
 import { monthBounds } from '../schema/partitions.js';
 import { atScale, average, fromUnits, toUnits } from './decimal.js';
-import { totalsAggregate, withFreshTotals, type RefreshResult } from './totals.js';
+import { totalsAggregate, withFreshTotals, type RefreshResult, type TotalsBuildHook } from './totals.js';
 import { windowMonths, type Window } from './window.js';
 
 export type GroupBy = 'issuer' | 'receiver' | 'customer';
@@ -41,6 +41,8 @@ export interface GroupOptions {
   /** The lake directory (duckdb and auto). */
   lake: string;
   log?: Logger;
+  /** Told when the monthly totals are built from scratch (first build, rebuild), for a live line. */
+  onTotalsBuild?: TotalsBuildHook;
 }
 
 export interface GroupRow {
@@ -183,7 +185,7 @@ async function totalsGroup(client: Client, source: SourceTable, customers: strin
     );
     const { rows } = await client.query<RawRow>(groupSql(opts.by, (party) => totalsAggregate(source, party, window, watermark), customers, opts.top));
     return { rows, live: Number(n) };
-  });
+  }, opts.onTotalsBuild);
   const parts = [
     refresh.rebuilt ? `monthly totals computed from scratch (${refresh.rebuilt})`
       : `monthly totals refreshed from watermark ${refresh.previous} to ${refresh.watermark}: ${refresh.added} invoice(s) added`,

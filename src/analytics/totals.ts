@@ -35,6 +35,9 @@ export interface RefreshResult {
   refreshedAt: string;
 }
 
+/** What a build of every month is doing, for a live line: called at its start and once done. */
+export type TotalsBuildHook = (b: { source: string; reason: string; estimatedRows: number; done: boolean; seconds: number }) => void;
+
 interface State {
   watermark: string;
   lineage: Lineage;
@@ -55,7 +58,7 @@ function dateLiteral(iso: string): string {
  * transaction and snapshot, runs `read` with the new watermark: the totals it reads are exactly
  * the invoices below it, and rows above it are visible in that snapshot for a live delta.
  */
-export async function withFreshTotals<T>(client: Client, described: SourceTable, log: Logger, read: (watermark: string) => Promise<T>): Promise<{ refresh: RefreshResult; value: T }> {
+export async function withFreshTotals<T>(client: Client, described: SourceTable, log: Logger, read: (watermark: string) => Promise<T>, onBuild?: TotalsBuildHook): Promise<{ refresh: RefreshResult; value: T }> {
   const source = await ensureTracked(client, described, log);
   if (!source.incremental) throw new UsageError(`monthly totals need the watermark and the change log: ${untrackedAdvice(source)}; or use --engine postgres`);
   await ensureTables(client, source, log);
@@ -65,7 +68,7 @@ export async function withFreshTotals<T>(client: Client, described: SourceTable,
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     try {
-      const refresh = await refreshInTransaction(client, source, log);
+      const refresh = await refreshInTransaction(client, source, log, onBuild);
       const value = await read(refresh.watermark);
       await client.query('COMMIT');
       return { refresh, value };
@@ -105,7 +108,7 @@ async function ensureTables(client: Client, source: SourceTable, log: Logger): P
   }
 }
 
-async function refreshInTransaction(client: Client, source: SourceTable, log: Logger): Promise<RefreshResult> {
+async function refreshInTransaction(client: Client, source: SourceTable, log: Logger, onBuild?: TotalsBuildHook): Promise<RefreshResult> {
   const totals = totalsTable(source);
   const stateTable = totalsTable(source, STATE_TABLE);
   const { rows: [state] } = await client.query<State>(`SELECT watermark::text AS watermark, lineage FROM ${stateTable} WHERE source_id = $1`, [source.id]);
@@ -119,6 +122,9 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
   let added: number;
   if (rebuilt) {
     log.info(`monthly totals of ${source.name}: computing every month (${rebuilt})`);
+    const buildStarted = performance.now();
+    const estimatedRows = onBuild ? await estimatedRowsOf(client, source) : 0;
+    onBuild?.({ source: source.name, reason: rebuilt, estimatedRows, done: false, seconds: 0 });
     // The only source in these tables: TRUNCATE, not a DELETE of every row.
     const { rows: [{ alone }] } = await client.query<{ alone: boolean }>(`SELECT NOT EXISTS (SELECT 1 FROM ${stateTable} WHERE source_id <> $1) AS alone`, [source.id]);
     await client.query(alone ? `TRUNCATE ${totals}` : `DELETE FROM ${totals} WHERE source_id = $1`, alone ? [] : [source.id]);
@@ -127,6 +133,9 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
     added = await aggregateInto(client, source, totals, `created_xid < ${xidLiteral(horizon)}`);
     // Fresh statistics, or the planner takes the window's rows for a handful and sorts where it should hash.
     await client.query(`ANALYZE ${totals}`);
+    const seconds = (performance.now() - buildStarted) / 1000;
+    log.debug(`monthly totals of ${source.name}: every month built in ${seconds.toFixed(1)} s (${added} invoices)`);
+    onBuild?.({ source: source.name, reason: rebuilt, estimatedRows, done: true, seconds });
   } else {
     if (recomputed.length) log.info(`monthly totals of ${source.name}: recomputing ${recomputed.join(', ')} (${reasons.join('; ')})`);
     const ranges = recomputed.map((m) => `(${rangeCondition(monthBounds(m).from, monthBounds(m).to)})`);
@@ -165,6 +174,18 @@ async function aggregateInto(client: Client, source: SourceTable, totals: string
       RETURNING 1)
     SELECT (SELECT coalesce(sum(invoices), 0) FROM agg WHERE party = 'issuer')::text AS invoices, (SELECT count(*) FROM ins) AS n`);
   return Number(r.invoices);
+}
+
+/** The planner's row count of the invoices table (its partitions summed): what a full build reads, roughly; 0 when unknown. */
+async function estimatedRowsOf(client: Client, source: SourceTable): Promise<number> {
+  try {
+    const { rows: [{ n }] } = await client.query<{ n: string | null }>(
+      `SELECT sum(greatest(c.reltuples, 0))::bigint::text AS n FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`,
+      [`${quoteIdent(source.tables.invoices.schema)}.${quoteIdent(source.tables.invoices.table)}`]);
+    return Number(n ?? 0);
+  } catch {
+    return 0;
+  }
 }
 
 /** The months the totals hold (every invoice has an issuer), by skipping along the primary key: a few index probes, not a scan. */

@@ -37,16 +37,30 @@ export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
   const signal = interruptSignal(ctx.log);
   if (!opts.verifyOnly) {
+    // Phase [1/2] invoices: rows done of the whole job's rows, months done of its months, rate
+    // and ETA; then [2/2] customers (one statement: its time).
     const progress = createProgress('export', { quiet: ctx.quiet, tty: ctx.tty });
+    let phase = '';
     const r = await exportLake(ctx, {
       out: opts.out,
       full: opts.full,
       wait: opts.wait !== false,
       signal,
-      log: ctx.log,
-      onProgress: (p) => progress.update(p.done, p.total),
-    });
-    progress.stop();
+      log: progress.wrap(ctx.log),
+      onProgress: (p) => {
+        if (p.phase !== phase) {
+          phase = p.phase;
+          if (p.phase === 'invoices') progress.phase('invoices', { step: 1, steps: 2, total: p.total, unit: 'rows' });
+          else progress.phase('customers', { step: 2, steps: 2, unit: 'customers' });
+        }
+        if (p.phase === 'invoices') {
+          progress.update(p.done, p.total);
+          progress.detail(`${p.monthsDone}/${p.months} months${p.month ? ` (last ${p.month})` : ''}`);
+        } else {
+          progress.detail(`${p.months} month(s) of invoices staged; writing customers.parquet`);
+        }
+      },
+    }).finally(() => progress.stop());
     const written = r.months.filter((m) => m.action === 'written').length;
     const removed = r.months.filter((m) => m.action === 'removed').length;
     ctx.log.info(

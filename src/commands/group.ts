@@ -3,6 +3,7 @@ import { ENGINES, GROUP_BYS, groupInvoices, type Engine, type GroupBy, type Grou
 import { describeWindow, monthWindow } from '../analytics/window.js';
 import { UsageError } from '../errors.js';
 import { barChart } from '../output/chart.js';
+import { createProgress, fmtInt } from '../output/progress.js';
 import type { Column } from '../output/render.js';
 import { commandContext, positiveInt } from './context.js';
 
@@ -30,7 +31,22 @@ export async function run(opts: GroupOptions, cmd: Command): Promise<void> {
   const ctx = commandContext(cmd);
   ctx.log.info(`window: ${describeWindow(window)}`);
   const started = performance.now();
-  const r = await groupInvoices(ctx, { window, by, top, engine: opts.engine as Engine, lake: opts.lake, log: ctx.log });
+  // The first build of the monthly totals (or a rebuild) reads the whole table in one statement:
+  // a live line names it with the planner's row count and the time it has taken so far.
+  const progress = createProgress('group', { quiet: ctx.quiet, tty: ctx.tty });
+  const log = progress.wrap(ctx.log);
+  const r = await groupInvoices(ctx, {
+    window, by, top, engine: opts.engine as Engine, lake: opts.lake, log,
+    onTotalsBuild: (b) => {
+      if (b.done) {
+        progress.stop();
+        log.info(`monthly totals of ${b.source}: every month built in ${b.seconds.toFixed(1)} s`);
+        return;
+      }
+      progress.phase(`building monthly totals: every month of ${b.source}`, { unit: 'invoices' });
+      progress.detail(`${b.estimatedRows ? `~${fmtInt(b.estimatedRows)} invoices, ` : ""}one pass`);
+    },
+  }).finally(() => progress.stop());
   ctx.log.info(`engine: ${r.engine} (${r.reason}); ${r.rows.length} row(s) in ${((performance.now() - started) / 1000).toFixed(2)} s`);
 
   if (opts.chart) {

@@ -64,28 +64,80 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
     await autoInit(ctx, client);
     if (flags.follow) {
       await client.end();
+      // On a terminal a live line, redrawn every 250 ms: scored so far and the rate, the rate of
+      // the last 10 s, the lag (caught up, or behind since when: the time since it last had
+      // nothing left to score) and the last invoice scored. Off a terminal, a log line every 10 s as before.
+      const progress = createProgress('risk --follow', { quiet: ctx.quiet, tty: ctx.tty });
+      const log = progress.wrap(ctx.log);
       let last = performance.now();
       let since = 0;
-      summary = await follow(() => connect(ctx), ctx.config.tables, {
-        ...opts, pollMs, signal,
-        onConnected: () => ctx.log.info(`following: scoring new invoices as they commit with model ${model} (Ctrl-C to stop)`),
-        onBatch: (b) => {
-          since += b.scored + b.failed;
-          if (performance.now() - last >= 10_000) {
-            ctx.log.info(`scored ${fmtInt(since)} in the last ${((performance.now() - last) / 1000).toFixed(0)} s (cursor ${b.cursor.xid}/${b.cursor.invoiceId})`);
-            last = performance.now();
-            since = 0;
-          }
-        },
-      });
+      let scoredTotal = 0;
+      let lastInvoice = '';
+      let caughtUp = false;
+      let behindSince = performance.now();
+      const recent: Array<{ at: number; n: number }> = [];
+      const show = () => {
+        const now = performance.now();
+        while (recent.length && now - recent[0].at > 10_000) recent.shift();
+        const n = recent.reduce((a, r) => a + r.n, 0);
+        const lag = caughtUp ? 'caught up' : `lag ${((now - behindSince) / 1000).toFixed(1)} s`;
+        // The rate over the last 10 s (the count of the whole run over its time would mostly measure the waits).
+        const span = caughtUp ? 10 : Math.min(10, Math.max(1, (now - behindSince) / 1000));
+        progress.detail(`${fmtInt(scoredTotal)} scored · ${fmtInt(Math.round(n / span))}/s · ${lag}${lastInvoice ? ` · last invoice ${lastInvoice}` : ''}`);
+      };
+      const ticker = ctx.tty ? setInterval(show, 250) : undefined;
+      ticker?.unref();
+      try {
+        summary = await follow(() => connect(ctx), ctx.config.tables, {
+          ...opts, log, pollMs, signal,
+          onConnected: () => {
+            log.info(`following: scoring new invoices as they commit with model ${model} (Ctrl-C to stop)`);
+            if (!scoredTotal) progress.phase('following', { unit: 'invoices' });
+            show();
+          },
+          onIdle: (heldBack) => {
+            // Caught up: nothing below the horizon is waiting (rows held back by an older transaction wait for it).
+            if (!heldBack) caughtUp = true;
+            else if (caughtUp) [caughtUp, behindSince] = [false, performance.now()];
+          },
+          onBatch: (b) => {
+            const n = b.scored + b.failed;
+            scoredTotal += n;
+            since += n;
+            recent.push({ at: performance.now(), n });
+            lastInvoice = b.cursor.invoiceId;
+            // Behind from the batch that ended a caught-up spell; a batch within a backlog does not reset it.
+            if (caughtUp) behindSince = performance.now();
+            caughtUp = false;
+            ctx.log.debug(`risk --follow: batch of ${n} scored, ${fmtInt(scoredTotal)} in all, last invoice ${b.cursor.invoiceId} (cursor ${formatCursor(b.cursor.xid, b.cursor.invoiceId)})`);
+            if (!ctx.tty && performance.now() - last >= 10_000) {
+              ctx.log.info(`scored ${fmtInt(since)} in the last ${((performance.now() - last) / 1000).toFixed(0)} s (cursor ${formatCursor(b.cursor.xid, b.cursor.invoiceId)})`);
+              last = performance.now();
+              since = 0;
+            }
+          },
+        });
+      } finally {
+        if (ticker) clearInterval(ticker);
+        progress.stop();
+      }
     } else {
       writer = await connect(ctx);
       const scorer = await Scorer.open(client, ctx.config.tables, opts, writer);
-      const progress = createProgress(flags.retryFailed ? 'retrying dead letters' : 'scoring', { quiet: ctx.quiet, tty: ctx.tty });
+      const progress = createProgress('risk', { quiet: ctx.quiet, tty: ctx.tty });
+      const what = flags.retryFailed ? 'retrying dead letters' : 'scoring';
       let done = 0;
-      const onBatch = (b: RunSummary) => progress.update((done += b.scored + b.failed + b.alreadyScored), Math.max(done, limit ?? done));
+      let backlog = 0;
+      // The backlog, counted once at the start below the horizon: done/backlog, rate and ETA.
+      // Rows that commit while it runs are scored too: the total then grows with them.
+      const onBacklog = (n: number) => {
+        backlog = limit === undefined ? n : Math.min(n, limit);
+        ctx.log.debug(`risk backlog: ${fmtInt(n)} ${flags.retryFailed ? 'dead letter(s)' : 'invoice(s) below the horizon to walk'}${limit !== undefined ? ` (--limit ${fmtInt(limit)})` : ''}`);
+        progress.phase(what, { total: backlog, unit: flags.retryFailed ? 'dead letters' : 'invoices' });
+      };
+      const onBatch = (b: RunSummary) => progress.update((done += b.scored + b.failed + b.alreadyScored), Math.max(done, backlog));
       try {
-        summary = flags.retryFailed ? await scorer.retryFailed({ signal, onBatch }) : await scorer.run(since, { limit, signal, onBatch });
+        summary = flags.retryFailed ? await scorer.retryFailed({ signal, onBatch, onBacklog }) : await scorer.run(since, { limit, signal, onBatch, onBacklog });
       } finally {
         progress.stop();
       }

@@ -33,13 +33,28 @@ export interface ExportOptions {
   full?: boolean;
   signal?: AbortSignal;
   log?: Logger;
-  onProgress?: (p: { month: string; done: number; total: number }) => void;
+  /**
+   * Progress of the whole job: phase 'invoices' once before the first month (done 0) and after
+   * each month staged (rows and months done of the job's totals; rows are PostgreSQL's counts, or
+   * the catalog's estimates on a full export of a partitioned table), then phase 'customers'.
+   */
+  onProgress?: (p: ExportProgress) => void;
   /** Months exported at the same time (default 2: PostgreSQL and DuckDB each get a core). */
   parallel?: number;
   /** Use psql for COPY when it is on PATH (default true). */
   psql?: boolean;
   /** Wait for another export of this lake to finish (default), or refuse at once (exit 1). */
   wait?: boolean;
+}
+
+export interface ExportProgress {
+  phase: 'invoices' | 'customers';
+  /** The month just staged (phase 'invoices', after the first call). */
+  month?: string;
+  done: number;
+  total: number;
+  monthsDone: number;
+  months: number;
 }
 
 export interface MonthOutcome {
@@ -163,6 +178,9 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
       const total = toWrite.reduce((n, m) => n + (estimates.get(m) ?? 0), 0);
       const now = new Date().toISOString();
       let done = 0;
+      let monthsDone = 0;
+      log.debug(`export phase 1/2 invoices: ${toWrite.length} month(s) to write, ${total} rows${stats ? '' : ' (estimated)'}`);
+      opts.onProgress?.({ phase: 'invoices', done, total, monthsDone, months: toWrite.length });
 
       const written = new Map<string, { rows: number; sum: string; staged: string; info: FileInfo }>();
       const result = await withDuckDbConnections(parallel, async (ducks) => {
@@ -201,7 +219,9 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
               if (w.rows > 0) written.set(m, { ...w, staged: file, info: describeFile(file) });
               else rmSync(file, { force: true });
               done += w.rows;
-              opts.onProgress?.({ month: m, done, total });
+              monthsDone++;
+              log.debug(`export: month ${m} staged: ${w.rows} rows, ${monthsDone}/${toWrite.length} month(s), ${done}/${total} rows`);
+              opts.onProgress?.({ phase: 'invoices', month: m, done, total: Math.max(total, done), monthsDone, months: toWrite.length });
             }
           } finally {
             rmSync(fifo, { force: true });
@@ -215,6 +235,8 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
           const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
           if (failed) throw opts.signal?.aborted ? new InterruptedError(INTERRUPTED, { cause: failed.reason }) : failed.reason;
           const file = path.join(staging, 'customers.parquet');
+          log.debug('export phase 2/2 customers');
+          opts.onProgress?.({ phase: 'customers', done: 0, total: 0, monthsDone, months: toWrite.length });
           const customers = await writeParquet(client, ducks[0], {
             select: await customersSelect(client, ctx.config.tables),
             columns: { id: 'BIGINT', name: 'VARCHAR', email: 'VARCHAR', country: 'VARCHAR', segment: 'VARCHAR', created_at: 'TIMESTAMPTZ' },

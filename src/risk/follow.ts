@@ -15,6 +15,8 @@ export interface FollowOptions extends ScorerOptions {
   pollMs: number;
   signal: AbortSignal;
   onBatch?: (b: RunSummary) => void;
+  /** Called each time it has caught up (nothing left below the horizon) before it sleeps; heldBack: committed rows wait behind an older transaction. */
+  onIdle?: (heldBack: boolean) => void;
   /** Called when following starts and after each reconnect. */
   onConnected?: () => void;
 }
@@ -72,7 +74,9 @@ export async function follow(connect: () => Promise<Client>, tables: TableMap, o
       total.cursor = r.cursor;
       total.horizon = r.horizon || total.horizon;
       if (signal.aborted) break;
-      await sleep((await scorer.heldBack()) ? 50 : opts.pollMs);
+      const held = await scorer.heldBack();
+      opts.onIdle?.(held);
+      await sleep(held ? 50 : opts.pollMs);
     } catch (err) {
       if (err instanceof InterruptedError || signal.aborted) break;
       if (err instanceof ScorerBusyError || !isConnectionFailure(err)) throw err;

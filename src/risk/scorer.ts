@@ -40,6 +40,12 @@ export interface RunLimits {
   limit?: number;
   signal?: AbortSignal;
   onBatch?: (b: RunSummary) => void;
+  /**
+   * Called once before the first batch with the backlog: the invoices this run has to walk
+   * (below the horizon of its start, after the cursor or in its --since range; dead letters for
+   * --retry-failed). Counted only when asked: one index range scan.
+   */
+  onBacklog?: (n: number) => void;
 }
 
 export interface RunSummary {
@@ -139,6 +145,15 @@ export class Scorer {
     const probe = (table: string, a: string) =>
       `LEFT JOIN LATERAL (SELECT true AS hit FROM ${table} ${a} WHERE ${a}.source_id = $5 AND ${a}.model_version = $6 AND ${a}.invoice_id = i.${col.invoice_id} AND ${a}.invoice_xid = i.created_xid LIMIT 1) ${a} ON true`;
     const probing = selectWith(', (s.hit IS NOT NULL OR d.hit IS NOT NULL) AS covered', `${probe('risk_scores', 's')} ${probe('risk_dead_letters', 'd')}`);
+    if (limits.onBacklog) {
+      const h = (await this.client.query<{ h: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h')).rows[0].h;
+      const dateCount = since.kind === 'date' ? `AND i.${col.issue_date} >= CAST(CAST($4 AS timestamptz) AS ${this.src.dateType})` : '';
+      const { rows: [{ n }] } = await this.client.query<{ n: string }>(
+        `SELECT count(*)::text AS n FROM ${this.src.table} i WHERE i.created_xid < $1::xid8 AND (i.created_xid, i.${col.invoice_id}) > ($2::xid8, $3::bigint) ${dateCount}`,
+        since.kind === 'date' ? [h, walk.xid, walk.invoiceId, since.from] : [h, walk.xid, walk.invoiceId],
+      );
+      limits.onBacklog(Number(n));
+    }
     // Batch k commits on the writer while batch k+1 is read and scored; commits stay in order.
     let inFlight: Promise<RunSummary> | undefined;
     const settle = async () => {
@@ -191,6 +206,10 @@ export class Scorer {
     const total = { ...emptySummary(await this.reconcile()), gone: 0 };
     let after = MIN_CURSOR.invoiceId;
     const { col, table } = this.src;
+    if (limits.onBacklog) {
+      const { rows: [{ n }] } = await this.client.query<{ n: string }>('SELECT count(*)::text AS n FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2', [this.src.id, this.opts.modelVersion]);
+      limits.onBacklog(Number(n));
+    }
     for (;;) {
       if (limits.signal?.aborted) throw new InterruptedError(`interrupted: ${total.scored} dead letter(s) scored and committed`);
       const { rows } = await this.client.query<{ id: string }>(
@@ -207,7 +226,9 @@ export class Scorer {
       if (gone.length) await this.client.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [this.src.id, this.opts.modelVersion, gone]);
       total.gone += gone.length;
       const cursor = await this.cursor();
-      addInto(total, await this.commit(await this.prepare(found), 'replace', { from: cursor, to: cursor, horizon: '' }));
+      const b = await this.commit(await this.prepare(found), 'replace', { from: cursor, to: cursor, horizon: '' });
+      addInto(total, b);
+      limits.onBatch?.(b);
     }
     return total;
   }
