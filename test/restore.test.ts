@@ -4,15 +4,11 @@
 // and answer exactly. The copy is pg_dump | pg_restore when a pg_dump as new as the server is
 // on PATH (PostgreSQL 15 at 127.0.0.1:5432), else what pg_dump does, by hand: the same schema,
 // then every table's rows by COPY with triggers off (the embedded server ships no pg_dump).
-import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedStatus, stopEmbedded } from '../src/db/embedded.js';
-import { sqlFile } from '../src/schema/sql-file.js';
 import { createDatabase, runCli, seedWithCli, tempDir, withPg, type TestDatabase } from './helpers.js';
+import { restoreDatabase } from './restore-helpers.js';
 
 let source: TestDatabase;
 let sameCluster: TestDatabase;
@@ -46,48 +42,6 @@ afterAll(async () => {
   await sameCluster?.drop();
 });
 
-/** The server's major version, and whether the pg_dump on PATH can dump it. */
-async function pgDumpFits(url: string): Promise<boolean> {
-  const server = await withPg(url, async (c) => Number((await c.query('SHOW server_version_num')).rows[0].server_version_num) / 10000);
-  const r = spawnSync('pg_dump', ['--version'], { encoding: 'utf8' });
-  const client = Number(/(\d+)\.\d+/.exec(r.stdout ?? '')?.[1] ?? 0);
-  return r.status === 0 && client >= Math.floor(server);
-}
-
-/** Copies the whole database at `from` into the empty database at `to`. */
-async function restore(from: string, to: string): Promise<string> {
-  if (await pgDumpFits(from)) {
-    const dump = execFileSync('pg_dump', ['-Fc', '--no-owner', from], { maxBuffer: 1 << 28 });
-    execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-d', to], { input: dump });
-    return 'pg_dump';
-  }
-  // What pg_restore does: the schema (here: this tool's own, and the same partitions), then the
-  // rows of every table with triggers and foreign keys off.
-  const init = await runCli(['init', '--quiet'], { env: { DATABASE_URL: to } });
-  if (init.code !== 0) throw new Error(init.stderr);
-  const src = new pg.Client({ connectionString: from });
-  const dst = new pg.Client({ connectionString: to });
-  await src.connect();
-  await dst.connect();
-  try {
-    const { rows: parts } = await src.query<{ name: string; bound: string }>(
-      `SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
-        WHERE h.inhparent = 'invoices'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'`);
-    for (const p of parts) await dst.query(`CREATE TABLE ${p.name} PARTITION OF invoices ${p.bound}`);
-    await dst.query(sqlFile('monthly-totals.sql'));
-    await dst.query('SET session_replication_role = replica');
-    const tables = ['customers', 'invoices', 'invoice_ids', 'invoice_changes', 'invoice_monthly_totals', 'invoice_monthly_totals_state'];
-    for (const t of tables) {
-      const { rows: cols } = await src.query<{ c: string }>(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, [t]);
-      await pipeline(src.query(copyTo(`COPY (SELECT ${cols[0].c} FROM ${t}) TO STDOUT`)), dst.query(copyFrom(`COPY ${t} (${cols[0].c}) FROM STDIN`)));
-    }
-  } finally {
-    await src.end();
-    await dst.end();
-  }
-  return 'COPY';
-}
-
 async function sqlAnswer(url: string): Promise<Record<string, unknown>[]> {
   return withPg(url, async (c) => (await c.query(
     `SELECT i.issuer_id::int AS customer_id, c.name, count(*)::int AS invoices, sum(amount)::text AS total, round(avg(amount), 2)::text AS average
@@ -100,7 +54,7 @@ const group = (url: string, engine: string) =>
 
 describe.sequential('a database restored elsewhere', () => {
   it('into another database of the same cluster: the totals see the new database and rebuild', async () => {
-    await restore(source.url, sameCluster.url);
+    await restoreDatabase(source.url, sameCluster.url);
     // The restored totals state says "complete up to xid N" for the old database's rows.
     expect(await withPg(sameCluster.url, async (c) => (await c.query('SELECT count(*)::int AS n FROM invoice_monthly_totals_state')).rows[0].n)).toBe(1);
     const r = await group(sameCluster.url, 'totals');
@@ -110,7 +64,7 @@ describe.sequential('a database restored elsewhere', () => {
   });
 
   it('into another cluster: ids from the old cluster are refused with advice, which then works', async () => {
-    await restore(source.url, otherUrl);
+    await restoreDatabase(source.url, otherUrl);
     const expected = await sqlAnswer(otherUrl);
     expect(expected).toEqual(await sqlAnswer(source.url));
     for (const args of [['group', '--months', '6', '--by', 'issuer', '--as-of', AS_OF, '--engine', 'totals'], ['export', '--out', lake]]) {

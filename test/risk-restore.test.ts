@@ -5,14 +5,11 @@
 // advised UPDATE gives those rows new ids, so their scores no longer describe them: removed and
 // scored again. The copy is pg_dump | pg_restore when a pg_dump as new as the server is on PATH,
 // else what pg_dump does, by hand (the embedded server ships no pg_dump).
-import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddedStatus, stopEmbedded } from '../src/db/embedded.js';
 import { createDatabase, runCli, seedWithCli, tempDir, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
+import { restoreDatabase } from './restore-helpers.js';
 import { currentScores, insertInvoices, riskRun, sourceIdOf } from './risk-helpers.js';
 
 const OWN = sourceIdOf();
@@ -47,52 +44,11 @@ afterAll(async () => {
   await sameCluster?.drop();
 });
 
-async function pgDumpFits(url: string): Promise<boolean> {
-  const server = await withPg(url, async (c) => Number((await c.query('SHOW server_version_num')).rows[0].server_version_num) / 10000);
-  const r = spawnSync('pg_dump', ['--version'], { encoding: 'utf8' });
-  const client = Number(/(\d+)\.\d+/.exec(r.stdout ?? '')?.[1] ?? 0);
-  return r.status === 0 && client >= Math.floor(server);
-}
-
-/** Copies the database at `from` into the empty database at `to`: schema, partitions, risk tables, then every table's rows with triggers off. */
-async function restore(from: string, to: string): Promise<void> {
-  if (await pgDumpFits(from)) {
-    const dump = execFileSync('pg_dump', ['-Fc', '--no-owner', from], { maxBuffer: 1 << 28 });
-    execFileSync('pg_restore', ['--no-owner', '--exit-on-error', '-d', to], { input: dump });
-    return;
-  }
-  for (const args of [['init', '--quiet']]) {
-    const r = await runCli(args, { env: { DATABASE_URL: to } });
-    if (r.code !== 0) throw new Error(r.stderr);
-  }
-  const src = new pg.Client({ connectionString: from });
-  const dst = new pg.Client({ connectionString: to });
-  await src.connect();
-  await dst.connect();
-  try {
-    const { rows: parts } = await src.query<{ name: string; bound: string }>(
-      `SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
-        WHERE h.inhparent = 'invoices'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'`);
-    for (const p of parts) await dst.query(`CREATE TABLE ${p.name} PARTITION OF invoices ${p.bound}`);
-    const init = await runCli(['risk', 'init', '--quiet'], { env: { DATABASE_URL: to } });
-    if (init.code !== 0) throw new Error(init.stderr);
-    await dst.query('SET session_replication_role = replica');
-    for (const t of ['customers', 'invoices', 'invoice_ids', 'risk_scores', 'risk_dead_letters', 'risk_watermarks']) {
-      const { rows: cols } = await src.query<{ c: string }>(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, [t]);
-      await pipeline(src.query(copyTo(`COPY (SELECT ${cols[0].c} FROM ${t}) TO STDOUT`)), dst.query(copyFrom(`COPY ${t} (${cols[0].c}) FROM STDIN`)));
-    }
-    await dst.query("SELECT setval(pg_get_serial_sequence('invoices', 'invoice_id'), (SELECT max(invoice_id) FROM invoices))");
-  } finally {
-    await src.end();
-    await dst.end();
-  }
-}
-
 const counts = (url: string) => withPg(url, (c) => currentScores(c, OWN));
 
 describe.sequential('risk scores of a database restored elsewhere', () => {
   it('into another database of the same cluster: the same rows keep their scores and dead letter; nothing is scored twice', async () => {
-    await restore(source.url, sameCluster.url);
+    await restoreDatabase(source.url, sameCluster.url);
     expect(await counts(sameCluster.url)).toEqual({ invoices: N + 1, scores: N, current: N, stale: 0, dead: 1 });
     const run = await riskRun(sameCluster.url);
     expect(run).toMatchObject({ scored: 0, failed: 0, already_scored: 0 });
@@ -109,7 +65,7 @@ describe.sequential('risk scores of a database restored elsewhere', () => {
   });
 
   it('into another cluster: refused until renumbered; the renumbered rows lose their old scores and are scored again', async () => {
-    await restore(source.url, otherUrl);
+    await restoreDatabase(source.url, otherUrl);
     const refused = await runCli(['risk'], { env: { DATABASE_URL: otherUrl } });
     expect(refused.code, refused.stderr).toBe(2);
     expect(refused.stderr).toMatch(/created_xid values ahead of this server's transaction counter/);
