@@ -124,6 +124,13 @@ describe('lineage', () => {
       reason: 'invoices_default detached and attached again, invoices_p2026_01 truncated or rewritten, invoices_p2026_02 dropped or detached, invoices_p2026_03 created or attached',
     });
   });
+  it('says many partitions of one kind in one phrase', () => {
+    const many = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`invoices_p2025_${String(i + 1).padStart(2, '0')}`, `${100 + i}/7`]));
+    const truncated = Object.fromEntries(Object.keys(many).map((n) => [n, `9${many[n]}`]));
+    expect(compareLineage({ ...before, leaves: many }, { ...before, leaves: truncated })).toMatchObject({
+      reason: '12 partitions truncated or rewritten (invoices_p2025_01 to invoices_p2025_12)',
+    });
+  });
 });
 
 describe('bar chart', () => {

@@ -48,17 +48,20 @@ export function compareLineage(stored: Lineage | undefined | null, now: Lineage)
   if (stored.database !== now.database) return { kind: 'replaced', reason: 'the database was dropped and created again (restored from a dump?)' };
   if (stored.table !== now.table) return { kind: 'replaced', reason: 'the table was dropped and created again, converted or restored' };
   const names = [...new Set([...Object.keys(stored.leaves), ...Object.keys(now.leaves)])].sort();
-  const what: string[] = [];
+  const byKind = new Map<string, string[]>();
   const leaves = names.filter((n) => {
     const before = stored.leaves[n];
     const after = now.leaves[n];
     if (before === after) return false;
-    if (before === undefined) what.push(`${n} created or attached`);
-    else if (after === undefined) what.push(`${n} dropped or detached`);
-    else if (before.split('/')[0] !== after.split('/')[0]) what.push(`${n} truncated or rewritten`);
-    else what.push(`${n} detached and attached again`);
+    const kind = before === undefined ? 'created or attached'
+      : after === undefined ? 'dropped or detached'
+      : before.split('/')[0] !== after.split('/')[0] ? 'truncated or rewritten'
+      : 'detached and attached again';
+    byKind.set(kind, [...(byKind.get(kind) ?? []), n]);
     return true;
   });
   if (!leaves.length) return { kind: 'same' };
-  return { kind: 'leaves', leaves, reason: what.join(', ') };
+  // A reseed truncates every partition: one phrase for many, not a list of forty.
+  const said = [...byKind].flatMap(([kind, ns]) => (ns.length > 3 ? [`${ns.length} partitions ${kind} (${ns[0]} to ${ns[ns.length - 1]})`] : ns.map((n) => `${n} ${kind}`)));
+  return { kind: 'leaves', leaves, reason: said.sort().join(', ') };
 }
