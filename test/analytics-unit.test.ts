@@ -128,7 +128,7 @@ describe('lineage', () => {
     const many = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`invoices_p2025_${String(i + 1).padStart(2, '0')}`, `${100 + i}/7`]));
     const truncated = Object.fromEntries(Object.keys(many).map((n) => [n, `9${many[n]}`]));
     expect(compareLineage({ ...before, leaves: many }, { ...before, leaves: truncated })).toMatchObject({
-      reason: '12 partitions truncated or rewritten (invoices_p2025_01 to invoices_p2025_12)',
+      reason: '12 partitions truncated or rewritten, from invoices_p2025_01 to invoices_p2025_12',
     });
   });
 });

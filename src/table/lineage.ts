@@ -62,6 +62,6 @@ export function compareLineage(stored: Lineage | undefined | null, now: Lineage)
   });
   if (!leaves.length) return { kind: 'same' };
   // A reseed truncates every partition: one phrase for many, not a list of forty.
-  const said = [...byKind].flatMap(([kind, ns]) => (ns.length > 3 ? [`${ns.length} partitions ${kind} (${ns[0]} to ${ns[ns.length - 1]})`] : ns.map((n) => `${n} ${kind}`)));
+  const said = [...byKind].flatMap(([kind, ns]) => (ns.length > 3 ? [`${ns.length} partitions ${kind}, from ${ns[0]} to ${ns[ns.length - 1]}`] : ns.map((n) => `${n} ${kind}`)));
   return { kind: 'leaves', leaves, reason: said.sort().join(', ') };
 }
