@@ -5,7 +5,7 @@ import type { Client } from '../db/client.js';
 import { parseInvoiceId, type InvoiceDetail } from '../lookup/get-invoice.js';
 import { renderRecordLine, render } from '../output/render.js';
 import type { CommandContext } from './context.js';
-import { cacheSetup, connectWithStamp, COLUMNS, type GetOptions } from './get.js';
+import { cacheSetup, COLUMNS, type GetOptions } from './get.js';
 
 /** Ids per statement: past ~1,000 a batch no longer gets cheaper per id, and output waits longer. */
 export const BATCH = 1000;
@@ -35,7 +35,7 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
     }
   }
   if (opts.repeat !== undefined) throw new UsageError('--repeat goes with --stats');
-  const { rt, useCache, openCache, endpoint, ttl } = cacheSetup(opts, ctx);
+  const { rt, useCache, openBoth, endpoint, ttl } = cacheSetup(opts, ctx);
 
   // Ctrl-C or SIGTERM (say, while waiting for ids on a terminal): what was printed stays, the
   // exit code says which signal (nothing is written, so there is nothing to leave clean).
@@ -49,17 +49,7 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
   let headerDone = false;
   try {
     const { connect, translatePgError } = await import('../db/client.js');
-    if (useCache) {
-      const [postgres, cache] = await Promise.allSettled([connectWithStamp(ctx), openCache()]);
-      if (postgres.status === 'fulfilled') {
-        client = postgres.value.client;
-        rt.bind(postgres.value.stamp);
-      }
-      if (cache.status === 'rejected') throw cache.reason;
-      if (postgres.status === 'rejected') throw postgres.reason;
-    } else {
-      client = await connect(ctx);
-    }
+    client = useCache ? await openBoth() : await connect(ctx);
     const db = client!;
     const { getInvoices } = await import('../lookup/get-many.js');
     const load = async (ids: bigint[]) => {

@@ -42,25 +42,14 @@ export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Comm
   if (opts.repeat !== undefined && !opts.stats) throw new UsageError('--repeat goes with --stats');
   const repeat = opts.repeat === undefined ? DEFAULT_REPEAT : positiveInt('--repeat', opts.repeat);
   const ctx = commandContext(cmd);
-  const { rt, useCache, openCache, endpoint, ttl, connectMs } = cacheSetup(opts, ctx);
+  const { rt, useCache, openCache, openBoth, endpoint, ttl, connectMs } = cacheSetup(opts, ctx);
   let client: Client | undefined;
   try {
     if (opts.stats) {
       if (useCache) await openCache();
       return await printStats(ctx, rt, id, repeat, { url: endpoint?.display, ttl, redisConnectMs: connectMs() });
     }
-    if (useCache) {
-      // An entry answers only if it was read from the table's current generation, so a hit
-      // reads that from PostgreSQL too (one catalog query, src/cache/generation.ts): Redis and
-      // PostgreSQL are reached at once, and a miss then uses the same connection.
-      const [postgres, cache] = await Promise.allSettled([connectWithStamp(ctx), openCache()]);
-      if (postgres.status === 'fulfilled') {
-        client = postgres.value.client;
-        rt.bind(postgres.value.stamp);
-      }
-      if (cache.status === 'rejected') throw cache.reason;
-      if (postgres.status === 'rejected') throw postgres.reason;
-    }
+    if (useCache) client = await openBoth();
     const { invoice, outcome, stale } = await rt.lookup(id, (id) => lookupInPostgres(ctx, client, id));
     if (stale === 'another invoice' || stale === 'another source') {
       // Something other than this version of `get` wrote under this key: worth knowing.
@@ -101,12 +90,25 @@ export function cacheSetup(opts: GetOptions, ctx: CommandContext) {
       redisConnectMs = performance.now() - started;
       return cache;
     });
+  // An entry answers only if it was read from the table's current generation, so a hit reads
+  // that from PostgreSQL too (one catalog query, src/cache/generation.ts): Redis and PostgreSQL
+  // are reached at once, and a miss then uses the same connection.
+  const openBoth = async (): Promise<Client> => {
+    const [postgres, cache] = await Promise.allSettled([connectWithStamp(ctx), openCache()]);
+    if (postgres.status === 'rejected') throw postgres.reason;
+    if (cache.status === 'rejected') {
+      await postgres.value.client.end().catch(() => {});
+      throw cache.reason;
+    }
+    rt.bind(postgres.value.stamp);
+    return postgres.value.client;
+  };
   if (endpoint && !useCache) ctx.log.debug('cache: not used (--cache-ttl 0)');
-  return { rt, useCache, openCache, endpoint, ttl, connectMs: () => redisConnectMs };
+  return { rt, useCache, openCache, openBoth, endpoint, ttl, connectMs: () => redisConnectMs };
 }
 
 /** One PostgreSQL connection and the stamp current entries carry (the table's source and generation). */
-export async function connectWithStamp(ctx: CommandContext): Promise<{ client: Client; stamp: CacheStamp }> {
+async function connectWithStamp(ctx: CommandContext): Promise<{ client: Client; stamp: CacheStamp }> {
   const [{ connect, translatePgError }, { readCacheStamp }] = await Promise.all([import('../db/client.js'), import('../cache/generation.js')]);
   const client = await connect(ctx);
   try {

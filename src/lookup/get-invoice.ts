@@ -14,16 +14,27 @@ export interface InvoiceDetail {
   amount: string;
 }
 
-/** The statements of one table mapping, prepared by name once per connection. */
-function statementsFor(tables: TableMap) {
+/**
+ * An InvoiceDetail's select list over invoices `i`, with our column names whatever the table's
+ * (an adopted table's columns are aliased), and the joins that bring the parties' names.
+ */
+export function detailSelect(tables: TableMap): { columns: string; parties: string } {
   const i = tables.invoices.columns;
   const c = tables.customers.columns;
   const q = quoteIdent;
   const customers = qualified(tables.customers);
-  // Our column names whatever the table's: an adopted table's columns are aliased.
-  const columns = `i.${q(i.invoice_id)} AS invoice_id, i.${q(i.issue_date)} AS issue_date, i.${q(i.issuer_id)} AS issuer_id,
-    ci.${q(c.name)} AS issuer_name, i.${q(i.receiver_id)} AS receiver_id, cr.${q(c.name)} AS receiver_name, i.${q(i.amount)} AS amount`;
-  const parties = `LEFT JOIN ${customers} ci ON ci.${q(c.id)} = i.${q(i.issuer_id)} LEFT JOIN ${customers} cr ON cr.${q(c.id)} = i.${q(i.receiver_id)}`;
+  return {
+    columns: `i.${q(i.invoice_id)} AS invoice_id, i.${q(i.issue_date)} AS issue_date, i.${q(i.issuer_id)} AS issuer_id,
+    ci.${q(c.name)} AS issuer_name, i.${q(i.receiver_id)} AS receiver_id, cr.${q(c.name)} AS receiver_name, i.${q(i.amount)} AS amount`,
+    parties: `LEFT JOIN ${customers} ci ON ci.${q(c.id)} = i.${q(i.issuer_id)} LEFT JOIN ${customers} cr ON cr.${q(c.id)} = i.${q(i.receiver_id)}`,
+  };
+}
+
+/** The statements of one table mapping, prepared by name once per connection. */
+function statementsFor(tables: TableMap) {
+  const i = tables.invoices.columns;
+  const q = quoteIdent;
+  const { columns, parties } = detailSelect(tables);
   // Statement names must differ between mappings: a name is prepared once per connection.
   const tag = tables.mapped ? `_${tables.invoices.schema}_${tables.invoices.table}` : '';
   return {

@@ -5,17 +5,13 @@
 import type { Client } from '../db/client.js';
 import { detectLayout, locatorName } from '../schema/apply.js';
 import { DEFAULT_TABLES, qualified, quoteIdent, type TableMap } from '../tables.js';
-import type { InvoiceDetail } from './get-invoice.js';
+import { detailSelect, type InvoiceDetail } from './get-invoice.js';
 
 /** The statement of one table mapping and layout, prepared by name once per connection. */
 function statementFor(tables: TableMap, viaLocator: boolean): { name: string; text: string } {
   const i = tables.invoices.columns;
-  const c = tables.customers.columns;
   const q = quoteIdent;
-  const customers = qualified(tables.customers);
-  const columns = `i.${q(i.invoice_id)} AS invoice_id, i.${q(i.issue_date)} AS issue_date, i.${q(i.issuer_id)} AS issuer_id,
-    ci.${q(c.name)} AS issuer_name, i.${q(i.receiver_id)} AS receiver_id, cr.${q(c.name)} AS receiver_name, i.${q(i.amount)} AS amount`;
-  const parties = `LEFT JOIN ${customers} ci ON ci.${q(c.id)} = i.${q(i.issuer_id)} LEFT JOIN ${customers} cr ON cr.${q(c.id)} = i.${q(i.receiver_id)}`;
+  const { columns, parties } = detailSelect(tables);
   // Partitioned with a locator: invoice_ids gives each id's issue_date, so the join on
   // (invoice_id, issue_date) prunes to one partition per id at run time instead of probing
   // every partition's index for every id.
