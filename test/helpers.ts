@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { inject } from 'vitest';
+import { afterAll, inject } from 'vitest';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'bin', 'invoices.js');
@@ -42,6 +42,19 @@ export interface TestDatabase {
 }
 
 let counter = 0;
+
+/** A function that creates a fresh database each call; all of them are dropped after the file. */
+export function databasesPerTest(): () => Promise<TestDatabase> {
+  const dbs: TestDatabase[] = [];
+  afterAll(async () => {
+    await Promise.all(dbs.map((d) => d.drop()));
+  });
+  return async () => {
+    const db = await createDatabase();
+    dbs.push(db);
+    return db;
+  };
+}
 
 /** Creates an empty, uniquely named database on the test server. */
 export async function createDatabase(): Promise<TestDatabase> {

@@ -1,19 +1,11 @@
 // Ctrl-C and SIGTERM during `invoices index`: the concurrent build in flight is cancelled on the
 // server and its invalid index dropped, the builds that finished stay, the exit is 130/143 within
 // 2 s, and a second run finishes the job to what one uninterrupted run gives.
-import { afterAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, seedWithCli, withPg, type TestDatabase } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { databasesPerTest, runCli, seedWithCli, withPg } from './helpers.js';
 import { indexBuildRunning, noBackendLeft, recordStop, startCli } from './interrupt-helpers.js';
 
-const dbs: TestDatabase[] = [];
-async function database(): Promise<TestDatabase> {
-  const db = await createDatabase();
-  dbs.push(db);
-  return db;
-}
-afterAll(async () => {
-  await Promise.all(dbs.map((d) => d.drop()));
-});
+const database = databasesPerTest();
 
 interface Idx {
   name: string;

@@ -2,8 +2,8 @@
 // --append: the exit code, the time from the signal to the exit, the tables before and after,
 // and no server process of ours left behind. The phase is read from `--debug` lines and from
 // the server (pg_stat_progress_create_index, pg_stat_activity), not guessed with sleeps.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, seedWithCli, tableHash, withPg, type TestDatabase } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { databasesPerTest, seedWithCli, tableHash, type TestDatabase, withPg } from './helpers.js';
 import { indexBuildRunning, noBackendLeft, recordStop, startCli, statementRunning } from './interrupt-helpers.js';
 
 const counts = (url: string) =>
@@ -25,15 +25,7 @@ const snapshot = async (url: string) => ({
 
 const BIG = ['--customers', '20000', '--invoices', '1000000', '--as-of', '2026-01-01', '--debug'];
 
-const dbs: TestDatabase[] = [];
-async function database(): Promise<TestDatabase> {
-  const db = await createDatabase();
-  dbs.push(db);
-  return db;
-}
-afterAll(async () => {
-  await Promise.all(dbs.map((d) => d.drop()));
-});
+const database = databasesPerTest();
 
 describe('Ctrl-C during a fresh seed', () => {
   it('in the invoices phase: exit 130 within 2 s, rolled back, nothing left running', async () => {

@@ -3,19 +3,11 @@
 // untouched and writable, the conversion as of its last committed batch (resumable), no server
 // process left; the last run converts to the same rows. Two at once: the second waits naming the
 // first, --no-wait refuses (exit 1), and a seed of the same table is refused the same way.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminUrl, createDatabase, runCli, tableHash, waitFor, withPg, type TestDatabase } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { adminUrl, databasesPerTest, runCli, tableHash, type TestDatabase, waitFor, withPg } from './helpers.js';
 import { indexBuildRunning, noBackendLeft, recordStop, startCli } from './interrupt-helpers.js';
 
-const dbs: TestDatabase[] = [];
-async function database(): Promise<TestDatabase> {
-  const db = await createDatabase();
-  dbs.push(db);
-  return db;
-}
-afterAll(async () => {
-  await Promise.all(dbs.map((d) => d.drop()));
-});
+const database = databasesPerTest();
 
 /** A plain invoices table as an application would have made it: serial key, an index, a foreign key to customers. */
 async function plainTable(url: string, rows: number): Promise<void> {

@@ -1,19 +1,11 @@
 // Two seeds at once, as real processes: they never interleave. A second fresh seed waits for
 // the first (naming it), then finds rows and refuses (exit 2); --no-wait refuses at once (exit 1);
 // two --append runs both commit, one after the other, with distinct ids.
-import { afterAll, describe, expect, it } from 'vitest';
-import { adminUrl, createDatabase, seedWithCli, tableHash, waitFor, withPg, type TestDatabase } from './helpers.js';
+import { describe, expect, it } from 'vitest';
+import { adminUrl, databasesPerTest, seedWithCli, tableHash, waitFor, withPg } from './helpers.js';
 import { recordStop, startCli } from './interrupt-helpers.js';
 
-const dbs: TestDatabase[] = [];
-async function database(): Promise<TestDatabase> {
-  const db = await createDatabase();
-  dbs.push(db);
-  return db;
-}
-afterAll(async () => {
-  await Promise.all(dbs.map((d) => d.drop()));
-});
+const database = databasesPerTest();
 
 /** The server process holding seed's lock on this database (pg_locks: advisory, class 7116). */
 async function lockHolderPid(database: string): Promise<number | undefined> {
