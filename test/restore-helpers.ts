@@ -6,8 +6,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import path from 'node:path';
+import { embeddedStatus, stopEmbedded } from '../src/db/embedded.js';
 import { sqlFile } from '../src/schema/sql-file.js';
-import { runCli, withPg } from './helpers.js';
+import { runCli, tempDir, withPg } from './helpers.js';
 
 /** Whether the pg_dump on PATH can dump the server at `url`. */
 async function pgDumpFits(url: string): Promise<boolean> {
@@ -57,4 +59,13 @@ export async function restoreDatabase(from: string, to: string): Promise<'pg_dum
     await dst.end();
   }
   return 'COPY';
+}
+
+/** Another PostgreSQL cluster (an embedded server in a home of its own): its URL, and how to stop it. */
+export async function otherCluster(prefix: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const home = path.join(tempDir(prefix), 'home');
+  const started = await runCli(['db', 'start'], { env: { INVOICES_HOME: home } });
+  if (started.code !== 0) throw new Error(started.stderr);
+  const url = (await runCli(['db', 'url'], { env: { INVOICES_HOME: home } })).stdout.trim();
+  return { url, stop: async () => { if (embeddedStatus(home).running) await stopEmbedded(home); } };
 }

@@ -6,13 +6,12 @@
 // then every table's rows by COPY with triggers off (the embedded server ships no pg_dump).
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embeddedStatus, stopEmbedded } from '../src/db/embedded.js';
 import { createDatabase, runCli, seedWithCli, tempDir, withPg, type TestDatabase } from './helpers.js';
-import { restoreDatabase } from './restore-helpers.js';
+import { otherCluster, restoreDatabase } from './restore-helpers.js';
 
 let source: TestDatabase;
 let sameCluster: TestDatabase;
-let home: string;
+let other: Awaited<ReturnType<typeof otherCluster>> | undefined;
 let otherUrl: string;
 let lake: string;
 const AS_OF = '2026-03-15';
@@ -30,14 +29,12 @@ beforeAll(async () => {
     const r = await runCli(args, { env: { DATABASE_URL: source.url } });
     if (r.code !== 0) throw new Error(`${args[0]}: ${r.stderr}`);
   }
-  home = path.join(tempDir('restore-home-'), 'home');
-  const started = await runCli(['db', 'start'], { env: { INVOICES_HOME: home } });
-  if (started.code !== 0) throw new Error(started.stderr);
-  otherUrl = (await runCli(['db', 'url'], { env: { INVOICES_HOME: home } })).stdout.trim();
+  other = await otherCluster('restore-');
+  otherUrl = other.url;
 }, 180_000);
 
 afterAll(async () => {
-  if (home && embeddedStatus(home).running) await stopEmbedded(home);
+  await other?.stop();
   await source?.drop();
   await sameCluster?.drop();
 });

@@ -5,18 +5,16 @@
 // advised UPDATE gives those rows new ids, so their scores no longer describe them: removed and
 // scored again. The copy is pg_dump | pg_restore when a pg_dump as new as the server is on PATH,
 // else what pg_dump does, by hand (the embedded server ships no pg_dump).
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { embeddedStatus, stopEmbedded } from '../src/db/embedded.js';
-import { createDatabase, runCli, seedWithCli, tempDir, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
-import { restoreDatabase } from './restore-helpers.js';
+import { createDatabase, runCli, seedWithCli, waitForHorizon, withPg, type TestDatabase } from './helpers.js';
+import { otherCluster, restoreDatabase } from './restore-helpers.js';
 import { currentScores, insertInvoices, riskRun, sourceIdOf } from './risk-helpers.js';
 
 const OWN = sourceIdOf();
 const N = 2000;
 let source: TestDatabase;
 let sameCluster: TestDatabase;
-let home: string;
+let other: Awaited<ReturnType<typeof otherCluster>> | undefined;
 let otherUrl: string;
 
 beforeAll(async () => {
@@ -32,14 +30,12 @@ beforeAll(async () => {
   await waitForHorizon(source.url);
   const run = await riskRun(source.url);
   if (run.scored !== N || run.failed !== 1) throw new Error(`risk: ${JSON.stringify(run)}`);
-  home = path.join(tempDir('risk-restore-home-'), 'home');
-  const started = await runCli(['db', 'start'], { env: { INVOICES_HOME: home } });
-  if (started.code !== 0) throw new Error(started.stderr);
-  otherUrl = (await runCli(['db', 'url'], { env: { INVOICES_HOME: home } })).stdout.trim();
+  other = await otherCluster('risk-restore-');
+  otherUrl = other.url;
 }, 180_000);
 
 afterAll(async () => {
-  if (home && embeddedStatus(home).running) await stopEmbedded(home);
+  await other?.stop();
   await source?.drop();
   await sameCluster?.drop();
 });
