@@ -209,8 +209,11 @@ export async function waitForHorizon(url: string, table = 'invoices', deadlineMs
   await withPg(url, async (c) => {
     const { rows } = await c.query(`SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'created_xid' AND NOT attisdropped`, [table]);
     if (!rows.length) return; // no watermark column: nothing reads this table by horizon
-    await waitFor(`the horizon to pass every row of ${table}`, async () =>
-      (await c.query<{ ok: boolean }>(`SELECT coalesce(pg_snapshot_xmin(pg_current_snapshot()) > (SELECT max(created_xid) FROM ${table}), true) AS ok`)).rows[0].ok,
+    // Every transaction that committed before this call (inserts, and the updates the change log
+    // records) must be behind the horizon, which any concurrent transaction on the cluster holds back.
+    const { rows: [{ now }] } = await c.query<{ now: string }>(`SELECT pg_current_xact_id()::text AS now`);
+    await waitFor(`the horizon to pass every transaction on ${table}`, async () =>
+      (await c.query<{ ok: boolean }>(`SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 AS ok`, [now])).rows[0].ok,
     deadlineMs, 100);
   });
 }
