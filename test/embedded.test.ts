@@ -188,7 +188,7 @@ describe.sequential('embedded PostgreSQL', () => {
       expect(follower.stderr()).toContain('the embedded server was stopped with `invoices db stop`: run `invoices db start`');
       follower.proc.kill('SIGINT');
       const { code } = await follower.exit;
-      expect(code, follower.stderr()).toBe(0); // a follower stopped by a signal exits 0 (risk-follow.test)
+      expect(code, follower.stderr()).toBe(130); // a follower stopped by Ctrl-C exits 130 like every command (risk-follow.test)
       expect(embeddedStatus(home).running).toBe(false);
     } finally {
       if (follower.proc.exitCode === null) follower.proc.kill('SIGKILL');

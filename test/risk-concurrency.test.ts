@@ -161,11 +161,12 @@ describe('two scorers of the same model', () => {
   it('with --wait: the second queues behind the first, both exit 0, nothing is scored twice', async () => {
     const total = (await counts('queue')).invoices;
     const blocker = await holdWatermark('queue');
-    const one = startCli(['risk', '--model-version', 'queue', '--wait', '--json', '--quiet'], env());
-    const two = startCli(['risk', '--model-version', 'queue', '--wait', '--json', '--quiet'], env());
+    const one = startCli(['risk', '--model-version', 'queue', '--wait', '--json'], env());
+    const two = startCli(['risk', '--model-version', 'queue', '--wait', '--json'], env());
     try {
-      // One waits for the model's lock (advisory), the other, holding it, for the watermark row.
-      await waitFor('both scorers to wait on a lock', async () => (await cliBackends()).filter((b) => b.wait === 'Lock').length === 2, 30_000);
+      // One, holding the model's lock, waits for the watermark row; the other says it waits for that one.
+      await waitFor('one scorer to hold the lock and wait for the row, the other to wait for it', async () =>
+        (await cliBackends()).some((x) => x.wait === 'Lock') && [one, two].some((c) => c.stderr().includes('waiting for it (Ctrl-C to stop waiting)')), 30_000);
       await blocker.query('COMMIT');
       const [e1, e2] = await Promise.all([one.exit, two.exit]);
       expect(e1.code, one.stderr()).toBe(0);
@@ -180,6 +181,42 @@ describe('two scorers of the same model', () => {
       await blocker.end();
       one.proc.kill();
       two.proc.kill();
+    }
+  });
+});
+
+describe('a scorer queued with --wait', () => {
+  it('says whom it waits for; Ctrl-C stops the wait within 2 s (exit 130, nothing scored) and the other run goes on', async () => {
+    const total = (await counts('qint')).invoices;
+    await q("INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, 'qint', 'public.invoices') ON CONFLICT DO NOTHING", [sourceIdOf()]);
+    // The first run takes the model's lock, then blocks on the watermark row this session holds.
+    const blocker = await connectPg(db.url);
+    await blocker.query('BEGIN');
+    await blocker.query("SELECT 1 FROM risk_watermarks WHERE source_id = $1 AND model_version = 'qint' FOR UPDATE", [sourceIdOf()]);
+    const one = startCli(['risk', '--model-version', 'qint', '--json', '--quiet'], env());
+    try {
+      await waitFor('the first run to block on the watermark row', async () => (await cliBackends()).some((b) => b.wait === 'Lock'), 30_000);
+      const two = startCli(['risk', '--model-version', 'qint', '--wait'], env());
+      await waitFor('the second run to wait', async () => two.stderr().includes('waiting for it (Ctrl-C to stop waiting)') || two.proc.exitCode !== null, 30_000, 10);
+      expect(two.stderr()).toMatch(/another `invoices risk` is scoring model qint of public\.invoices \(backend pid \d+/);
+      const sent = performance.now();
+      two.proc.kill('SIGINT');
+      const stopped = await two.exit;
+      expect(performance.now() - sent).toBeLessThan(2000);
+      expect(stopped.code, two.stderr()).toBe(130);
+      expect(two.stderr()).toContain('interrupted while waiting for the other `invoices risk` of model qint: nothing was scored');
+      expect(two.stderr()).not.toMatch(/\n\s+at /);
+      expect((await counts('qint')).scores).toBe(0);
+
+      await blocker.query('COMMIT');
+      const first = await one.exit;
+      expect(first.code, one.stderr()).toBe(0);
+      expect((JSON.parse(one.stdout()) as RunJson).scored).toBe(total);
+      expect(await counts('qint')).toEqual({ scores: total, distinct: total, invoices: total, unscored: 0, dead: 0 });
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => {});
+      await blocker.end();
+      one.proc.kill();
     }
   });
 });

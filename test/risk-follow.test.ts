@@ -48,7 +48,7 @@ afterAll(async () => {
 });
 
 describe('invoices risk --follow', () => {
-  it('scores the backlog, then each new invoice soon after its commit (woken by NOTIFY: the poll is a minute); SIGTERM stops it with exit 0 and a summary', async () => {
+  it('scores the backlog, then each new invoice soon after its commit (woken by NOTIFY: the poll is a minute); SIGTERM stops it with exit 143 and a summary', async () => {
     const follower = await startFollower(60_000);
     await waitFor('the backlog to be scored', async () => (await withPg(db.url, (c) => scoreCounts(c))).scores === 500, SCORED_WITHIN);
 
@@ -63,7 +63,7 @@ describe('invoices risk --follow', () => {
     await waitFor('two more to be scored', () => isScored(more), SCORED_WITHIN);
 
     const { code, summary } = await stop(follower);
-    expect(code, follower.stderr()).toBe(0);
+    expect(code, follower.stderr()).toBe(143);
     expect(follower.stderr()).toContain('SIGTERM: stopping at the next clean point');
     expect(follower.stderr()).toMatch(/stopped: scored 503 invoice\(s\) with model v1 in [\d.]+ s/);
     expect(summary).toMatchObject({ model: 'v1', scored: 503, failed: 0, already_scored: 0 });
@@ -87,7 +87,7 @@ describe('invoices risk --follow', () => {
     await waitFor('the invoices inserted without a trigger to be scored', () => isScored(silent), SCORED_WITHIN);
 
     const { code, summary } = await stop(follower);
-    expect(code, follower.stderr()).toBe(0);
+    expect(code, follower.stderr()).toBe(143);
     expect(summary.scored).toBe(3);
     // init puts the trigger back.
     const init = await cli(['risk', 'init']);
@@ -115,19 +115,19 @@ describe('invoices risk --follow', () => {
     const ids = await insert([{ issuer: 10, receiver: 11, amount: '250.00' }]);
     await waitFor('an invoice inserted after the reconnect to be scored', () => isScored(ids), SCORED_WITHIN);
     const { code, summary } = await stop(follower);
-    expect(code, follower.stderr()).toBe(0);
+    expect(code, follower.stderr()).toBe(143);
     expect(summary.scored).toBe(1);
     expect(await withPg(db.url, (c) => scoreCounts(c))).toMatchObject({ scores: 507, distinct: 507, invoices: 507, unscored: 0 });
     expect((await cli(['risk', 'verify'])).code).toBe(0);
   });
 
-  it('SIGTERM in the middle of a backlog: exit 0 after the batch in flight, and the summary counts every committed batch', async () => {
+  it('SIGTERM in the middle of a backlog: exit 143 after the batch in flight, and the summary counts every committed batch', async () => {
     const child = startCli(['risk', '--follow', '--model-version', 'slow', '--batch-size', '1', '--json'], env());
     followers.push(child);
     const scored = async () => (await q<{ n: number }>("SELECT count(*)::int AS n FROM risk_scores WHERE model_version = 'slow'"))[0].n;
     await waitFor('a few batches of the backlog', async () => (await scored()) >= 20, 30_000, 10);
     const { code, summary } = await stop(child);
-    expect(code, child.stderr()).toBe(0);
+    expect(code, child.stderr()).toBe(143);
     const n = await scored();
     expect(n).toBeLessThan(507); // stopped mid-backlog
     expect(summary.scored).toBe(n);
@@ -156,7 +156,7 @@ describe('invoices risk --follow', () => {
       await blocker.end();
     }
     const { code, summary } = await stop(follower);
-    expect(code).toBe(0);
+    expect(code).toBe(143);
     expect(summary.scored).toBe(2);
     expect(await withPg(db.url, (c) => scoreCounts(c))).toMatchObject({ scores: 509, distinct: 509, invoices: 509, unscored: 0 });
   });

@@ -204,7 +204,7 @@ describe('one table: reseed, TRUNCATE of a partition, restore with old created_x
       expect(child.stderr()).toContain(`(${part.name} truncated or rewritten): removed ${part.n} score(s) and 0 dead letter(s)`);
       expect(await q<{ id: string }>('SELECT invoice_id::text AS id FROM risk_scores WHERE invoice_id = ANY($1::bigint[]) ORDER BY 1', [ids])).toHaveLength(2);
       child.proc.kill('SIGTERM');
-      expect((await child.exit).code, child.stderr()).toBe(0);
+      expect((await child.exit).code, child.stderr()).toBe(143);
       expect(JSON.parse(child.stdout())).toMatchObject({ scored: 2, failed: 0 });
       expect(await current()).toEqual({ invoices: left, scores: left, current: left, stale: 0, dead: 0 });
       expect((await cli(['risk', 'verify'])).code).toBe(0);

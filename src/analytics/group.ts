@@ -12,6 +12,7 @@ import path from 'node:path';
 import { rmSync } from 'node:fs';
 import type { Client, DbContext } from '../db/client.js';
 import { withClient } from '../db/client.js';
+import { asInterrupted, cancelOnAbort } from '../db/cancel.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { copyIntoDuckDb, makeFifo } from '../lake/copy-stream.js';
@@ -43,6 +44,8 @@ export interface GroupOptions {
   log?: Logger;
   /** Told when the monthly totals are built from scratch (first build, rebuild), for a live line. */
   onTotalsBuild?: TotalsBuildHook;
+  /** Aborting it cancels the statement in flight on the server (a totals build rolls back whole). */
+  signal?: AbortSignal;
 }
 
 export interface GroupRow {
@@ -86,49 +89,61 @@ export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise
   if (!GROUP_BYS.includes(opts.by)) throw new UsageError(`--by must be one of ${GROUP_BYS.join(', ')}, got "${opts.by}"`);
   if (!ENGINES.includes(opts.engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${opts.engine}"`);
   return withClient(ctx, async (client) => {
-    const source = await describeTable(client, ctx.config.tables);
-    const customers = `(${await customersSelect(client, ctx.config.tables, ['id', 'name'])})`;
-    if (opts.engine === 'postgres') return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: 'asked for' };
-    const manifest = readManifest(opts.lake);
-    const origin = describeTarget(ctx);
-    const lakeDir = path.resolve(opts.lake);
-    if (opts.engine === 'duckdb') {
-      if (!manifest) throw new UsageError(`--engine duckdb needs a lake: none at ${lakeDir} (run \`invoices export\`)`);
-      if (manifest.source !== origin) throw new UsageError(`the lake at ${lakeDir} was exported from ${manifest.source}, not ${origin}`);
-      return (await lakeGroup(client, source, customers, opts, manifest, log)) as GroupResult;
+    const cancel = cancelOnAbort(ctx, client, opts.signal);
+    try {
+      return await groupOn(ctx, client, opts, log);
+    } catch (err) {
+      await cancel.settled();
+      throw asInterrupted(err, opts.signal, 'interrupted: nothing was changed (a monthly totals refresh in flight rolled back)');
+    } finally {
+      cancel.dispose();
     }
-    // auto: the lake when there is a fresh one of this table (DuckDB's columnar scan is the
-    // fastest here), else the monthly totals, else the live table; each says why.
-    let lakeWhy: string | undefined;
-    if (opts.engine === 'auto') {
-      lakeWhy = !manifest ? `no lake at ${lakeDir}`
-        : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
-        : manifest.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export`
-        : lakeFileProblem(opts.lake, manifest);
-      if (!lakeWhy) {
-        const r = await lakeGroup(client, source, customers, opts, manifest!, log);
-        if ('rows' in r) return r;
-        lakeWhy = r.stale;
-      }
-    }
-    let totalsWhy: string;
-    // This tool's own table gets its change log on the way (a database of an earlier version).
-    if (opts.engine === 'totals' || source.incremental || !source.tables.mapped) {
-      try {
-        const r = await totalsGroup(client, source, customers, opts, log);
-        return { ...r, reason: [r.reason, lakeWhy].filter(Boolean).join('; ') };
-      } catch (err) {
-        // auto: a role that may not create or write the totals still gets an answer, and is told why.
-        const code = (err as { code?: string }).code;
-        if (opts.engine === 'totals' || (code !== '42501' && code !== '25006')) throw err;
-        totalsWhy = `the monthly totals cannot be refreshed (${(err as Error).message})`;
-        log.warn(totalsWhy);
-      }
-    } else {
-      totalsWhy = untrackedAdvice(source);
-    }
-    return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: [totalsWhy, lakeWhy].filter(Boolean).join('; ') };
   });
+}
+
+async function groupOn(ctx: DbContext, client: Client, opts: GroupOptions, log: Logger): Promise<GroupResult> {
+  const source = await describeTable(client, ctx.config.tables);
+  const customers = `(${await customersSelect(client, ctx.config.tables, ['id', 'name'])})`;
+  if (opts.engine === 'postgres') return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: 'asked for' };
+  const manifest = readManifest(opts.lake);
+  const origin = describeTarget(ctx);
+  const lakeDir = path.resolve(opts.lake);
+  if (opts.engine === 'duckdb') {
+    if (!manifest) throw new UsageError(`--engine duckdb needs a lake: none at ${lakeDir} (run \`invoices export\`)`);
+    if (manifest.source !== origin) throw new UsageError(`the lake at ${lakeDir} was exported from ${manifest.source}, not ${origin}`);
+    return (await lakeGroup(client, source, customers, opts, manifest, log)) as GroupResult;
+  }
+  // auto: the lake when there is a fresh one of this table (DuckDB's columnar scan is the
+  // fastest here), else the monthly totals, else the live table; each says why.
+  let lakeWhy: string | undefined;
+  if (opts.engine === 'auto') {
+    lakeWhy = !manifest ? `no lake at ${lakeDir}`
+      : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
+      : manifest.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export`
+      : lakeFileProblem(opts.lake, manifest);
+    if (!lakeWhy) {
+      const r = await lakeGroup(client, source, customers, opts, manifest!, log);
+      if ('rows' in r) return r;
+      lakeWhy = r.stale;
+    }
+  }
+  let totalsWhy: string;
+  // This tool's own table gets its change log on the way (a database of an earlier version).
+  if (opts.engine === 'totals' || source.incremental || !source.tables.mapped) {
+    try {
+      const r = await totalsGroup(client, source, customers, opts, log);
+      return { ...r, reason: [r.reason, lakeWhy].filter(Boolean).join('; ') };
+    } catch (err) {
+      // auto: a role that may not create or write the totals still gets an answer, and is told why.
+      const code = (err as { code?: string }).code;
+      if (opts.engine === 'totals' || (code !== '42501' && code !== '25006')) throw err;
+      totalsWhy = `the monthly totals cannot be refreshed (${(err as Error).message})`;
+      log.warn(totalsWhy);
+    }
+  } else {
+    totalsWhy = untrackedAdvice(source);
+  }
+  return { rows: await postgresGroup(client, source, customers, opts), engine: 'postgres', reason: [totalsWhy, lakeWhy].filter(Boolean).join('; ') };
 }
 
 /**
@@ -185,7 +200,7 @@ async function totalsGroup(client: Client, source: SourceTable, customers: strin
     );
     const { rows } = await client.query<RawRow>(groupSql(opts.by, (party) => totalsAggregate(source, party, window, watermark), customers, opts.top));
     return { rows, live: Number(n) };
-  }, opts.onTotalsBuild);
+  }, { onBuild: opts.onTotalsBuild, signal: opts.signal });
   const parts = [
     refresh.rebuilt ? `monthly totals computed from scratch (${refresh.rebuilt})`
       : `monthly totals refreshed from watermark ${refresh.previous} to ${refresh.watermark}: ${refresh.added} invoice(s) added`,

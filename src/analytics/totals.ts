@@ -58,17 +58,17 @@ function dateLiteral(iso: string): string {
  * transaction and snapshot, runs `read` with the new watermark: the totals it reads are exactly
  * the invoices below it, and rows above it are visible in that snapshot for a live delta.
  */
-export async function withFreshTotals<T>(client: Client, described: SourceTable, log: Logger, read: (watermark: string) => Promise<T>, onBuild?: TotalsBuildHook): Promise<{ refresh: RefreshResult; value: T }> {
+export async function withFreshTotals<T>(client: Client, described: SourceTable, log: Logger, read: (watermark: string) => Promise<T>, opts: { onBuild?: TotalsBuildHook; signal?: AbortSignal } = {}): Promise<{ refresh: RefreshResult; value: T }> {
   const source = await ensureTracked(client, described, log);
   if (!source.incremental) throw new UsageError(`monthly totals need the watermark and the change log: ${untrackedAdvice(source)}; or use --engine postgres`);
   await ensureTables(client, source, log);
   // A session lock taken before the snapshot: a second refresh of this source waits (polling, so
   // that it holds no snapshot back meanwhile), then sees the first one's result.
-  const unlock = await lockSource(client, { key: `monthly-totals ${source.key}`, label: `the monthly totals of ${source.name}`, what: 'refresh', wait: true, log });
+  const unlock = await lockSource(client, { key: `monthly-totals ${source.key}`, label: `the monthly totals of ${source.name}`, what: 'refresh', wait: true, log, signal: opts.signal });
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     try {
-      const refresh = await refreshInTransaction(client, source, log, onBuild);
+      const refresh = await refreshInTransaction(client, source, log, opts.onBuild);
       const value = await read(refresh.watermark);
       await client.query('COMMIT');
       return { refresh, value };

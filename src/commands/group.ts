@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import { barChart } from '../output/chart.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import type { Column } from '../output/render.js';
-import { commandContext, positiveInt } from './context.js';
+import { commandContext, interruptSignal, positiveInt } from './context.js';
 
 interface GroupOptions {
   months: string;
@@ -36,7 +36,7 @@ export async function run(opts: GroupOptions, cmd: Command): Promise<void> {
   const progress = createProgress('group', { quiet: ctx.quiet, tty: ctx.tty });
   const log = progress.wrap(ctx.log);
   const r = await groupInvoices(ctx, {
-    window, by, top, engine: opts.engine as Engine, lake: opts.lake, log,
+    window, by, top, engine: opts.engine as Engine, lake: opts.lake, log, signal: interruptSignal(ctx.log),
     onTotalsBuild: (b) => {
       if (b.done) {
         progress.stop();

@@ -8,7 +8,7 @@ import { explainInvoice, riskStatus, verifyRisk } from '../risk/report.js';
 import { Scorer, type RunSummary, type Since } from '../risk/scorer.js';
 import { applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables } from '../risk/setup.js';
 import { describeTable } from '../table/describe.js';
-import { commandContext, interruptSignal, parseDay, positiveInt, type CommandContext } from './context.js';
+import { commandContext, interruptExitCode, interruptSignal, parseDay, positiveInt, type CommandContext } from './context.js';
 
 interface RiskFlags {
   since: string;
@@ -55,7 +55,7 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
   if (flags.follow && (since.kind !== 'last' || flags.retryFailed || limit !== undefined)) throw new UsageError('--follow scores from the watermark: it takes neither --since all|DATE, --limit nor --retry-failed');
   if (flags.retryFailed && since.kind !== 'last') throw new UsageError('--retry-failed retries the dead letters: it takes no --since');
   const signal = interruptSignal(ctx.log);
-  const opts = { modelVersion: model, batchSize, wait: flags.wait, log: ctx.log };
+  const opts = { modelVersion: model, batchSize, wait: flags.wait, signal, log: ctx.log };
   const started = performance.now();
   const client = await connect(ctx);
   let writer: Client | undefined;
@@ -161,6 +161,9 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
       { key: 'batches', kind: 'int' }, { key: 'seconds', kind: 'seconds' }, { key: 'cursor' },
     ], { single: true });
   }
+  // A follower ends only when stopped: like every command, 130 after Ctrl-C and 143 after SIGTERM
+  // (a systemd unit says SuccessExitStatus=143), once its summary is out.
+  if (signal.aborted) process.exitCode = interruptExitCode();
 }
 
 /** On this tool's own tables the scorer sets itself up (saying what it does); an adopted table needs `invoices risk init`. */

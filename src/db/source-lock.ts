@@ -43,30 +43,43 @@ const POLL_MS = 200;
 
 /**
  * Takes the source's lock on this session; returns the function that releases it. A waiting run
- * tries again every 200 ms rather than blocking in pg_advisory_lock: between tries it holds no
- * snapshot, so it holds back neither VACUUM nor a concurrent index build, and the signal stops it
- * at once.
+ * says once who holds it, then polls (waitForAdvisoryLock).
  */
 export async function lockSource(client: Client, opts: SourceLockOptions): Promise<() => Promise<void>> {
-  const args = [SOURCE_LOCK_CLASS, `invoices:write:${opts.key}`];
+  const args: [number, string] = [SOURCE_LOCK_CLASS, `invoices:write:${opts.key}`];
   const release = async () => {
     await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', args).catch(() => {});
   };
-  let waiting: string | undefined;
+  let holder: LockHolder | undefined;
   for (;;) {
-    if (opts.signal?.aborted) throw new InterruptedError(`interrupted while waiting for ${waiting ?? 'the lock'}: this ${opts.what} changed nothing`);
-    const { rows: [t] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', args);
-    if (t.ok) return release;
-    if (waiting === undefined) {
-      const holder = await lockHolder(client, opts.key);
-      if (!holder) continue; // released in between: try again
-      waiting = describeHolder(holder);
-      if (!opts.wait) {
-        throw new SourceBusyError(`${waiting} is writing ${opts.label}: this ${opts.what} changed nothing; ${opts.advice ?? 'run it again once that one has finished, or without --no-wait to wait for it'}`);
-      }
-      opts.log?.info(`waiting for ${waiting}, which is writing ${opts.label} (Ctrl-C to stop waiting; --no-wait refuses instead)`);
-    }
-    await sleep(POLL_MS, opts.signal);
+    if (opts.signal?.aborted) throw new InterruptedError(`interrupted while waiting for the lock: this ${opts.what} changed nothing`);
+    if (await tryAdvisoryLock(client, args)) return release;
+    holder = await lockHolder(client, opts.key);
+    if (holder) break; // else released in between: try again
+  }
+  const waiting = describeHolder(holder);
+  if (!opts.wait) {
+    throw new SourceBusyError(`${waiting} is writing ${opts.label}: this ${opts.what} changed nothing; ${opts.advice ?? 'run it again once that one has finished, or without --no-wait to wait for it'}`);
+  }
+  opts.log?.info(`waiting for ${waiting}, which is writing ${opts.label} (Ctrl-C to stop waiting; --no-wait refuses instead)`);
+  await waitForAdvisoryLock(client, args, opts.signal, `interrupted while waiting for ${waiting}: this ${opts.what} changed nothing`);
+  return release;
+}
+
+const tryAdvisoryLock = async (client: Client, [cls, key]: [number, string]) =>
+  (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [cls, key])).rows[0].ok;
+
+/**
+ * Takes a session advisory lock (class, hashtext(key)), trying again every 200 ms rather than
+ * blocking in pg_advisory_lock: between tries it holds no snapshot, so it holds back neither
+ * VACUUM nor a concurrent index build, and `signal` stops the wait at once (InterruptedError
+ * with `interrupted`).
+ */
+export async function waitForAdvisoryLock(client: Client, lock: [number, string], signal: AbortSignal | undefined, interrupted: string): Promise<void> {
+  for (;;) {
+    if (signal?.aborted) throw new InterruptedError(interrupted);
+    if (await tryAdvisoryLock(client, lock)) return;
+    await sleep(POLL_MS, signal);
   }
 }
 

@@ -45,17 +45,12 @@ export async function follow(connect: () => Promise<Client>, tables: TableMap, o
     try {
       if (!scorer) {
         const client = await connect();
-        // Waiting for the lock blocks in the server: Ctrl-C ends the connection to stop it.
-        const onAbort = () => void client.end().catch(() => {});
-        signal.addEventListener('abort', onAbort);
         try {
-          // After a reconnect our old session may linger on the server a moment: wait for its lock.
+          // After a reconnect our old session may linger on the server a moment: wait for its lock (the signal stops the wait).
           scorer = await Scorer.open(client, tables, { ...opts, wait: first ? opts.wait : true });
         } catch (err) {
           await client.end().catch(() => {});
           throw err;
-        } finally {
-          signal.removeEventListener('abort', onAbort);
         }
         client.on('notification', () => wake?.());
         await client.query(`LISTEN ${NOTIFY_CHANNEL}`);

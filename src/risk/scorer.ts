@@ -12,6 +12,7 @@ import type { Client } from '../db/client.js';
 import { describeTable, type SourceTable } from '../table/describe.js';
 import { assertXidsBehindServer } from '../table/watermark.js';
 import { transaction } from '../db/transaction.js';
+import { waitForAdvisoryLock } from '../db/source-lock.js';
 import { DatabaseError, InterruptedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TableMap } from '../tables.js';
@@ -31,6 +32,8 @@ export interface ScorerOptions {
   batchSize: number;
   /** Wait for another scorer of the same model to finish instead of failing. */
   wait?: boolean;
+  /** Aborting it stops that wait (InterruptedError). */
+  signal?: AbortSignal;
   log: Logger;
   /** The clock for date features (ms since the epoch); tests fix it. */
   now?: () => number;
@@ -85,7 +88,7 @@ export class Scorer {
   static async open(client: Client, tables: TableMap, opts: ScorerOptions, writer: Client = client): Promise<Scorer> {
     const src = await describeTable(client, tables);
     await assertRiskReady(client, src);
-    await lockModel(client, src, opts.modelVersion, Boolean(opts.wait));
+    await lockModel(client, src, opts);
     await assertXidsBehindServer(client, src);
     await ensureWatermark(client, src, opts.modelVersion);
     return new Scorer(client, writer, src, opts, await globalStats(client, src));
@@ -375,22 +378,21 @@ function lockKey(src: SourceTable, model: string): string {
 }
 
 /** Takes the session lock of this source and model; without `wait`, fails naming the backend that holds it. */
-async function lockModel(client: Client, src: SourceTable, model: string, wait: boolean): Promise<void> {
-  const key = lockKey(src, model);
-  if (wait) {
-    await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [LOCK_CLASS, key]);
-    return;
-  }
-  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [LOCK_CLASS, key]);
+async function lockModel(client: Client, src: SourceTable, { modelVersion: model, wait, signal, log }: ScorerOptions): Promise<void> {
+  const lock: [number, string] = [LOCK_CLASS, lockKey(src, model)];
+  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', lock);
   if (rows[0].ok) return;
   const { rows: holder } = await client.query<{ pid: number; since: string; addr: string | null }>(
     `SELECT a.pid, a.backend_start AS since, a.client_addr::text AS addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
-    [LOCK_CLASS, key],
+    lock,
   );
   const who = holder[0] ? ` (backend pid ${holder[0].pid}${holder[0].addr ? ` from ${holder[0].addr}` : ''}, connected since ${holder[0].since})` : '';
-  throw new ScorerBusyError(`another \`invoices risk\` is scoring model ${model} of ${src.name}${who}: this run did nothing; let it finish, or pass --wait to queue behind it`);
+  const other = `another \`invoices risk\` is scoring model ${model} of ${src.name}${who}`;
+  if (!wait) throw new ScorerBusyError(`${other}: this run did nothing; let it finish, or pass --wait to queue behind it`);
+  log.info(`${other}: waiting for it (Ctrl-C to stop waiting)`);
+  await waitForAdvisoryLock(client, lock, signal, `interrupted while waiting for the other \`invoices risk\` of model ${model}: nothing was scored`);
 }
 
 /** Another scorer holds the model's lock. */
