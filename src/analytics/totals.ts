@@ -7,6 +7,7 @@
 // watermark and lineage in one transaction, under an advisory lock per source (cron-safe).
 import type { Client } from '../db/client.js';
 import { lockSource } from '../db/source-lock.js';
+import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { sqlFile } from '../schema/sql-file.js';
@@ -66,16 +67,11 @@ export async function withFreshTotals<T>(client: Client, described: SourceTable,
   // that it holds no snapshot back meanwhile), then sees the first one's result.
   const unlock = await lockSource(client, { key: `monthly-totals ${source.key}`, label: `the monthly totals of ${source.name}`, what: 'refresh', wait: true, log, signal: opts.signal });
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    try {
+    // Room for the hash aggregates of a full build, and for the answer's one row per customer and month.
+    return await transaction(client, async () => {
       const refresh = await refreshInTransaction(client, source, log, opts.onBuild);
-      const value = await read(refresh.watermark);
-      await client.query('COMMIT');
-      return { refresh, value };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    }
+      return { refresh, value: await read(refresh.watermark) };
+    }, { isolation: 'repeatable read', settings: { work_mem: '256MB' } });
   } finally {
     await unlock();
   }
@@ -89,23 +85,17 @@ async function ensureTables(client: Client, source: SourceTable, log: Logger): P
                  WHEN EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'lineage' AND NOT attisdropped) THEN 'ok'
                  ELSE 'old' END AS shape`, [totalsTable(source), totalsTable(source, STATE_TABLE)])).rows[0].shape;
   if ((await shape()) === 'ok') return;
-  await client.query('BEGIN');
-  try {
+  // search_path: the SQL file creates its tables in the invoices table's schema.
+  const found = await transaction(client, async () => {
     // Two first runs at once would race in CREATE TABLE IF NOT EXISTS: serialise as `init` does.
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('invoices:schema'))`);
-    const found = await shape();
-    if (found === 'old') await client.query(`DROP TABLE IF EXISTS ${totalsTable(source)}, ${totalsTable(source, STATE_TABLE)}`);
-    if (found !== 'ok') {
-      await client.query(`SET LOCAL search_path TO ${quoteIdent(source.tables.invoices.schema)}`);
-      await client.query(sqlFile('monthly-totals.sql'));
-    }
-    await client.query('COMMIT');
-    if (found === 'old') log.info(`dropped the monthly totals of an earlier version (shared by every table of ${source.tables.invoices.schema}, not bound to their source): they are computed again`);
-    if (found !== 'ok') log.info(`created ${source.tables.invoices.schema}.${TOTALS_TABLE} (monthly totals per customer, sql/monthly-totals.sql)`);
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+    const now = await shape();
+    if (now === 'old') await client.query(`DROP TABLE IF EXISTS ${totalsTable(source)}, ${totalsTable(source, STATE_TABLE)}`);
+    if (now !== 'ok') await client.query(sqlFile('monthly-totals.sql'));
+    return now;
+  }, { settings: { search_path: quoteIdent(source.tables.invoices.schema) } });
+  if (found === 'old') log.info(`dropped the monthly totals of an earlier version (shared by every table of ${source.tables.invoices.schema}, not bound to their source): they are computed again`);
+  if (found !== 'ok') log.info(`created ${source.tables.invoices.schema}.${TOTALS_TABLE} (monthly totals per customer, sql/monthly-totals.sql)`);
 }
 
 async function refreshInTransaction(client: Client, source: SourceTable, log: Logger, onBuild?: TotalsBuildHook): Promise<RefreshResult> {
@@ -128,8 +118,6 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
     // The only source in these tables: TRUNCATE, not a DELETE of every row.
     const { rows: [{ alone }] } = await client.query<{ alone: boolean }>(`SELECT NOT EXISTS (SELECT 1 FROM ${stateTable} WHERE source_id <> $1) AS alone`, [source.id]);
     await client.query(alone ? `TRUNCATE ${totals}` : `DELETE FROM ${totals} WHERE source_id = $1`, alone ? [] : [source.id]);
-    // One pass over the whole table: give the two hash aggregates room.
-    await client.query(`SET LOCAL work_mem = '256MB'`);
     added = await aggregateInto(client, source, totals, `created_xid < ${xidLiteral(horizon)}`);
     // Fresh statistics, or the planner takes the window's rows for a handful and sorts where it should hash.
     await client.query(`ANALYZE ${totals}`);

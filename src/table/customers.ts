@@ -2,8 +2,12 @@ import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { CUSTOMER_COLUMNS, qualified, quoteIdent, type TableMap } from '../tables.js';
 
-/** The customers table as `SELECT id, name, email, country, segment, created_at`: columns it lacks are NULL. */
-export async function customersSelect(client: Client, tables: TableMap, columns: readonly string[] = CUSTOMER_COLUMNS): Promise<string> {
+/**
+ * The customers table as `SELECT id, name, email, country, segment, created_at` (or the given
+ * columns): columns it lacks are NULL, except id, name and those `need.required` names, which
+ * are a usage error (for `group --by <need.by>`).
+ */
+export async function customersSelect(client: Client, tables: TableMap, columns: readonly string[] = CUSTOMER_COLUMNS, need?: { required: readonly string[]; by: string }): Promise<string> {
   const ref = tables.customers;
   const { rows } = await client.query<{ name: string }>(
     `SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
@@ -16,6 +20,7 @@ export async function customersSelect(client: Client, tables: TableMap, columns:
     const col = ref.columns[c as keyof typeof ref.columns] ?? c;
     if (have.has(col)) return col === c ? quoteIdent(c) : `${quoteIdent(col)} AS ${quoteIdent(c)}`;
     if (c === 'id' || c === 'name') throw new UsageError(`${ref.schema}.${ref.table} has no column "${col}" (${c} in the mapping): fix the config file's "customers".columns`);
+    if (need?.required.includes(c)) throw new UsageError(`--by ${need.by} needs the customers' ${c}: ${ref.schema}.${ref.table} has no column "${col}" (map it in the config file's "customers".columns, or group --by issuer)`);
     return `NULL::${nulls[c] ?? 'text'} AS ${quoteIdent(c)}`;
   });
   return `SELECT ${list.join(', ')} FROM ${qualified(ref)}`;
