@@ -1,7 +1,8 @@
 // The risk model's features, one at a time, on hand-made issuer histories: pure functions, no database.
 import { describe, expect, it } from 'vitest';
+import { computeFeatures, score } from '../src/risk/features.js';
 import {
-  computeFeatures, DAY_MS, dayOf, medianOf, readAmount, score, THIN_HISTORY, UnscorableError,
+  DAY_MS, dayOf, medianOf, readAmount, THIN_HISTORY, UnscorableError,
   type DailyCounts, type Features, type GlobalStats, type History, type Invoice, type Prior,
 } from '../src/risk/model.js';
 

@@ -4,6 +4,7 @@ import { ExitCode, UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import { formatCursor, type Column } from '../output/render.js';
 import { follow } from '../risk/follow.js';
+import { explainFeatures } from '../risk/features.js';
 import { explainInvoice, riskStatus, verifyRisk } from '../risk/report.js';
 import { Scorer, type RunSummary, type Since } from '../risk/scorer.js';
 import { applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables } from '../risk/setup.js';
@@ -246,13 +247,7 @@ async function explain(ctx: CommandContext, client: Client, id: string, model: s
   const f = e.features;
   const rows = [
     { feature: 'invoice', value: `${e.invoice.id} of ${e.source}: ${e.invoice.amount} from ${e.invoice.issuer} to ${e.invoice.receiver}, issued ${e.invoice.at}` },
-    { feature: 'prior invoices of the issuer', value: `${f.priorInvoices} (amount baseline: ${f.amountBaseline})` },
-    { feature: 'amount robust z-score', value: `${f.amountZ.toFixed(2)} (median ${Math.exp(f.baselineMedian).toFixed(2)})` },
-    { feature: 'first invoice to this receiver', value: f.newCounterparty ? 'yes' : 'no' },
-    ...f.velocity.map((v) => ({ feature: `invoices in the last ${v.days} day(s)`, value: `${v.count} (usual ${Number.isFinite(v.expected) ? v.expected.toFixed(1) : 'unknown: young issuer'})` })),
-    { feature: 'same receiver and amount in 3 days', value: String(f.nearDuplicates) },
-    { feature: 'round amount', value: f.round ? `multiple of ${f.round}` : 'no' },
-    { feature: 'issue date vs now (days)', value: f.dateOffsetDays.toFixed(1) },
+    ...explainFeatures(f),
     { feature: 'score now', value: `${e.result.score.toFixed(4)} (${e.result.level})` },
     ...e.result.reasons.map((r) => ({ feature: `reason ${r.code}`, value: `${r.text} (+${r.weight.toFixed(2)})` })),
     { feature: `stored score (${model})`, value: e.stored ? `${e.stored.score} (${e.stored.level}) ${e.stored.reasons.join(',')} at ${e.stored.scoredAt}` : e.deadLetter ? `dead letter after ${e.deadLetter.attempts} attempt(s): ${e.deadLetter.error}` : e.earlier ? `none for this invoice: ${earlierText(e.earlier)}` : 'not scored yet' },
