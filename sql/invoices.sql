@@ -10,7 +10,7 @@ CREATE TABLE invoices (
   receiver_id  bigint        NOT NULL,
   amount       numeric(14,2) NOT NULL,
   -- The 64-bit id of the inserting transaction: a "processed up to here" mark that stays
-  -- correct when transactions commit out of order (see README, watermark), for incremental
+  -- correct when transactions commit out of order (see docs/design/watermark.md), for incremental
   -- export and exactly-once risk scoring. xid8 never wraps around.
   created_xid  xid8          NOT NULL DEFAULT pg_current_xact_id(),
   -- A partitioned table's unique keys must include the partition key; invoice_id alone is

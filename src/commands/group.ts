@@ -34,7 +34,7 @@ export async function run(opts: GroupOptions, cmd: Command): Promise<void> {
   const progress = createProgress('group', { quiet: ctx.quiet, tty: ctx.tty });
   const log = progress.wrap(ctx.log);
   const r = await groupInvoices(ctx, {
-    window, by: opts.by, top, engine: opts.engine, lake: opts.lake, log, signal: interruptSignal(ctx.log),
+    window, by: opts.by, top, engine: opts.engine, lake: opts.lake, log, signal: interruptSignal(log),
     onTotalsBuild: (b) => {
       if (b.done) {
         progress.stop();
