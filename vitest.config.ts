@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     env: { TZ: 'UTC' },
-    globalSetup: 'test/global-setup.ts',
+    globalSetup: 'test/support/global-setup.ts',
     pool: 'forks',
     // Two cores: two test files at a time (each has its own database), the server takes the rest.
     maxWorkers: 2,
