@@ -3,9 +3,10 @@
 // indexes, constraints and partitions. Small queries, each answering one question; the
 // callers keep what they make of the answer. Monitoring (pg_stat_activity, pg_locks,
 // pg_stat_progress_*) is not here: it says what sessions do, not what the schema is.
-// Relation names are SQL text (bare, or quoted and schema-qualified) resolved by the server
-// with to_regclass or ::regclass, as the callers' queries did. No runtime import of `pg`: this
-// module is on the path of a cached `get`.
+// Relation names are SQL text (bare, or quoted and schema-qualified) resolved by the server:
+// with to_regclass (a missing relation is an answer: null, false, empty) or, where a function
+// says "must exist", with ::regclass (a missing relation is error 42P01), as the callers'
+// queries did. No runtime import of `pg`: this module is on the path of a cached `get`.
 import type { Client } from './client.js';
 
 /** A column as the catalog has it. */
@@ -55,7 +56,7 @@ export async function relationExists(client: Client, name: string): Promise<bool
   return (await relationKinds(client, [name]))[0] !== null;
 }
 
-/** Which of these relation names exist in the schema, sorted. */
+/** Which of these relation names exist in the schema (must exist), sorted. */
 export async function existingRelations(client: Client, schema: string, names: string[]): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>(
     'SELECT c.relname AS name FROM pg_class c WHERE c.relname = ANY($1) AND c.relnamespace = $2::regnamespace ORDER BY 1',
@@ -101,10 +102,7 @@ export async function hasTrigger(client: Client, table: string, trigger: string)
   return rows[0].found;
 }
 
-/**
- * A stamp of a table's contents: its relfilenode (TRUNCATE, reload) and its insert/update/delete
- * counters (statistics, flushed within about a second of a commit); '' when there is no table.
- */
+/** A stamp of a table's contents: relfilenode (TRUNCATE, reload) and insert/update/delete counters; '' when there is no table. */
 export async function contentStamp(client: Client, table: string): Promise<string> {
   const { rows: [r] } = await client.query<{ stamp: string | null }>(
     `SELECT c.relfilenode::text || '/' || coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::text AS stamp
@@ -138,7 +136,7 @@ export async function storageStamp(client: Client, table: string): Promise<Stora
   return r;
 }
 
-/** pg_total_relation_size (table, indexes, TOAST) of each named relation, in order, in bytes. */
+/** pg_total_relation_size (table, indexes, TOAST) of each named relation (must exist), in order, in bytes. */
 export async function relationSizes(client: Client, names: string[]): Promise<number[]> {
   const { rows } = await client.query<{ bytes: string }>(
     'SELECT pg_total_relation_size(u.n::regclass) AS bytes FROM unnest($1::text[]) WITH ORDINALITY AS u(n, i) ORDER BY u.i',
@@ -155,7 +153,7 @@ export async function databaseExists(client: Client, name: string): Promise<bool
 
 // ---- partitions ---------------------------------------------------------------------------
 
-/** The direct partitions of a table with their bounds as pg_get_expr writes them ("FOR VALUES FROM (...) TO (...)", "DEFAULT"), by name. */
+/** The direct partitions of a table (must exist) with their bounds as pg_get_expr writes them ("FOR VALUES FROM ...", "DEFAULT"), by name. */
 export async function partitionsOf(client: Client, parent: string): Promise<{ name: string; bound: string }[]> {
   const { rows } = await client.query<{ name: string; bound: string }>(
     `SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
@@ -198,7 +196,7 @@ export interface IndexEntry {
   parent: string | null;
 }
 
-/** The indexes on these tables (by relname) of one schema, by index name. */
+/** The indexes on these tables (by relname) of one schema, in no particular order. */
 export async function indexesOf(client: Client, schema: string, tables: string[]): Promise<IndexEntry[]> {
   const { rows } = await client.query<IndexEntry>(
     `SELECT c.relname AS name, t.relname AS "table", i.indisvalid AS valid,
@@ -242,7 +240,7 @@ export async function indexValidity(client: Client, schema: string, name: string
   return rows.length ? rows[0].valid : undefined;
 }
 
-/** Whether a valid unique index has exactly this one column as its key (extra INCLUDE columns allowed). */
+/** Whether the table (must exist) has a valid unique index whose one key column is this one (INCLUDE columns allowed). */
 export async function hasUniqueKeyOn(client: Client, table: string, column: string): Promise<boolean> {
   const { rows } = await client.query(
     `SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
@@ -252,7 +250,7 @@ export async function hasUniqueKeyOn(client: Client, table: string, column: stri
   return rows.length > 0;
 }
 
-/** Whether another table's foreign key references this one. */
+/** Whether a foreign key references this table (must exist). */
 export async function isReferenced(client: Client, table: string): Promise<boolean> {
   const { rows } = await client.query('SELECT 1 FROM pg_constraint WHERE confrelid = $1::regclass', [table]);
   return rows.length > 0;
@@ -267,7 +265,7 @@ export interface IndexDefinition {
   condef: string | null;
 }
 
-/** The indexes of a table with their definitions and the constraints (primary key, unique, exclusion) they back. */
+/** The indexes of a table (must exist) with their definitions and the constraints (primary key, unique, exclusion) they back. */
 export async function indexDefinitions(client: Client, table: string): Promise<IndexDefinition[]> {
   const { rows } = await client.query<IndexDefinition>(
     `SELECT i.indexrelid::regclass::text AS index, c.conname, pg_get_indexdef(i.indexrelid) AS indexdef, pg_get_constraintdef(c.oid) AS condef
