@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { ConnectionSettings } from '../config.js';
+import { databaseExists } from './catalog.js';
 import { DatabaseError, InvoicesError } from '../errors.js';
 
 const EMBEDDED_DATABASE = 'invoices';
@@ -204,8 +205,7 @@ async function createDatabase(settings: ConnectionSettings): Promise<void> {
   const client = new pg.Client({ ...settings, database: 'postgres' });
   await client.connect();
   try {
-    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
-    if (!rowCount) await client.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`);
+    if (!(await databaseExists(client, EMBEDDED_DATABASE))) await client.query(`CREATE DATABASE ${EMBEDDED_DATABASE}`);
   } finally {
     await client.end();
   }

@@ -7,6 +7,8 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, DbContext } from '../db/client.js';
 import { connectionSettings, withClient } from '../db/client.js';
+import { leavesOf } from '../db/catalog.js';
+import { transaction } from '../db/transaction.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { listPartitions, monthBounds } from '../schema/partitions.js';
@@ -151,8 +153,7 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
     // Before the snapshot: a change counted in the stamp is in the exported names (the counters lag, never lead).
     const customersAt = await customersStamp(client, source.tables);
     // One snapshot for the whole export, shared with the psql streams: statistics, change log and rows agree.
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    try {
+    const snap = await transaction(client, async () => {
       await assertXidsBehindServer(client, source);
       const horizon = source.incremental ? (await xidHorizon(client)).horizon : null;
       const snapshot = conn ? (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0].id : '';
@@ -250,65 +251,63 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
           signal.removeEventListener('abort', interrupt);
         }
       });
-      await client.query('COMMIT');
-      if (opts.signal?.aborted) throw new InterruptedError(INTERRUPTED);
+      return { horizon, amount, plan, stats, base, lineage, now, written, result, done };
+    }, { isolation: 'repeatable read', readOnly: true });
+    const { horizon, amount, plan, stats, base, lineage, now, written, result, done } = snap;
+    if (opts.signal?.aborted) throw new InterruptedError(INTERRUPTED);
 
-      // Everything is staged and checked: the new files go in under new names, the manifest commits them.
-      const months: Record<string, MonthEntry> = {};
-      const outcomes: MonthOutcome[] = [];
-      const staged: StagedFile[] = [];
-      for (const [m, w] of [...written].sort(([a], [b]) => a.localeCompare(b))) {
-        const file = `invoices/month=${m}/part-${exportId}.parquet`;
-        staged.push({ staged: w.staged, file });
-        months[m] = { files: [file], fileInfo: { [file]: w.info }, rows: w.rows, sum: w.sum, watermark: horizon, exportedAt: now };
-        outcomes.push({ month: m, action: 'written', rows: w.rows, sum: w.sum, reason: plan.find((p) => p.month === m)?.reason ?? 'full export' });
-      }
-      for (const p of plan) {
-        if (!p.write && stats?.has(p.month) && base?.months[p.month]) {
-          const kept = base.months[p.month];
-          const info = kept.fileInfo && Object.fromEntries(Object.entries(kept.fileInfo).map(([f, i]) => [f, touched.get(f) ?? i]));
-          months[p.month] = info ? { ...kept, fileInfo: info } : kept;
-          outcomes.push({ month: p.month, action: 'unchanged', rows: kept.rows, sum: kept.sum, reason: p.reason });
-        }
-      }
-      for (const m of Object.keys(current?.months ?? {})) {
-        if (months[m]) continue;
-        outcomes.push({ month: m, action: 'removed', rows: 0, sum: '0', reason: plan.find((p) => p.month === m)?.reason ?? 'no rows in PostgreSQL' });
-      }
-      const customersFile = `customers/part-${exportId}.parquet`;
-      staged.push({ staged: result.staged, file: customersFile });
-      outcomes.sort((a, b) => a.month.localeCompare(b.month));
-      const manifest: Manifest = {
-        version: MANIFEST_VERSION,
-        exportId,
-        watermark: horizon,
-        exportedAt: now,
-        source: describeTarget(ctx),
-        sourceKey: source.key,
-        lineage,
-        amount,
-        months: Object.fromEntries(Object.entries(months).sort(([a], [b]) => a.localeCompare(b))),
-        customers: { files: [customersFile], fileInfo: { [customersFile]: result.info }, rows: result.customers, exportedAt: now, stamp: customersAt },
-      };
-      const keep = new Set(manifestFiles(manifest));
-      commitExport(out, manifest, staged, current ? manifestFiles(current).filter((f) => !keep.has(f)) : [], lake.startedFrom, log);
-      const seconds = (performance.now() - lake.started) / 1000;
-      return {
-        out,
-        watermark: horizon,
-        previousWatermark: previous?.watermark,
-        months: outcomes,
-        customers: result.customers,
-        rowsWritten: done,
-        seconds,
-        rowsPerSecond: seconds > 0 ? done / seconds : 0,
-        reader: conn ? `psql COPY, ${parallel} stream(s)` : 'node-postgres COPY, 1 stream (psql not found on PATH)',
-        exportId,
-      };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
+    // Everything is staged and checked: the new files go in under new names, the manifest commits them.
+    const months: Record<string, MonthEntry> = {};
+    const outcomes: MonthOutcome[] = [];
+    const staged: StagedFile[] = [];
+    for (const [m, w] of [...written].sort(([a], [b]) => a.localeCompare(b))) {
+      const file = `invoices/month=${m}/part-${exportId}.parquet`;
+      staged.push({ staged: w.staged, file });
+      months[m] = { files: [file], fileInfo: { [file]: w.info }, rows: w.rows, sum: w.sum, watermark: horizon, exportedAt: now };
+      outcomes.push({ month: m, action: 'written', rows: w.rows, sum: w.sum, reason: plan.find((p) => p.month === m)?.reason ?? 'full export' });
     }
+    for (const p of plan) {
+      if (!p.write && stats?.has(p.month) && base?.months[p.month]) {
+        const kept = base.months[p.month];
+        const info = kept.fileInfo && Object.fromEntries(Object.entries(kept.fileInfo).map(([f, i]) => [f, touched.get(f) ?? i]));
+        months[p.month] = info ? { ...kept, fileInfo: info } : kept;
+        outcomes.push({ month: p.month, action: 'unchanged', rows: kept.rows, sum: kept.sum, reason: p.reason });
+      }
+    }
+    for (const m of Object.keys(current?.months ?? {})) {
+      if (months[m]) continue;
+      outcomes.push({ month: m, action: 'removed', rows: 0, sum: '0', reason: plan.find((p) => p.month === m)?.reason ?? 'no rows in PostgreSQL' });
+    }
+    const customersFile = `customers/part-${exportId}.parquet`;
+    staged.push({ staged: result.staged, file: customersFile });
+    outcomes.sort((a, b) => a.month.localeCompare(b.month));
+    const manifest: Manifest = {
+      version: MANIFEST_VERSION,
+      exportId,
+      watermark: horizon,
+      exportedAt: now,
+      source: describeTarget(ctx),
+      sourceKey: source.key,
+      lineage,
+      amount,
+      months: Object.fromEntries(Object.entries(months).sort(([a], [b]) => a.localeCompare(b))),
+      customers: { files: [customersFile], fileInfo: { [customersFile]: result.info }, rows: result.customers, exportedAt: now, stamp: customersAt },
+    };
+    const keep = new Set(manifestFiles(manifest));
+    commitExport(out, manifest, staged, current ? manifestFiles(current).filter((f) => !keep.has(f)) : [], lake.startedFrom, log);
+    const seconds = (performance.now() - lake.started) / 1000;
+    return {
+      out,
+      watermark: horizon,
+      previousWatermark: previous?.watermark,
+      months: outcomes,
+      customers: result.customers,
+      rowsWritten: done,
+      seconds,
+      rowsPerSecond: seconds > 0 ? done / seconds : 0,
+      reader: conn ? `psql COPY, ${parallel} stream(s)` : 'node-postgres COPY, 1 stream (psql not found on PATH)',
+      exportId,
+    };
   });
 }
 
@@ -360,11 +359,8 @@ async function catalogMonths(client: Client, source: SourceTable): Promise<strin
 /** Estimated rows per month from the planner's statistics of each partition (progress and scheduling only). */
 async function partitionEstimates(client: Client, source: SourceTable): Promise<Map<string, number>> {
   const parts = await listPartitions(client, qualified(source.tables.invoices));
-  const { rows } = await client.query<{ name: string; n: string }>(
-    `SELECT c.relname AS name, greatest(c.reltuples, 0)::bigint::text AS n FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`,
-    [qualified(source.tables.invoices)],
-  );
-  const byName = new Map(rows.map((r) => [r.name, Number(r.n)]));
+  const leaves = await leavesOf(client, qualified(source.tables.invoices));
+  const byName = new Map(leaves.map((l) => [l.name, l.estimatedRows]));
   return new Map(parts.filter((p) => p.from).map((p) => [p.from!.slice(0, 7), byName.get(p.name) ?? 0]));
 }
 

@@ -10,8 +10,9 @@
 //   attached partition with old rows): the walk scores them, and passes over rows that already
 //   have their score (the insert changes a score only when its invoice_xid differs);
 // - the new lineage is stored.
+import { leavesOf } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
-import { transaction } from '../db/transaction.js';
+import { transaction, withSettings } from '../db/transaction.js';
 import type { Logger } from '../log.js';
 import type { SourceTable } from '../table/describe.js';
 import { compareLineage, readLineage, type Lineage } from '../table/lineage.js';
@@ -59,14 +60,13 @@ export async function reconcileLineage(client: Client, src: SourceTable, model: 
     // Every score of this source and model against every row: one hash anti join (a nested
     // loop would probe each partition's index once per score; right after a first run the
     // scores have no statistics, and the planner would pick it).
-    await client.query('SET LOCAL enable_nestloop = off');
-    await client.query(`SET LOCAL work_mem = '256MB'`);
     const gone = (table: string) =>
       `DELETE FROM ${table} s WHERE s.source_id = $1 AND s.model_version = $2
           AND NOT EXISTS (SELECT 1 FROM ${src.table} i WHERE i.${src.col.invoice_id} = s.invoice_id AND i.created_xid = s.invoice_xid)`;
-    const removedScores = (await client.query(gone('risk_scores'), [src.id, model])).rowCount ?? 0;
-    const removedDeadLetters = (await client.query(gone('risk_dead_letters'), [src.id, model])).rowCount ?? 0;
-    await client.query('SET LOCAL enable_nestloop TO DEFAULT');
+    const [removedScores, removedDeadLetters] = await withSettings(client, { enable_nestloop: 'off' }, async () => [
+      (await client.query(gone('risk_scores'), [src.id, model])).rowCount ?? 0,
+      (await client.query(gone('risk_dead_letters'), [src.id, model])).rowCount ?? 0,
+    ]);
     const oldest = await oldestUncovered(client, src, model, from, leaves);
     const to = oldest && compareCursor(justBefore(oldest), from) < 0 ? justBefore(oldest) : from;
     await client.query(
@@ -74,7 +74,7 @@ export async function reconcileLineage(client: Client, src: SourceTable, model: 
       [src.id, model, JSON.stringify(now), to.xid, to.invoiceId],
     );
     return { reason, removedScores, removedDeadLetters, from, to };
-  });
+  }, { settings: { work_mem: '256MB' } });
   const ms = performance.now() - started;
   const removed = r.removedScores || r.removedDeadLetters
     ? `removed ${r.removedScores} score(s) and ${r.removedDeadLetters} dead letter(s) of invoices no longer in the table (those of rows still there are kept)`
@@ -102,12 +102,7 @@ async function oldestUncovered(client: Client, src: SourceTable, model: string, 
   let relations = [src.table];
   if (leaves) {
     // The changed leaves that are leaves of the table now (a dropped or detached one holds none of its rows), by oid.
-    const { rows } = await client.query<{ name: string }>(
-      `SELECT t.relid::regclass::text AS name FROM pg_partition_tree(to_regclass($1)) t JOIN pg_class c ON c.oid = t.relid
-        WHERE t.isleaf AND c.relname = ANY($2::text[]) ORDER BY 1`,
-      [src.table, leaves],
-    );
-    relations = rows.map((r) => r.name);
+    relations = (await leavesOf(client, src.table)).filter((l) => leaves.includes(l.name)).map((l) => l.qualified);
     if (!relations.length) return undefined;
   }
   const one = (rel: string) => `(SELECT i.created_xid, i.${col.invoice_id} AS invoice_id FROM ${rel} i
@@ -118,11 +113,10 @@ async function oldestUncovered(client: Client, src: SourceTable, model: string, 
   // A walk in created_xid order that probes each row's score by its key and stops at the first
   // without one: forced, as statistics-less scores (just after a first run) make the planner
   // compare every row with every score instead.
-  for (const off of ['enable_hashjoin', 'enable_mergejoin', 'enable_material', 'enable_sort']) await client.query(`SET LOCAL ${off} = off`);
-  const { rows } = await client.query<{ xid: string; id: string }>(
+  const off = { enable_hashjoin: 'off', enable_mergejoin: 'off', enable_material: 'off', enable_sort: 'off' };
+  const { rows } = await withSettings(client, off, () => client.query<{ xid: string; id: string }>(
     `SELECT u.created_xid::text AS xid, u.invoice_id::text AS id FROM (${relations.map(one).join(' UNION ALL ')}) u ORDER BY u.created_xid, u.invoice_id LIMIT 1`,
     [src.id, model, cursor.xid, cursor.invoiceId],
-  );
-  for (const off of ['enable_hashjoin', 'enable_mergejoin', 'enable_material', 'enable_sort']) await client.query(`SET LOCAL ${off} TO DEFAULT`);
+  ));
   return rows[0] ? { xid: rows[0].xid, invoiceId: rows[0].id } : undefined;
 }

@@ -113,10 +113,8 @@ export async function verifyRisk(client: Client, tables: TableMap, model: string
   // One pass: every row of the table against its score and dead letter by their whole key (a
   // hash join: with the scores just written and not analyzed yet, a nested loop could compare
   // every row with every score). Scores that no row matches are stale.
-  const { rows: [r] } = await transaction(client, async () => {
-    await client.query('SET LOCAL enable_nestloop = off');
-    await client.query(`SET LOCAL work_mem = '256MB'`);
-    return client.query<{ checked: number; scored: number; dead: number; missing: number; sample: string[] | null; matched: number; total: number }>(
+  const { rows: [r] } = await transaction(client, () =>
+    client.query<{ checked: number; scored: number; dead: number; missing: number; sample: string[] | null; matched: number; total: number }>(
       `SELECT count(*) FILTER (WHERE w.below)::int AS checked, count(s.invoice_id) FILTER (WHERE w.below)::int AS scored, count(d.invoice_id) FILTER (WHERE w.below)::int AS dead,
               count(*) FILTER (WHERE w.below AND s.invoice_id IS NULL AND d.invoice_id IS NULL)::int AS missing,
               (array_agg(${id}::text ORDER BY ${id}) FILTER (WHERE w.below AND s.invoice_id IS NULL AND d.invoice_id IS NULL))[1:20] AS sample,
@@ -127,8 +125,7 @@ export async function verifyRisk(client: Client, tables: TableMap, model: string
          LEFT JOIN risk_scores s ON s.source_id = $3 AND s.invoice_id = ${id} AND s.model_version = $4 AND s.invoice_xid = i.created_xid
          LEFT JOIN risk_dead_letters d ON d.source_id = $3 AND d.invoice_id = ${id} AND d.model_version = $4 AND d.invoice_xid = i.created_xid`,
       [cursor.xid, cursor.invoiceId, src.id, model],
-    );
-  });
+    ), { settings: { enable_nestloop: 'off', work_mem: '256MB' } });
   const g = { stale: r.total - r.matched };
   return { source: src.name, model, cursor, checked: r.checked, scored: r.scored, deadLetters: r.dead, missing: r.missing, missingIds: r.sample ?? [], stale: g.stale };
 }

@@ -367,10 +367,7 @@ interface PreparedBatch {
  * whole backlog for every batch.
  */
 async function inOrder(client: Client, sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
-  return transaction(client, async () => {
-    await client.query('SET LOCAL enable_sort = off');
-    return (await client.query(sql, params)).rows;
-  });
+  return transaction(client, async () => (await client.query(sql, params)).rows, { settings: { enable_sort: 'off' } });
 }
 
 /** The text the lock of a source and model is keyed on (hashtext of it: the second key). */

@@ -1,6 +1,7 @@
 // `invoices risk init`: what the scorer needs, planned as steps a person can read before they
 // run: the risk tables, the watermark column on an adopted table, the wake-up trigger for
 // --follow, and the indexes that keep a batch cheap. Idempotent: a second run plans nothing.
+import { columnPresence, hasTrigger } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import type { SourceTable } from '../table/describe.js';
 import { planIndexes, USE_CASE_INDEXES, type IndexSpec } from '../schema/indexes.js';
@@ -22,15 +23,14 @@ const RISK_INDEXES: IndexSpec[] = [
  */
 export type RiskTables = 'ok' | 'missing' | 'old';
 
-const SHAPE_SQL = `SELECT CASE WHEN EXISTS (SELECT 1 FROM unnest(ARRAY['risk_scores', 'risk_dead_letters', 'risk_watermarks']) t
-                                   WHERE to_regclass(t) IS NOT NULL
-                                     AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass(t) AND a.attname = 'source_id' AND NOT a.attisdropped)) THEN 'old'
-                        WHEN to_regclass('risk_scores') IS NULL OR to_regclass('risk_dead_letters') IS NULL OR to_regclass('risk_watermarks') IS NULL THEN 'missing'
-                        ELSE 'ok' END AS shape`;
+const RISK_TABLES = ['risk_scores', 'risk_dead_letters', 'risk_watermarks'];
 
 /** What the risk tables are (one catalog query). */
 export async function riskTables(client: Client): Promise<RiskTables> {
-  return (await client.query<{ shape: RiskTables }>(SHAPE_SQL)).rows[0].shape;
+  const sourceId = await columnPresence(client, RISK_TABLES, 'source_id');
+  if (sourceId.includes(false)) return 'old';
+  if (sourceId.includes(null)) return 'missing';
+  return 'ok';
 }
 
 /** What is said when risk tables of an earlier version are dropped (init's step, and the automatic init). */
@@ -41,21 +41,19 @@ export async function planRiskSetup(client: Client, src: SourceTable): Promise<S
   const steps: SetupStep[] = [];
   const mine = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: false });
   const theirs = (description: string, sql: string) => steps.push({ description, sql, altersUserTable: src.tables.mapped });
-  const { rows } = await client.query<{ shape: RiskTables; trigger: boolean }>(
-    `SELECT (${SHAPE_SQL}) AS shape, EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2) AS trigger`,
-    [src.table, TRIGGER],
-  );
-  if (rows[0].shape === 'old') {
+  const shape = await riskTables(client);
+  const trigger = await hasTrigger(client, src.table, TRIGGER);
+  if (shape === 'old') {
     mine(
       'drop risk_scores, risk_dead_letters and risk_watermarks of an earlier version (their scores name neither the source table nor the row they scored: every invoice is scored again) and create them anew (sql/risk.sql)',
       sqlFile('risk.sql'),
     );
-  } else if (rows[0].shape === 'missing') {
+  } else if (shape === 'missing') {
     mine('create risk_scores, risk_dead_letters and risk_watermarks (sql/risk.sql)', sqlFile('risk.sql'));
   }
   // created_xid, the change log and the created_xid index: what totals and the lake follow too.
   steps.push(...(await planTracking(client, src)));
-  if (!rows[0].trigger) {
+  if (!trigger) {
     theirs(
       `add trigger ${TRIGGER} to ${src.table}: NOTIFY ${NOTIFY_CHANNEL} once per inserting statement, so \`invoices risk --follow\` wakes up at the commit`,
       `CREATE TRIGGER ${quoteIdent(TRIGGER)} AFTER INSERT ON ${src.table} FOR EACH STATEMENT EXECUTE FUNCTION invoices_risk_notify()`,

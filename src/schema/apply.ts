@@ -1,4 +1,6 @@
+import { columnsOf, existingRelations, relationKinds, type ColumnInfo } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
+import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { changesSql } from '../table/change-log.js';
@@ -39,12 +41,8 @@ export type Layout = 'partitioned' | 'plain' | 'missing';
 
 /** The layout of `invoices` and whether the invoice_ids locator is there. */
 export async function detectLayout(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<{ layout: Layout; locator: boolean }> {
-  const { rows } = await client.query<{ relkind: string | null; locator: boolean }>(
-    `SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass($1)) AS relkind, to_regclass($2) IS NOT NULL AS locator`,
-    [qualified(tables.invoices), locatorName(tables)],
-  );
-  const { relkind, locator } = rows[0];
-  return { layout: relkind === 'p' ? 'partitioned' : relkind ? 'plain' : 'missing', locator };
+  const [relkind, locatorKind] = await relationKinds(client, [qualified(tables.invoices), locatorName(tables)]);
+  return { layout: relkind === 'p' ? 'partitioned' : relkind ? 'plain' : 'missing', locator: locatorKind !== null };
 }
 
 /**
@@ -53,14 +51,9 @@ export async function detectLayout(client: Client, tables: TableMap = DEFAULT_TA
  * locator for a partitioned table. A plain invoices table is left as it is.
  */
 export async function applySchema(client: Client, tables: TableMap = DEFAULT_TABLES, log: Logger = silentLogger): Promise<Layout> {
-  await client.query('BEGIN');
-  try {
+  return transaction(client, async () => {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('invoices:schema'))");
-    if (tables.mapped) {
-      const layout = await applyMapped(client, tables, log);
-      await client.query('COMMIT');
-      return layout;
-    }
+    if (tables.mapped) return applyMapped(client, tables, log);
     await client.query(sqlFile('customers.sql'));
     let { layout, locator } = await detectLayout(client);
     if (layout === 'missing') {
@@ -75,36 +68,16 @@ export async function applySchema(client: Client, tables: TableMap = DEFAULT_TAB
     // The change log that totals and the lake read (a table from an earlier version gets it too).
     const source = await describeTable(client);
     if (source.createdXid) await client.query(changesSql(source));
-    await client.query('COMMIT');
     return layout;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
+  });
 }
 
 /** Names of the tool's tables that exist. */
 export async function existingTables(client: Client): Promise<string[]> {
-  const { rows } = await client.query<{ name: string }>(
-    "SELECT c.relname AS name FROM pg_class c WHERE c.relname = ANY($1) AND c.relnamespace = 'public'::regnamespace ORDER BY 1",
-    [['customers', 'invoices', 'invoice_ids', 'invoice_changes']],
-  );
-  return rows.map((r) => r.name);
+  return existingRelations(client, 'public', ['customers', 'invoices', 'invoice_ids', 'invoice_changes']);
 }
 
-/** A column of a mapped table as the catalog has it. */
-export interface ColumnInfo {
-  name: string;
-  /** format_type: "numeric(12,3)", "timestamp without time zone", ... */
-  type: string;
-  /** The type without modifiers: "numeric", "integer", ... */
-  base: string;
-  /** NOT NULL without a default, identity or generation: an insert must give it. */
-  required: boolean;
-  /** numeric's precision and scale; null when unconstrained or not numeric. */
-  precision: number | null;
-  scale: number | null;
-}
+export type { ColumnInfo };
 
 /** The mapped tables' columns, by our column name (absent: the table has no such column). */
 export interface MappedColumns {
@@ -112,20 +85,6 @@ export interface MappedColumns {
   customers: Map<string, ColumnInfo>;
   /** Columns of the tables that are not mapped but must be given on insert. */
   unmappedRequired: string[];
-}
-
-async function tableColumns(client: Client, ref: TableRef<string>): Promise<ColumnInfo[] | undefined> {
-  const { rows: [t] } = await client.query<{ oid: number | null }>('SELECT to_regclass($1)::oid AS oid', [qualified(ref)]);
-  if (!t.oid) return undefined;
-  const { rows } = await client.query<ColumnInfo>(
-    `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.atttypid::regtype::text AS base,
-            a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' AS required,
-            CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 THEN ((a.atttypmod - 4) >> 16) & 65535 END AS precision,
-            CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 THEN (a.atttypmod - 4) & 65535 END AS scale
-       FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
-    [t.oid],
-  );
-  return rows;
 }
 
 /**
@@ -138,7 +97,7 @@ export async function inspectMapping(client: Client, tables: TableMap): Promise<
   const read = async (ref: TableRef<string>, ours: readonly string[], required: readonly string[]) => {
     const name = `${ref.schema}.${ref.table}`;
     const found = new Map<string, ColumnInfo>();
-    const columns = await tableColumns(client, ref);
+    const columns = await columnsOf(client, qualified(ref));
     if (!columns) {
       missing.push(`table ${name} does not exist`);
       return found;

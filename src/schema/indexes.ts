@@ -2,6 +2,7 @@
 // on a plain table; on a partitioned one (where CONCURRENTLY is not allowed on the parent),
 // an invalid parent index ON ONLY, a concurrent build per partition, each attached to it.
 // Follows a table mapping: an adopted table gets the indexes on its own columns.
+import { hasUniqueKeyOn, indexDetails, indexesOf, indexValidity, type IndexDetail, type IndexEntry } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_TABLES, qualified, quoteIdent, type InvoiceColumn, type TableMap } from '../tables.js';
@@ -44,22 +45,8 @@ export interface IndexStep {
   builds?: { schema: string; name: string };
 }
 
-interface ExistingIndex {
-  name: string;
-  table: string;
-  valid: boolean;
-  parent: string | null;
-}
-
-async function existingIndexes(client: Client, schema: string, tables: string[]): Promise<Map<string, ExistingIndex>> {
-  const { rows } = await client.query<ExistingIndex>(
-    `SELECT c.relname AS name, t.relname AS "table", i.indisvalid AS valid,
-            (SELECT p.relname FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent WHERE h.inhrelid = c.oid) AS parent
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
-      WHERE t.relname = ANY($1) AND t.relnamespace = to_regnamespace($2)`,
-    [tables, schema],
-  );
-  return new Map(rows.map((r) => [r.name, r]));
+async function existingIndexes(client: Client, schema: string, tables: string[]): Promise<Map<string, IndexEntry>> {
+  return new Map((await indexesOf(client, schema, tables)).map((r) => [r.name, r]));
 }
 
 /**
@@ -77,13 +64,9 @@ export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TAB
   const steps: IndexStep[] = [];
   if (layout === 'plain') {
     const existing = await existingIndexes(client, schema, [table]);
-    const { rows } = await client.query(
-      `SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-        WHERE i.indrelid = $1::regclass AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND a.attname = $2`,
-      [qualified(tables.invoices), columns.invoice_id],
-    );
+    const unique = await hasUniqueKeyOn(client, qualified(tables.invoices), columns.invoice_id);
     const key = `${table}_invoice_id_key`;
-    if (!rows.length && specs === USE_CASE_INDEXES) steps.push(...concurrently(existing, schema, key, table, `CREATE UNIQUE INDEX CONCURRENTLY ${q(key)} ON ${on(table)} (${cols(['invoice_id'])})`, 'lookup by invoice id'));
+    if (!unique && specs === USE_CASE_INDEXES) steps.push(...concurrently(existing, schema, key, table, `CREATE UNIQUE INDEX CONCURRENTLY ${q(key)} ON ${on(table)} (${cols(['invoice_id'])})`, 'lookup by invoice id'));
     for (const s of specs) {
       const name = `${table}_${s.suffix}`;
       steps.push(...concurrently(existing, schema, name, table, `CREATE INDEX CONCURRENTLY ${q(name)} ON ${on(table)} ${definition(s)}`, s.purpose));
@@ -108,7 +91,7 @@ export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TAB
 }
 
 /** A concurrent build, after dropping an invalid leftover of an interrupted one. */
-function concurrently(existing: Map<string, ExistingIndex>, schema: string, name: string, table: string, sql: string, description: string): IndexStep[] {
+function concurrently(existing: Map<string, IndexEntry>, schema: string, name: string, table: string, sql: string, description: string): IndexStep[] {
   const found = existing.get(name);
   if (found?.valid) return [];
   const steps: IndexStep[] = [];
@@ -124,33 +107,16 @@ function concurrently(existing: Map<string, ExistingIndex>, schema: string, name
 export async function dropInvalidBuild(client: Client, step: IndexStep): Promise<boolean> {
   if (!step.builds) return false;
   const { schema, name } = step.builds;
-  const { rows } = await client.query<{ valid: boolean }>(
-    'SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND c.relnamespace = to_regnamespace($2)',
-    [name, schema],
-  );
-  if (!rows.length || rows[0].valid) return false;
+  const valid = await indexValidity(client, schema, name);
+  if (valid === undefined || valid) return false;
   await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${quoteIdent(schema)}.${quoteIdent(name)}`);
   return true;
 }
 
-export interface IndexInfo {
-  name: string;
-  table: string;
-  definition: string;
-  bytes: number;
-  valid: boolean;
-}
+export type IndexInfo = IndexDetail;
 
 /** The indexes of the invoices table and invoice_ids with their sizes (a partitioned index: the sum over its partitions). */
 export async function listIndexes(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<IndexInfo[]> {
-  const { rows } = await client.query<{ name: string; table: string; definition: string; bytes: string; valid: boolean }>(
-    `SELECT c.relname AS name, t.relname AS "table", pg_get_indexdef(c.oid) AS definition, i.indisvalid AS valid,
-            CASE WHEN c.relkind = 'I' THEN (SELECT coalesce(sum(pg_relation_size(p.relid)), 0) FROM pg_partition_tree(c.oid) p)
-                 ELSE pg_relation_size(c.oid) END AS bytes
-       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
-      WHERE t.relname IN ($1, 'invoice_ids') AND t.relnamespace = to_regnamespace($2)
-      ORDER BY t.relname, c.relname`,
-    [tables.invoices.table, tables.invoices.schema],
-  );
-  return rows.map((r) => ({ ...r, definition: r.definition.replace(' ON ONLY ', ' ON ').replace(`${tables.invoices.schema}.`, ''), bytes: Number(r.bytes) }));
+  const rows = await indexDetails(client, tables.invoices.schema, [tables.invoices.table, 'invoice_ids']);
+  return rows.map((r) => ({ ...r, definition: r.definition.replace(' ON ONLY ', ' ON ').replace(`${tables.invoices.schema}.`, '') }));
 }

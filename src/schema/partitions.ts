@@ -1,6 +1,7 @@
 // Monthly range partitions of `invoices` on issue_date (UTC): naming, planning, creating
 // (moving rows out of the DEFAULT partition when it holds some), and checking. Follows a table
 // mapping: an adopted table's partitions are named after it, in its schema, on its own columns.
+import { partitionsOf, relationSizes } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';
@@ -85,13 +86,7 @@ export function pgTimestampToIso(text: string): string {
 
 /** The partitions of invoices with their bounds. */
 export async function listPartitions(client: Client, parent: string = PARENT): Promise<PartitionInfo[]> {
-  const { rows } = await client.query<{ name: string; bound: string }>(
-    `SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
-       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-      WHERE i.inhparent = $1::regclass ORDER BY 1`,
-    [parent],
-  );
-  return rows.map(({ name, bound }) => {
+  return (await partitionsOf(client, parent)).map(({ name, bound }) => {
     if (bound === 'DEFAULT') return { name, isDefault: true };
     const m = /FROM \('([^']+)'\) TO \('([^']+)'\)/.exec(bound);
     return { name, isDefault: false, from: m ? pgTimestampToIso(m[1]) : undefined, to: m ? pgTimestampToIso(m[2]) : undefined };
@@ -190,13 +185,11 @@ export interface PartitionReport {
 export async function checkPartitions(client: Client, ahead: Month[], tables: TableMap = DEFAULT_TABLES): Promise<PartitionReport> {
   const parts = await assertPartitioned(client, tables);
   const partitions: PartitionReport['partitions'] = [];
-  for (const p of parts) {
-    const rel = `${quoteIdent(tables.invoices.schema)}.${quoteIdent(p.name)}`;
-    const { rows } = await client.query<{ rows: string; bytes: string }>(
-      `SELECT (SELECT count(*) FROM ${rel}) AS rows, pg_total_relation_size($1::regclass) AS bytes`,
-      [rel],
-    );
-    partitions.push({ name: p.name, from: p.from ?? null, to: p.to ?? null, rows: Number(rows[0].rows), bytes: Number(rows[0].bytes) });
+  const rel = (p: PartitionInfo) => `${quoteIdent(tables.invoices.schema)}.${quoteIdent(p.name)}`;
+  const sizes = await relationSizes(client, parts.map(rel));
+  for (const [i, p] of parts.entries()) {
+    const { rows } = await client.query<{ rows: string }>(`SELECT count(*) AS rows FROM ${rel(p)}`);
+    partitions.push({ name: p.name, from: p.from ?? null, to: p.to ?? null, rows: Number(rows[0].rows), bytes: sizes[i] });
   }
   const missingAhead = ahead.filter((m) => {
     const { from, to } = monthBounds(m);

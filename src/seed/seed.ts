@@ -1,3 +1,4 @@
+import { indexDefinitions, isReferenced } from '../db/catalog.js';
 import type { Client, DbContext } from '../db/client.js';
 import { withClient } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
@@ -298,14 +299,8 @@ async function skipTriggersForSession(client: Client): Promise<boolean> {
  */
 async function dropIndexes(client: Client, table: string): Promise<string[]> {
   // `table` is SQL (bare or quoted and qualified): regclass reads it the same way.
-  const { rows: refs } = await client.query('SELECT 1 FROM pg_constraint WHERE confrelid = $1::regclass', [table]);
-  if (refs.length) return [];
-  const { rows } = await client.query<{ index: string; conname: string | null; indexdef: string; condef: string | null }>(
-    `SELECT i.indexrelid::regclass::text AS index, c.conname, pg_get_indexdef(i.indexrelid) AS indexdef, pg_get_constraintdef(c.oid) AS condef
-       FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
-      WHERE i.indrelid = $1::regclass`,
-    [table],
-  );
+  if (await isReferenced(client, table)) return [];
+  const rows = await indexDefinitions(client, table);
   const rebuild: string[] = [];
   for (const r of rows) {
     if (r.conname && r.condef) {

@@ -1,3 +1,4 @@
+import { columnsOf, contentStamp } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { CUSTOMER_COLUMNS, qualified, quoteIdent, type TableMap } from '../tables.js';
@@ -9,10 +10,7 @@ import { CUSTOMER_COLUMNS, qualified, quoteIdent, type TableMap } from '../table
  */
 export async function customersSelect(client: Client, tables: TableMap, columns: readonly string[] = CUSTOMER_COLUMNS, need?: { required: readonly string[]; by: string }): Promise<string> {
   const ref = tables.customers;
-  const { rows } = await client.query<{ name: string }>(
-    `SELECT attname AS name FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
-    [qualified(ref)],
-  );
+  const rows = (await columnsOf(client, qualified(ref))) ?? [];
   if (!rows.length) throw new UsageError(`there is no table ${ref.schema}.${ref.table}${tables.mapped ? ' (the customers table of the mapping)' : ': run `invoices init`'}`);
   const have = new Set(rows.map((r) => r.name));
   const nulls: Record<string, string> = { id: 'bigint', name: 'text', created_at: 'timestamptz' };
@@ -32,10 +30,5 @@ export async function customersSelect(client: Client, tables: TableMap, columns:
  * flushed within about a second of a commit: a rename in that second may show the exported name.
  */
 export async function customersStamp(client: Client, tables: TableMap): Promise<string> {
-  const { rows: [r] } = await client.query<{ stamp: string | null }>(
-    `SELECT c.relfilenode::text || '/' || coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::text AS stamp
-       FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass($1)`,
-    [qualified(tables.customers)],
-  );
-  return r?.stamp ?? '';
+  return contentStamp(client, qualified(tables.customers));
 }

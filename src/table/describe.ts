@@ -3,6 +3,7 @@
 // them, whether it carries the watermark (created_xid) and the change log, and the key that
 // scopes what is derived from it (monthly totals, the lake, risk scores).
 import { createHash } from 'node:crypto';
+import { relationInfo } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_TABLES, INVOICE_COLUMNS, qualified, quoteIdent, type InvoiceColumn, type TableMap, type TableRef } from '../tables.js';
@@ -75,20 +76,11 @@ export function leafRelation(source: SourceTable, leaf: string): string {
 export async function describeTable(client: Client, tables: TableMap = DEFAULT_TABLES): Promise<SourceTable> {
   const ref = tables.invoices;
   const name = `${ref.schema}.${ref.table}`;
-  const { rows } = await client.query<{ kind: string | null; tracked: boolean; columns: { name: string; type: string; base: string; p: number | null; s: number | null }[] | null }>(
-    `SELECT c.relkind::text AS kind,
-            EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = $2) AS tracked,
-            (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod), 'base', a.atttypid::regtype::text,
-                    'p', CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 THEN ((a.atttypmod - 4) >> 16) & 65535 END,
-                    's', CASE WHEN a.atttypid = 'numeric'::regtype AND a.atttypmod >= 4 THEN (a.atttypmod - 4) & 65535 END))
-               FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
-       FROM (SELECT to_regclass($1) AS oid) r LEFT JOIN pg_class c ON c.oid = r.oid`,
-    [qualified(ref), `${changesTable(ref)}_track`],
-  );
-  const { kind, columns } = rows[0];
-  if (!kind || !columns) {
+  const rel = await relationInfo(client, qualified(ref), `${changesTable(ref)}_track`);
+  if (!rel || !rel.columns.length) {
     throw new UsageError(tables.mapped ? `there is no table ${name} (the invoices table of the config file's mapping)` : 'there is no invoices table: run `invoices init`');
   }
+  const { kind, columns } = rel;
   const byName = new Map(columns.map((c) => [c.name, c]));
   for (const c of INVOICE_COLUMNS) {
     if (!byName.has(ref.columns[c])) throw new UsageError(`${name} has no column "${ref.columns[c]}" (${c} in the mapping): fix the config file's "invoices".columns`);
@@ -96,7 +88,7 @@ export async function describeTable(client: Client, tables: TableMap = DEFAULT_T
   const amount = byName.get(ref.columns.amount)!;
   if (amount.base !== 'numeric') throw new UsageError(`${name}.${ref.columns.amount} is ${amount.type}, not numeric: exact sums need numeric`);
   const createdXid = byName.get('created_xid')?.base === 'xid8';
-  const tracked = rows[0].tracked;
+  const tracked = rel.hasTrigger;
   const key = sourceKey(tables);
   return {
     tables,
@@ -108,7 +100,7 @@ export async function describeTable(client: Client, tables: TableMap = DEFAULT_T
     tracked,
     incremental: createdXid && tracked,
     // Unconstrained numeric: DuckDB's widest exact decimal with cents; verify catches anything finer.
-    amount: { precision: Math.min(amount.p ?? 38, 38), scale: amount.s ?? 2 },
+    amount: { precision: Math.min(amount.precision ?? 38, 38), scale: amount.scale ?? 2 },
     dateType: byName.get(ref.columns.issue_date)!.type === 'timestamp without time zone' ? 'timestamp' : 'timestamptz',
     relation: relationOf(ref, [...INVOICE_COLUMNS, ...(createdXid ? ['created_xid'] : [])]),
     key,

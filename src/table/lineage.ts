@@ -8,16 +8,12 @@
 //   (as do VACUUM FULL and CLUSTER: a needless but harmless recompute), and the xmin of its
 //   pg_inherits row, which a detach and re-attach replaces.
 // Read in one query (well under the 5 ms budget); stored as JSON beside each derived store.
+import { storageStamp, type StorageStamp } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import type { SourceTable } from './describe.js';
 
-export interface Lineage {
-  system: string;
-  database: string;
-  table: string;
-  /** Leaf table name -> "relfilenode/pg_inherits xmin". */
-  leaves: Record<string, string>;
-}
+/** The cluster, the database, the table's oid and per leaf "relfilenode/pg_inherits xmin". */
+export type Lineage = StorageStamp;
 
 export type LineageChange =
   | { kind: 'same' }
@@ -28,17 +24,7 @@ export type LineageChange =
 
 /** The lineage of the table now. */
 export async function readLineage(client: Client, source: SourceTable): Promise<Lineage> {
-  const { rows: [r] } = await client.query<Lineage>(
-    `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system,
-            (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS database,
-            to_regclass($1)::oid::text AS "table",
-            coalesce((SELECT json_object_agg(c.relname, c.relfilenode::text || '/' || coalesce(h.xmin::text, ''))
-                        FROM pg_partition_tree(to_regclass($1)) t JOIN pg_class c ON c.oid = t.relid
-                        LEFT JOIN pg_inherits h ON h.inhrelid = c.oid
-                       WHERE t.isleaf), '{}') AS leaves`,
-    [source.table],
-  );
-  return r;
+  return storageStamp(client, source.table);
 }
 
 /** What changed between the lineage a store recorded and now (undefined: none recorded). */
