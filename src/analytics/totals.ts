@@ -5,6 +5,7 @@
 // lineage (a truncated, dropped or attached partition) names, rebuilds everything when the
 // table was replaced (reload, restore, conversion), and commits the totals with the new
 // watermark and lineage in one transaction, under an advisory lock per source (cron-safe).
+import { columnPresence, leavesOf } from '../db/catalog.js';
 import type { Client } from '../db/client.js';
 import { lockSource } from '../db/source-lock.js';
 import { transaction } from '../db/transaction.js';
@@ -80,10 +81,10 @@ export async function withFreshTotals<T>(client: Client, described: SourceTable,
 /** Creates the totals tables when missing (sql/monthly-totals.sql, in the invoices table's schema). */
 async function ensureTables(client: Client, source: SourceTable, log: Logger): Promise<void> {
   // 'old': made by an earlier version (one set per schema, no lineage), dropped and made again.
-  const shape = async () => (await client.query<{ shape: 'ok' | 'missing' | 'old' }>(
-    `SELECT CASE WHEN to_regclass($1) IS NULL OR to_regclass($2) IS NULL THEN 'missing'
-                 WHEN EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($2) AND attname = 'lineage' AND NOT attisdropped) THEN 'ok'
-                 ELSE 'old' END AS shape`, [totalsTable(source), totalsTable(source, STATE_TABLE)])).rows[0].shape;
+  const shape = async (): Promise<'ok' | 'missing' | 'old'> => {
+    const [totals, state] = await columnPresence(client, [totalsTable(source), totalsTable(source, STATE_TABLE)], 'lineage');
+    return totals === null || state === null ? 'missing' : state ? 'ok' : 'old';
+  };
   if ((await shape()) === 'ok') return;
   // search_path: the SQL file creates its tables in the invoices table's schema.
   const found = await transaction(client, async () => {
@@ -166,14 +167,8 @@ async function aggregateInto(client: Client, source: SourceTable, totals: string
 
 /** The planner's row count of the invoices table (its partitions summed): what a full build reads, roughly; 0 when unknown. */
 async function estimatedRowsOf(client: Client, source: SourceTable): Promise<number> {
-  try {
-    const { rows: [{ n }] } = await client.query<{ n: string | null }>(
-      `SELECT sum(greatest(c.reltuples, 0))::bigint::text AS n FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`,
-      [`${quoteIdent(source.tables.invoices.schema)}.${quoteIdent(source.tables.invoices.table)}`]);
-    return Number(n ?? 0);
-  } catch {
-    return 0;
-  }
+  const leaves = await leavesOf(client, `${quoteIdent(source.tables.invoices.schema)}.${quoteIdent(source.tables.invoices.table)}`);
+  return leaves.reduce((n, l) => n + l.estimatedRows, 0);
 }
 
 /** The months the totals hold (every invoice has an issuer), by skipping along the primary key: a few index probes, not a scan. */
