@@ -7,7 +7,8 @@
 import type { Client } from '../db/client.js';
 import { DatabaseError, InterruptedError } from '../errors.js';
 import type { TableMap } from '../tables.js';
-import { addInto, emptySummary, MIN_CURSOR, Scorer, ScorerBusyError, type RunSummary, type ScorerOptions } from './scorer.js';
+import { ScorerBusyError } from './model-lock.js';
+import { addInto, emptySummary, MIN_CURSOR, Scorer, type RunSummary, type ScorerOptions } from './scorer.js';
 import { NOTIFY_CHANNEL } from './setup.js';
 
 export interface FollowOptions extends ScorerOptions {

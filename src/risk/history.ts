@@ -2,10 +2,10 @@
 // once per issuer (its latest invoices, invoices per day over the velocity range, the receivers
 // it has invoiced, its first day), then extended with each invoice the scorer scores. A batch
 // of 50,000 invoices thus costs a few index scans per issuer not seen before, not a scan of
-// history per invoice.
+// history per invoice. And the statistics of every issuer, the fallback for thin histories.
 import type { Client } from '../db/client.js';
 import type { SourceTable } from '../table/describe.js';
-import { BASE_DAYS, dayOf, RECENT, readAmount, type History, type Prior } from './model.js';
+import { BASE_DAYS, dayOf, RECENT, readAmount, type GlobalStats, type History, type Prior } from './model.js';
 import { asDate, type SourceInvoice } from './source.js';
 
 /** Days of per-day counts loaded: the 30-day window, the baseline before it, and a margin. */
@@ -166,4 +166,22 @@ function scorableAmount(amount: string): { key: string; log: number } | undefine
   } catch {
     return undefined;
   }
+}
+
+/** Median and robust spread of log amounts over a sample of the table (the fallback for issuers with thin histories). */
+export async function globalStats(client: Client, src: SourceTable): Promise<GlobalStats> {
+  const amount = `i.${src.col.amount}`;
+  const sample = async (tablesample: string) =>
+    (
+      await client.query<{ median: number | null; sigma: number | null }>(
+        `WITH s AS (SELECT ln(${amount}::float8) AS l FROM ${src.table} i ${tablesample} WHERE ${amount} > 0 LIMIT 20000),
+              m AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS median FROM s)
+         SELECT m.median, 1.4826 * (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.l - m.median)) FROM s) AS sigma FROM m`,
+      )
+    ).rows[0];
+  // 1% of the pages (the same ones each time), or, for a small table where that can be none, the first rows.
+  let { median, sigma } = await sample('TABLESAMPLE SYSTEM (1) REPEATABLE (7)');
+  if (median === null) ({ median, sigma } = await sample(''));
+  // An empty table: a neutral prior (a few hundred dollars, wide).
+  return { median: median ?? Math.log(300), sigma: Math.max(0.1, sigma ?? 1.5) };
 }

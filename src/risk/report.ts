@@ -10,7 +10,7 @@ import type { TableMap } from '../tables.js';
 import { HistoryStore } from './history.js';
 import { computeFeatures, score } from './features.js';
 import { UnscorableError, type Features, type Scored } from './model.js';
-import { globalStats } from './scorer.js';
+import { globalStats } from './history.js';
 import { riskTables } from './setup.js';
 import { invoiceSelect, toInvoice, type SourceInvoice } from './source.js';
 import { assertRiskReady, MIN_CURSOR, readWatermark, type Cursor } from './store.js';

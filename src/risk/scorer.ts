@@ -12,11 +12,11 @@ import type { Client } from '../db/client.js';
 import { describeTable, type SourceTable } from '../table/describe.js';
 import { assertXidsBehindServer } from '../table/watermark.js';
 import { transaction } from '../db/transaction.js';
-import { waitForAdvisoryLock } from '../db/source-lock.js';
 import { DatabaseError, InterruptedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TableMap } from '../tables.js';
-import { HistoryStore } from './history.js';
+import { globalStats, HistoryStore } from './history.js';
+import { lockModel, unlockModel } from './model-lock.js';
 import { computeFeatures, score } from './features.js';
 import type { GlobalStats, Level } from './model.js';
 import { reconcileLineage } from './reconcile.js';
@@ -63,9 +63,6 @@ export interface RunSummary {
   horizon: string;
 }
 
-/** First key of the advisory lock that lets one scorer per source and model run (second key: hashtext of both). */
-const LOCK_CLASS = 7115;
-
 /** A summary with nothing counted yet. */
 export const emptySummary = (cursor: Cursor): RunSummary => ({ scored: 0, failed: 0, alreadyScored: 0, batches: 0, levels: { low: 0, medium: 0, high: 0 }, cursor, horizon: '' });
 
@@ -97,7 +94,7 @@ export class Scorer {
 
   /** Releases the lock (ending the connection does too). */
   async close(): Promise<void> {
-    await this.client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS, lockKey(this.src, this.opts.modelVersion)]).catch(() => {});
+    await unlockModel(this.client, this.src, this.opts.modelVersion);
   }
 
   async cursor(): Promise<Cursor> {
@@ -368,50 +365,6 @@ interface PreparedBatch {
  */
 async function inOrder(client: Client, sql: string, params: unknown[]): Promise<Record<string, unknown>[]> {
   return transaction(client, async () => (await client.query(sql, params)).rows, { settings: { enable_sort: 'off' } });
-}
-
-/** The text the lock of a source and model is keyed on (hashtext of it: the second key). */
-function lockKey(src: SourceTable, model: string): string {
-  return `invoices:risk:${model}:${src.key}`;
-}
-
-/** Takes the session lock of this source and model; without `wait`, fails naming the backend that holds it. */
-async function lockModel(client: Client, src: SourceTable, { modelVersion: model, wait, signal, log }: ScorerOptions): Promise<void> {
-  const lock: [number, string] = [LOCK_CLASS, lockKey(src, model)];
-  const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', lock);
-  if (rows[0].ok) return;
-  const { rows: holder } = await client.query<{ pid: number; since: string; addr: string | null }>(
-    `SELECT a.pid, a.backend_start AS since, a.client_addr::text AS addr FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
-    lock,
-  );
-  const who = holder[0] ? ` (backend pid ${holder[0].pid}${holder[0].addr ? ` from ${holder[0].addr}` : ''}, connected since ${holder[0].since})` : '';
-  const other = `another \`invoices risk\` is scoring model ${model} of ${src.name}${who}`;
-  if (!wait) throw new ScorerBusyError(`${other}: this run did nothing; let it finish, or pass --wait to queue behind it`);
-  log.info(`${other}: waiting for it (Ctrl-C to stop waiting)`);
-  await waitForAdvisoryLock(client, lock, signal, `interrupted while waiting for the other \`invoices risk\` of model ${model}: nothing was scored`);
-}
-
-/** Another scorer holds the model's lock. */
-export class ScorerBusyError extends DatabaseError {}
-
-/** Median and robust spread of log amounts over a sample of the table (the fallback for issuers with thin histories). */
-export async function globalStats(client: Client, src: SourceTable): Promise<GlobalStats> {
-  const amount = `i.${src.col.amount}`;
-  const sample = async (tablesample: string) =>
-    (
-      await client.query<{ median: number | null; sigma: number | null }>(
-        `WITH s AS (SELECT ln(${amount}::float8) AS l FROM ${src.table} i ${tablesample} WHERE ${amount} > 0 LIMIT 20000),
-              m AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY l) AS median FROM s)
-         SELECT m.median, 1.4826 * (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(s.l - m.median)) FROM s) AS sigma FROM m`,
-      )
-    ).rows[0];
-  // 1% of the pages (the same ones each time), or, for a small table where that can be none, the first rows.
-  let { median, sigma } = await sample('TABLESAMPLE SYSTEM (1) REPEATABLE (7)');
-  if (median === null) ({ median, sigma } = await sample(''));
-  // An empty table: a neutral prior (a few hundred dollars, wide).
-  return { median: median ?? Math.log(300), sigma: Math.max(0.1, sigma ?? 1.5) };
 }
 
 /** Adds a batch's (or run's) counts to a total; the cursor and horizon follow the latest. */
