@@ -1,11 +1,56 @@
 import type { Command } from 'commander';
-import { ENGINES, GROUP_BYS, groupInvoices, type Engine, type GroupBy, type GroupRow } from '../analytics/group.js';
-import { describeWindow, monthWindow } from '../analytics/window.js';
+import type { Engine, GroupBy, GroupRow } from '../analytics/group.js';
 import { UsageError } from '../errors.js';
-import { barChart } from '../output/chart.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import type { Column } from '../output/render.js';
-import { commandContext, interruptSignal, positiveInt } from './context.js';
+import { commandContext, defaultLake, interruptSignal, LAKE_DEFAULT, positiveInt } from './context.js';
+
+export const DEFAULT_ENGINE: Engine = 'auto';
+
+/** What each engine is, said in the help of --engine; the engines themselves are the core's (ENGINES). */
+const ENGINE_HELP: Partial<Record<string, string>> = {
+  auto: 'the fastest that is exact and fresh: a fresh lake, else the totals, else postgres',
+  duckdb: 'the lake plus what it does not hold yet',
+  totals: 'monthly totals per customer, refreshed first',
+};
+
+export interface HelpValues {
+  GROUP_BYS: readonly string[];
+  ENGINES: readonly string[];
+}
+
+/** The values --by and --engine take, from the core; it loads DuckDB, so only when group is the command named. */
+export async function helpValues(): Promise<HelpValues> {
+  const { GROUP_BYS, ENGINES } = await import('../analytics/group.js');
+  return { GROUP_BYS, ENGINES };
+}
+
+/** `values` is given when group is the command named: the other commands' help never shows its options. */
+export function command(program: Command, { GROUP_BYS, ENGINES }: HelpValues = { GROUP_BYS: [], ENGINES: [] }): Command {
+  return program.command('group')
+    .description('invoices of the last N calendar months grouped by issuer, receiver or customer (exact totals)')
+    .requiredOption('--months <n>', 'the N calendar months ending with the month of --as-of (the current month included)')
+    .requiredOption('--by <party>', `${orList(GROUP_BYS)} (customer: issued + received, and net)`)
+    .option('--as-of <date>', 'a day in the last month of the window (YYYY-MM-DD, UTC; default: today)')
+    .option('--top <k>', 'only the K customers with the largest totals')
+    .option('--engine <engine>', orList(ENGINES.map((e) => (ENGINE_HELP[e] ? `${e} (${ENGINE_HELP[e]})` : e))), DEFAULT_ENGINE)
+    .option('--lake <dir>', `the lake written by \`invoices export\` (default: ${LAKE_DEFAULT})`)
+    .option('--chart', 'draw the totals as a bar chart')
+    .addHelpText('after', `
+Examples:
+  $ invoices group --months 6 --by issuer --top 10
+  $ invoices group --months 12 --by customer --as-of 2026-06-30 --format csv > customers.csv
+  $ invoices group --months 3 --by receiver --top 15 --chart
+  $ invoices group --months 6 --by issuer --engine postgres      the live table, no lake
+
+The window is printed on stderr, with the engine that answered and why. Amounts are exact
+decimal strings; average is total / invoices rounded half away from zero to the cent.`)
+    .hook('preAction', defaultLake('--lake'))
+    .action(run);
+}
+
+/** "a, b or c". */
+const orList = (items: readonly string[]) => (items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`);
 
 interface GroupOptions {
   months: string;
@@ -19,16 +64,18 @@ interface GroupOptions {
 
 export async function run(opts: GroupOptions, cmd: Command): Promise<void> {
   const months = positiveInt('--months', opts.months);
-  if (!GROUP_BYS.includes(opts.by as GroupBy)) throw new UsageError(`--by must be one of ${GROUP_BYS.join(', ')}, got "${opts.by}"`);
-  if (!ENGINES.includes(opts.engine as Engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${opts.engine}"`);
   const top = opts.top === undefined ? undefined : positiveInt('--top', opts.top);
   const g = cmd.optsWithGlobals<{ json?: boolean; format?: string }>();
   if (opts.chart && (g.json || (g.format !== undefined && g.format !== 'table'))) {
     throw new UsageError(`--chart draws a chart: it cannot go with ${g.json ? '--json' : `--format ${g.format}`} (drop one of them)`);
   }
+  const [{ groupInvoices }, { describeWindow, monthWindow }, { barChart }] = await Promise.all([
+    import('../analytics/group.js'), import('../analytics/window.js'), import('../output/chart.js'),
+  ]);
   const window = monthWindow(months, opts.asOf ?? new Date().toISOString().slice(0, 10));
+  // --by and --engine are checked by the core (groupInvoices), which owns their lists.
   const by = opts.by as GroupBy;
-  const ctx = commandContext(cmd);
+  const ctx = await commandContext(cmd);
   ctx.log.info(`window: ${describeWindow(window)}`);
   const started = performance.now();
   // The first build of the monthly totals (or a rebuild) reads the whole table in one statement:
