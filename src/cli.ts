@@ -9,7 +9,7 @@ import { ExitCode, InterruptedError, InvoicesError } from './errors.js';
 import { addGlobalOptions, interruptExitCode } from './commands/context.js';
 
 /** What a command module exports. */
-export interface CommandModule<Values = never> {
+export interface CommandModule<Values = unknown> {
   /**
    * Adds the command to the program (program.command(name), so it inherits exitOverride and the
    * output settings): flags, defaults, description, help and examples; its action is the
@@ -24,7 +24,7 @@ export interface CommandModule<Values = never> {
 }
 
 /** The commands, in the order of the help, each loaded only when needed. */
-const COMMANDS: Record<string, () => Promise<CommandModule<unknown>>> = {
+const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   init: () => import('./commands/init.js'),
   seed: () => import('./commands/seed.js'),
   get: () => import('./commands/get.js'),
@@ -46,7 +46,7 @@ export async function buildProgram(args: string[]): Promise<Command> {
       .version(packageVersion(), '-V, --version'),
   )
     .showHelpAfterError('(run with --help for usage)')
-    .exitOverride() // every command copies it: usage errors reach main() and exit 2
+    .exitOverride() // commands inherit it: usage errors reach main() and exit 2
     .configureOutput({ outputError: (str, write) => write(str) })
     .addHelpText('after', `
 Examples:

@@ -26,7 +26,7 @@ export async function helpValues(): Promise<HelpValues> {
 }
 
 /** `values` is given when group is the command named: the other commands' help never shows its options. */
-export function command(program: Command, { GROUP_BYS, ENGINES }: HelpValues = { GROUP_BYS: [], ENGINES: [] }): Command {
+export function command(program: Command, { GROUP_BYS = [], ENGINES = [] }: Partial<HelpValues> = {}): Command {
   return program.command('group')
     .description('invoices of the last N calendar months grouped by issuer, receiver or customer (exact totals)')
     .requiredOption('--months <n>', 'the N calendar months ending with the month of --as-of (the current month included)')

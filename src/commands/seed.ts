@@ -5,12 +5,22 @@ import { createProgress, fmtInt } from '../output/progress.js';
 import type { SeedProgress } from '../seed/seed.js';
 import { commandContext, interruptSignal, parseDay, positiveInt } from './context.js';
 
-export const DEFAULT_INVOICES_PER_CUSTOMER = 50;
 export const DEFAULT_MONTHS = 24;
 export const DEFAULT_SEED = '1';
-export const DEFAULT_BATCH_SIZE = 1_000_000;
 
-export function command(program: Command): Command {
+export interface HelpValues {
+  DEFAULT_INVOICES_PER_CUSTOMER: number;
+  DEFAULT_BATCH: number;
+}
+
+/** The defaults the core applies (src/seed/seed.ts), loaded (with Faker) only when seed is the command named. */
+export async function helpValues(): Promise<HelpValues> {
+  const { DEFAULT_INVOICES_PER_CUSTOMER, DEFAULT_BATCH } = await import('../seed/seed.js');
+  return { DEFAULT_INVOICES_PER_CUSTOMER, DEFAULT_BATCH };
+}
+
+/** `values` is given when seed is the command named: the other commands' help never shows its options. */
+export function command(program: Command, { DEFAULT_INVOICES_PER_CUSTOMER, DEFAULT_BATCH }: Partial<HelpValues> = {}): Command {
   return program.command('seed')
     .description('fill customers and invoices with realistic fake data (binary COPY)')
     .requiredOption('--customers <n>', 'number of customers to create')
@@ -20,18 +30,15 @@ export function command(program: Command): Command {
     .option('--as-of <date>', 'last day of the window, exclusive (YYYY-MM-DD, UTC; default: today)')
     .option('--append', 'add a new cohort of customers and invoices to existing rows')
     .option('--truncate', 'replace existing rows')
-    .option('--batch-size <n>', 'invoices per COPY transaction', String(DEFAULT_BATCH_SIZE))
+    .option('--batch-size <n>', `invoices per COPY transaction (default: ${DEFAULT_BATCH})`)
     .option('--no-wait', 'when another seed or conversion is writing the tables, exit 1 instead of waiting for it')
-    .addHelpText('after', `
+    .addHelpText('after', () => `
 Examples:
-  $ invoices seed --customers 1000                        ${thousands(1000 * DEFAULT_INVOICES_PER_CUSTOMER)} invoices over ${DEFAULT_MONTHS} months
+  $ invoices seed --customers 1000                        ${fmtInt(1000 * DEFAULT_INVOICES_PER_CUSTOMER!)} invoices over ${DEFAULT_MONTHS} months
   $ invoices seed --customers 200000 --invoices 10000000 --truncate
   $ invoices seed --customers 10 --invoices 100 --seed 7 --as-of 2026-01-01 --append`)
     .action(run);
 }
-
-/** 50000 as 50,000, without loading Intl's locale data for every --help (fmtInt does). */
-const thousands = (n: number) => String(n).replace(/\B(?=(\d{3})+$)/g, ',');
 
 export interface SeedFlags {
   customers: string;
@@ -41,7 +48,7 @@ export interface SeedFlags {
   asOf?: string;
   append?: boolean;
   truncate?: boolean;
-  batchSize: string;
+  batchSize?: string;
   /** --no-wait sets it false. */
   wait: boolean;
 }
@@ -49,9 +56,9 @@ export interface SeedFlags {
 export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
   if (flags.append && flags.truncate) throw new UsageError('choose one of --append and --truncate');
   const customers = positiveInt('--customers', flags.customers);
-  const invoices = flags.invoices === undefined ? customers * DEFAULT_INVOICES_PER_CUSTOMER : positiveInt('--invoices', flags.invoices, { allowZero: true });
+  const invoices = flags.invoices === undefined ? undefined : positiveInt('--invoices', flags.invoices, { allowZero: true });
   const months = positiveInt('--months', flags.months);
-  const batchSize = positiveInt('--batch-size', flags.batchSize);
+  const batchSize = flags.batchSize === undefined ? undefined : positiveInt('--batch-size', flags.batchSize);
   const asOf = flags.asOf ? parseDay(flags.asOf) : new Date();
   const [{ seed }, { watchServerProgress }] = await Promise.all([import('../seed/seed.js'), import('../db/server-progress.js')]);
   const ctx = await commandContext(cmd);
