@@ -10,12 +10,10 @@ import type { Client, DbContext } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { readManifest } from '../lake/manifest.js';
-import { lakeFileProblem } from '../lake/read.js';
 import { describeTarget } from '../lake/target.js';
 import { untrackedAdvice, type SourceTable } from '../table/describe.js';
 import { rangeCondition, xidLiteral } from '../table/watermark.js';
 import { rawAggregate, type Dimension, type GroupRow, type RawRow } from './dimensions.js';
-import { lakeGroup } from './lake-engine.js';
 import { totalsAggregate, withFreshTotals, type RefreshResult, type TotalsBuildHook } from './totals.js';
 import type { Window } from './window.js';
 
@@ -64,6 +62,8 @@ export type EngineName = 'duckdb' | 'totals' | 'postgres';
 
 export interface GroupEngine {
   name: EngineName;
+  /** One line for --help. */
+  help: string;
   /** Answers; under auto it may pass instead, saying why. */
   answer(env: EngineEnv, auto: boolean): Promise<GroupResult | { passes: string }>;
 }
@@ -72,6 +72,7 @@ const limit = (top: number | undefined) => (top ? `LIMIT ${Math.trunc(top)}` : '
 
 const duckdb: GroupEngine = {
   name: 'duckdb',
+  help: 'the lake plus what it does not hold yet, read from PostgreSQL in the same snapshot',
   async answer(env, auto) {
     const lakeDir = path.resolve(env.opts.lake);
     const manifest = readManifest(env.opts.lake);
@@ -80,14 +81,15 @@ const duckdb: GroupEngine = {
       : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
       : undefined;
     if (!auto && passes) throw new UsageError(!manifest ? `--engine duckdb needs a lake: none at ${lakeDir} (run \`invoices export\`)` : `the lake at ${lakeDir} was exported from ${manifest.source}, not ${origin}`);
-    const unfit = passes ?? (manifest!.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export` : lakeFileProblem(env.opts.lake, manifest!));
-    if (auto && unfit) return { passes: unfit };
-    return lakeGroup(env, manifest!, auto);
+    if (passes) return { passes };
+    // DuckDB is loaded only when there is a lake of this table to read.
+    return (await import('./lake-engine.js')).lakeAnswer(env, manifest!, auto);
   },
 };
 
 const totals: GroupEngine = {
   name: 'totals',
+  help: 'the monthly totals per customer, refreshed first, plus the rows above their watermark',
   async answer(env, auto) {
     const { client, source, dim, opts, log } = env;
     // Under auto, a table that cannot be tracked is passed over; this tool's own table gets its change log on the way (a database of an earlier version).
@@ -121,6 +123,7 @@ const totals: GroupEngine = {
 
 const postgres: GroupEngine = {
   name: 'postgres',
+  help: 'a GROUP BY on the live table: the reference',
   async answer({ client, source, customers, dim, opts }, auto) {
     const agg = rawAggregate(source.relation, rangeCondition(opts.window.from, opts.window.to));
     const { rows } = await client.query<RawRow>(dim.sql(agg, customers, limit(opts.top)));
@@ -130,6 +133,9 @@ const postgres: GroupEngine = {
 
 /** The engines, in the order auto tries them. */
 export const GROUP_ENGINES: readonly GroupEngine[] = [duckdb, totals, postgres];
+
+/** What auto does, for --help. */
+export const AUTO_HELP = 'the first of these that can answer exactly and fresh; stderr says why the others could not';
 
 /** --engine's values. */
 export const ENGINES: readonly string[] = ['auto', ...GROUP_ENGINES.map((e) => e.name)];

@@ -8,18 +8,24 @@ import { UsageError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { customersSelect } from '../table/customers.js';
 import { describeTable } from '../table/describe.js';
-import { dimension, GROUP_BYS } from './dimensions.js';
+import { dimension, GROUP_BYS, type Dimension } from './dimensions.js';
 import { answerWith, ENGINES, type GroupOptions, type GroupResult } from './engines.js';
 
 export { DIMENSIONS, GROUP_BYS, type GroupRow } from './dimensions.js';
 export { ENGINES, type GroupOptions, type GroupResult } from './engines.js';
 
+/** The dimension of `--by`, after checking `--by` and `--engine` (a usage error names the values they take). */
+export function groupingOf(by: string, engine: string): Dimension {
+  const dim = dimension(by);
+  if (!dim) throw new UsageError(`--by must be one of ${GROUP_BYS.join(', ')}, got "${by}"`);
+  if (!ENGINES.includes(engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${engine}"`);
+  return dim;
+}
+
 /** Groups the window's invoices; see GroupOptions. */
 export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise<GroupResult> {
   const log = opts.log ?? ctx.log ?? silentLogger;
-  const dim = dimension(opts.by);
-  if (!dim) throw new UsageError(`--by must be one of ${GROUP_BYS.join(', ')}, got "${opts.by}"`);
-  if (!ENGINES.includes(opts.engine)) throw new UsageError(`--engine must be one of ${ENGINES.join(', ')}, got "${opts.engine}"`);
+  const dim = groupingOf(opts.by, opts.engine);
   return withClient(ctx, async (client) => {
     const cancel = cancelOnAbort(ctx, client, opts.signal);
     try {

@@ -3,13 +3,14 @@
 // lake's watermark (an index range scan on created_xid), and whole months whose rows were
 // updated or deleted, or whose partition was replaced, since the export.
 import os from 'node:os';
+import path from 'node:path';
 import { rmSync } from 'node:fs';
 import type { Client } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
 import { copyIntoDuckDb, makeFifo } from '../lake/copy-stream.js';
 import { queryRows, sqlString, withDuckDb, type DuckDBConnection } from '../lake/duckdb.js';
 import type { Manifest } from '../lake/manifest.js';
-import { fileList } from '../lake/read.js';
+import { fileList, lakeFileProblem } from '../lake/read.js';
 import { monthBounds } from '../schema/partitions.js';
 import { changesSince } from '../table/changes.js';
 import { customersStamp } from '../table/customers.js';
@@ -19,8 +20,17 @@ import { rawAggregate, type RawRow } from './dimensions.js';
 import type { EngineEnv, GroupResult } from './engines.js';
 import { windowMonths } from './window.js';
 
-/** The answer from the lake; under auto, `passes` instead when most of the window changed since the export. */
-export async function lakeGroup(env: EngineEnv, manifest: Manifest, auto: boolean): Promise<GroupResult | { passes: string }> {
+/** The answer from a lake of this table; under auto, `passes` instead when the lake cannot say what changed since its export, a file is missing or changed, or most of the window changed. */
+export async function lakeAnswer(env: EngineEnv, manifest: Manifest, auto: boolean): Promise<GroupResult | { passes: string }> {
+  if (auto) {
+    const lakeDir = path.resolve(env.opts.lake);
+    const unfit = manifest.watermark === null ? `the lake at ${lakeDir} has no watermark to read what changed since its export` : lakeFileProblem(env.opts.lake, manifest);
+    if (unfit) return { passes: unfit };
+  }
+  return lakeGroup(env, manifest, auto);
+}
+
+async function lakeGroup(env: EngineEnv, manifest: Manifest, auto: boolean): Promise<GroupResult | { passes: string }> {
   const { client, source, dim, opts, log } = env;
   const { window } = opts;
   const watermark = manifest.watermark;

@@ -1,12 +1,23 @@
-// What every command gets from the global options: the resolved config, a stderr logger,
-// the output format. The only place besides cli.ts that reads process.env.
+// The global options and what every command gets from them: the resolved config, a stderr
+// logger, the output format. The only place besides cli.ts that reads process.env.
 import type { Command } from 'commander';
-import { resolveConfig, withDotEnv, type Config } from '../config.js';
+import type { Config } from '../config.js';
 import type { DbContext } from '../db/client.js';
 import { InterruptedError, UsageError } from '../errors.js';
-import { noticeLegacyHome } from './home.js';
 import type { Logger } from '../log.js';
-import { parseFormat, render, type Column, type Format } from '../output/render.js';
+import type { Column, Format } from '../output/render.js';
+
+/** The options every command takes (read by buildContext below). */
+export function addGlobalOptions(program: Command): Command {
+  return program
+    .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL, PG* variables, config file, else the embedded server)')
+    .option('--config <path>', 'config file (default: ./invoices.config.json)')
+    .option('--format <format>', 'output format: table, json or csv (default: table on a terminal, else json)')
+    .option('--json', 'same as --format json')
+    .option('-q, --quiet', 'no progress or information on stderr')
+    .option('--debug', 'show stack traces and debug lines on stderr')
+    .option('--no-color', 'no colour (also NO_COLOR)');
+}
 
 export interface GlobalOptions {
   databaseUrl?: string;
@@ -32,16 +43,20 @@ export interface CommandContext extends DbContext {
   printRows<T extends object>(rows: T[], columns: Column<T>[], opts?: { single?: boolean }): Promise<void>;
 }
 
-const contexts = new WeakMap<Command, CommandContext>();
+const contexts = new WeakMap<Command, Promise<CommandContext>>();
 
-/** The context of a command, built once (cli.ts's preAction hook may ask first, for the default lake). */
-export function commandContext(cmd: Command): CommandContext {
+/** The context of a command, built once (its defaultLake hook may ask first). */
+export function commandContext(cmd: Command): Promise<CommandContext> {
   let ctx = contexts.get(cmd);
   if (!ctx) contexts.set(cmd, (ctx = buildContext(cmd)));
   return ctx;
 }
 
-function buildContext(cmd: Command): CommandContext {
+async function buildContext(cmd: Command): Promise<CommandContext> {
+  // Loaded when a command runs, not for --help.
+  const [{ resolveConfig, withDotEnv }, { noticeLegacyHome }, { parseFormat, render }] = await Promise.all([
+    import('../config.js'), import('./home.js'), import('../output/render.js'),
+  ]);
   const g = cmd.optsWithGlobals<GlobalOptions>();
   const env = withDotEnv(process.env, process.cwd());
   const format = g.json ? 'json' : g.format ? parseFormat(g.format) : process.stdout.isTTY ? 'table' : 'json';
@@ -67,6 +82,23 @@ function buildContext(cmd: Command): CommandContext {
     printRows: async (rows, columns, opts) => {
       process.stdout.write(await render(rows, columns, format, { ...opts, color: color && Boolean(process.stdout.isTTY) }));
     },
+  };
+}
+
+/** The default of --out/--lake, said in --help: the value itself is known once the config is resolved. */
+export const LAKE_DEFAULT = "this database's own lake, <home>/lakes/<name> (README: Where everything lives)";
+
+/**
+ * The preAction hook of a command with --out or --lake: when not given, the lake of the database
+ * (config.ts defaultLake), which has no static default since it is known only once the
+ * configuration is resolved.
+ */
+export function defaultLake(flag: '--out' | '--lake'): (cmd: Command) => Promise<void> {
+  return async (cmd) => {
+    const key = flag.slice(2);
+    if (cmd.getOptionValue(key) !== undefined) return;
+    const [ctx, { defaultLakeFor }] = await Promise.all([commandContext(cmd), import('./home.js')]);
+    cmd.setOptionValueWithSource(key, defaultLakeFor(ctx.config, process.cwd(), ctx.log, flag), 'default');
   };
 }
 

@@ -1,21 +1,36 @@
-import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { defaultLake, describeSettings, type ConnectionSettings } from '../config.js';
-import pg from 'pg';
-import { embeddedSettings, embeddedStatus, embeddedUrl, startEmbedded, startEmbeddedOnDemand, stopEmbedded } from '../db/embedded.js';
+import type { ConnectionSettings } from '../config.js';
 import { InvoicesError, UsageError } from '../errors.js';
 import { commandContext, type CommandContext } from './context.js';
 
-type Action = 'start' | 'stop' | 'status' | 'url' | 'psql';
+const ACTIONS = ['start', 'stop', 'status', 'url', 'psql'] as const;
 
-export async function run(action: Action, args: string[], _opts: unknown, cmd: Command): Promise<void> {
-  // Unknown options are let through for psql only (see cli.ts): anywhere else they are mistakes,
-  // but for stop's own --force (stop while invoices commands are connected).
+export function command(program: Command): Command {
+  return program.command('db')
+    .description('manage the embedded PostgreSQL (used when no database is configured)')
+    .addArgument(program.createArgument('<action>', 'start, stop, status, url or psql').choices(ACTIONS))
+    .argument('[psql-args...]', 'with psql: arguments for psql (-c SQL, -f FILE, -A, -t, ...)')
+    // psql's own options (-c, -f, ...) reach it untouched; those of invoices (-q, -h, -V) go after --.
+    .allowUnknownOption()
+    .addHelpText('after', `
+Examples:
+  $ invoices db status                      state, version, pid, URL without password, home, default lake
+  $ invoices db psql                        psql on the database: the password in its environment, never on argv
+  $ invoices db psql -c 'SELECT count(*) FROM invoices'
+  $ invoices db psql -- -q -f report.sql    after --, options that invoices would otherwise take
+  $ invoices db url                         the URL, password included (embedded server): for clients that need one`)
+    .action(run);
+}
+
+export async function run(action: (typeof ACTIONS)[number], args: string[], _opts: unknown, cmd: Command): Promise<void> {
+  // Unknown options are let through for psql only (allowUnknownOption above): anywhere else they
+  // are mistakes, but for stop's own --force (stop while invoices commands are connected).
   const force = action === 'stop' && args.includes('--force');
   if (force) args = args.filter((a) => a !== '--force');
   if (action !== 'psql' && args.length) throw new UsageError(`\`invoices db ${action}\` takes no arguments, got: ${args.join(' ')}`);
-  const ctx = commandContext(cmd);
+  const ctx = await commandContext(cmd);
   const { target } = ctx.config;
+  const [{ describeSettings }, { embeddedSettings, embeddedUrl, startEmbedded, startEmbeddedOnDemand, stopEmbedded }] = await Promise.all([import('../config.js'), import('../db/embedded.js')]);
   if (action === 'psql') {
     const settings = target.kind === 'embedded' ? (await startEmbeddedOnDemand(target.home, ctx.log.info)).settings : target.connection;
     process.exitCode = await runPsql(settings, args, process.env);
@@ -60,8 +75,10 @@ export async function run(action: Action, args: string[], _opts: unknown, cmd: C
  * starting with 'invoices'), each described in a few words; [] when it is not running.
  */
 async function connectedCommands(home: string): Promise<string[]> {
+  const { embeddedSettings, embeddedStatus } = await import('../db/embedded.js');
   const settings = embeddedStatus(home).running ? embeddedSettings(home) : undefined;
   if (!settings) return [];
+  const { default: pg } = await import('pg');
   const client = new pg.Client({ ...settings, application_name: 'db stop', connectionTimeoutMillis: 5000 });
   try {
     await client.connect();
@@ -78,6 +95,7 @@ async function connectedCommands(home: string): Promise<string[]> {
 }
 
 async function status(ctx: CommandContext, home: string): Promise<void> {
+  const [{ defaultLake, describeSettings }, { embeddedSettings, embeddedStatus }] = await Promise.all([import('../config.js'), import('../db/embedded.js')]);
   const s = embeddedStatus(home);
   const settings = embeddedSettings(home);
   const row = {
@@ -122,8 +140,9 @@ export function psqlInvocation(c: ConnectionSettings, args: string[], env: NodeJ
 }
 
 /** Runs psql on the terminal until it exits; resolves with its exit code (128 + n after signal n). */
-function runPsql(settings: ConnectionSettings, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+async function runPsql(settings: ConnectionSettings, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const call = psqlInvocation(settings, args, env);
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn('psql', call.args, { stdio: 'inherit', env: call.env });
     // Ctrl-C belongs to psql (it cancels the running query); SIGTERM and SIGHUP are passed on.

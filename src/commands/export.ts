@@ -1,10 +1,35 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { exportLake, type MonthOutcome } from '../lake/export.js';
-import { verifyLake, type MonthCheck } from '../lake/verify.js';
+import type { MonthOutcome } from '../lake/export.js';
+import type { MonthCheck } from '../lake/verify.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import type { Column } from '../output/render.js';
-import { commandContext, interruptSignal } from './context.js';
+import { commandContext, defaultLake, interruptSignal, LAKE_DEFAULT } from './context.js';
+
+export function command(program: Command): Command {
+  return program.command('export')
+    .description('export invoices (hive-partitioned by month) and customers to a Parquet lake; incremental, atomic per month')
+    .option('--out <dir>', `the lake directory (default: ${LAKE_DEFAULT})`)
+    .option('--full', 'rewrite every month, ignoring the manifest')
+    .option('--verify', 'after exporting, reconcile rows and sum(amount) per month with PostgreSQL; exit 1 on any difference')
+    .option('--verify-only', 'reconcile the lake with PostgreSQL without exporting')
+    .option('--no-wait', 'when another export holds the lake\'s lock, exit 1 at once instead of waiting for it')
+    .addHelpText('after', `
+Examples:
+  $ invoices export                          the database's own lake: only the months that changed since the last run
+  $ invoices export --out /data/lake --full  rewrite everything
+  $ invoices export --verify --quiet         cron: export, then exit 1 if a month differs from PostgreSQL
+
+Layout: <dir>/invoices/month=YYYY-MM/part-<export id>.parquet, <dir>/customers/part-<export id>.parquet,
+<dir>/_manifest.json (lists every file, with its size and sha256). The folder must be new, empty or a
+lake export made; export never touches a file it did not write. One export at a time (a lock file;
+--no-wait refuses instead of waiting); a run that was killed is finished or rolled back by the next.
+Rows are exported up to a transaction-id watermark, so a transaction that commits late is picked up
+by the next run; months whose rows were updated or deleted, or whose file is missing or changed, are
+written again.`)
+    .hook('preAction', defaultLake('--out'))
+    .action(run);
+}
 
 interface ExportOptions {
   out: string;
@@ -34,9 +59,10 @@ const CHECK_COLUMNS: Column<MonthCheck & { status: string }>[] = [
 
 export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
   if (opts.verifyOnly && (opts.full || opts.verify)) throw new UsageError('--verify-only does not export: it goes without --full and --verify');
-  const ctx = commandContext(cmd);
+  const ctx = await commandContext(cmd);
   const signal = interruptSignal(ctx.log);
   if (!opts.verifyOnly) {
+    const { exportLake } = await import('../lake/export.js');
     // Phase [1/2] invoices: rows done of the whole job's rows, months done of its months, rate
     // and ETA; then [2/2] customers (one statement: its time).
     const progress = createProgress('export', { quiet: ctx.quiet, tty: ctx.tty });
@@ -72,6 +98,7 @@ export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
       return;
     }
   }
+  const { verifyLake } = await import('../lake/verify.js');
   const v = await verifyLake(ctx, opts.out, { signal, wait: opts.wait !== false, log: ctx.log });
   const status = (m: MonthCheck) => (m.file === 'missing' ? 'MISSING FILE' : m.file === 'changed' ? 'CHANGED FILE' : m.ok ? 'ok' : 'DIFFERENT');
   await ctx.printRows(v.months.map((m) => ({ ...m, status: status(m) })), CHECK_COLUMNS);

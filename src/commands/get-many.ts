@@ -35,7 +35,7 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
     }
   }
   if (opts.repeat !== undefined) throw new UsageError('--repeat goes with --stats');
-  const { rt, useCache, openBoth, endpoint, ttl } = cacheSetup(opts, ctx);
+  const { rt, useCache, openBoth, endpoint, ttl } = await cacheSetup(opts, ctx);
 
   // Ctrl-C or SIGTERM (say, while waiting for ids on a terminal): what was printed stays, the
   // exit code says which signal (nothing is written, so there is nothing to leave clean).

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { cacheScope, MAX_TTL_SECONDS, parseRedisUrl, type CacheStamp } from '../cache/keys.js';
-import { ReadThrough } from '../cache/read-through.js';
-import { measureLookups, summarize, type Latency } from '../cache/stats.js';
+import type { CacheStamp } from '../cache/keys.js';
+import type { ReadThrough } from '../cache/read-through.js';
+import type { Latency } from '../cache/stats.js';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
-import { getInvoice, parseInvoiceId, type InvoiceDetail } from '../lookup/get-invoice.js';
+import type { InvoiceDetail } from '../lookup/get-invoice.js';
 import type { Column } from '../output/render.js';
 import { commandContext, positiveInt, type CommandContext } from './context.js';
 
@@ -21,6 +21,36 @@ export const COLUMNS: Column<InvoiceDetail>[] = [
 export const DEFAULT_CACHE_TTL = 60;
 export const DEFAULT_REPEAT = 200;
 
+export function command(program: Command): Command {
+  return program.command('get')
+    .description('show invoices by id, with their issuer and receiver (many ids: JSON lines, in input order)')
+    .argument('<id...>', 'invoice ids, or - to read them from stdin (one per line)')
+    .option('--cache <url>', 'read through this Redis (redis://host:port[/db], rediss:// for TLS; default: REDIS_URL)')
+    .option('--no-cache', 'ignore REDIS_URL: read PostgreSQL only')
+    .option('--cache-ttl <seconds>', `entries expire after this long, so an update shows within it (default: ${DEFAULT_CACHE_TTL}; 0: no cache)`)
+    .option('--cache-required', 'a cache that fails is an error (exit 1) instead of a warning and PostgreSQL')
+    .option('--stats', 'time repeated lookups: cache hit, cache miss, PostgreSQL alone (p50/p99 on stderr)')
+    .option('--repeat <n>', `lookups of each kind with --stats (default: ${DEFAULT_REPEAT})`)
+    .addHelpText('after', `
+Examples:
+  $ invoices get 42
+  $ invoices get 42 --format csv
+  $ REDIS_URL=redis://localhost:6380 invoices get 42     through Redis: a hit never connects to PostgreSQL
+  $ invoices get 42 --cache redis://localhost:6380 --cache-ttl 5
+  $ invoices get 42 --no-cache                            straight to PostgreSQL
+  $ invoices get 42 --stats --repeat 1000                 hit vs miss latency
+  $ invoices get 1 2 3                                    several: one JSON object per line when piped
+  $ cut -d, -f1 ids.csv | invoices get - > invoices.jsonl   ids on stdin, streamed out in input order
+
+Many ids: ids not found are named on stderr and the run exits 3 after printing the others; a
+malformed id argument exits 2 before any output; a malformed stdin line is named with its line
+number and the run exits 2 after printing the others.
+
+The cache never serves an entry older than --cache-ttl. When it cannot be reached, get
+warns once and answers from PostgreSQL (exit 0), unless --cache-required.`)
+    .action(run);
+}
+
 export interface GetOptions {
   /** A URL from --cache, false from --no-cache, undefined: REDIS_URL. */
   cache?: string | false;
@@ -34,15 +64,16 @@ export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Comm
   const args = Array.isArray(rawIds) ? rawIds : [rawIds];
   if (args.length !== 1 || args[0] === '-') {
     if (opts.stats) throw new UsageError('--stats times one invoice: give one id');
-    return (await import('./get-many.js')).runMany(args, opts, commandContext(cmd));
+    return (await import('./get-many.js')).runMany(args, opts, await commandContext(cmd));
   }
   const rawId = args[0];
+  const { parseInvoiceId } = await import('../lookup/get-invoice.js');
   const id = parseInvoiceId(rawId);
   if (id === undefined) throw new UsageError(`invoice id must be a positive integer, got "${rawId}"`);
   if (opts.repeat !== undefined && !opts.stats) throw new UsageError('--repeat goes with --stats');
   const repeat = opts.repeat === undefined ? DEFAULT_REPEAT : positiveInt('--repeat', opts.repeat);
-  const ctx = commandContext(cmd);
-  const { rt, useCache, openCache, openBoth, endpoint, ttl, connectMs } = cacheSetup(opts, ctx);
+  const ctx = await commandContext(cmd);
+  const { rt, useCache, openCache, openBoth, endpoint, ttl, connectMs } = await cacheSetup(opts, ctx);
   let client: Client | undefined;
   try {
     if (opts.stats) {
@@ -64,7 +95,8 @@ export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Comm
 }
 
 /** The cache `get` reads through, from --cache, --no-cache, --cache-ttl, --cache-required and REDIS_URL; usage errors first. */
-export function cacheSetup(opts: GetOptions, ctx: CommandContext) {
+export async function cacheSetup(opts: GetOptions, ctx: CommandContext) {
+  const [{ cacheScope, MAX_TTL_SECONDS, parseRedisUrl }, { ReadThrough }] = await Promise.all([import('../cache/keys.js'), import('../cache/read-through.js')]);
   const ttl = opts.cacheTtl === undefined ? DEFAULT_CACHE_TTL : positiveInt('--cache-ttl', opts.cacheTtl, { allowZero: true });
   if (ttl > MAX_TTL_SECONDS) throw new UsageError(`--cache-ttl must be at most ${MAX_TTL_SECONDS} seconds, got ${ttl}`);
   const url = opts.cache === false ? undefined : (opts.cache ?? ctx.redisUrl);
@@ -121,7 +153,7 @@ async function connectWithStamp(ctx: CommandContext): Promise<{ client: Client; 
 
 /** The invoice from PostgreSQL: on `client` when one is open, else on a connection of its own. */
 async function lookupInPostgres(ctx: CommandContext, client: Client | undefined, id: bigint): Promise<InvoiceDetail> {
-  const { withClient, translatePgError } = await import('../db/client.js');
+  const [{ withClient, translatePgError }, { getInvoice }] = await Promise.all([import('../db/client.js'), import('../lookup/get-invoice.js')]);
   if (!client) return withClient(ctx, (client) => getInvoice(client, id, ctx.config.tables));
   try {
     return await getInvoice(client, id, ctx.config.tables);
@@ -138,7 +170,9 @@ async function printStats(
   repeat: number,
   info: { url?: string; ttl: number; redisConnectMs?: number },
 ): Promise<void> {
-  const { withClient } = await import('../db/client.js');
+  const [{ withClient }, { getInvoice }, { measureLookups, summarize }] = await Promise.all([
+    import('../db/client.js'), import('../lookup/get-invoice.js'), import('../cache/stats.js'),
+  ]);
   const started = performance.now();
   let pgConnectMs = 0;
   let stampMs = 0;

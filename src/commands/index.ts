@@ -1,15 +1,28 @@
 import type { Command } from 'commander';
-import { asInterrupted, cancelOnAbort } from '../db/cancel.js';
-import { withClient } from '../db/client.js';
-import { watchServerProgress } from '../db/server-progress.js';
 import { InterruptedError } from '../errors.js';
 import { createProgress } from '../output/progress.js';
 import { formatBytes } from '../output/render.js';
-import { dropInvalidBuild, listIndexes, planIndexes } from '../schema/indexes.js';
 import { commandContext, interruptSignal } from './context.js';
 
+export function command(program: Command): Command {
+  return program.command('index')
+    .description('create the indexes the use cases need (CONCURRENTLY: writers are not blocked) and list them with sizes')
+    .option('--dry-run', 'print the SQL instead of running it')
+    .addHelpText('after', `
+Creates, when missing: a unique index on invoice_id (plain table; a partitioned one has invoice_ids),
+(issuer_id, issue_date) INCLUDE (amount) and (receiver_id, issue_date) INCLUDE (amount).
+
+Examples:
+  $ invoices index --dry-run
+  $ invoices index --format json`)
+    .action(run);
+}
+
 export async function run(flags: { dryRun?: boolean }, cmd: Command): Promise<void> {
-  const ctx = commandContext(cmd);
+  const [{ asInterrupted, cancelOnAbort }, { withClient }, { watchServerProgress }, { dropInvalidBuild, listIndexes, planIndexes }] = await Promise.all([
+    import('../db/cancel.js'), import('../db/client.js'), import('../db/server-progress.js'), import('../schema/indexes.js'),
+  ]);
+  const ctx = await commandContext(cmd);
   const progress = createProgress('index', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
   const log = progress.wrap(ctx.log);
   const signal = flags.dryRun ? undefined : interruptSignal(log);

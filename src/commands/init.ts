@@ -1,10 +1,16 @@
 import type { Command } from 'commander';
-import { withClient } from '../db/client.js';
-import { applySchema, existingTables } from '../schema/apply.js';
 import { commandContext } from './context.js';
 
+export function command(program: Command): Command {
+  return program.command('init')
+    .description('create the schema (idempotent)')
+    .addHelpText('after', '\nExample:\n  $ invoices init')
+    .action(run);
+}
+
 export async function run(_opts: unknown, cmd: Command): Promise<void> {
-  const ctx = commandContext(cmd);
+  const [{ withClient }, { applySchema, existingTables }] = await Promise.all([import('../db/client.js'), import('../schema/apply.js')]);
+  const ctx = await commandContext(cmd);
   const { tables } = ctx.config;
   if (tables.mapped) {
     // The application's tables: checked, never created; applySchema says what it adds beside them.

@@ -1,15 +1,46 @@
 import type { Command } from 'commander';
-import { connect, withClient, type Client } from '../db/client.js';
+import type { Client } from '../db/client.js';
 import { ExitCode, UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import { formatCursor, type Column } from '../output/render.js';
-import { follow } from '../risk/follow.js';
-import { explainFeatures } from '../risk/features.js';
-import { explainInvoice, riskStatus, verifyRisk } from '../risk/report.js';
-import { Scorer, type RunSummary, type Since } from '../risk/scorer.js';
-import { applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables } from '../risk/setup.js';
-import { describeTable } from '../table/describe.js';
+import { MODEL_VERSION } from '../risk/model.js';
+import type { RunSummary, Since } from '../risk/scorer.js';
 import { commandContext, interruptExitCode, interruptSignal, parseDay, positiveInt, type CommandContext } from './context.js';
+
+const ACTIONS = ['run', 'status', 'verify', 'explain', 'init'] as const;
+export const DEFAULT_SINCE = 'last';
+export const DEFAULT_BATCH_SIZE = 50_000;
+export const DEFAULT_POLL_INTERVAL_MS = 2000;
+
+export function command(program: Command): Command {
+  return program.command('risk')
+    .description('score new invoices with the risk model, exactly once (use case 4); status, verify, explain, init')
+    .addArgument(program.createArgument('[action]', 'status, verify, explain <id> or init (default: score)').choices(ACTIONS))
+    .argument('[id]', 'invoice id, for explain')
+    .option('--since <when>', 'last: invoices committed since the watermark; all: (re)score everything; YYYY-MM-DD: (re)score those issued since that day', DEFAULT_SINCE)
+    .option('--follow', 'keep running: score new invoices within a second of their commit (Ctrl-C or SIGTERM stops it)')
+    .option('--limit <n>', 'score at most N invoices in this run')
+    .option('--batch-size <n>', 'invoices per transaction', String(DEFAULT_BATCH_SIZE))
+    .option('--model-version <v>', 'model version: scores, watermark and lock are per version', MODEL_VERSION)
+    .option('--retry-failed', 'score the dead letters again; those that score leave the dead-letter table')
+    .option('--wait', 'when another run of the same model is scoring, wait for it instead of exiting 1')
+    .option('--poll-interval <ms>', 'with --follow: look for invoices at least this often even without a notification', String(DEFAULT_POLL_INTERVAL_MS))
+    .option('--dry-run', 'with init: print the statements without running them')
+    .addHelpText('after', `
+Examples:
+  $ invoices risk init --dry-run            what setting the scorer up would change
+  $ invoices risk                           score every invoice committed since the last run (cron-safe)
+  $ invoices risk --follow                  keep scoring as invoices commit
+  $ invoices risk status                    backlog, last run, dead letters, what holds the watermark
+  $ invoices risk verify                    every invoice below the watermark scored? (exit 1 if not)
+  $ invoices risk explain 42                the features and reasons of one invoice
+  $ invoices risk --since 2026-01-01 --model-version v2   rescore what was issued since a day
+
+Every committed invoice is scored exactly once per model version, even when transactions commit
+out of order: the watermark is the inserting transaction's id (created_xid), read only below the
+oldest running transaction. A second run of the same model exits 1 (or queues with --wait).`)
+    .action(run);
+}
 
 interface RiskFlags {
   since: string;
@@ -23,15 +54,14 @@ interface RiskFlags {
   dryRun?: boolean;
 }
 
-const ACTIONS = ['run', 'status', 'verify', 'explain', 'init'] as const;
-
-export async function run(action: string | undefined, id: string | undefined, flags: RiskFlags, cmd: Command): Promise<void> {
+/** `action` is one of ACTIONS (commander checks it) or none, to score. */
+export async function run(action: (typeof ACTIONS)[number] | undefined, id: string | undefined, flags: RiskFlags, cmd: Command): Promise<void> {
   const what = action ?? 'run';
-  if (!(ACTIONS as readonly string[]).includes(what)) throw new UsageError(`unknown risk action "${what}": expected one of ${ACTIONS.join(', ')} (or none, to score)`);
   if (what !== 'explain' && id !== undefined) throw new UsageError(`unexpected argument "${id}"`);
   const model = flags.modelVersion;
   if (!/^[\w.-]{1,64}$/.test(model)) throw new UsageError(`--model-version must be 1 to 64 letters, digits, "_", "." or "-", got "${model}"`);
-  const ctx = commandContext(cmd);
+  const ctx = await commandContext(cmd);
+  const { withClient } = await import('../db/client.js');
   switch (what) {
     case 'init':
       return withClient(ctx, (client) => init(ctx, client, Boolean(flags.dryRun)));
@@ -55,6 +85,7 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
   const pollMs = positiveInt('--poll-interval', flags.pollInterval);
   if (flags.follow && (since.kind !== 'last' || flags.retryFailed || limit !== undefined)) throw new UsageError('--follow scores from the watermark: it takes neither --since all|DATE, --limit nor --retry-failed');
   if (flags.retryFailed && since.kind !== 'last') throw new UsageError('--retry-failed retries the dead letters: it takes no --since');
+  const [{ connect }, { follow }, { Scorer }] = await Promise.all([import('../db/client.js'), import('../risk/follow.js'), import('../risk/scorer.js')]);
   const signal = interruptSignal(ctx.log);
   const opts = { modelVersion: model, batchSize, wait: flags.wait, signal, log: ctx.log };
   const started = performance.now();
@@ -170,6 +201,7 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
 /** On this tool's own tables the scorer sets itself up (saying what it does); an adopted table needs `invoices risk init`. */
 async function autoInit(ctx: CommandContext, client: Client): Promise<void> {
   if (ctx.config.tables.mapped) return;
+  const [{ applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables }, { describeTable }] = await Promise.all([import('../risk/setup.js'), import('../table/describe.js')]);
   const old = (await riskTables(client)) === 'old';
   const steps = await planRiskSetup(client, await describeTable(client, ctx.config.tables));
   if (steps.length) ctx.log.info('setting up the risk scorer (as `invoices risk init` does):');
@@ -178,6 +210,7 @@ async function autoInit(ctx: CommandContext, client: Client): Promise<void> {
 }
 
 async function init(ctx: CommandContext, client: Client, dryRun: boolean): Promise<void> {
+  const [{ applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables }, { describeTable }] = await Promise.all([import('../risk/setup.js'), import('../table/describe.js')]);
   const src = await describeTable(client, ctx.config.tables);
   const steps = await planRiskSetup(client, src);
   if (dryRun) {
@@ -199,6 +232,7 @@ async function init(ctx: CommandContext, client: Client, dryRun: boolean): Promi
 const perPartition = (description: string) => /^attach |: part of /.test(description);
 
 async function status(ctx: CommandContext, client: Client, model: string): Promise<void> {
+  const { riskStatus } = await import('../risk/report.js');
   const s = await riskStatus(client, ctx.config.tables, model);
   const tx = s.oldestTransaction;
   const holding = tx && s.heldBack > 0 ? `${tx.prepared ? 'prepared transaction' : `backend pid ${tx.pid}`} (${tx.user ?? '?'}@${tx.database ?? '?'}, ${tx.state ?? '?'}) open since ${tx.since} (${tx.seconds} s)` : '';
@@ -226,6 +260,7 @@ async function status(ctx: CommandContext, client: Client, model: string): Promi
 }
 
 async function verify(ctx: CommandContext, client: Client, model: string): Promise<void> {
+  const { verifyRisk } = await import('../risk/report.js');
   const v = await verifyRisk(client, ctx.config.tables, model);
   await ctx.printRows([{ source: v.source, model, checked: v.checked, scored: v.scored, dead_letters: v.deadLetters, missing: v.missing, missing_ids: v.missingIds.join(' '), stale_scores: v.stale }], [
     { key: 'source' }, { key: 'model' }, { key: 'checked', kind: 'int' }, { key: 'scored', kind: 'int' }, { key: 'dead_letters', kind: 'int' }, { key: 'missing', kind: 'int' }, { key: 'missing_ids' }, { key: 'stale_scores', kind: 'int' },
@@ -243,6 +278,7 @@ const earlierText = (s: { score: string; level: string; scoredAt: string }) =>
   `the stored score ${s.score} (${s.level}, ${s.scoredAt}) belonged to an earlier row with this id (the table was reloaded or reseeded since): the next \`invoices risk\` scores this one`;
 
 async function explain(ctx: CommandContext, client: Client, id: string, model: string): Promise<void> {
+  const [{ explainInvoice }, { explainFeatures }] = await Promise.all([import('../risk/report.js'), import('../risk/features.js')]);
   const e = await explainInvoice(client, ctx.config.tables, id, model, Date.now());
   const f = e.features;
   const rows = [

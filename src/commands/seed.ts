@@ -1,9 +1,44 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { watchServerProgress, type ServerProgress } from '../db/server-progress.js';
+import type { ServerProgress } from '../db/server-progress.js';
 import { createProgress, fmtInt } from '../output/progress.js';
-import { seed, type SeedProgress } from '../seed/seed.js';
+import type { SeedProgress } from '../seed/seed.js';
 import { commandContext, interruptSignal, parseDay, positiveInt } from './context.js';
+
+export const DEFAULT_MONTHS = 24;
+export const DEFAULT_SEED = '1';
+
+export interface HelpValues {
+  DEFAULT_INVOICES_PER_CUSTOMER: number;
+  DEFAULT_BATCH: number;
+}
+
+/** The defaults the core applies (src/seed/seed.ts), loaded (with Faker) only when seed is the command named. */
+export async function helpValues(): Promise<HelpValues> {
+  const { DEFAULT_INVOICES_PER_CUSTOMER, DEFAULT_BATCH } = await import('../seed/seed.js');
+  return { DEFAULT_INVOICES_PER_CUSTOMER, DEFAULT_BATCH };
+}
+
+/** `values` is given when seed is the command named: the other commands' help never shows its options. */
+export function command(program: Command, { DEFAULT_INVOICES_PER_CUSTOMER, DEFAULT_BATCH }: Partial<HelpValues> = {}): Command {
+  return program.command('seed')
+    .description('fill customers and invoices with realistic fake data (binary COPY)')
+    .requiredOption('--customers <n>', 'number of customers to create')
+    .option('--invoices <n>', `number of invoices (default: ${DEFAULT_INVOICES_PER_CUSTOMER} per customer)`)
+    .option('--months <k>', 'spread issue dates over the last K months', String(DEFAULT_MONTHS))
+    .option('--seed <s>', 'random seed: the same seed and --as-of give the same rows', DEFAULT_SEED)
+    .option('--as-of <date>', 'last day of the window, exclusive (YYYY-MM-DD, UTC; default: today)')
+    .option('--append', 'add a new cohort of customers and invoices to existing rows')
+    .option('--truncate', 'replace existing rows')
+    .option('--batch-size <n>', `invoices per COPY transaction (default: ${DEFAULT_BATCH})`)
+    .option('--no-wait', 'when another seed or conversion is writing the tables, exit 1 instead of waiting for it')
+    .addHelpText('after', () => `
+Examples:
+  $ invoices seed --customers 1000                        ${fmtInt(1000 * DEFAULT_INVOICES_PER_CUSTOMER!)} invoices over ${DEFAULT_MONTHS} months
+  $ invoices seed --customers 200000 --invoices 10000000 --truncate
+  $ invoices seed --customers 10 --invoices 100 --seed 7 --as-of 2026-01-01 --append`)
+    .action(run);
+}
 
 export interface SeedFlags {
   customers: string;
@@ -13,7 +48,7 @@ export interface SeedFlags {
   asOf?: string;
   append?: boolean;
   truncate?: boolean;
-  batchSize: string;
+  batchSize?: string;
   /** --no-wait sets it false. */
   wait: boolean;
 }
@@ -23,9 +58,10 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
   const customers = positiveInt('--customers', flags.customers);
   const invoices = flags.invoices === undefined ? undefined : positiveInt('--invoices', flags.invoices, { allowZero: true });
   const months = positiveInt('--months', flags.months);
-  const batchSize = positiveInt('--batch-size', flags.batchSize);
+  const batchSize = flags.batchSize === undefined ? undefined : positiveInt('--batch-size', flags.batchSize);
   const asOf = flags.asOf ? parseDay(flags.asOf) : new Date();
-  const ctx = commandContext(cmd);
+  const [{ seed }, { watchServerProgress }] = await Promise.all([import('../seed/seed.js'), import('../db/server-progress.js')]);
+  const ctx = await commandContext(cmd);
   const progress = createProgress('seed', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
   const log = progress.wrap(ctx.log);
   const signal = interruptSignal(log);

@@ -15,7 +15,7 @@ import { DEFAULT_TABLES, quoteIdent } from '../tables.js';
 
 export interface SeedOptions {
   customers: number;
-  /** Default: 50 per customer. */
+  /** Default: DEFAULT_INVOICES_PER_CUSTOMER per customer. */
   invoices?: number;
   months: number;
   seed: number | string;
@@ -57,7 +57,9 @@ export interface SeedResult {
 }
 
 /** Invoices per committed COPY when appending. */
-const DEFAULT_BATCH = 1_000_000;
+export const DEFAULT_BATCH = 1_000_000;
+/** Invoices per customer when SeedOptions.invoices is not given. */
+export const DEFAULT_INVOICES_PER_CUSTOMER = 50;
 
 /** The issue-date window: K months back from the as-of day's midnight, UTC. */
 export function seedWindow(asOf: Date, months: number): { startMicros: number; endMicros: number } {
@@ -71,7 +73,7 @@ export function seedWindow(asOf: Date, months: number): { startMicros: number; e
 
 /** Fills customers and invoices with generated rows through binary COPY, in committed batches. */
 export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResult> {
-  const invoices = opts.invoices ?? opts.customers * 50;
+  const invoices = opts.invoices ?? opts.customers * DEFAULT_INVOICES_PER_CUSTOMER;
   if (!Number.isInteger(opts.customers) || opts.customers < 2) throw new UsageError('--customers must be an integer >= 2 (an invoice needs an issuer and a different receiver)');
   if (!Number.isInteger(invoices) || invoices < 0) throw new UsageError('--invoices must be a non-negative integer');
   if (!Number.isInteger(opts.months) || opts.months < 1 || opts.months > 600) throw new UsageError('--months must be an integer from 1 to 600');
