@@ -35,7 +35,7 @@ export function command(program: Command): Command {
 Examples:
   $ invoices get 42
   $ invoices get 42 --format csv
-  $ REDIS_URL=redis://localhost:6380 invoices get 42     through Redis: a hit never connects to PostgreSQL
+  $ REDIS_URL=redis://localhost:6380 invoices get 42     through Redis: a hit reads only the table's generation from PostgreSQL
   $ invoices get 42 --cache redis://localhost:6380 --cache-ttl 5
   $ invoices get 42 --no-cache                            straight to PostgreSQL
   $ invoices get 42 --stats --repeat 1000                 hit vs miss latency
