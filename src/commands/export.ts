@@ -60,12 +60,12 @@ const CHECK_COLUMNS: Column<MonthCheck & { status: string }>[] = [
 export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
   if (opts.verifyOnly && (opts.full || opts.verify)) throw new UsageError('--verify-only does not export: it goes without --full and --verify');
   const ctx = await commandContext(cmd);
-  const signal = interruptSignal(ctx.log);
+  // Phase [1/2] invoices: rows done of the whole job's rows, months done of its months, rate
+  // and ETA; then [2/2] customers (one statement: its time). Messages go around the live line.
+  const progress = createProgress('export', { quiet: ctx.quiet, tty: ctx.tty });
+  const signal = interruptSignal(progress.wrap(ctx.log));
   if (!opts.verifyOnly) {
     const { exportLake } = await import('../lake/export.js');
-    // Phase [1/2] invoices: rows done of the whole job's rows, months done of its months, rate
-    // and ETA; then [2/2] customers (one statement: its time).
-    const progress = createProgress('export', { quiet: ctx.quiet, tty: ctx.tty });
     let phase = '';
     const r = await exportLake(ctx, {
       out: opts.out,

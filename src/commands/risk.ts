@@ -86,8 +86,11 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
   if (flags.follow && (since.kind !== 'last' || flags.retryFailed || limit !== undefined)) throw new UsageError('--follow scores from the watermark: it takes neither --since all|DATE, --limit nor --retry-failed');
   if (flags.retryFailed && since.kind !== 'last') throw new UsageError('--retry-failed retries the dead letters: it takes no --since');
   const [{ connect }, { follow }, { Scorer }] = await Promise.all([import('../db/client.js'), import('../risk/follow.js'), import('../risk/scorer.js')]);
-  const signal = interruptSignal(ctx.log);
-  const opts = { modelVersion: model, batchSize, wait: flags.wait, signal, log: ctx.log };
+  // One live line for the run (drawn on a terminal only); messages, the interrupt's included, go around it.
+  const progress = createProgress(flags.follow ? 'risk --follow' : 'risk', { quiet: ctx.quiet, tty: ctx.tty });
+  const log = progress.wrap(ctx.log);
+  const signal = interruptSignal(log);
+  const opts = { modelVersion: model, batchSize, wait: flags.wait, signal, log };
   const started = performance.now();
   const client = await connect(ctx);
   let writer: Client | undefined;
@@ -99,8 +102,6 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
       // On a terminal a live line, redrawn every 250 ms: scored so far and the rate, the rate of
       // the last 10 s, the lag (caught up, or behind since when: the time since it last had
       // nothing left to score) and the last invoice scored. Off a terminal, a log line every 10 s as before.
-      const progress = createProgress('risk --follow', { quiet: ctx.quiet, tty: ctx.tty });
-      const log = progress.wrap(ctx.log);
       let last = performance.now();
       let since = 0;
       let scoredTotal = 0;
@@ -156,7 +157,6 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
     } else {
       writer = await connect(ctx);
       const scorer = await Scorer.open(client, ctx.config.tables, opts, writer);
-      const progress = createProgress('risk', { quiet: ctx.quiet, tty: ctx.tty });
       const what = flags.retryFailed ? 'retrying dead letters' : 'scoring';
       let done = 0;
       let backlog = 0;
