@@ -2,7 +2,7 @@
 // invoice_ids rows and the new cursor in one transaction, so that an interruption (Ctrl-C,
 // SIGKILL, a crash) resumes exactly where the last commit left it.
 import { transaction } from '../../db/transaction.js';
-import type { Phase } from './phase.js';
+import type { Phase } from './context.js';
 import { interrupted } from './retry.js';
 import { backfillSql, stateSql } from './statements.js';
 

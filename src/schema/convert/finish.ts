@@ -6,7 +6,7 @@ import { transaction } from '../../db/transaction.js';
 import type { Logger } from '../../log.js';
 import { convertedCounts, relationExists, unvalidatedReferences } from './inspect.js';
 import type { Names, Quote } from './names.js';
-import type { Phase } from './phase.js';
+import type { Phase } from './context.js';
 import { finishStatements, validateSql } from './statements.js';
 import type { ConvertResult } from './types.js';
 

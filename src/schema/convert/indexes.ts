@@ -5,7 +5,7 @@
 import type { Client } from '../../db/client.js';
 import { withSettings } from '../../db/transaction.js';
 import { relations } from './inspect.js';
-import type { Phase, Run } from './phase.js';
+import type { Phase, Run } from './context.js';
 import { interrupted } from './retry.js';
 import { stateSql, vacuumSql, type IndexStep } from './statements.js';
 

@@ -3,7 +3,7 @@
 import { backfill } from './backfill.js';
 import { finish } from './finish.js';
 import { indexes } from './indexes.js';
-import type { Phase } from './phase.js';
+import type { Phase } from './context.js';
 import { prepare } from './prepare.js';
 import { switchPhase } from './switch.js';
 import { sync } from './sync.js';

@@ -2,7 +2,7 @@
 // partitions, invoice_ids (unkeyed), the log and its triggers and the state row; a resumed run
 // skips it. Then the run adopts the plan and reads the state every later phase moves on.
 import { readState } from './inspect.js';
-import type { Phase } from './phase.js';
+import type { Phase } from './context.js';
 import { planWith } from './plan.js';
 import { interrupted, withLockRetry } from './retry.js';
 import { ConversionError } from './types.js';

@@ -8,7 +8,7 @@ import { InterruptedError } from '../../errors.js';
 import { silentLogger } from '../../log.js';
 import { DEFAULT_TABLES } from '../../tables.js';
 import { withNames, type Names, type Quote } from './names.js';
-import type { Run } from './phase.js';
+import type { Run } from './context.js';
 import { PHASES } from './phases.js';
 import { planWith } from './plan.js';
 import { afterSwitch, interrupted } from './retry.js';

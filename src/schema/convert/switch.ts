@@ -5,7 +5,7 @@
 import type { Client } from '../../db/client.js';
 import { transaction } from '../../db/transaction.js';
 import { inspectTable, lockHolders } from './inspect.js';
-import type { Phase, Run } from './phase.js';
+import type { Phase, Run } from './context.js';
 import { planSwitch } from './plan.js';
 import { afterSwitch, backoff, interrupted, isLockFailure, sleep } from './retry.js';
 import { lockSql, translateIndexes, type IndexStep } from './statements.js';

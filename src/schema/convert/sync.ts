@@ -3,7 +3,7 @@
 // replay again; what is left of the log is replayed under the lock by the switch.
 import type { Client } from '../../db/client.js';
 import { transaction } from '../../db/transaction.js';
-import type { Phase } from './phase.js';
+import type { Phase } from './context.js';
 import { interrupted } from './retry.js';
 import { compareRowsSql, replaySql, verifySql, type Sql } from './statements.js';
 import { ConversionError } from './types.js';
