@@ -1,11 +1,11 @@
 // `invoices partition --convert [--dry-run] [--cancel]`: read the flags, run the core in
-// src/schema/convert.ts, show progress on stderr and a summary record on stdout.
+// src/schema/convert/, show progress on stderr and a summary record on stdout.
 import { withClient } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { createProgress, fmtInt } from '../output/progress.js';
 import { cancelOnAbort } from '../db/cancel.js';
 import { watchServerProgress } from '../db/server-progress.js';
-import { cancelConversion, convertInvoices, describePlan, planConversion, type ConvertPhase, type ConvertResult } from '../schema/convert.js';
+import { cancelConversion, convertInvoices, describePlan, PHASES, planConversion, type ConvertPhase, type ConvertResult } from '../schema/convert/index.js';
 import type { Month } from '../schema/partitions.js';
 import { interruptSignal, positiveInt, type CommandContext } from './context.js';
 import { DEFAULT_CONVERT_BATCH_SIZE, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT_MS } from './partition.js';
@@ -46,7 +46,7 @@ export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month
   const progress = createProgress('convert', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
   const log = progress.wrap(ctx.log);
   const signal = interruptSignal(log);
-  const steps: ConvertPhase[] = ['prepare', 'backfill', 'indexes', 'sync', 'switch', 'finish'];
+  const steps: ConvertPhase[] = PHASES.map((p) => p.name);
   const units: Record<ConvertPhase, string> = { prepare: 'statements', backfill: 'rows', indexes: 'indexes', sync: 'checks', switch: 'attempts', finish: 'steps' };
   const names: Record<ConvertPhase, string> = { prepare: 'prepare', backfill: 'copying', indexes: 'indexes', sync: 'catch up and verify', switch: 'switch', finish: 'finish' };
   let phase: ConvertPhase | undefined;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InterruptedError } from '../../../src/errors.js';
-import { convertInvoices } from '../../../src/schema/convert.js';
+import { convertInvoices } from '../../../src/schema/convert/index.js';
 import { InvoiceGenerator, type InvoiceRow } from '../../../src/seed/invoices.js';
 import { seedWindow } from '../../../src/seed/seed.js';
 import { parseTableMap } from '../../../src/tables.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InterruptedError } from '../../../src/errors.js';
-import { convertInvoices, type ConvertProgress } from '../../../src/schema/convert.js';
+import { convertInvoices, type ConvertProgress } from '../../../src/schema/convert/index.js';
 import { createDatabase, ROOT, runCli, tableHash, tempDir, withPg, type TestDatabase } from '../../support/helpers.js';
 
 const dbs: TestDatabase[] = [];
