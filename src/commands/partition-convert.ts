@@ -8,7 +8,6 @@ import { watchServerProgress } from '../db/server-progress.js';
 import { cancelConversion, convertInvoices, describePlan, PHASES, planConversion, type ConvertPhase, type ConvertResult } from '../schema/convert/index.js';
 import type { Month } from '../schema/partitions.js';
 import { interruptSignal, positiveInt, type CommandContext } from './context.js';
-import { DEFAULT_CONVERT_BATCH_SIZE, DEFAULT_LOCK_RETRIES, DEFAULT_LOCK_TIMEOUT_MS } from './partition.js';
 
 export interface ConvertFlags {
   check?: boolean;
@@ -23,9 +22,9 @@ export interface ConvertFlags {
 
 export async function run(flags: ConvertFlags, ctx: CommandContext, ahead: Month[]): Promise<void> {
   if (flags.check) throw new UsageError('--check and --convert do not go together: run them separately');
-  const batchSize = flags.batchSize === undefined ? DEFAULT_CONVERT_BATCH_SIZE : positiveInt('--batch-size', flags.batchSize);
-  const lockTimeoutMs = flags.lockTimeout === undefined ? DEFAULT_LOCK_TIMEOUT_MS : positiveInt('--lock-timeout', flags.lockTimeout);
-  const lockRetries = flags.lockRetries === undefined ? DEFAULT_LOCK_RETRIES : positiveInt('--lock-retries', flags.lockRetries, { allowZero: true });
+  const batchSize = flags.batchSize === undefined ? undefined : positiveInt('--batch-size', flags.batchSize);
+  const lockTimeoutMs = flags.lockTimeout === undefined ? undefined : positiveInt('--lock-timeout', flags.lockTimeout);
+  const lockRetries = flags.lockRetries === undefined ? undefined : positiveInt('--lock-retries', flags.lockRetries, { allowZero: true });
   const { tables } = ctx.config;
   const label = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : 'invoices';
 

@@ -4,24 +4,19 @@ import { fmtInt } from '../output/progress.js';
 import { formatBytes } from '../output/render.js';
 import { commandContext, parseDay, positiveInt } from './context.js';
 
-// The defaults of --convert. The conversion core (src/schema/convert.ts) has the same ones as
-// fallbacks of its options; they are passed explicitly from here.
-export const DEFAULT_CONVERT_BATCH_SIZE = 100_000;
-export const DEFAULT_LOCK_TIMEOUT_MS = 500;
-export const DEFAULT_LOCK_RETRIES = 10;
-
 export interface HelpValues {
   DEFAULT_AHEAD: number;
+  CONVERT_DEFAULTS: { batchSize: number; lockTimeoutMs: number; lockRetries: number };
 }
 
-/** The default of --ahead, from the core (schema/partitions.ts: seed uses it too), loaded only when partition is the command named. */
+/** The defaults of --ahead (schema/partitions.ts: seed uses it too) and of --convert's options, from the core, loaded only when partition is the command named. */
 export async function helpValues(): Promise<HelpValues> {
-  const { DEFAULT_AHEAD } = await import('../schema/partitions.js');
-  return { DEFAULT_AHEAD };
+  const [{ DEFAULT_AHEAD }, { CONVERT_DEFAULTS }] = await Promise.all([import('../schema/partitions.js'), import('../schema/convert/types.js')]);
+  return { DEFAULT_AHEAD, CONVERT_DEFAULTS };
 }
 
 /** `values` is given when partition is the command named: the other commands' help never shows its options. */
-export function command(program: Command, { DEFAULT_AHEAD }: Partial<HelpValues> = {}): Command {
+export function command(program: Command, { DEFAULT_AHEAD, CONVERT_DEFAULTS: d }: Partial<HelpValues> = {}): Command {
   return program.command('partition')
     .description('create monthly partitions of invoices (months in the DEFAULT partition + months ahead); check them; convert a plain table')
     .option('--ahead <n>', `months ahead of the current one to create (default: ${DEFAULT_AHEAD})`)
@@ -29,9 +24,9 @@ export function command(program: Command, { DEFAULT_AHEAD }: Partial<HelpValues>
     .option('--convert', 'convert a plain invoices table into the partitioned layout, online')
     .option('--dry-run', 'print the SQL instead of running it')
     .option('--as-of <date>', 'the current month for --ahead (YYYY-MM-DD, UTC; default: today)')
-    .option('--batch-size <n>', `with --convert: rows copied per transaction (default: ${DEFAULT_CONVERT_BATCH_SIZE})`)
-    .option('--lock-timeout <ms>', `with --convert: how long each attempt at the exclusive lock may wait (default: ${DEFAULT_LOCK_TIMEOUT_MS})`)
-    .option('--lock-retries <n>', `with --convert: attempts after the first before giving up (default: ${DEFAULT_LOCK_RETRIES})`)
+    .option('--batch-size <n>', `with --convert: rows copied per transaction (default: ${d?.batchSize})`)
+    .option('--lock-timeout <ms>', `with --convert: how long each attempt at the exclusive lock may wait (default: ${d?.lockTimeoutMs})`)
+    .option('--lock-retries <n>', `with --convert: attempts after the first before giving up (default: ${d?.lockRetries})`)
     .option('--cancel', 'with --convert: remove everything an unfinished conversion created; invoices is left as it was')
     .option('--no-wait', 'with --convert: when another conversion or seed is writing the table, exit 1 instead of waiting for it')
     .addHelpText('after', `

@@ -12,7 +12,7 @@ import { readState, relationExists } from './inspect.js';
 import { withNames, type Names } from './names.js';
 import { withLockRetry } from './retry.js';
 import { cancelStatements } from './statements.js';
-import type { ConvertOptions } from './types.js';
+import { CONVERT_DEFAULTS, type ConvertOptions } from './types.js';
 
 export type CancelOptions = Pick<ConvertOptions, 'lockTimeoutMs' | 'lockRetries' | 'signal' | 'log' | 'tables'> & { dryRun?: boolean };
 
@@ -34,7 +34,7 @@ async function cancelWith(client: Client, n: Names, opts: CancelOptions): Promis
   // Never while a conversion (or a seed) is writing the table: name it and change nothing.
   const unlock = await lockSource(client, { key: n.lockKey, label: n.label, what: 'cancel', wait: false, log, signal: opts.signal, advice: 'stop that run first (Ctrl-C keeps what it copied), then cancel' });
   try {
-    await withLockRetry(client, { lockTimeoutMs: opts.lockTimeoutMs ?? 500, lockRetries: opts.lockRetries ?? 10, signal: opts.signal, what: 'cancel', log }, async () => {
+    await withLockRetry(client, { lockTimeoutMs: opts.lockTimeoutMs ?? CONVERT_DEFAULTS.lockTimeoutMs, lockRetries: opts.lockRetries ?? CONVERT_DEFAULTS.lockRetries, signal: opts.signal, what: 'cancel', log }, async () => {
       for (const sql of statements) await client.query(sql);
     });
   } finally {

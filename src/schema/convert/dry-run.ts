@@ -3,7 +3,7 @@
 import { quoteIdent } from '../../tables.js';
 import type { ConversionPlan } from './plan.js';
 import { vacuumSql } from './statements.js';
-import type { ConvertOptions } from './types.js';
+import { CONVERT_DEFAULTS, type ConvertOptions } from './types.js';
 
 /** The plan as SQL a DBA can read (the dry run). */
 export function describePlan(plan: ConversionPlan, opts: Pick<ConvertOptions, 'lockRetries'> = {}): string {
@@ -30,7 +30,7 @@ export function describePlan(plan: ConversionPlan, opts: Pick<ConvertOptions, 'l
   out.push('', `-- 4. catch up: replay ${n.log} (delete each logged id from ${n.newTable} and ${n.locator}, copy it again from ${n.label})`,
     `--    each batch compares its ids row by row; verify: count, sum(${n.amountName}), sum(${n.idName}) per month equal in both tables (one REPEATABLE READ snapshot, logged ids aside)`);
   const switchSql = ['BEGIN', `SET LOCAL lock_timeout = ${plan.lockTimeoutMs}`, ...plan.switchSql, 'COMMIT'];
-  out.push('', `-- 5. switch: up to ${(opts.lockRetries ?? 10) + 1} attempts; the exclusive lock on ${n.label} is held from LOCK to COMMIT`, ...switchSql.map((x) => (x.startsWith('--') ? x : `${x};`)));
+  out.push('', `-- 5. switch: up to ${(opts.lockRetries ?? CONVERT_DEFAULTS.lockRetries) + 1} attempts; the exclusive lock on ${n.label} is held from LOCK to COMMIT`, ...switchSql.map((x) => (x.startsWith('--') ? x : `${x};`)));
   out.push('', '-- 6. finish', ...finish.map((x) => (x.startsWith('--') ? x : `${x};`)));
   out.push(`-- the old table is kept as ${n.oldTable}: DROP TABLE ${n.oldTable} once you are satisfied`);
   return out.join('\n') + '\n';

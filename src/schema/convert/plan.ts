@@ -12,7 +12,7 @@ import {
   backfillSql, finishStatements, lockSql, prepareStatements, sqlContext, switchStatements, translateIndexes,
   type IndexStep, type Sql, type SwitchPlan,
 } from './statements.js';
-import { ConversionError, type ConvertOptions } from './types.js';
+import { ConversionError, type ConvertOptions, CONVERT_DEFAULTS } from './types.js';
 
 export interface ConversionPlan {
   /** 'convert': start; 'resume': an earlier run stopped in `phase`; 'finish': switched, clean-up left; 'done': already partitioned. */
@@ -47,8 +47,8 @@ export async function planConversion(client: Client, opts: ConvertOptions): Prom
 
 /** planConversion with the names already in place (the runner's). */
 export async function planWith(client: Client, n: Names, q: Quote, opts: ConvertOptions): Promise<ConversionPlan> {
-  const batchSize = opts.batchSize ?? 100_000;
-  const lockTimeoutMs = opts.lockTimeoutMs ?? 500;
+  const batchSize = opts.batchSize ?? CONVERT_DEFAULTS.batchSize;
+  const lockTimeoutMs = opts.lockTimeoutMs ?? CONVERT_DEFAULTS.lockTimeoutMs;
   const { layout } = await detectLayout(client, n.tables);
   const state = await readState(client, n);
   const empty: ConversionPlan = {

@@ -13,7 +13,7 @@ import { PHASES } from './phases.js';
 import { planWith } from './plan.js';
 import { afterSwitch, interrupted } from './retry.js';
 import type { Sql } from './statements.js';
-import type { ConvertOptions, ConvertResult } from './types.js';
+import { CONVERT_DEFAULTS, type ConvertOptions, type ConvertResult } from './types.js';
 
 /**
  * Converts a plain invoices table into the partitioned layout online, or resumes a conversion an
@@ -42,9 +42,9 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
           // A batch and its cursor commit together: losing the last ones in a crash only means copying them again.
           withSettings(client, { statement_timeout: '0', synchronous_commit: 'off' }, () => walk({
             client, n, q, log, opts, result,
-            lockTimeoutMs: opts.lockTimeoutMs ?? 500,
-            lockRetries: opts.lockRetries ?? 10,
-            batchSize: opts.batchSize ?? 100_000,
+            lockTimeoutMs: opts.lockTimeoutMs ?? CONVERT_DEFAULTS.lockTimeoutMs,
+            lockRetries: opts.lockRetries ?? CONVERT_DEFAULTS.lockRetries,
+            batchSize: opts.batchSize ?? CONVERT_DEFAULTS.batchSize,
             threshold: opts.catchUpThreshold ?? 1000,
             serverSynchronousCommit: server.sync,
             progress: (p) => opts.onProgress?.(p),

@@ -10,6 +10,9 @@ export class ConversionError extends InvoicesError {}
 
 export type ConvertPhase = 'prepare' | 'backfill' | 'indexes' | 'sync' | 'switch' | 'finish';
 
+/** What --batch-size, --lock-timeout and --lock-retries default to (the help names them). */
+export const CONVERT_DEFAULTS = { batchSize: 100_000, lockTimeoutMs: 500, lockRetries: 10 } as const;
+
 export interface ConvertProgress {
   phase: ConvertPhase;
   done: number;
