@@ -25,7 +25,8 @@ async function cancelWith(client: Client, n: Names, opts: CancelOptions): Promis
   const log = opts.log ?? silentLogger;
   const state = await readState(client, n);
   const { layout } = await detectLayout(client, n.tables);
-  if (!state && layout !== 'partitioned' && !(await relationExists(client, n.newTable))) return { cancelled: false, statements: [] };
+  // No conversion in progress: none started, or one that finished (the table is partitioned and its state is gone).
+  if (!state && (layout === 'partitioned' || !(await relationExists(client, n.newTable)))) return { cancelled: false, statements: [] };
   if (state?.phase === 'switched' || layout === 'partitioned') {
     throw new UsageError(`the switch is already done: ${n.label} is partitioned (the old table is ${n.oldTable}); run \`invoices partition --convert\` to finish`);
   }

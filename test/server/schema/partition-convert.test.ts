@@ -145,13 +145,16 @@ describe('a bigserial table, through the CLI', () => {
     expect(check.code, check.stderr).toBe(0);
   });
 
-  it('a re-run says it is already partitioned and exits 0', async () => {
+  it('a re-run says it is already partitioned and exits 0; --cancel after it has nothing to cancel (exit 0)', async () => {
     const r = await cli(db.url, []);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('already partitioned');
     const dry = await cli(db.url, ['--dry-run']);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain('already partitioned');
+    const cancel = await cli(db.url, ['--cancel']);
+    expect(cancel.code, cancel.stderr).toBe(0);
+    expect(cancel.stderr).toContain('no conversion in progress: nothing to cancel');
   });
 });
 
