@@ -5,7 +5,7 @@
 // lineage (a truncated, dropped or attached partition) names, rebuilds everything when the
 // table was replaced (reload, restore, conversion), and commits the totals with the new
 // watermark and lineage in one transaction, under an advisory lock per source (cron-safe).
-import { columnPresence, leavesOf } from '../db/catalog.js';
+import { columnPresence, leavesOf } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import { lockSource } from '../db/source-lock.js';
 import { transaction } from '../db/transaction.js';

@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { ConnectionSettings } from '../config.js';
-import { databaseExists } from './catalog.js';
+import { databaseExists } from './catalog/index.js';
 import { DatabaseError, InvoicesError } from '../errors.js';
 
 const EMBEDDED_DATABASE = 'invoices';

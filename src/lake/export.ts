@@ -7,7 +7,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, DbContext } from '../db/client.js';
 import { connectionSettings, withClient } from '../db/client.js';
-import { leavesOf } from '../db/catalog.js';
+import { leavesOf } from '../db/catalog/index.js';
 import { transaction } from '../db/transaction.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';

@@ -10,7 +10,7 @@
 //   attached partition with old rows): the walk scores them, and passes over rows that already
 //   have their score (the insert changes a score only when its invoice_xid differs);
 // - the new lineage is stored.
-import { leavesOf } from '../db/catalog.js';
+import { leavesOf } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import { transaction, withSettings } from '../db/transaction.js';
 import type { Logger } from '../log.js';

@@ -1,7 +1,7 @@
 // `invoices risk init`: what the scorer needs, planned as steps a person can read before they
 // run: the risk tables, the watermark column on an adopted table, the wake-up trigger for
 // --follow, and the indexes that keep a batch cheap. Idempotent: a second run plans nothing.
-import { columnPresence, hasTrigger } from '../db/catalog.js';
+import { columnPresence, hasTrigger } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import type { SourceTable } from '../table/describe.js';
 import { planIndexes, USE_CASE_INDEXES, type IndexSpec } from '../schema/indexes.js';

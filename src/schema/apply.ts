@@ -1,4 +1,4 @@
-import { columnsOf, existingRelations, relationKinds, type ColumnInfo } from '../db/catalog.js';
+import { columnsOf, existingRelations, relationKinds, type ColumnInfo } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';

@@ -2,7 +2,7 @@
 // on a plain table; on a partitioned one (where CONCURRENTLY is not allowed on the parent),
 // an invalid parent index ON ONLY, a concurrent build per partition, each attached to it.
 // Follows a table mapping: an adopted table gets the indexes on its own columns.
-import { hasUniqueKeyOn, indexDetails, indexesOf, indexValidity, type IndexDetail, type IndexEntry } from '../db/catalog.js';
+import { hasUniqueKeyOn, indexDetails, indexesOf, indexValidity, type IndexDetail, type IndexEntry } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_TABLES, qualified, quoteIdent, type InvoiceColumn, type TableMap } from '../tables.js';

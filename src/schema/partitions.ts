@@ -1,7 +1,7 @@
 // Monthly range partitions of `invoices` on issue_date (UTC): naming, planning, creating
 // (moving rows out of the DEFAULT partition when it holds some), and checking. Follows a table
 // mapping: an adopted table's partitions are named after it, in its schema, on its own columns.
-import { partitionsOf, relationSizes } from '../db/catalog.js';
+import { partitionsOf, relationSizes } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import { transaction } from '../db/transaction.js';
 import { UsageError } from '../errors.js';

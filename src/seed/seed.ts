@@ -1,4 +1,4 @@
-import { indexDefinitions, isReferenced } from '../db/catalog.js';
+import { indexDefinitions, isReferenced } from '../db/catalog/index.js';
 import type { Client, DbContext } from '../db/client.js';
 import { withClient } from '../db/client.js';
 import { transaction } from '../db/transaction.js';

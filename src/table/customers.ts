@@ -1,4 +1,4 @@
-import { columnsOf, contentStamp } from '../db/catalog.js';
+import { columnsOf, contentStamp } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { CUSTOMER_COLUMNS, qualified, quoteIdent, type TableMap } from '../tables.js';

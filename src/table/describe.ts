@@ -3,7 +3,7 @@
 // them, whether it carries the watermark (created_xid) and the change log, and the key that
 // scopes what is derived from it (monthly totals, the lake, risk scores).
 import { createHash } from 'node:crypto';
-import { relationInfo } from '../db/catalog.js';
+import { relationInfo } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_TABLES, INVOICE_COLUMNS, qualified, quoteIdent, type InvoiceColumn, type TableMap, type TableRef } from '../tables.js';

@@ -8,7 +8,7 @@
 //   (as do VACUUM FULL and CLUSTER: a needless but harmless recompute), and the xmin of its
 //   pg_inherits row, which a detach and re-attach replaces.
 // Read in one query (well under the 5 ms budget); stored as JSON beside each derived store.
-import { storageStamp, type StorageStamp } from '../db/catalog.js';
+import { storageStamp, type StorageStamp } from '../db/catalog/index.js';
 import type { Client } from '../db/client.js';
 import type { SourceTable } from './describe.js';
 

@@ -4,7 +4,9 @@
 import type { Client } from '../../db/client.js';
 import { transaction } from '../../db/transaction.js';
 import type { Logger } from '../../log.js';
-import { convertedCounts, relationExists, unvalidatedReferences } from './inspect.js';
+import { relationExists } from '../../db/catalog/index.js';
+import { unvalidatedReferences } from '../../db/catalog/table-facts.js';
+import { convertedCounts } from './inspect.js';
 import type { Names, Quote } from './names.js';
 import type { Phase } from './context.js';
 import { finishStatements, validateSql } from './statements.js';

@@ -4,7 +4,7 @@
 // an index was added to the table meanwhile.
 import type { Client } from '../../db/client.js';
 import { withSettings } from '../../db/transaction.js';
-import { relations } from './inspect.js';
+import { relationsPresent } from '../../db/catalog/table-facts.js';
 import type { Phase, Run } from './context.js';
 import { interrupted } from './retry.js';
 import { stateSql, vacuumSql, type IndexStep } from './statements.js';
@@ -31,7 +31,7 @@ export const indexes: Phase = {
 };
 
 async function missingIndexes(client: Client, steps: IndexStep[], r: Run): Promise<IndexStep[]> {
-  const absent = await relations(client, steps.map((x) => r.q(x.name)), false);
+  const absent = await relationsPresent(client, steps.map((x) => r.q(x.name)), false);
   return steps.filter((x) => absent.includes(r.q(x.name)));
 }
 

@@ -7,7 +7,7 @@ import { quoteIdent, type TableMap } from '../../tables.js';
 import { sourceKey } from '../../table/describe.js';
 import { locatorTable } from '../apply.js';
 import { defaultPartitionName, partitionName, type Month } from '../partitions.js';
-import { keywords } from './inspect.js';
+import { reservedWords } from '../../db/catalog/table-facts.js';
 
 /** Identifier quoting: bare when PostgreSQL would read it back unchanged, else quoted by the project's one helper. */
 export type Quote = (name: string) => string;
@@ -71,7 +71,7 @@ export async function withNames<T>(client: Client, tables: TableMap, fn: (n: Nam
 }
 
 async function quoter(client: Client): Promise<Quote> {
-  const reserved = await keywords(client);
+  const reserved = await reservedWords(client);
   return (name) => (/^[a-z_][a-z0-9_]*$/.test(name) && !reserved.has(name) ? name : quoteIdent(name));
 }
 

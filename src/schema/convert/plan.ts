@@ -6,7 +6,8 @@ import { UsageError } from '../../errors.js';
 import { DEFAULT_TABLES } from '../../tables.js';
 import { detectLayout } from '../apply.js';
 import type { Month } from '../partitions.js';
-import { checkConvertible, identitySequences, inspectTable, monthsOf, readState, relations, type StateRow, type TableFacts } from './inspect.js';
+import { identitySequences, relationsPresent } from '../../db/catalog/table-facts.js';
+import { checkConvertible, inspectTable, monthsOf, readState, type StateRow, type TableFacts } from './inspect.js';
 import { prefixedName, withNames, type Names, type Quote } from './names.js';
 import {
   backfillSql, finishStatements, lockSql, prepareStatements, sqlContext, switchStatements, translateIndexes,
@@ -127,7 +128,7 @@ export async function planSwitch(client: Client, s: Sql, steps: IndexStep[]): Pr
 
 /** Objects this conversion would create that exist without a conversion in progress: refuse rather than guess. */
 async function checkNamesFree(client: Client, names: string[]): Promise<void> {
-  const taken = await relations(client, names, true);
+  const taken = await relationsPresent(client, names, true);
   if (taken.length) {
     throw new UsageError(`${taken.join(', ')} already exist${taken.length === 1 ? 's' : ''} but no conversion is in progress: rename or drop ${taken.length === 1 ? 'it' : 'them'} first`);
   }

@@ -7,7 +7,7 @@
 // with to_regclass (a missing relation is an answer: null, false, empty) or, where a function
 // says "must exist", with ::regclass (a missing relation is error 42P01), as the callers'
 // queries did. No runtime import of `pg`: this module is on the path of a cached `get`.
-import type { Client } from './client.js';
+import type { Client } from '../client.js';
 
 /** A column as the catalog has it. */
 export interface ColumnInfo {
