@@ -1,5 +1,6 @@
-// The one way this tool opens a transaction or changes a session setting for a while: every
-// BEGIN, COMMIT and ROLLBACK, and every SET with its RESET, is written here and nowhere else.
+// The one way this tool opens a transaction (or a savepoint in one) or changes a session setting
+// for a while: every BEGIN, COMMIT, ROLLBACK and SAVEPOINT, and every SET with its RESET, is
+// written here and nowhere else.
 // Kept apart from client.ts so that modules needing only this (partitions, on the path of a
 // cached `get`) do not load the pg driver.
 import type { Client } from './client.js';
@@ -26,6 +27,23 @@ export async function transaction<T>(client: Client, fn: () => Promise<T>, opts:
     return result;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Inside a transaction: runs fn in a savepoint. On error its effects are undone and the error
+ * rethrown, and the transaction goes on (unless `keep(err)` says the whole transaction must fail:
+ * then the savepoint is left as it is, for the caller's rollback).
+ */
+export async function savepoint<T>(client: Client, fn: () => Promise<T>, keep: (err: unknown) => boolean = () => false): Promise<T> {
+  await client.query('SAVEPOINT invoices_step');
+  try {
+    const result = await fn();
+    await client.query('RELEASE SAVEPOINT invoices_step');
+    return result;
+  } catch (err) {
+    if (!keep(err)) await client.query('ROLLBACK TO SAVEPOINT invoices_step');
     throw err;
   }
 }

@@ -3,7 +3,7 @@
 // lock, swap the names, hand over sequences, add the invoice_ids trigger, repoint views,
 // triggers and inbound foreign keys. Nothing is switched until it commits.
 import type { Client } from '../../db/client.js';
-import { transaction } from '../../db/transaction.js';
+import { savepoint, transaction } from '../../db/transaction.js';
 import { inspectTable, lockHolders } from './inspect.js';
 import type { Phase, Run } from './context.js';
 import { planSwitch } from './plan.js';
@@ -95,17 +95,13 @@ async function switchOnce(r: Run, steps: IndexStep[]): Promise<{ lockMs: number;
 /**
  * Runs a statement the switch can do without (recreating a trigger or a view) inside a savepoint:
  * its error is returned and its effects undone, except for a lock failure, which retries the switch.
- * (Savepoints, not transactions: src/db/transaction.ts has no helper for them yet.)
  */
 async function optionalStatement(client: Client, sql: string): Promise<Error | null> {
-  await client.query('SAVEPOINT optional_step');
   try {
-    await client.query(sql);
-    await client.query('RELEASE SAVEPOINT optional_step');
+    await savepoint(client, () => client.query(sql), isLockFailure);
     return null;
   } catch (err) {
     if (isLockFailure(err)) throw err;
-    await client.query('ROLLBACK TO SAVEPOINT optional_step');
     return err as Error;
   }
 }
