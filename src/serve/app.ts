@@ -49,7 +49,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     return503OnClosing: false,
     // Idle keep-alive connections are closed at once when draining; busy ones after their answer (Connection: close below).
     forceCloseConnections: 'idle',
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
   });
   const authorized = opts.token ? tokenMatcher(opts.token) : undefined;
 

@@ -29,7 +29,9 @@ export class PoolGate {
     try {
       client = await this.pool.connect();
     } catch (err) {
-      throw toHttpError(err);
+      // Whatever stops a connection from opening (refused, no such database, bad password) is the database being unavailable.
+      const e = toHttpError(err);
+      throw e.code === 'internal' ? httpError('database_unavailable', 'the database is unavailable', 5) : e;
     }
     let broken = false;
     try {
