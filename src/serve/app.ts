@@ -5,8 +5,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import { errorBody, httpError, toHttpError } from './errors.js';
-import type { PoolGate } from './load.js';
-import type { ServeMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { registerRoutes, type RouteDeps } from './routes.js';
 

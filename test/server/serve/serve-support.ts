@@ -55,6 +55,7 @@ export function startServe(args: string[], env: Record<string, string>): Promise
 }
 
 /** GET url: status, headers and the parsed JSON body (text when not JSON). */
+// biome-ignore lint/suspicious/noExplicitAny: tests read the bodies field by field and compare them whole
 export async function getJson(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; body: any }> {
   const res = await fetch(url, { headers });
   const text = await res.text();
