@@ -1,6 +1,7 @@
 // `invoices serve` as a value: start it (pools, cache, application, listening socket), then
 // close it, draining the requests in flight within a bound.
 import type { ConnectionSettings } from '../config.js';
+import { InvoicesError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { InvoiceDetail } from '../lookup/get-invoice.js';
 import type { TableMap } from '../tables.js';
@@ -62,6 +63,11 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   } catch (err) {
     await cache?.close();
     await pools.end();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied (a port below 1024 needs privileges)' : 'no interface has that address';
+      throw new InvoicesError(`cannot listen on ${opts.host}:${opts.port}: ${why}`, { cause: err });
+    }
     throw err;
   }
   const address = app.server.address();
