@@ -55,6 +55,16 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.addHook('onRequest', async (req, reply) => {
     req.startedAt = process.hrtime.bigint();
     metrics.inFlight++;
+    // 'close' comes once per response, answered or not (onResponse misses a client that went away first: counted as 499).
+    reply.raw.once('close', () => {
+      metrics.inFlight--;
+      const route = req.routeOptions.url ?? 'unmatched';
+      const status = reply.raw.writableFinished ? String(reply.statusCode) : '499';
+      const seconds = Number(process.hrtime.bigint() - req.startedAt) / 1e9;
+      metrics.requests.inc({ route, method: req.method, status });
+      metrics.latency.observe({ route }, seconds);
+      log.debug(`${req.method} ${req.url} ${status} ${(seconds * 1000).toFixed(1)} ms`);
+    });
     if (opts.closing()) {
       reply.header('connection', 'close');
       throw httpError('shutting_down', 'the server is shutting down', 1);
@@ -67,14 +77,6 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.addHook('onSend', async (_req, reply, payload) => {
     if (opts.closing()) reply.header('connection', 'close');
     return payload;
-  });
-  app.addHook('onResponse', async (req, reply) => {
-    metrics.inFlight--;
-    const route = req.routeOptions.url ?? 'unmatched';
-    const seconds = Number(process.hrtime.bigint() - req.startedAt) / 1e9;
-    metrics.requests.inc({ route, method: req.method, status: String(reply.statusCode) });
-    metrics.latency.observe({ route }, seconds);
-    log.debug(`${req.method} ${req.url} ${reply.statusCode} ${(seconds * 1000).toFixed(1)} ms`);
   });
 
   app.setErrorHandler((err, _req, reply) => {
