@@ -69,7 +69,10 @@ function serve(args, extraEnv = {}) {
     child.stderr.setEncoding('utf8').on('data', (d) => {
       stderr += d;
       const m = /listening on (http:\/\/\S+)/.exec(stderr);
-      if (m) resolve({ url: m[1], pid: child.pid, stop: () => (child.kill('SIGTERM'), exited), stderr: () => stderr });
+      if (m) resolve({ url: m[1], pid: child.pid, stop: () => {
+        child.kill('SIGTERM');
+        return exited;
+      }, stderr: () => stderr });
     });
     exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
   });
