@@ -69,6 +69,27 @@ describe('invoices serve: load', () => {
     }
   });
 
+  it('503 timeout past --timeout: a statement waiting too long, and a request waiting too long for a connection', async () => {
+    const s = await startServe(['--pool-size', '1', '--max-queue', '10', '--timeout', '700'], { DATABASE_URL: db.url });
+    const lock = await lockInvoices(db.url);
+    try {
+      const [slow, queued] = await Promise.all([getJson(`${s.url}/invoices/1`), getJson(`${s.url}/invoices/2`)]);
+      for (const r of [slow, queued]) {
+        expect(r.status).toBe(503);
+        expect(r.body.error.code).toBe('timeout');
+        expect(r.headers.get('retry-after')).toBe('1');
+      }
+    } finally {
+      await lock.release();
+    }
+    try {
+      // The lock gone, the same server answers again.
+      expect((await getJson(`${s.url}/invoices/1`)).status).toBe(200);
+    } finally {
+      expect(await s.stop()).toEqual({ code: 0, signal: null });
+    }
+  });
+
   it('SIGTERM with 200 requests in flight: every one is answered, then exit 0', async () => {
     const s = await startServe(['--pool-size', '4', '--max-queue', '1000', '--timeout', '60000', '--drain-timeout', '60'], { DATABASE_URL: db.url });
     const lock = await lockInvoices(db.url);
