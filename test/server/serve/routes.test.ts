@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, runCli, seedWithCli, tempDir, waitFor, withPg, type TestDatabase } from '../../support/helpers.js';
+import { adoptBilling, createDatabase, runCli, seedWithCli, tempDir, waitFor, withPg, type TestDatabase } from '../../support/helpers.js';
 import { getJson, metric, startServe, type Served } from './serve-support.js';
 
 let db: TestDatabase;
@@ -191,5 +191,31 @@ describe('invoices serve: routes', () => {
     const r = await runCli(['serve', '--port', '0', '--token-file', empty], { env: { DATABASE_URL: db.url } });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--token-file: .* is empty/);
+  });
+
+  it('an adopted table (config file mapping): the same documents as `get` and `group` on it', async () => {
+    const adopted = await createDatabase();
+    try {
+      const cwd = await adoptBilling(adopted.url, `
+        INSERT INTO billing.clients (customer_name) VALUES ('Acme'), ('Globex');
+        INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES
+          ('2025-05-10 10:00:00.123456', 1, 2, 10.125), ('2025-05-11 00:00:00', 2, 1, 3.5), ('2025-04-01 00:00:00', 1, 2, 1);`);
+      const s = await startServe([], { DATABASE_URL: adopted.url }, cwd);
+      try {
+        const one = await getJson(`${s.url}/invoices/1`);
+        const cli = await runCli(['get', '1', '--json'], { env: { DATABASE_URL: adopted.url }, cwd });
+        expect(cli.code).toBe(0);
+        expect(one.body).toEqual(JSON.parse(cli.stdout));
+        expect(one.body).toMatchObject({ issuer_name: 'Acme', receiver_name: 'Globex', amount: '10.125' });
+        const g = await runCli(['group', '--months', '1', '--by', 'customer', '--engine', 'postgres', '--as-of', '2025-05-31', '--json'], { env: { DATABASE_URL: adopted.url }, cwd });
+        const row = (JSON.parse(g.stdout) as Array<{ customer_id: number }>).find((r) => r.customer_id === 1);
+        const summary = await getJson(`${s.url}/customers/1/summary?months=1&as_of=2025-05-31`);
+        expect(summary.body).toMatchObject({ ...row, issued: '10.125', received: '3.500', net: '6.625' });
+      } finally {
+        await s.stop();
+      }
+    } finally {
+      await adopted.drop();
+    }
   });
 });

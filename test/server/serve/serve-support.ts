@@ -16,10 +16,10 @@ export interface Served {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** `invoices serve --port 0 ...args` with a clean environment plus `env`; resolves once it listens. */
-export function startServe(args: string[], env: Record<string, string>): Promise<Served> {
+/** `invoices serve --port 0 ...args` with a clean environment plus `env`, in `cwd` (its config file); resolves once it listens. */
+export function startServe(args: string[], env: Record<string, string>, cwd = os.tmpdir()): Promise<Served> {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), 'serve', '--port', '0', ...args], {
-    cwd: os.tmpdir(),
+    cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? os.homedir(), TZ: 'UTC', XDG_DATA_HOME: testDataHome(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
