@@ -28,6 +28,7 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   init: () => import('./commands/init.js'),
   seed: () => import('./commands/seed.js'),
   get: () => import('./commands/get.js'),
+  serve: () => import('./commands/serve.js'),
   partition: () => import('./commands/partition.js'),
   index: () => import('./commands/index.js'),
   export: () => import('./commands/export.js'),

@@ -19,7 +19,7 @@ const typeParsers: Record<number, (value: string) => unknown> = {
   1114: isoUtc, // timestamp without time zone, read as UTC
   1184: isoUtc, // timestamptz
 };
-const types = {
+export const types = {
   getTypeParser: ((oid: number, format?: string) =>
     (format ?? 'text') === 'text' && typeParsers[oid] ? typeParsers[oid] : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };

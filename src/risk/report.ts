@@ -188,3 +188,36 @@ export async function explainInvoice(client: Client, tables: TableMap, invoiceId
   const found = s[0] ? { score: s[0].score, level: s[0].level, reasons: s[0].reasons, scoredAt: s[0].scoredAt } : undefined;
   return { source: src.name, invoice, features, result: score(features), stored: s[0]?.current ? found : undefined, deadLetter: d[0], earlier: s[0] && !s[0].current ? found : undefined };
 }
+
+/** An invoice's risk under one model as stored now: scored, not scored yet (pending), or a dead letter (failed). */
+export interface CurrentScore {
+  invoiceId: string;
+  model: string;
+  status: 'scored' | 'pending' | 'failed';
+  score: string | null;
+  level: string | null;
+  reasons: string[] | null;
+  scoredAt: string | null;
+  error: string | null;
+}
+
+/**
+ * The stored score of one invoice (the row now in the table: a score made for an earlier row
+ * under the same id does not count), without recomputing anything: what `serve` answers.
+ * NotFoundError when no invoice has this id; a usage error when the scorer is not set up.
+ */
+export async function currentScore(client: Client, tables: TableMap, invoiceId: string, model: string): Promise<CurrentScore> {
+  const src = await ready(client, tables);
+  const { rows } = await client.query<{ score: string | null; level: string | null; reasons: string[] | null; scoredAt: string | null; error: string | null }>(
+    `SELECT s.score::text AS score, s.level, s.reasons, s.scored_at AS "scoredAt", d.error
+       FROM ${src.table} i
+       LEFT JOIN risk_scores s ON s.source_id = $2 AND s.invoice_id = i.${src.col.invoice_id} AND s.model_version = $3 AND s.invoice_xid = i.created_xid
+       LEFT JOIN risk_dead_letters d ON d.source_id = $2 AND d.invoice_id = i.${src.col.invoice_id} AND d.model_version = $3 AND d.invoice_xid = i.created_xid
+      WHERE i.${src.col.invoice_id} = $1`,
+    [invoiceId, src.id, model],
+  );
+  if (!rows.length) throw new NotFoundError(`invoice ${invoiceId} not found`);
+  const r = rows[0];
+  const status = r.score !== null ? 'scored' : r.error !== null ? 'failed' : 'pending';
+  return { invoiceId, model, status, score: r.score, level: r.level, reasons: r.reasons, scoredAt: r.scoredAt, error: r.error };
+}

@@ -77,6 +77,26 @@ describe('exit codes', () => {
     await expectCode(['get', '7'], 1, DOWN);
   });
 
+  it('serve: 2 on a bad option, an empty --token-file or a malformed --cache URL; 1 when the port is taken (0 after a drained stop: test/server/serve)', async () => {
+    await expectCode(['serve', '--port', 'abc'], 2);
+    await expectCode(['serve', '--port', '70000'], 2);
+    await expectCode(['serve', '--pool-size', '0'], 2);
+    writeFileSync(path.join(dir, 'empty-token'), '');
+    await expectCode(['serve', '--token-file', path.join(dir, 'empty-token')], 2);
+    await expectCode(['serve', '--token-file', path.join(dir, 'no-such-token')], 2);
+    await expectCode(['serve', '--port', '0', '--cache', 'http://not-redis'], 2);
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const r = await expectCode(['serve', '--port', String(port)], 1);
+      expect(r.stderr).toMatch(/cannot listen on 127\.0\.0\.1:\d+: the address is already in use/);
+    } finally {
+      taken.close();
+    }
+  });
+
   it('partition: --check 1 when months ahead are missing, 0 once created; 2 bad option or missing table; 1 unreachable', async () => {
     await expectCode(['partition', '--check'], 1);
     await expectCode(['partition', '--quiet'], 0);
