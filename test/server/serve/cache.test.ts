@@ -7,7 +7,7 @@ import { RedisInvoiceCache } from '../../../src/cache/redis-cache.js';
 import { RespConnection } from '../../../src/cache/resp.js';
 import type { Target } from '../../../src/config.js';
 import { createDatabase, runCli, seedWithCli, waitFor, type TestDatabase } from '../../support/helpers.js';
-import { getJson, metric, startServe, type Served } from './serve-support.js';
+import { getJson, metric, startServe, type Served } from '../../support/serve.js';
 
 const REDIS_URL = process.env.REDIS_URL;
 const NEEDS = '[needs Redis: REDIS_URL]';

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, seedWithCli, waitFor, withPg, type TestDatabase } from '../../support/helpers.js';
-import { getJson, metric, startServe } from './serve-support.js';
+import { getJson, metric, startServe } from '../../support/serve.js';
 
 let db: TestDatabase;
 

@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adoptBilling, createDatabase, runCli, seedWithCli, tempDir, waitFor, withPg, type TestDatabase } from '../../support/helpers.js';
-import { getJson, metric, startServe, type Served } from './serve-support.js';
+import { getJson, metric, startServe, type Served } from '../../support/serve.js';
 
 let db: TestDatabase;
 let server: Served;

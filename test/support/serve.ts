@@ -3,7 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, testDataHome } from '../../support/helpers.js';
+import { ROOT, testDataHome } from './helpers.js';
 
 export interface Served {
   url: string;
