@@ -24,19 +24,40 @@ const { url, serverVersion } = await scratchDatabase('invoices_bench_serve');
 const env = childEnv(url);
 const started = performance.now();
 log(`seeding ${fmt(INVOICES)} invoices (24 monthly partitions)`);
-timed('node', [cli, 'seed', '--customers', String(Math.max(2, Math.round(INVOICES / 50))), '--invoices', String(INVOICES), '--months', '24', '--as-of', '2026-11-25', '--quiet', '--json'], { env });
+timed(
+  'node',
+  [
+    cli,
+    'seed',
+    '--customers',
+    String(Math.max(2, Math.round(INVOICES / 50))),
+    '--invoices',
+    String(INVOICES),
+    '--months',
+    '24',
+    '--as-of',
+    '2026-11-25',
+    '--quiet',
+    '--json',
+  ],
+  { env },
+);
 timed('psql', [url, '-qc', 'VACUUM ANALYZE'], { env });
 
 const dir = os.tmpdir();
 const tmp = (name) => path.join(dir, `invoices-bench-serve-${process.pid}-${name}`);
 // The SELECT one writes by hand for one invoice with its parties' names (as bench/get-many.js).
-const SELECT = 'SELECT i.invoice_id, i.issue_date, i.issuer_id, ci.name, i.receiver_id, cr.name, i.amount FROM invoices i LEFT JOIN customers ci ON ci.id = i.issuer_id LEFT JOIN customers cr ON cr.id = i.receiver_id WHERE i.invoice_id = :id;';
+const SELECT =
+  'SELECT i.invoice_id, i.issue_date, i.issuer_id, ci.name, i.receiver_id, cr.name, i.amount FROM invoices i LEFT JOIN customers ci ON ci.id = i.issuer_id LEFT JOIN customers cr ON cr.id = i.receiver_id WHERE i.invoice_id = :id;';
 
 /** pgbench with the custom script over ids 1..n: transactions per second. */
 function pgbench(n) {
   const script = tmp(`pgbench-${n}.sql`);
   writeFileSync(script, `\\set id random(1, ${n})\n${SELECT}\n`);
-  const r = spawnSync('pgbench', ['-n', '-M', 'prepared', '-c', String(CLIENTS), '-j', '2', '-T', String(SECONDS), '-f', script, url], { encoding: 'utf8', env });
+  const r = spawnSync('pgbench', ['-n', '-M', 'prepared', '-c', String(CLIENTS), '-j', '2', '-T', String(SECONDS), '-f', script, url], {
+    encoding: 'utf8',
+    env,
+  });
   unlinkSync(script);
   if (r.status !== 0) throw new Error(`pgbench failed: ${r.stderr}`);
   const tps = Number(/tps = ([\d.]+)/.exec(r.stdout)?.[1]);
@@ -47,8 +68,13 @@ function pgbench(n) {
 /** wrk on GET /invoices/<random id in 1..n>: requests per second, p50/p99 in ms, non-2xx count. */
 function wrk(base, n, seconds = SECONDS) {
   const script = tmp(`wrk-${n}.lua`);
-  writeFileSync(script, `math.randomseed(${Date.now() % 100000})\nrequest = function() return wrk.format("GET", "/invoices/" .. math.random(1, ${n})) end\n`);
-  const r = spawnSync('wrk', ['-t', '2', '-c', String(CLIENTS), '-d', `${seconds}s`, '--latency', '-s', script, base], { encoding: 'utf8' });
+  writeFileSync(
+    script,
+    `math.randomseed(${Date.now() % 100000})\nrequest = function() return wrk.format("GET", "/invoices/" .. math.random(1, ${n})) end\n`,
+  );
+  const r = spawnSync('wrk', ['-t', '2', '-c', String(CLIENTS), '-d', `${seconds}s`, '--latency', '-s', script, base], {
+    encoding: 'utf8',
+  });
   unlinkSync(script);
   if (r.status !== 0) throw new Error(`wrk failed: ${r.stderr}`);
   const ms = (label) => {
@@ -56,23 +82,33 @@ function wrk(base, n, seconds = SECONDS) {
     return m ? Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1) : NaN;
   };
   const requests = Number(/(\d+) requests in/.exec(r.stdout)?.[1]);
-  const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0) + Number(/Socket errors: .*?(\d+) timeout/.exec(r.stdout)?.[1] ?? 0);
+  const errors =
+    Number(/Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1] ?? 0) + Number(/Socket errors: .*?(\d+) timeout/.exec(r.stdout)?.[1] ?? 0);
   return { rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1]), p50: ms('50'), p99: ms('99'), requests, errors };
 }
 
 /** Starts `invoices serve --port 0` with these arguments; resolves with its URL, pid and stop(). */
 function serve(args, extraEnv = {}) {
-  const child = spawn('node', [cli, 'serve', '--port', '0', '--quiet', '--pool-size', String(CLIENTS), '--max-queue', '10000', ...args], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('node', [cli, 'serve', '--port', '0', '--quiet', '--pool-size', String(CLIENTS), '--max-queue', '10000', ...args], {
+    env: { ...env, ...extraEnv },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     child.stderr.setEncoding('utf8').on('data', (d) => {
       stderr += d;
       const m = /listening on (http:\/\/\S+)/.exec(stderr);
-      if (m) resolve({ url: m[1], pid: child.pid, stop: () => {
-        child.kill('SIGTERM');
-        return exited;
-      }, stderr: () => stderr });
+      if (m)
+        resolve({
+          url: m[1],
+          pid: child.pid,
+          stop: () => {
+            child.kill('SIGTERM');
+            return exited;
+          },
+          stderr: () => stderr,
+        });
     });
     exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
   });
@@ -124,7 +160,10 @@ if (REDIS_URL) {
   results.hitRate = count('hit') / (count('hit') + count('miss'));
   results.cachedExit = await cached.stop();
   // Leave no entries behind in a shared Redis.
-  spawnSync('sh', ['-c', `redis-cli -u ${JSON.stringify(REDIS_URL)} --scan --pattern 'invoices:v2:*' | xargs -r redis-cli -u ${JSON.stringify(REDIS_URL)} del > /dev/null`]);
+  spawnSync('sh', [
+    '-c',
+    `redis-cli -u ${JSON.stringify(REDIS_URL)} --scan --pattern 'invoices:v2:*' | xargs -r redis-cli -u ${JSON.stringify(REDIS_URL)} del > /dev/null`,
+  ]);
 }
 results.minutes = (performance.now() - started) / 60_000;
 log(JSON.stringify(results, null, 2));
@@ -137,7 +176,9 @@ function soakLine(samples) {
 }
 const row = (label, r, ref, refLabel, target) =>
   `| ${label} | ${fmt(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms${r.errors ? `, ${r.errors} errors` : ''} | ${refLabel} | ${ratio(r.rps, ref)} | ${target} |\n`;
-writeSection('serve', `## HTTP: \`invoices serve\` against pgbench (\`node bench/serve.js\`, ${today()})
+writeSection(
+  'serve',
+  `## HTTP: \`invoices serve\` against pgbench (\`node bench/serve.js\`, ${today()})
 
 ${results.machine}; PostgreSQL ${serverVersion} on the same host; ${fmt(INVOICES)} invoices in 24 monthly
 partitions (the issue's target is stated for 10,000,000: \`BENCH_SERVE_INVOICES=10000000\`). Load from
@@ -153,4 +194,5 @@ RSS of the server: ${results.rssPlain.toFixed(0)} MB without the cache after ${f
 ${soakLine(results.soak)} (target: under 150 MB after a million, no growth between the second and the millionth hundred-thousand).
 p99 is at the maximum rate (wrk has no fixed-rate mode; the issue's "p99 at half the maximum rate" needs wrk2).
 Exit codes after SIGTERM: ${results.plainExit}${results.cachedExit !== undefined ? `, ${results.cachedExit}` : ''}. The whole benchmark took ${results.minutes.toFixed(1)} min.
-${REDIS_URL ? '' : 'The Redis row needs REDIS_URL.\n'}`);
+${REDIS_URL ? '' : 'The Redis row needs REDIS_URL.\n'}`,
+);

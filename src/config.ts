@@ -90,10 +90,17 @@ export function resolveConfig(input: ConfigInput): Config {
  * says), then ~/.local/share/invoices, or /var/lib/invoices for root (PostgreSQL runs as the
  * `postgres` OS user then, which cannot enter /root).
  */
-export function resolveHome(env: Env, cwd: string, file: { path: string; content: { home?: string } } | undefined, uid: number | undefined): { home: string; source: HomeSource } {
+export function resolveHome(
+  env: Env,
+  cwd: string,
+  file: { path: string; content: { home?: string } } | undefined,
+  uid: number | undefined,
+): { home: string; source: HomeSource } {
   if (env.INVOICES_HOME) return { home: path.resolve(cwd, expandTilde(env.INVOICES_HOME, env)), source: 'INVOICES_HOME' };
-  if (file?.content.home) return { home: path.resolve(path.dirname(file.path), expandTilde(file.content.home, env)), source: 'config file' };
-  if (env.XDG_DATA_HOME && path.isAbsolute(env.XDG_DATA_HOME)) return { home: path.join(env.XDG_DATA_HOME, 'invoices'), source: 'XDG_DATA_HOME' };
+  if (file?.content.home)
+    return { home: path.resolve(path.dirname(file.path), expandTilde(file.content.home, env)), source: 'config file' };
+  if (env.XDG_DATA_HOME && path.isAbsolute(env.XDG_DATA_HOME))
+    return { home: path.join(env.XDG_DATA_HOME, 'invoices'), source: 'XDG_DATA_HOME' };
   if (uid === 0) return { home: ROOT_HOME, source: 'default' };
   return { home: path.join(env.HOME || os.homedir(), '.local', 'share', 'invoices'), source: 'default' };
 }
@@ -120,9 +127,18 @@ export function lakeName(target: Target, tables: TableMap = DEFAULT_TABLES): str
   const mapped = tables.mapped ? JSON.stringify([tables.invoices, tables.customers]) : '';
   const table = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : '';
   if (target.kind === 'embedded' && !tables.mapped) return 'embedded';
-  const { host, port, database } = target.kind === 'embedded' ? { host: 'embedded', port: '', database: '' } : serverAddress(target.connection);
-  const readable = [host, port, database, table].filter(Boolean).join('-').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[.]+/, '_').slice(0, 80);
-  const hash = createHash('sha256').update(JSON.stringify([host, port, database, mapped])).digest('hex').slice(0, 8);
+  const { host, port, database } =
+    target.kind === 'embedded' ? { host: 'embedded', port: '', database: '' } : serverAddress(target.connection);
+  const readable = [host, port, database, table]
+    .filter(Boolean)
+    .join('-')
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .replace(/^[.]+/, '_')
+    .slice(0, 80);
+  const hash = createHash('sha256')
+    .update(JSON.stringify([host, port, database, mapped]))
+    .digest('hex')
+    .slice(0, 8);
   return `${readable}-${hash}`;
 }
 

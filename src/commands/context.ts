@@ -48,14 +48,19 @@ const contexts = new WeakMap<Command, Promise<CommandContext>>();
 /** The context of a command, built once (its defaultLake hook may ask first). */
 export function commandContext(cmd: Command): Promise<CommandContext> {
   let ctx = contexts.get(cmd);
-  if (!ctx) contexts.set(cmd, (ctx = buildContext(cmd)));
+  if (!ctx) {
+    ctx = buildContext(cmd);
+    contexts.set(cmd, ctx);
+  }
   return ctx;
 }
 
 async function buildContext(cmd: Command): Promise<CommandContext> {
   // Loaded when a command runs, not for --help.
   const [{ resolveConfig, withDotEnv }, { noticeLegacyHome }, { parseFormat, render }] = await Promise.all([
-    import('../config.js'), import('./home.js'), import('../output/render.js'),
+    import('../config.js'),
+    import('./home.js'),
+    import('../output/render.js'),
   ]);
   const g = cmd.optsWithGlobals<GlobalOptions>();
   const env = withDotEnv(process.env, process.cwd());
@@ -63,9 +68,13 @@ async function buildContext(cmd: Command): Promise<CommandContext> {
   const quiet = Boolean(g.quiet);
   const color = g.color !== false && !env.NO_COLOR && Boolean(process.stderr.isTTY);
   const log: Logger = {
-    info: (m) => { if (!quiet) process.stderr.write(m + '\n'); },
+    info: (m) => {
+      if (!quiet) process.stderr.write(m + '\n');
+    },
     warn: (m) => process.stderr.write(`warning: ${m}\n`),
-    debug: (m) => { if (g.debug) process.stderr.write(`debug: ${m}\n`); },
+    debug: (m) => {
+      if (g.debug) process.stderr.write(`debug: ${m}\n`);
+    },
   };
   const config = resolveConfig({ databaseUrl: g.databaseUrl, configPath: g.config, env, cwd: process.cwd() });
   log.debug(`database: ${config.target.source}; home: ${config.home} (${config.homeSource})`);

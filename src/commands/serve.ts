@@ -11,19 +11,31 @@ export const DEFAULT_TIMEOUT_MS = 5000;
 export const DEFAULT_DRAIN_SECONDS = 10;
 
 export function command(program: Command): Command {
-  return program.command('serve')
+  return program
+    .command('serve')
     .description('an HTTP API (JSON): invoices by id, their risk, customer summaries; health, readiness, metrics, OpenAPI')
     .option('--host <host>', `address to listen on (default: ${DEFAULT_HOST}; 0.0.0.0 for every interface)`)
     .option('--port <port>', `port to listen on (default: ${DEFAULT_PORT}; 0: a free one, printed on stderr)`)
     .option('--pool-size <n>', `PostgreSQL connections at most (default: ${DEFAULT_POOL_SIZE})`)
-    .option('--max-queue <n>', `requests that may wait for a connection; more are answered 503 + Retry-After at once (default: ${DEFAULT_MAX_QUEUE})`)
+    .option(
+      '--max-queue <n>',
+      `requests that may wait for a connection; more are answered 503 + Retry-After at once (default: ${DEFAULT_MAX_QUEUE})`,
+    )
     .option('--timeout <ms>', `statement_timeout of each query, and the longest wait for a connection (default: ${DEFAULT_TIMEOUT_MS})`)
-    .option('--drain-timeout <seconds>', `on SIGTERM or SIGINT, how long requests in flight may take to finish (default: ${DEFAULT_DRAIN_SECONDS})`)
-    .option('--token-file <path>', 'require `Authorization: Bearer <the file\'s first line>` on every route but /healthz and /readyz')
+    .option(
+      '--drain-timeout <seconds>',
+      `on SIGTERM or SIGINT, how long requests in flight may take to finish (default: ${DEFAULT_DRAIN_SECONDS})`,
+    )
+    .option('--token-file <path>', "require `Authorization: Bearer <the file's first line>` on every route but /healthz and /readyz")
     .option('--cache <url>', 'read invoices through this Redis (redis://host:port[/db], rediss:// for TLS; default: REDIS_URL)')
     .option('--no-cache', 'ignore REDIS_URL: read PostgreSQL only')
-    .option('--cache-ttl <seconds>', `entries expire after this long, so an update shows within it (default: ${DEFAULT_CACHE_TTL}; 0: no cache)`)
-    .addHelpText('after', `
+    .option(
+      '--cache-ttl <seconds>',
+      `entries expire after this long, so an update shows within it (default: ${DEFAULT_CACHE_TTL}; 0: no cache)`,
+    )
+    .addHelpText(
+      'after',
+      `
 Routes (JSON; errors are {"error":{"code","message"}}; docs/commands/serve.md has them all):
   GET /invoices/:id                  the document of \`invoices get <id> --json\`
   GET /invoices?ids=1,2,3            many (at most 1000), in the order given, and the ids not found
@@ -40,7 +52,8 @@ Examples:
 
 SIGTERM or SIGINT: stops accepting, lets the requests in flight finish (at most --drain-timeout),
 then exits 0, as a service manager expects of a server asked to stop (1 if requests had to be cut).
-A second signal exits at once (1).`)
+A second signal exits at once (1).`,
+    )
     .action(run);
 }
 
@@ -63,11 +76,17 @@ export async function run(opts: ServeFlags, cmd: Command): Promise<void> {
   const poolSize = opts.poolSize === undefined ? DEFAULT_POOL_SIZE : positiveInt('--pool-size', opts.poolSize);
   const maxQueue = opts.maxQueue === undefined ? DEFAULT_MAX_QUEUE : positiveInt('--max-queue', opts.maxQueue, { allowZero: true });
   const timeoutMs = opts.timeout === undefined ? DEFAULT_TIMEOUT_MS : positiveInt('--timeout', opts.timeout);
-  const drainMs = 1000 * (opts.drainTimeout === undefined ? DEFAULT_DRAIN_SECONDS : positiveInt('--drain-timeout', opts.drainTimeout, { allowZero: true }));
+  const drainMs =
+    1000 *
+    (opts.drainTimeout === undefined ? DEFAULT_DRAIN_SECONDS : positiveInt('--drain-timeout', opts.drainTimeout, { allowZero: true }));
   const token = opts.tokenFile === undefined ? undefined : await readToken(opts.tokenFile);
   const ctx = await commandContext(cmd);
   const [{ cacheSetup, COLUMNS }, { connectionSettings }, { readCacheStamp }, { renderRecordLine }, { startServer }] = await Promise.all([
-    import('./get.js'), import('../db/client.js'), import('../cache/generation.js'), import('../output/render.js'), import('../serve/server.js'),
+    import('./get.js'),
+    import('../db/client.js'),
+    import('../cache/generation.js'),
+    import('../output/render.js'),
+    import('../serve/server.js'),
   ]);
   const { rt, useCache, openCache, endpoint, ttl } = await cacheSetup({ cache: opts.cache, cacheTtl: opts.cacheTtl }, ctx);
   const settings = await connectionSettings(ctx);
@@ -80,13 +99,17 @@ export async function run(opts: ServeFlags, cmd: Command): Promise<void> {
     maxQueue,
     timeoutMs,
     token,
-    cache: useCache ? { rt, open: openCache, readStamp: (withClient) => withClient((client) => readCacheStamp(client, ctx.config.tables)) } : undefined,
+    cache: useCache
+      ? { rt, open: openCache, readStamp: (withClient) => withClient((client) => readCacheStamp(client, ctx.config.tables)) }
+      : undefined,
     renderInvoice: (invoice) => renderRecordLine(invoice, COLUMNS).trimEnd(),
     log: ctx.log,
   });
   // Always printed (also with --quiet): the address is what a caller of --port 0 needs.
   process.stderr.write(`invoices serve: listening on ${server.url}\n`);
-  ctx.log.info(`database: ${ctx.config.target.source}; pool ${poolSize}, queue ${maxQueue}, timeout ${timeoutMs} ms; cache: ${useCache ? `${endpoint?.display}, ttl ${ttl} s${rt.active ? '' : ' (unavailable: retried in the background)'}` : 'none'}${token ? '; bearer token required' : ''}`);
+  ctx.log.info(
+    `database: ${ctx.config.target.source}; pool ${poolSize}, queue ${maxQueue}, timeout ${timeoutMs} ms; cache: ${useCache ? `${endpoint?.display}, ttl ${ttl} s${rt.active ? '' : ' (unavailable: retried in the background)'}` : 'none'}${token ? '; bearer token required' : ''}`,
+  );
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
@@ -100,7 +123,9 @@ export async function run(opts: ServeFlags, cmd: Command): Promise<void> {
   process.once('SIGTERM', force);
   ctx.log.info(`${signal}: draining ${server.inFlight()} request(s) in flight (at most ${drainMs / 1000} s)`);
   const { drained } = await server.close(drainMs);
-  ctx.log.info(drained ? 'stopped: every request in flight was answered' : `stopped: requests still in flight after ${drainMs / 1000} s were cut`);
+  ctx.log.info(
+    drained ? 'stopped: every request in flight was answered' : `stopped: requests still in flight after ${drainMs / 1000} s were cut`,
+  );
   process.exitCode = drained ? 0 : 1;
 }
 

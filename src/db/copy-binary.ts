@@ -39,7 +39,7 @@ export class BinaryCopyWriter {
   /** A bigint from a safe integer (|v| < 2^53). */
   int8(v: number): void {
     const b = this.view;
-    let p = this.pos;
+    const p = this.pos;
     b.setInt32(p, 8);
     const hi = Math.floor(v / TWO_32);
     b.setInt32(p + 4, hi);
@@ -106,8 +106,14 @@ export class BinaryCopyWriter {
     this.pos = 0;
     if (this.out.write(chunk)) return undefined;
     return new Promise((resolve, reject) => {
-      const onDrain = () => { this.out.off('error', onError); resolve(); };
-      const onError = (err: Error) => { this.out.off('drain', onDrain); reject(err); };
+      const onDrain = () => {
+        this.out.off('error', onError);
+        resolve();
+      };
+      const onError = (err: Error) => {
+        this.out.off('drain', onDrain);
+        reject(err);
+      };
       this.out.once('drain', onDrain);
       this.out.once('error', onError);
     });

@@ -12,6 +12,7 @@ export function barChart(bars: Bar[], opts: { width?: number; title?: string } =
   if (!bars.length) return (opts.title ? opts.title + '\n' : '') + '(no rows)\n';
   const width = Math.max(10, opts.width ?? 50);
   const units = bars.map((b) => units10(b.value));
+  // biome-ignore lint/complexity/useMathMinMax: bigints (Math.max takes numbers)
   const max = units.reduce((a, b) => (b > a ? b : a), 0n);
   const labels = bars.map((b) => (b.label.length > 30 ? b.label.slice(0, 29) + '…' : b.label));
   const lw = Math.max(...labels.map((l) => l.length));

@@ -114,7 +114,8 @@ export class InvoiceGenerator {
     let cents = Math.round(Math.exp(this.issuerMu[issuerRank] + 0.75 * rng.normal()) * 100);
     if (rng.next() < 0.03 && cents >= 10_000) cents = Math.round(cents / 10_000) * 10_000; // round hundreds
     cents = Math.min(Math.max(cents, 50), MAX_CENTS);
-    if (plan.centsStep !== undefined && plan.centsStep > 1) cents = Math.max(plan.centsStep, Math.round(cents / plan.centsStep) * plan.centsStep);
+    if (plan.centsStep !== undefined && plan.centsStep > 1)
+      cents = Math.max(plan.centsStep, Math.round(cents / plan.centsStep) * plan.centsStep);
     if (plan.maxCents !== undefined) cents = Math.min(cents, plan.maxCents);
 
     row.id = plan.firstId + this.i;
@@ -137,5 +138,5 @@ function dayWeight(date: Date, monthsFromStart: number): number {
   const quarterEnd = toEnd < 3 && month % 3 === 2 ? 1.3 : 1;
   const dow = date.getUTCDay();
   const weekend = dow === 0 || dow === 6 ? 0.35 : 1;
-  return SEASON[month] * monthEnd * quarterEnd * weekend * Math.pow(MONTHLY_GROWTH, monthsFromStart);
+  return SEASON[month] * monthEnd * quarterEnd * weekend * MONTHLY_GROWTH ** monthsFromStart;
 }

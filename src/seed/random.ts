@@ -83,7 +83,8 @@ export class AliasTable {
   private readonly n: number;
 
   constructor(weights: ArrayLike<number>) {
-    const n = (this.n = weights.length);
+    const n = weights.length;
+    this.n = n;
     let total = 0;
     for (let i = 0; i < n; i++) total += weights[i];
     this.table = new Float64Array(2 * n);
@@ -116,6 +117,6 @@ export class AliasTable {
 /** Zipf weights 1/rank^s for ranks 1..n. */
 export function zipfWeights(n: number, s: number): Float64Array {
   const w = new Float64Array(n);
-  for (let i = 0; i < n; i++) w[i] = 1 / Math.pow(i + 1, s);
+  for (let i = 0; i < n; i++) w[i] = 1 / (i + 1) ** s;
   return w;
 }

@@ -32,7 +32,9 @@ export function tokenMatcher(token: string): (header: string | undefined) => boo
   const want = createHash('sha256').update(token).digest();
   return (header) => {
     const m = /^Bearer\s+(.+)$/i.exec(header ?? '');
-    const got = createHash('sha256').update(m ? m[1].trim() : '').digest();
+    const got = createHash('sha256')
+      .update(m ? m[1].trim() : '')
+      .digest();
     return timingSafeEqual(want, got) && m !== null;
   };
 }
@@ -82,7 +84,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   app.setErrorHandler((err, _req, reply) => {
     const e = toHttpError(err);
     if (e.code === 'internal') log.warn(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    else if (e.code === 'database_unavailable' || e.code === 'timeout') log.warn(`${e.code}: ${err instanceof Error ? err.message : String(err)}`);
+    else if (e.code === 'database_unavailable' || e.code === 'timeout')
+      log.warn(`${e.code}: ${err instanceof Error ? err.message : String(err)}`);
     metrics.errors.inc({ code: e.code });
     if (e.retryAfter !== undefined) reply.header('retry-after', String(e.retryAfter));
     return reply.status(e.status).send(errorBody(e));

@@ -40,7 +40,16 @@ export function httpError(code: ErrorCode, message: string, retryAfter?: number)
   return new HttpError(ERROR_CODES[code], code, message, retryAfter ?? (ERROR_CODES[code] === 503 ? 1 : undefined));
 }
 
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+]);
 
 /**
  * Whether a connection that failed with this error should be dropped rather than reused: the
@@ -49,7 +58,11 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EA
 export function isBrokenConnection(err: unknown): boolean {
   const code = (err as { code?: string })?.code ?? '';
   const message = (err as Error)?.message ?? '';
-  return CONNECTION_CODES.has(code) || /^(08|57P|42P01|0A000|26000)/.test(code) || /Connection terminated|not queryable|Client has encountered a connection error/.test(message);
+  return (
+    CONNECTION_CODES.has(code) ||
+    /^(08|57P|42P01|0A000|26000)/.test(code) ||
+    /Connection terminated|not queryable|Client has encountered a connection error/.test(message)
+  );
 }
 
 /** The answer for any error a route throws (`internal` for what is not expected: the log gets it). */
@@ -58,13 +71,16 @@ export function toHttpError(err: unknown): HttpError {
   const e = err as { code?: string; message?: string; statusCode?: number; cause?: unknown };
   if (err instanceof NotFoundError) return httpError('not_found', err.message);
   // Fastify's own client errors (a body too large, a malformed URL, ...).
-  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) return new HttpError(e.statusCode, 'bad_request', e.message ?? 'bad request');
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500)
+    return new HttpError(e.statusCode, 'bad_request', e.message ?? 'bad request');
   const code = e?.code ?? (e?.cause as { code?: string } | undefined)?.code ?? '';
   if (code === '57014') return httpError('timeout', 'the database did not answer in time (statement timeout)');
-  if (/timeout exceeded when trying to connect/.test(e?.message ?? '')) return httpError('timeout', 'no database connection became free in time', 1);
+  if (/timeout exceeded when trying to connect/.test(e?.message ?? ''))
+    return httpError('timeout', 'no database connection became free in time', 1);
   if (code === '53300') return httpError('overloaded', 'the database has no connection to spare', 1);
   if (err instanceof DatabaseError || isBrokenConnection(err)) return httpError('database_unavailable', 'the database is unavailable', 5);
-  if (err instanceof InvoicesError && /run `invoices init`/.test(err.message)) return httpError('database_unavailable', 'the database has no invoices schema (run `invoices init`)', 30);
+  if (err instanceof InvoicesError && /run `invoices init`/.test(err.message))
+    return httpError('database_unavailable', 'the database has no invoices schema (run `invoices init`)', 30);
   return httpError('internal', 'internal error');
 }
 

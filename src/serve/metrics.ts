@@ -12,7 +12,10 @@ const labelText = (labels: Labels) => {
 /** A counter by label values. */
 export class Counter {
   private readonly values = new Map<string, { labels: Labels; value: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+  ) {}
 
   inc(labels: Labels = {}, by = 1): void {
     const key = labelText(labels);
@@ -36,7 +39,11 @@ export class Counter {
 /** A histogram of seconds by label values, with cumulative buckets. */
 export class Histogram {
   private readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
-  constructor(readonly name: string, readonly help: string, readonly buckets: readonly number[]) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly buckets: readonly number[],
+  ) {}
 
   observe(labels: Labels, value: number): void {
     const key = labelText(labels);
@@ -53,7 +60,8 @@ export class Histogram {
   render(): string {
     let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`;
     for (const s of this.series.values()) {
-      for (const [i, b] of this.buckets.entries()) out += `${this.name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}\n`;
+      for (const [i, b] of this.buckets.entries())
+        out += `${this.name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}\n`;
       out += `${this.name}_bucket${labelText({ ...s.labels, le: '+Inf' })} ${s.count}\n`;
       out += `${this.name}_sum${labelText(s.labels)} ${s.sum}\n${this.name}_count${labelText(s.labels)} ${s.count}\n`;
     }
@@ -63,7 +71,12 @@ export class Histogram {
 
 /** A gauge read when scraped: one value per label set. */
 export class Gauge {
-  constructor(readonly name: string, readonly help: string, private readonly read: () => Array<[Labels, number]>, private readonly type: 'gauge' | 'counter' = 'gauge') {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly read: () => Array<[Labels, number]>,
+    private readonly type: 'gauge' | 'counter' = 'gauge',
+  ) {}
 
   render(): string {
     let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} ${this.type}\n`;
@@ -83,8 +96,11 @@ export interface PoolView {
 /** The metrics of one server. */
 export class ServeMetrics {
   readonly requests = new Counter('invoices_http_requests_total', 'HTTP requests answered, by route, method and status.');
-  readonly latency = new Histogram('invoices_http_request_duration_seconds', 'Time from receiving a request to answering it, by route.',
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]);
+  readonly latency = new Histogram(
+    'invoices_http_request_duration_seconds',
+    'Time from receiving a request to answering it, by route.',
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  );
   readonly errors = new Counter('invoices_http_errors_total', 'Error answers by their code (the "code" of the JSON error).');
   readonly cache = new Counter('invoices_cache_lookups_total', 'Invoices looked up through the Redis cache: hit or miss (one per id).');
   inFlight = 0;
@@ -99,8 +115,15 @@ export class ServeMetrics {
       ]),
       new Gauge('invoices_db_pool_waiting', 'Requests waiting for a connection of the read pool.', () => [[{}, pool.waitingCount]]),
       new Gauge('invoices_db_pool_max', 'Size of the read pool (--pool-size).', () => [[{}, pool.options.max ?? 10]]),
-      new Gauge('invoices_db_pool_shed_total', 'Requests shed with 503 because the queue for connections was full (--max-queue).', () => [[{}, extra.shed()]], 'counter'),
-      new Gauge('invoices_cache_active', '1 while lookups go through Redis, 0 without a cache or while it is unavailable.', () => [[{}, extra.cacheActive() ? 1 : 0]]),
+      new Gauge(
+        'invoices_db_pool_shed_total',
+        'Requests shed with 503 because the queue for connections was full (--max-queue).',
+        () => [[{}, extra.shed()]],
+        'counter',
+      ),
+      new Gauge('invoices_cache_active', '1 while lookups go through Redis, 0 without a cache or while it is unavailable.', () => [
+        [{}, extra.cacheActive() ? 1 : 0],
+      ]),
       new Gauge('process_resident_memory_bytes', 'Resident memory of the server process.', () => [[{}, process.memoryUsage.rss()]]),
     ];
   }

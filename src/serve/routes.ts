@@ -35,7 +35,8 @@ const jsonId = (id: string) => (Number.isSafeInteger(Number(id)) ? Number(id) : 
 
 function invoiceId(raw: string): bigint {
   const id = parseInvoiceId(raw);
-  if (id === undefined || raw.trim() !== raw) throw httpError('invalid_id', `invoice id must be a positive integer, got "${raw.slice(0, 40)}"`);
+  if (id === undefined || raw.trim() !== raw)
+    throw httpError('invalid_id', `invoice id must be a positive integer, got "${raw.slice(0, 40)}"`);
   return id;
 }
 
@@ -92,7 +93,8 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   app.get<{ Params: { id: string }; Querystring: { model?: string } }>('/invoices/:id/risk', async (req) => {
     const id = invoiceId(req.params.id);
     const model = req.query.model ?? MODEL_VERSION;
-    if (!/^[A-Za-z0-9._-]{1,64}$/.test(model)) throw httpError('invalid_parameter', `model must be a model version such as ${MODEL_VERSION}`);
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(model))
+      throw httpError('invalid_parameter', `model must be a model version such as ${MODEL_VERSION}`);
     try {
       const s = await gate.run((client) => currentScore(client, tables, id.toString(), model));
       return {
@@ -107,7 +109,8 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
       };
     } catch (err) {
       if (err instanceof NotFoundError) throw httpError('invoice_not_found', `invoice ${id} not found`);
-      if (err instanceof UsageError && /risk init/.test(err.message)) throw httpError('risk_not_set_up', 'the risk scorer is not set up on this database (`invoices risk init`, then `invoices risk`)');
+      if (err instanceof UsageError && /risk init/.test(err.message))
+        throw httpError('risk_not_set_up', 'the risk scorer is not set up on this database (`invoices risk init`, then `invoices risk`)');
       throw err;
     }
   });
@@ -118,7 +121,8 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     if (id === undefined) throw httpError('invalid_id', `customer id must be a positive integer, got "${raw.slice(0, 40)}"`);
     const monthsText = req.query.months ?? String(DEFAULT_MONTHS);
     const months = /^\d{1,4}$/.test(monthsText) ? Number(monthsText) : Number.NaN;
-    if (!(months >= 1 && months <= MAX_MONTHS)) throw httpError('invalid_parameter', `months must be an integer from 1 to ${MAX_MONTHS}, got "${monthsText.slice(0, 20)}"`);
+    if (!(months >= 1 && months <= MAX_MONTHS))
+      throw httpError('invalid_parameter', `months must be an integer from 1 to ${MAX_MONTHS}, got "${monthsText.slice(0, 20)}"`);
     const asOf = req.query.as_of ?? new Date().toISOString().slice(0, 10);
     let window: ReturnType<typeof monthWindow>;
     try {

@@ -65,7 +65,12 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     await pools.end();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied (a port below 1024 needs privileges)' : 'no interface has that address';
+      const why =
+        code === 'EADDRINUSE'
+          ? 'the address is already in use'
+          : code === 'EACCES'
+            ? 'permission denied (a port below 1024 needs privileges)'
+            : 'no interface has that address';
       throw new InvoicesError(`cannot listen on ${opts.host}:${opts.port}: ${why}`, { cause: err });
     }
     throw err;

@@ -69,14 +69,16 @@ async function leafMonths(client: Client, source: SourceTable, leaves: string[],
     const r = ranges.get(leaf);
     if (r === 'all' || (r === undefined && source.layout === 'plain')) return 'all';
     if (r === undefined || r === 'default') {
-      known.filter((m) => !covered(m)).forEach((m) => out.add(m));
+      for (const m of known) if (!covered(m)) out.add(m);
       if (r === 'default') {
-        const { rows } = await client.query<{ m: string }>(`SELECT DISTINCT to_char(${MONTH_OF_ISSUE}, 'YYYY-MM') AS m FROM ${leafRelation(source, leaf)}`);
-        rows.forEach((x) => out.add(x.m));
+        const { rows } = await client.query<{ m: string }>(
+          `SELECT DISTINCT to_char(${MONTH_OF_ISSUE}, 'YYYY-MM') AS m FROM ${leafRelation(source, leaf)}`,
+        );
+        for (const x of rows) out.add(x.m);
       }
     } else {
       for (let m = r.from.slice(0, 7); monthBounds(m).from < r.to; m = monthBounds(m).to.slice(0, 7)) out.add(m);
-      known.filter((m) => touches(m, r)).forEach((m) => out.add(m));
+      for (const m of known) if (touches(m, r)) out.add(m);
     }
   }
   return [...out].sort();

@@ -20,11 +20,19 @@ export interface Served {
 export function startServe(args: string[], env: Record<string, string>, cwd = os.tmpdir()): Promise<Served> {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), 'serve', '--port', '0', ...args], {
     cwd,
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? os.homedir(), TZ: 'UTC', XDG_DATA_HOME: testDataHome(), ...env },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: process.env.HOME ?? os.homedir(),
+      TZ: 'UTC',
+      XDG_DATA_HOME: testDataHome(),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

@@ -56,14 +56,30 @@ export interface ViewFact {
 
 /** The relation as pg_class has it, with what decides whether it can be converted. */
 export interface RelationFacts {
-  oid: number; relkind: string; relispartition: boolean; persistence: string; schema: string; current_schema: string | null;
-  owner: string; me: string; rls: boolean; rules: boolean; replident: string; reloptions: string[] | null; comment: string | null;
-  inherits: boolean; column_acl: boolean; stats: string[]; publications: string[];
+  oid: number;
+  relkind: string;
+  relispartition: boolean;
+  persistence: string;
+  schema: string;
+  current_schema: string | null;
+  owner: string;
+  me: string;
+  rls: boolean;
+  rules: boolean;
+  replident: string;
+  reloptions: string[] | null;
+  comment: string | null;
+  inherits: boolean;
+  column_acl: boolean;
+  stats: string[];
+  publications: string[];
 }
 
 /** The relation named `table` (undefined when there is none). */
 export async function relationFacts(client: Client, table: string): Promise<RelationFacts | undefined> {
-  const { rows: [t] } = await client.query<RelationFacts>(
+  const {
+    rows: [t],
+  } = await client.query<RelationFacts>(
     `SELECT c.oid, c.relkind::text, c.relispartition, c.relpersistence::text AS persistence, n.nspname AS schema,
             current_schema() AS current_schema, pg_get_userbyid(c.relowner) AS owner, current_user AS me,
             c.relrowsecurity AS rls, c.relhasrules AS rules, c.relreplident::text AS replident, c.reloptions,
@@ -153,7 +169,9 @@ export async function reservedWords(client: Client): Promise<Set<string>> {
 /** Of these relation names (as SQL), those that exist (present) or those that do not. */
 export async function relationsPresent(client: Client, names: string[], present: boolean): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>(
-    `SELECT n AS name FROM unnest($1::text[]) n WHERE (to_regclass(n) IS NOT NULL) = $2`, [names, present]);
+    `SELECT n AS name FROM unnest($1::text[]) n WHERE (to_regclass(n) IS NOT NULL) = $2`,
+    [names, present],
+  );
   return rows.map((r) => r.name);
 }
 

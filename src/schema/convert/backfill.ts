@@ -21,7 +21,12 @@ export const backfill: Phase = {
     for (;;) {
       if (r.opts.signal?.aborted) throw interrupted(`after copying ${done.toLocaleString('en-US')} rows`, n);
       const copied = await transaction(client, async () => {
-        const { rows: [b] } = await client.query<{ n: string; last: string | null }>(backfillSql(r.s, last === null), last === null ? [r.batchSize] : [r.batchSize, last]);
+        const {
+          rows: [b],
+        } = await client.query<{ n: string; last: string | null }>(
+          backfillSql(r.s, last === null),
+          last === null ? [r.batchSize] : [r.batchSize, last],
+        );
         const count = Number(b.n);
         if (count > 0) {
           await client.query(stateSql(n), [b.last, count]);
@@ -39,7 +44,9 @@ export const backfill: Phase = {
     }
     const secs = (performance.now() - copyStarted) / 1000;
     result.rowsPerSecond = secs > 0 ? result.copiedRows / secs : 0;
-    log.info(`copied ${result.copiedRows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(result.rowsPerSecond).toLocaleString('en-US')} rows/s)`);
+    log.info(
+      `copied ${result.copiedRows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(result.rowsPerSecond).toLocaleString('en-US')} rows/s)`,
+    );
     r.state = { ...state, phase: 'indexes' };
   },
 };

@@ -29,16 +29,36 @@ async function cancelWith(client: Client, n: Names, opts: CancelOptions): Promis
   // No conversion in progress: none started, or one that finished (the table is partitioned and its state is gone).
   if (!state && (layout === 'partitioned' || !(await relationExists(client, n.newTable)))) return { cancelled: false, statements: [] };
   if (state?.phase === 'switched' || layout === 'partitioned') {
-    throw new UsageError(`the switch is already done: ${n.label} is partitioned (the old table is ${n.oldTable}); run \`invoices partition --convert\` to finish`);
+    throw new UsageError(
+      `the switch is already done: ${n.label} is partitioned (the old table is ${n.oldTable}); run \`invoices partition --convert\` to finish`,
+    );
   }
   const statements = cancelStatements(n);
   if (opts.dryRun) return { cancelled: false, statements };
   // Never while a conversion (or a seed) is writing the table: name it and change nothing.
-  const unlock = await lockSource(client, { key: n.lockKey, label: n.label, what: 'cancel', wait: false, log, signal: opts.signal, advice: 'stop that run first (Ctrl-C keeps what it copied), then cancel' });
+  const unlock = await lockSource(client, {
+    key: n.lockKey,
+    label: n.label,
+    what: 'cancel',
+    wait: false,
+    log,
+    signal: opts.signal,
+    advice: 'stop that run first (Ctrl-C keeps what it copied), then cancel',
+  });
   try {
-    await withLockRetry(client, { lockTimeoutMs: opts.lockTimeoutMs ?? CONVERT_DEFAULTS.lockTimeoutMs, lockRetries: opts.lockRetries ?? CONVERT_DEFAULTS.lockRetries, signal: opts.signal, what: 'cancel', log }, async () => {
-      for (const sql of statements) await client.query(sql);
-    });
+    await withLockRetry(
+      client,
+      {
+        lockTimeoutMs: opts.lockTimeoutMs ?? CONVERT_DEFAULTS.lockTimeoutMs,
+        lockRetries: opts.lockRetries ?? CONVERT_DEFAULTS.lockRetries,
+        signal: opts.signal,
+        what: 'cancel',
+        log,
+      },
+      async () => {
+        for (const sql of statements) await client.query(sql);
+      },
+    );
   } finally {
     await unlock();
   }

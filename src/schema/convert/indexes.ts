@@ -31,7 +31,11 @@ export const indexes: Phase = {
 };
 
 async function missingIndexes(client: Client, steps: IndexStep[], r: Run): Promise<IndexStep[]> {
-  const absent = await relationsPresent(client, steps.map((x) => r.q(x.name)), false);
+  const absent = await relationsPresent(
+    client,
+    steps.map((x) => r.q(x.name)),
+    false,
+  );
   return steps.filter((x) => absent.includes(r.q(x.name)));
 }
 
@@ -50,6 +54,8 @@ async function build(r: Run, missing: IndexStep[]): Promise<void> {
 /** Runs fn with maintenance_work_mem at least 256MB when indexes are to be built (the builds and the VACUUM use it). */
 async function withMaintenanceMemory(client: Client, building: boolean, fn: () => Promise<void>): Promise<void> {
   if (!building) return fn();
-  const { rows: [m] } = await client.query<{ bytes: string }>("SELECT pg_size_bytes(current_setting('maintenance_work_mem')) AS bytes");
+  const {
+    rows: [m],
+  } = await client.query<{ bytes: string }>("SELECT pg_size_bytes(current_setting('maintenance_work_mem')) AS bytes");
   return Number(m.bytes) < 256 * 1024 * 1024 ? withSettings(client, { maintenance_work_mem: '256MB' }, fn) : fn();
 }

@@ -45,16 +45,33 @@ function convertNames(tables: TableMap, q: Quote): Names {
   const { schema, table, columns } = tables.invoices;
   const raw = (suffix: string) => `${table}_${suffix}`;
   return {
-    parent: q(table), newTable: q(raw('part')), oldTable: q(raw('unpartitioned')), locator: q(locatorTable(tables)),
-    log: q(raw('convert_log')), state: q(raw('convert_state')), capture: q(raw('convert_capture')), guard: q(raw('convert_no_truncate')),
-    defaultPartition: q(defaultPartitionName(table)), partition: (m) => q(partitionName(m, table)),
-    idName: columns.invoice_id, dateName: columns.issue_date, amountName: columns.amount,
-    id: q(columns.invoice_id), date: q(columns.issue_date), amount: q(columns.amount),
+    parent: q(table),
+    newTable: q(raw('part')),
+    oldTable: q(raw('unpartitioned')),
+    locator: q(locatorTable(tables)),
+    log: q(raw('convert_log')),
+    state: q(raw('convert_state')),
+    capture: q(raw('convert_capture')),
+    guard: q(raw('convert_no_truncate')),
+    defaultPartition: q(defaultPartitionName(table)),
+    partition: (m) => q(partitionName(m, table)),
+    idName: columns.invoice_id,
+    dateName: columns.issue_date,
+    amountName: columns.amount,
+    id: q(columns.invoice_id),
+    date: q(columns.issue_date),
+    amount: q(columns.amount),
     label: tables.mapped ? `${schema}.${table}` : 'invoices',
     // One bulk writer per table at a time: a conversion, or a seed of the same table.
     lockKey: sourceKey(tables),
     tables,
-    raw: { parent: table, newTable: raw('part'), oldTable: raw('unpartitioned'), capture: raw('convert_capture'), guard: raw('convert_no_truncate') },
+    raw: {
+      parent: table,
+      newTable: raw('part'),
+      oldTable: raw('unpartitioned'),
+      capture: raw('convert_capture'),
+      guard: raw('convert_no_truncate'),
+    },
   };
 }
 

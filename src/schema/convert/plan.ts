@@ -10,8 +10,16 @@ import { identitySequences, relationsPresent } from '../../db/catalog/table-fact
 import { checkConvertible, inspectTable, monthsOf, readState, type StateRow, type TableFacts } from './inspect.js';
 import { prefixedName, withNames, type Names, type Quote } from './names.js';
 import {
-  backfillSql, finishStatements, lockSql, prepareStatements, sqlContext, switchStatements, translateIndexes,
-  type IndexStep, type Sql, type SwitchPlan,
+  backfillSql,
+  finishStatements,
+  lockSql,
+  prepareStatements,
+  sqlContext,
+  switchStatements,
+  translateIndexes,
+  type IndexStep,
+  type Sql,
+  type SwitchPlan,
 } from './statements.js';
 import { ConversionError, type ConvertOptions, CONVERT_DEFAULTS } from './types.js';
 
@@ -53,8 +61,23 @@ export async function planWith(client: Client, n: Names, q: Quote, opts: Convert
   const { layout } = await detectLayout(client, n.tables);
   const state = await readState(client, n);
   const empty: ConversionPlan = {
-    status: 'done', phase: state?.phase ?? null, rows: 0, copiedRows: 0, months: [], partitions: [], prepare: [], backfill: '',
-    batchSize, indexes: [], switchSql: [], lockTimeoutMs, finish: [], carried: [], warnings: [], names: n, sql: null,
+    status: 'done',
+    phase: state?.phase ?? null,
+    rows: 0,
+    copiedRows: 0,
+    months: [],
+    partitions: [],
+    prepare: [],
+    backfill: '',
+    batchSize,
+    indexes: [],
+    switchSql: [],
+    lockTimeoutMs,
+    finish: [],
+    carried: [],
+    warnings: [],
+    names: n,
+    sql: null,
   };
   if (layout === 'partitioned') {
     if (state?.phase === 'switched') return { ...empty, status: 'finish', finish: finishStatements(n) };
@@ -63,11 +86,18 @@ export async function planWith(client: Client, n: Names, q: Quote, opts: Convert
   const facts = await inspectTable(client, n, q);
   const s = sqlContext(q, facts, n);
   if (state && state.old_table !== facts.oid) {
-    throw new ConversionError(`${n.label} is not the table the conversion started on (it was replaced since ${state.started_at}): cancel it with \`invoices partition --convert --cancel\`, then convert again`);
+    throw new ConversionError(
+      `${n.label} is not the table the conversion started on (it was replaced since ${state.started_at}): cancel it with \`invoices partition --convert --cancel\`, then convert again`,
+    );
   }
   const { steps, carried, warnings } = translateIndexes(s);
   warnings.push(...facts.notes);
-  carried.unshift(`columns ${facts.columns.filter((c) => !c.generated).map((c) => c.name).join(', ')} with their defaults, NOT NULL and CHECK constraints`);
+  carried.unshift(
+    `columns ${facts.columns
+      .filter((c) => !c.generated)
+      .map((c) => c.name)
+      .join(', ')} with their defaults, NOT NULL and CHECK constraints`,
+  );
   carried.push(...carriedBesideIndexes(facts, n));
 
   let months: ConversionPlan['months'] = [];
@@ -81,10 +111,20 @@ export async function planWith(client: Client, n: Names, q: Quote, opts: Convert
     const all = [...new Set([...months.map((m) => m.month), ...opts.ahead])].sort();
     const parts = all.map((month) => ({ month, name: n.partition(month) }));
     partitions = parts.map((p) => p.name);
-    await checkNamesFree(client, [n.newTable, n.oldTable, n.locator, n.log, n.defaultPartition, ...partitions, ...steps.map((x) => x.name), ...facts.indexes.map((i) => prefixedName(i.name, n.raw.oldTable, n.raw.parent))]);
+    await checkNamesFree(client, [
+      n.newTable,
+      n.oldTable,
+      n.locator,
+      n.log,
+      n.defaultPartition,
+      ...partitions,
+      ...steps.map((x) => x.name),
+      ...facts.indexes.map((i) => prefixedName(i.name, n.raw.oldTable, n.raw.parent)),
+    ]);
     prepare = prepareStatements(client, s, parts, rows);
     const date = facts.columns.find((c) => c.name === n.dateName);
-    if (date && !date.notNull) warnings.push(`${n.dateName} allows NULL in ${n.label}; the partitioned table requires it (the primary key includes it)`);
+    if (date && !date.notNull)
+      warnings.push(`${n.dateName} allows NULL in ${n.label}; the partitioned table requires it (the primary key includes it)`);
   }
   const sw = await planSwitch(client, s, steps);
   const locks = lockSql(sw.relations);
@@ -99,7 +139,12 @@ export async function planWith(client: Client, n: Names, q: Quote, opts: Convert
     backfill: backfillSql(s, !state?.last_copied_id),
     batchSize,
     indexes: steps,
-    switchSql: [locks.own, locks.shared, `-- replay what is left of ${n.log}, compare those rows one by one`, ...sw.statements.map((x) => x.sql)],
+    switchSql: [
+      locks.own,
+      locks.shared,
+      `-- replay what is left of ${n.log}, compare those rows one by one`,
+      ...sw.statements.map((x) => x.sql),
+    ],
     lockTimeoutMs,
     finish: finishStatements(n),
     carried: [...carried, ...sw.carried],
@@ -113,10 +158,15 @@ export async function planWith(client: Client, n: Names, q: Quote, opts: Convert
 function carriedBesideIndexes(facts: TableFacts, n: Names): string[] {
   const out: string[] = [];
   if (!facts.columns.some((c) => c.name === 'created_xid')) {
-    out.push('added created_xid xid8 DEFAULT pg_current_xact_id() as in the tool\'s own layout (copied rows carry the id of the transaction that copied them)');
+    out.push(
+      "added created_xid xid8 DEFAULT pg_current_xact_id() as in the tool's own layout (copied rows carry the id of the transaction that copied them)",
+    );
   }
   for (const c of facts.constraints.filter((x) => x.contype === 'f')) out.push(`foreign key ${c.name}: ${c.def}`);
-  if (facts.grants.length) out.push(`privileges: ${facts.grants.map((g) => `${g.privilege} to ${g.grantee || 'PUBLIC'}`).join(', ')} (and the matching rights on ${n.locator}, which the trigger writes)`);
+  if (facts.grants.length)
+    out.push(
+      `privileges: ${facts.grants.map((g) => `${g.privilege} to ${g.grantee || 'PUBLIC'}`).join(', ')} (and the matching rights on ${n.locator}, which the trigger writes)`,
+    );
   if (facts.owner !== facts.currentUser) out.push(`owner ${facts.owner}`);
   return out;
 }
@@ -130,6 +180,8 @@ export async function planSwitch(client: Client, s: Sql, steps: IndexStep[]): Pr
 async function checkNamesFree(client: Client, names: string[]): Promise<void> {
   const taken = await relationsPresent(client, names, true);
   if (taken.length) {
-    throw new UsageError(`${taken.join(', ')} already exist${taken.length === 1 ? 's' : ''} but no conversion is in progress: rename or drop ${taken.length === 1 ? 'it' : 'them'} first`);
+    throw new UsageError(
+      `${taken.join(', ')} already exist${taken.length === 1 ? 's' : ''} but no conversion is in progress: rename or drop ${taken.length === 1 ? 'it' : 'them'} first`,
+    );
   }
 }

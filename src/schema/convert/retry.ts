@@ -9,7 +9,14 @@ import type { Names } from './names.js';
 export const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 /** A lock timeout or a deadlock: worth another attempt. */
@@ -43,9 +50,13 @@ export async function withLockRetry<T>(client: Client, opts: LockRetryOptions, f
 }
 
 export function afterSwitch(n: Names): InterruptedError {
-  return new InterruptedError(`interrupted after the switch: ${n.label} is partitioned and complete; run \`invoices partition --convert\` again to drop the conversion's log and state`);
+  return new InterruptedError(
+    `interrupted after the switch: ${n.label} is partitioned and complete; run \`invoices partition --convert\` again to drop the conversion's log and state`,
+  );
 }
 
 export function interrupted(what: string, n: Names): InterruptedError {
-  return new InterruptedError(`interrupted ${what}: run \`invoices partition --convert\` again to resume (meanwhile a trigger on ${n.label} logs every change for the new table; \`--convert --cancel\` removes everything the conversion created)`);
+  return new InterruptedError(
+    `interrupted ${what}: run \`invoices partition --convert\` again to resume (meanwhile a trigger on ${n.label} logs every change for the new table; \`--convert --cancel\` removes everything the conversion created)`,
+  );
 }

@@ -27,32 +27,65 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
   const log = opts.log ?? silentLogger;
   const started = performance.now();
   const result: ConvertResult = {
-    status: 'converted', resumed: false, rows: 0, copiedRows: 0, partitions: 0, seconds: 0, rowsPerSecond: 0,
-    lockMs: null, lockAttempts: 0, defaultRows: 0, oldTable: n.oldTable, carried: [], warnings: [],
+    status: 'converted',
+    resumed: false,
+    rows: 0,
+    copiedRows: 0,
+    partitions: 0,
+    seconds: 0,
+    rowsPerSecond: 0,
+    lockMs: null,
+    lockAttempts: 0,
+    defaultRows: 0,
+    oldTable: n.oldTable,
+    carried: [],
+    warnings: [],
   };
-  const { rows: [server] } = await client.query<{ sync: string }>("SELECT current_setting('synchronous_commit') AS sync");
+  const {
+    rows: [server],
+  } = await client.query<{ sync: string }>("SELECT current_setting('synchronous_commit') AS sync");
   // A killed client's server process notices at the next check instead of holding the lock until its query ends.
   return trySettings(client, { client_connection_check_interval: '1s' }, () =>
     withSettings(client, { application_name: 'invoices partition --convert' }, async () => {
-      const unlock = await lockSource(client, { key: n.lockKey, label: n.label, what: 'conversion', wait: opts.wait ?? true, log, signal: opts.signal });
+      const unlock = await lockSource(client, {
+        key: n.lockKey,
+        label: n.label,
+        what: 'conversion',
+        wait: opts.wait ?? true,
+        log,
+        signal: opts.signal,
+      });
       try {
         // As a replica, foreign keys are not checked on every copied row (superusers only, as pg_restore does).
         return await trySettings(client, { session_replication_role: 'replica' }, (replica) =>
           // Index builds and the verification scan are long by nature; the switch is bounded by lock_timeout.
           // A batch and its cursor commit together: losing the last ones in a crash only means copying them again.
-          withSettings(client, { statement_timeout: '0', synchronous_commit: 'off' }, () => walk({
-            client, n, q, log, opts, result,
-            lockTimeoutMs: opts.lockTimeoutMs ?? CONVERT_DEFAULTS.lockTimeoutMs,
-            lockRetries: opts.lockRetries ?? CONVERT_DEFAULTS.lockRetries,
-            batchSize: opts.batchSize ?? CONVERT_DEFAULTS.batchSize,
-            threshold: opts.catchUpThreshold ?? 1000,
-            serverSynchronousCommit: server.sync,
-            progress: (p) => opts.onProgress?.(p),
-          }, replica, started)));
+          withSettings(client, { statement_timeout: '0', synchronous_commit: 'off' }, () =>
+            walk(
+              {
+                client,
+                n,
+                q,
+                log,
+                opts,
+                result,
+                lockTimeoutMs: opts.lockTimeoutMs ?? CONVERT_DEFAULTS.lockTimeoutMs,
+                lockRetries: opts.lockRetries ?? CONVERT_DEFAULTS.lockRetries,
+                batchSize: opts.batchSize ?? CONVERT_DEFAULTS.batchSize,
+                threshold: opts.catchUpThreshold ?? 1000,
+                serverSynchronousCommit: server.sync,
+                progress: (p) => opts.onProgress?.(p),
+              },
+              replica,
+              started,
+            ),
+          ),
+        );
       } finally {
         await unlock();
       }
-    }));
+    }),
+  );
 }
 
 /** Plans, then runs the phases from the first one left to do. */
@@ -82,7 +115,8 @@ async function walk(base: Omit<Run, 'plan' | 's' | 'state' | 'where'>, replica: 
   } catch (err) {
     // Stopped by the signal: the statement in flight was cancelled and its transaction rolled back.
     const where = r?.where ?? 'before anything was created';
-    if (base.opts.signal?.aborted && !(err instanceof InterruptedError)) throw where === 'after the switch' ? afterSwitch(n) : interrupted(where, n);
+    if (base.opts.signal?.aborted && !(err instanceof InterruptedError))
+      throw where === 'after the switch' ? afterSwitch(n) : interrupted(where, n);
     throw err;
   }
 }

@@ -20,7 +20,10 @@ export interface Sql {
 }
 
 export function sqlContext(q: Quote, facts: TableFacts, n: Names): Sql {
-  const cols = facts.columns.filter((c) => !c.generated).map((c) => q(c.name)).join(', ');
+  const cols = facts.columns
+    .filter((c) => !c.generated)
+    .map((c) => q(c.name))
+    .join(', ');
   return { q, facts, cols, monthExpr: monthExpr(n, facts.issueDate), n };
 }
 
@@ -35,9 +38,18 @@ function dateType(s: Sql): string {
 
 /** The fixed statements of a sql/convert-*.sql file, with the conversion's names. */
 function convertSql(file: string, n: Names, extra: Record<string, string> = {}): string[] {
-  return sqlStatements(sqlTemplate(file, {
-    parent: n.parent, newTable: n.newTable, locator: n.locator, log: n.log, state: n.state, capture: n.capture, guard: n.guard, ...extra,
-  }));
+  return sqlStatements(
+    sqlTemplate(file, {
+      parent: n.parent,
+      newTable: n.newTable,
+      locator: n.locator,
+      log: n.log,
+      state: n.state,
+      capture: n.capture,
+      guard: n.guard,
+      ...extra,
+    }),
+  );
 }
 
 /**
@@ -47,7 +59,10 @@ function convertSql(file: string, n: Names, extra: Record<string, string> = {}):
 function locatorParts(s: Sql): { table: string; key: string; sync: string[] } {
   const [table, ...sync] = sqlStatements(locatorSql(s.n.tables, dateType(s)));
   const m = /^CREATE TABLE IF NOT EXISTS (\S+) \(([\s\S]*?),\s*(CONSTRAINT \S+ PRIMARY KEY [^\n]*)\n\)$/.exec(table);
-  if (!m) throw new ConversionError('sql/invoice-ids.sql does not start with CREATE TABLE IF NOT EXISTS ... (..., CONSTRAINT ... PRIMARY KEY ...)');
+  if (!m)
+    throw new ConversionError(
+      'sql/invoice-ids.sql does not start with CREATE TABLE IF NOT EXISTS ... (..., CONSTRAINT ... PRIMARY KEY ...)',
+    );
   return { table: `CREATE TABLE IF NOT EXISTS ${m[1]} (${m[2]}\n)`, key: `ALTER TABLE ${m[1]} ADD ${m[3]}`, sync };
 }
 
@@ -69,12 +84,20 @@ export function translateIndexes(s: Sql): { steps: IndexStep[]; carried: string[
   const warnings: string[] = [];
   const idIndex = idUniqueIndex(facts, n);
   steps.push({
-    name: `${raw.newTable}_pkey`, finalName: `${raw.parent}_pkey`,
+    name: `${raw.newTable}_pkey`,
+    finalName: `${raw.parent}_pkey`,
     sql: `ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(`${raw.newTable}_pkey`)} PRIMARY KEY (${n.id}, ${n.date})`,
     description: `primary key (${n.idName}, ${n.dateName})`,
   });
-  steps.push({ name: `${locator}_pkey`, finalName: `${locator}_pkey`, sql: locatorParts(s).key, description: `${locator} primary key: invoice_id unique across partitions` });
-  carried.push(`${n.idName} stays unique across partitions: ${idIndex?.name ?? 'the unique index'} becomes ${locator}_pkey (kept in step by a trigger)`);
+  steps.push({
+    name: `${locator}_pkey`,
+    finalName: `${locator}_pkey`,
+    sql: locatorParts(s).key,
+    description: `${locator} primary key: invoice_id unique across partitions`,
+  });
+  carried.push(
+    `${n.idName} stays unique across partitions: ${idIndex?.name ?? 'the unique index'} becomes ${locator}_pkey (kept in step by a trigger)`,
+  );
   for (const ix of facts.indexes) {
     if (ix === idIndex) continue;
     if (!ix.valid) {
@@ -87,7 +110,8 @@ export function translateIndexes(s: Sql): { steps: IndexStep[]; carried: string[
     }
     let tmp = prefixedName(ix.name, n.raw.newTable, n.raw.parent);
     if (steps.some((x) => x.name === tmp)) tmp = prefixedName(`${ix.name}_${steps.length}`, n.raw.newTable, n.raw.parent);
-    const samePk = ix.unique && !ix.partial && !ix.expressions && ix.keys.length === 2 && ix.keys.includes(n.idName) && ix.keys.includes(n.dateName);
+    const samePk =
+      ix.unique && !ix.partial && !ix.expressions && ix.keys.length === 2 && ix.keys.includes(n.idName) && ix.keys.includes(n.dateName);
     if (samePk) {
       carried.push(`index ${ix.name}: same keys as the new primary key, not duplicated`);
       continue;
@@ -99,17 +123,25 @@ export function translateIndexes(s: Sql): { steps: IndexStep[]; carried: string[
     // The new primary key is (invoice_id, issue_date): an old primary key on other columns becomes a unique key.
     const finalName = ix.primary ? prefixedName(`${raw.parent}_${ix.keys.join('_')}_key`, raw.parent, raw.parent) : ix.name;
     if (ix.constraint && canStayUnique && ix.condef) {
-      steps.push({ name: tmp, finalName, sql: `ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(tmp)} ${ix.condef.replace(/^PRIMARY KEY/, 'UNIQUE')}`, description: `${ix.primary ? 'unique (was the primary key)' : 'unique constraint'} ${ix.name}` });
+      steps.push({
+        name: tmp,
+        finalName,
+        sql: `ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(tmp)} ${ix.condef.replace(/^PRIMARY KEY/, 'UNIQUE')}`,
+        description: `${ix.primary ? 'unique (was the primary key)' : 'unique constraint'} ${ix.name}`,
+      });
       carried.push(`${ix.primary ? 'primary key' : 'unique constraint'} ${ix.name}${ix.primary ? ' (as a unique constraint)' : ''}`);
       continue;
     }
     if (ix.unique && !canStayUnique) {
-      warnings.push(`${ix.constraint ? 'unique constraint' : 'unique index'} ${ix.name} (${ix.keys.join(', ') || 'an expression'}) cannot stay unique on a table partitioned by ${n.dateName}: recreated as a plain index; enforce that uniqueness another way`);
+      warnings.push(
+        `${ix.constraint ? 'unique constraint' : 'unique index'} ${ix.name} (${ix.keys.join(', ') || 'an expression'}) cannot stay unique on a table partitioned by ${n.dateName}: recreated as a plain index; enforce that uniqueness another way`,
+      );
     } else {
       carried.push(`index ${ix.name}`);
     }
     steps.push({
-      name: tmp, finalName,
+      name: tmp,
+      finalName,
       sql: `CREATE ${ix.unique && canStayUnique ? 'UNIQUE ' : ''}INDEX ${q(tmp)} ON ${n.newTable}${tail}`,
       description: `index ${ix.name}`,
     });
@@ -127,7 +159,8 @@ export function prepareStatements(client: Client, s: Sql, partitions: Array<{ na
     `COMMENT ON TABLE ${n.newTable} IS ${lit(facts.comment ?? `${n.raw.parent}, partitioned by month of ${n.dateName}: being filled by invoices partition --convert, renamed to ${n.raw.parent} when it finishes`)}`,
   ];
   // The watermark column of the tool's layout (sql/invoices.sql), for incremental export and scoring.
-  if (!facts.columns.some((c) => c.name === 'created_xid')) out.push(`ALTER TABLE ${n.newTable} ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id()`);
+  if (!facts.columns.some((c) => c.name === 'created_xid'))
+    out.push(`ALTER TABLE ${n.newTable} ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id()`);
   for (const p of partitions) {
     const { from, to } = monthBounds(p.month);
     out.push(`CREATE TABLE ${p.name} PARTITION OF ${n.newTable} FOR VALUES FROM (${lit(from)}) TO (${lit(to)})`);
@@ -136,7 +169,8 @@ export function prepareStatements(client: Client, s: Sql, partitions: Array<{ na
   // invoice_ids from sql/invoice-ids.sql, issue_date of the table's own type; its key comes after the backfill.
   out.push(locatorParts(s).table);
   if (facts.owner !== facts.currentUser) {
-    for (const t of [n.newTable, ...partitions.map((p) => p.name), n.defaultPartition, n.locator]) out.push(`ALTER TABLE ${t} OWNER TO ${q(facts.owner)}`);
+    for (const t of [n.newTable, ...partitions.map((p) => p.name), n.defaultPartition, n.locator])
+      out.push(`ALTER TABLE ${t} OWNER TO ${q(facts.owner)}`);
   }
   for (const g of facts.grants) {
     out.push(`GRANT ${g.privilege} ON ${n.newTable} TO ${g.grantee ? q(g.grantee) : 'PUBLIC'}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
@@ -146,13 +180,15 @@ export function prepareStatements(client: Client, s: Sql, partitions: Array<{ na
   for (const g of facts.grants) {
     const set = locatorPrivileges.get(g.grantee) ?? new Set<string>();
     if (g.privilege === 'SELECT') set.add('SELECT');
-    if (['INSERT', 'UPDATE', 'DELETE'].includes(g.privilege)) ['SELECT', 'INSERT', 'UPDATE', 'DELETE'].forEach((p) => set.add(p));
+    if (['INSERT', 'UPDATE', 'DELETE'].includes(g.privilege)) for (const p of ['SELECT', 'INSERT', 'UPDATE', 'DELETE']) set.add(p);
     if (set.size) locatorPrivileges.set(g.grantee, set);
   }
-  for (const [grantee, set] of locatorPrivileges) out.push(`GRANT ${[...set].join(', ')} ON ${n.locator} TO ${grantee ? q(grantee) : 'PUBLIC'}`);
+  for (const [grantee, set] of locatorPrivileges)
+    out.push(`GRANT ${[...set].join(', ')} ON ${n.locator} TO ${grantee ? q(grantee) : 'PUBLIC'}`);
   out.push(...convertSql('convert-capture.sql', n, { schema: q(facts.schema), id: n.id, label: n.label.replace(/'/g, "''") }));
   // Last, so the locks on customers and invoices are held only for the commit.
-  for (const c of facts.constraints.filter((x) => x.contype === 'f')) out.push(`ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(c.name)} ${c.def}`);
+  for (const c of facts.constraints.filter((x) => x.contype === 'f'))
+    out.push(`ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(c.name)} ${c.def}`);
   out.push(...convertSql('convert-triggers.sql', n));
   out.push(`INSERT INTO ${n.state} (phase, old_table, rows_total) VALUES ('backfill', ${facts.oid}, ${rowsTotal})`);
   return out;
@@ -238,7 +274,12 @@ export interface SwitchPlan {
 }
 
 /** The switch's DDL, from the catalog as it is; `newSequences`: the new table's identity sequences. */
-export function switchStatements(s: Sql, steps: IndexStep[], newSequences: Array<{ name: string; sequence: string | null }>, lit: (v: string) => string): SwitchPlan {
+export function switchStatements(
+  s: Sql,
+  steps: IndexStep[],
+  newSequences: Array<{ name: string; sequence: string | null }>,
+  lit: (v: string) => string,
+): SwitchPlan {
   const { q, facts, n } = s;
   const statements: SwitchPlan['statements'] = [];
   const carried: string[] = [];
@@ -250,16 +291,22 @@ export function switchStatements(s: Sql, steps: IndexStep[], newSequences: Array
   };
   statements.push({ sql: `DROP TRIGGER ${n.capture} ON ${n.parent}` }, { sql: `DROP TRIGGER ${n.guard} ON ${n.parent}` });
   // Free the names the new table takes: the old table's indexes (and the constraints behind them) and identity sequences.
-  for (const ix of facts.indexes) statements.push({ sql: `ALTER INDEX ${q(ix.name)} RENAME TO ${q(prefixedName(ix.name, n.raw.oldTable, n.raw.parent))}` });
+  for (const ix of facts.indexes)
+    statements.push({ sql: `ALTER INDEX ${q(ix.name)} RENAME TO ${q(prefixedName(ix.name, n.raw.oldTable, n.raw.parent))}` });
   const identity = facts.columns.filter((c) => c.identity && c.sequence);
-  for (const c of identity) statements.push({ sql: `ALTER SEQUENCE ${c.sequence} RENAME TO ${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.oldTable, n.raw.parent))}` });
+  for (const c of identity)
+    statements.push({
+      sql: `ALTER SEQUENCE ${c.sequence} RENAME TO ${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.oldTable, n.raw.parent))}`,
+    });
   statements.push({ sql: `ALTER TABLE ${n.parent} RENAME TO ${n.oldTable}` }, { sql: `ALTER TABLE ${n.newTable} RENAME TO ${n.parent}` });
   for (const st of steps) if (st.name !== st.finalName) statements.push({ sql: `ALTER INDEX ${q(st.name)} RENAME TO ${q(st.finalName)}` });
   for (const c of identity) {
     // Identity: the new table's own sequence takes the usual name and continues where the old one
     // was, or past the largest id if ids were also written by hand.
     const schema = q(facts.schema);
-    const current = newSequences.find((x) => x.name === c.name)?.sequence ?? `${schema}.${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.newTable, n.raw.parent))}`;
+    const current =
+      newSequences.find((x) => x.name === c.name)?.sequence ??
+      `${schema}.${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.newTable, n.raw.parent))}`;
     const finalName = q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.parent, n.raw.parent));
     const oldSeq = `${schema}.${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.oldTable, n.raw.parent))}`;
     statements.push({ sql: `ALTER SEQUENCE ${current} RENAME TO ${finalName}` });
@@ -281,18 +328,30 @@ export function switchStatements(s: Sql, steps: IndexStep[], newSequences: Array
     statements.push({ sql, optional: `trigger ${tg.name} could not be recreated on the partitioned table` });
     // Keep its firing mode: disabled, or firing only in (or also in) replication sessions.
     const mode: Record<string, string> = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' };
-    if (mode[tg.enabled]) statements.push({ sql: `ALTER TABLE ${n.parent} ${mode[tg.enabled]} TRIGGER ${q(tg.name)}`, optional: `trigger ${tg.name} could not be set to ${mode[tg.enabled]}` });
+    if (mode[tg.enabled])
+      statements.push({
+        sql: `ALTER TABLE ${n.parent} ${mode[tg.enabled]} TRIGGER ${q(tg.name)}`,
+        optional: `trigger ${tg.name} could not be set to ${mode[tg.enabled]}`,
+      });
     carried.push(`trigger ${tg.name}`);
   }
   for (const v of views) {
     const options = v.options?.length ? ` WITH (${v.options.join(', ')})` : '';
-    statements.push({ sql: `CREATE OR REPLACE VIEW ${v.name}${options} AS ${v.def.trim().replace(/;$/, '')}`, optional: `view ${v.name} still reads ${n.oldTable}: recreate it on ${n.parent}` });
+    statements.push({
+      sql: `CREATE OR REPLACE VIEW ${v.name}${options} AS ${v.def.trim().replace(/;$/, '')}`,
+      optional: `view ${v.name} still reads ${n.oldTable}: recreate it on ${n.parent}`,
+    });
     carried.push(`view ${v.name}: now reads the partitioned table`);
   }
   for (const v of facts.dependents.filter((x) => x.relkind !== 'v')) {
-    warnings.push(`materialized view ${v.name} still reads ${n.oldTable} (it follows the table it was created on): recreate it (DROP MATERIALIZED VIEW ${v.name}; CREATE MATERIALIZED VIEW ${v.name} AS ...) before dropping ${n.oldTable}`);
+    warnings.push(
+      `materialized view ${v.name} still reads ${n.oldTable} (it follows the table it was created on): recreate it (DROP MATERIALIZED VIEW ${v.name}; CREATE MATERIALIZED VIEW ${v.name} AS ...) before dropping ${n.oldTable}`,
+    );
   }
-  for (const f of facts.functions) warnings.push(`function ${f} has a SQL-standard body bound to the old table: recreate it (CREATE OR REPLACE FUNCTION) so it reads the partitioned table`);
+  for (const f of facts.functions)
+    warnings.push(
+      `function ${f} has a SQL-standard body bound to the old table: recreate it (CREATE OR REPLACE FUNCTION) so it reads the partitioned table`,
+    );
   for (const f of facts.inbound) {
     statements.push({ sql: `ALTER TABLE ${f.table} DROP CONSTRAINT ${q(f.name)}` });
     statements.push({ sql: `ALTER TABLE ${f.table} ADD CONSTRAINT ${q(f.name)} ${repointForeignKey(f.def, n.locator)} NOT VALID` });

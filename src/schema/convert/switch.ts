@@ -45,7 +45,9 @@ export const switchPhase: Phase = {
           );
         }
         const wait = backoff(attempt);
-        log.info(`switch: ${err instanceof RetrySwitch ? err.message : `lock not available within ${lockTimeoutMs} ms`} (attempt ${attempt}), retrying in ${wait} ms`);
+        log.info(
+          `switch: ${err instanceof RetrySwitch ? err.message : `lock not available within ${lockTimeoutMs} ms`} (attempt ${attempt}), retrying in ${wait} ms`,
+        );
         await sleep(wait, r.opts.signal);
         await catchUp(client, r.s, { threshold: r.threshold, signal: r.opts.signal });
       }
@@ -62,33 +64,39 @@ async function switchOnce(r: Run, steps: IndexStep[]): Promise<{ lockMs: number;
   let lockedAt = 0;
   // With the server's own synchronous_commit, not the session's `off`: a switch lost in a crash takes
   // every later commit with it (the WAL is sequential) and leaves the conversion where it was, resumable.
-  const failed = await transaction(client, async () => {
-    await client.query(locks.own);
-    await client.query(locks.shared);
-    lockedAt = performance.now();
-    // Nothing writes invoices now: the log is complete. Replay the rest and compare those rows.
-    const replayed = await replayBatch(client, s, null);
-    await checkRows(client, s, replayed.ids);
-    // The catalog cannot change under the lock: plan again, and make sure we locked all we touch.
-    const facts = await inspectTable(client, n, q);
-    const plan = await planSwitch(client, { ...s, facts }, steps);
-    const missing = plan.relations.shared.filter((x) => !before.relations.shared.includes(x));
-    if (missing.length) throw new RetrySwitch(`${missing.join(', ')} appeared since the plan`);
-    const wanted = translateIndexes({ ...s, facts }).steps.filter((x) => !steps.some((y) => y.name === x.name));
-    if (wanted.length) {
-      throw new ConversionError(`${wanted.map((x) => x.description).join(', ')} appeared on ${n.label} during the conversion: run \`invoices partition --convert\` again to build ${wanted.length === 1 ? 'it' : 'them'} on the new table before the switch`);
-    }
-    const skipped: Array<{ name: string; warning: string }> = [];
-    for (const st of plan.statements) {
-      if (!st.optional) {
-        await client.query(st.sql);
-        continue;
+  const failed = await transaction(
+    client,
+    async () => {
+      await client.query(locks.own);
+      await client.query(locks.shared);
+      lockedAt = performance.now();
+      // Nothing writes invoices now: the log is complete. Replay the rest and compare those rows.
+      const replayed = await replayBatch(client, s, null);
+      await checkRows(client, s, replayed.ids);
+      // The catalog cannot change under the lock: plan again, and make sure we locked all we touch.
+      const facts = await inspectTable(client, n, q);
+      const plan = await planSwitch(client, { ...s, facts }, steps);
+      const missing = plan.relations.shared.filter((x) => !before.relations.shared.includes(x));
+      if (missing.length) throw new RetrySwitch(`${missing.join(', ')} appeared since the plan`);
+      const wanted = translateIndexes({ ...s, facts }).steps.filter((x) => !steps.some((y) => y.name === x.name));
+      if (wanted.length) {
+        throw new ConversionError(
+          `${wanted.map((x) => x.description).join(', ')} appeared on ${n.label} during the conversion: run \`invoices partition --convert\` again to build ${wanted.length === 1 ? 'it' : 'them'} on the new table before the switch`,
+        );
       }
-      const err = await optionalStatement(client, st.sql);
-      if (err) skipped.push({ name: st.optional.split(' ')[1] ?? '', warning: `${st.optional} (${err.message})` });
-    }
-    return skipped;
-  }, { settings: { lock_timeout: String(Math.round(r.lockTimeoutMs)), synchronous_commit: r.serverSynchronousCommit } });
+      const skipped: Array<{ name: string; warning: string }> = [];
+      for (const st of plan.statements) {
+        if (!st.optional) {
+          await client.query(st.sql);
+          continue;
+        }
+        const err = await optionalStatement(client, st.sql);
+        if (err) skipped.push({ name: st.optional.split(' ')[1] ?? '', warning: `${st.optional} (${err.message})` });
+      }
+      return skipped;
+    },
+    { settings: { lock_timeout: String(Math.round(r.lockTimeoutMs)), synchronous_commit: r.serverSynchronousCommit } },
+  );
   return { lockMs: performance.now() - lockedAt, failed };
 }
 

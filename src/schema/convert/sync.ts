@@ -19,7 +19,9 @@ export const sync: Phase = {
     r.progress({ phase: 'sync', done: 0, total: 1, detail: 'verifying counts and sums per month' });
     const verified = await verify(client, s);
     r.progress({ phase: 'sync', done: 1, total: 1 });
-    log.info(`verified: ${verified.rows.toLocaleString('en-US')} rows in ${verified.months} months have equal counts, sums of ${n.amountName} and of ${n.idName} in both tables${verified.skipped ? ` (${verified.skipped} ids written meanwhile are replayed and compared row by row)` : ''}`);
+    log.info(
+      `verified: ${verified.rows.toLocaleString('en-US')} rows in ${verified.months} months have equal counts, sums of ${n.amountName} and of ${n.idName} in both tables${verified.skipped ? ` (${verified.skipped} ids written meanwhile are replayed and compared row by row)` : ''}`,
+    );
     await catchUp(client, s, { threshold: r.threshold, signal: r.opts.signal });
   },
 };
@@ -34,11 +36,15 @@ export async function catchUp(client: Client, s: Sql, opts: { threshold: number;
   let total = 0;
   for (;;) {
     if (opts.signal?.aborted) return total;
-    const n = await transaction(client, async () => {
-      const replayed = await replayBatch(client, s, opts.batch ?? 10_000);
-      await checkRows(client, s, replayed.ids);
-      return replayed.entries;
-    }, { isolation: 'repeatable read' });
+    const n = await transaction(
+      client,
+      async () => {
+        const replayed = await replayBatch(client, s, opts.batch ?? 10_000);
+        await checkRows(client, s, replayed.ids);
+        return replayed.entries;
+      },
+      { isolation: 'repeatable read' },
+    );
     total += n;
     if (n < opts.threshold) return total;
   }
@@ -47,7 +53,9 @@ export async function catchUp(client: Client, s: Sql, opts: { threshold: number;
 /** One batch of the log (all of it when limit is null), in the caller's transaction: the ids replayed and the entries consumed. */
 export async function replayBatch(client: Client, s: Sql, limit: number | null): Promise<{ entries: number; ids: string[] }> {
   const sql = replaySql(s, limit);
-  const { rows: [picked] } = await client.query<{ seqs: string[] | null; ids: string[] | null }>(sql.pick);
+  const {
+    rows: [picked],
+  } = await client.query<{ seqs: string[] | null; ids: string[] | null }>(sql.pick);
   if (!picked.seqs?.length || !picked.ids) return { entries: 0, ids: [] };
   await client.query(sql.deleteLocated, [picked.ids]);
   await client.query(sql.deleteCopied, [picked.ids]);
@@ -64,9 +72,13 @@ export async function replayBatch(client: Client, s: Sql, limit: number | null):
 export async function checkRows(client: Client, s: Sql, ids: string[]): Promise<void> {
   if (!ids.length) return;
   const { n } = s;
-  const { rows: [diff] } = await client.query<{ n: string; ids: string[] | null }>(compareRowsSql(s), [ids]);
+  const {
+    rows: [diff],
+  } = await client.query<{ n: string; ids: string[] | null }>(compareRowsSql(s), [ids]);
   if (diff.n !== '0') {
-    throw new ConversionError(`verification failed, nothing was switched: invoices ${diff.ids?.join(', ')} differ between ${n.label} and ${n.newTable} after replaying their changes. Cancel with \`invoices partition --convert --cancel\` and convert again`);
+    throw new ConversionError(
+      `verification failed, nothing was switched: invoices ${diff.ids?.join(', ')} differ between ${n.label} and ${n.newTable} after replaying their changes. Cancel with \`invoices partition --convert --cancel\` and convert again`,
+    );
   }
 }
 
@@ -84,22 +96,31 @@ interface MonthSums {
 async function verify(client: Client, s: Sql): Promise<{ rows: number; months: number; skipped: number }> {
   const { n } = s;
   const sql = verifySql(s);
-  const { old, neu, loc } = await transaction(client, async () => ({
-    old: (await client.query<MonthSums>(sql.months(n.parent))).rows,
-    neu: (await client.query<MonthSums>(sql.months(n.newTable))).rows,
-    loc: (await client.query<{ n: string; ids: string | null; skipped: string }>(sql.locator)).rows[0],
-  }), { isolation: 'repeatable read', readOnly: true });
+  const { old, neu, loc } = await transaction(
+    client,
+    async () => ({
+      old: (await client.query<MonthSums>(sql.months(n.parent))).rows,
+      neu: (await client.query<MonthSums>(sql.months(n.newTable))).rows,
+      loc: (await client.query<{ n: string; ids: string | null; skipped: string }>(sql.locator)).rows[0],
+    }),
+    { isolation: 'repeatable read', readOnly: true },
+  );
   const key = (r: MonthSums) => `${r.n} rows, amount ${r.amount ?? '-'}, ids ${r.ids ?? '0'}`;
   const a = new Map(old.map((r) => [r.month, key(r)]));
   const b = new Map(neu.map((r) => [r.month, key(r)]));
-  const diffs = [...new Set([...a.keys(), ...b.keys()])].sort().filter((m) => a.get(m) !== b.get(m))
+  const diffs = [...new Set([...a.keys(), ...b.keys()])]
+    .sort()
+    .filter((m) => a.get(m) !== b.get(m))
     .map((m) => `${m}: ${n.label} ${a.get(m) ?? 'none'}, ${n.newTable} ${b.get(m) ?? 'none'}`);
   const rows = old.reduce((x, r) => x + Number(r.n), 0);
   const newRows = neu.reduce((x, r) => x + Number(r.n), 0);
   const newIds = neu.reduce((x, r) => x + BigInt(r.ids ?? '0'), 0n);
-  if (Number(loc.n) !== newRows || BigInt(loc.ids ?? '0') !== newIds) diffs.push(`${n.locator} has ${loc.n} rows for ${newRows} in ${n.newTable}`);
+  if (Number(loc.n) !== newRows || BigInt(loc.ids ?? '0') !== newIds)
+    diffs.push(`${n.locator} has ${loc.n} rows for ${newRows} in ${n.newTable}`);
   if (diffs.length) {
-    throw new ConversionError(`verification failed, nothing was switched: ${diffs.slice(0, 5).join('; ')}${diffs.length > 5 ? `; and ${diffs.length - 5} more` : ''}. Cancel with \`invoices partition --convert --cancel\` and convert again`);
+    throw new ConversionError(
+      `verification failed, nothing was switched: ${diffs.slice(0, 5).join('; ')}${diffs.length > 5 ? `; and ${diffs.length - 5} more` : ''}. Cancel with \`invoices partition --convert --cancel\` and convert again`,
+    );
   }
   return { rows, months: old.length, skipped: Number(loc.skipped) };
 }

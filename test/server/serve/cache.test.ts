@@ -30,7 +30,11 @@ async function redisGet(key: string): Promise<unknown> {
 
 const cacheCounts = async (s: Served) => {
   const m = (await getJson(`${s.url}/metrics`)).body as string;
-  return { hit: metric(m, 'invoices_cache_lookups_total{outcome="hit"}'), miss: metric(m, 'invoices_cache_lookups_total{outcome="miss"}'), active: metric(m, 'invoices_cache_active') };
+  return {
+    hit: metric(m, 'invoices_cache_lookups_total{outcome="hit"}'),
+    miss: metric(m, 'invoices_cache_lookups_total{outcome="miss"}'),
+    active: metric(m, 'invoices_cache_active'),
+  };
 };
 
 beforeAll(async () => {
@@ -63,7 +67,9 @@ describe.skipIf(!REDIS_URL)(`invoices serve --cache ${REDIS_URL ? '' : NEEDS}`, 
       expect(typeof stored).toBe('string');
       expect(JSON.parse(stored as string)).toMatchObject({ invoice_id: '12', amount: first.body.amount });
       // `get` through the same Redis reads the entry serve wrote: a hit (no lookup statement).
-      const viaGet = await runCli(['get', '12', '--json', '--debug', '--cache-ttl', '60'], { env: { DATABASE_URL: db.url, REDIS_URL: REDIS_URL! } });
+      const viaGet = await runCli(['get', '12', '--json', '--debug', '--cache-ttl', '60'], {
+        env: { DATABASE_URL: db.url, REDIS_URL: REDIS_URL! },
+      });
       expect(viaGet.stderr).toMatch(/cache: hit/);
       // Batches: one MGET; the misses from PostgreSQL, then cached.
       const batch = await getJson(`${s.url}/invoices?ids=12,13,99999`);
@@ -83,10 +89,26 @@ describe.skipIf(!REDIS_URL)(`invoices serve --cache ${REDIS_URL ? '' : NEEDS}`, 
     try {
       const before = (await getJson(`${s.url}/invoices/20`)).body;
       expect((await getJson(`${s.url}/invoices/20`)).body).toEqual(before);
-      await seedWithCli(db.url, ['--customers', '20', '--invoices', '200', '--seed', '77', '--as-of', '2025-06-01', '--months', '3', '--truncate']);
+      await seedWithCli(db.url, [
+        '--customers',
+        '20',
+        '--invoices',
+        '200',
+        '--seed',
+        '77',
+        '--as-of',
+        '2025-06-01',
+        '--months',
+        '3',
+        '--truncate',
+      ]);
       const fresh = JSON.parse((await runCli(['get', '20', '--json', '--no-cache'], { env: { DATABASE_URL: db.url } })).stdout);
       expect(fresh).not.toEqual(before);
-      await waitFor('the new generation', async () => JSON.stringify((await getJson(`${s.url}/invoices/20`)).body) === JSON.stringify(fresh), 3000);
+      await waitFor(
+        'the new generation',
+        async () => JSON.stringify((await getJson(`${s.url}/invoices/20`)).body) === JSON.stringify(fresh),
+        3000,
+      );
     } finally {
       await s.stop();
     }

@@ -34,9 +34,15 @@ async function lockInvoices(url: string): Promise<{ release(): Promise<void> }> 
 
 /** Backends of `invoices serve` waiting for a lock in this database. */
 const waitingOnLock = (url: string) =>
-  withPg(url, async (c) => (await c.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'invoices serve' AND wait_event_type = 'Lock'`,
-  )).rows[0].n);
+  withPg(
+    url,
+    async (c) =>
+      (
+        await c.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'invoices serve' AND wait_event_type = 'Lock'`,
+        )
+      ).rows[0].n,
+  );
 
 describe('invoices serve: load', () => {
   it('sheds load with 503 overloaded + Retry-After when the queue for connections is full', async () => {
@@ -49,7 +55,10 @@ describe('invoices serve: load', () => {
       await waitFor('the first lookup to wait for the lock', async () => (await waitingOnLock(db.url)) === 1);
       // The second waits in the queue (its one place); every other one is shed at once.
       const second = getJson(`${s.url}/invoices/2`);
-      await waitFor('the second request to queue', async () => metric((await getJson(`${s.url}/metrics`)).body, 'invoices_db_pool_waiting') === 1);
+      await waitFor(
+        'the second request to queue',
+        async () => metric((await getJson(`${s.url}/metrics`)).body, 'invoices_db_pool_waiting') === 1,
+      );
       const shed = await Promise.all(Array.from({ length: 20 }, (_, i) => getJson(`${s.url}/invoices/${i + 3}`)));
       for (const r of shed) {
         expect(r.status).toBe(503);
@@ -91,13 +100,18 @@ describe('invoices serve: load', () => {
   });
 
   it('SIGTERM with 200 requests in flight: every one is answered, then exit 0', async () => {
-    const s = await startServe(['--pool-size', '4', '--max-queue', '1000', '--timeout', '60000', '--drain-timeout', '60'], { DATABASE_URL: db.url });
+    const s = await startServe(['--pool-size', '4', '--max-queue', '1000', '--timeout', '60000', '--drain-timeout', '60'], {
+      DATABASE_URL: db.url,
+    });
     const lock = await lockInvoices(db.url);
     let released = false;
     try {
       const ids = Array.from({ length: 200 }, (_, i) => (i % 100) + 1);
       const requests = ids.map((id) => getJson(`${s.url}/invoices/${id}`));
-      await waitFor('200 requests in flight', async () => metric((await getJson(`${s.url}/metrics`)).body, 'invoices_http_requests_in_flight') >= 201);
+      await waitFor(
+        '200 requests in flight',
+        async () => metric((await getJson(`${s.url}/metrics`)).body, 'invoices_http_requests_in_flight') >= 201,
+      );
       expect(await waitingOnLock(db.url)).toBeGreaterThanOrEqual(1);
       s.child.kill('SIGTERM');
       await waitFor('the drain to start', async () => /SIGTERM: draining \d+ request/.test(s.stderr()));

@@ -14,7 +14,9 @@ const AS_OF = '2025-06-01';
 beforeAll(async () => {
   db = await createDatabase();
   await seedWithCli(db.url, ['--customers', '30', '--invoices', '300', '--seed', '11', '--as-of', AS_OF, '--months', '6']);
-  await withPg(db.url, (c) => c.query(`UPDATE invoices SET amount = 1234.50, issue_date = '2025-04-30T23:59:59.123456Z' WHERE invoice_id = 7`));
+  await withPg(db.url, (c) =>
+    c.query(`UPDATE invoices SET amount = 1234.50, issue_date = '2025-04-30T23:59:59.123456Z' WHERE invoice_id = 7`),
+  );
   server = await startServe(['--debug'], { DATABASE_URL: db.url });
 });
 
@@ -46,7 +48,10 @@ describe('invoices serve: routes', () => {
   it('GET /invoices?ids= gives the documents in the order asked, duplicates kept, and the ids not found', async () => {
     const r = await getJson(`${server.url}/invoices?ids=3,1,999999,3`);
     expect(r.status).toBe(200);
-    const lines = (await runCli(['get', '3', '1', '3', '--json', '--no-cache'], { env: { DATABASE_URL: db.url } })).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await runCli(['get', '3', '1', '3', '--json', '--no-cache'], { env: { DATABASE_URL: db.url } })).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(r.body.invoices).toEqual(lines);
     expect(r.body.not_found).toEqual([999999]);
     const max = await getJson(`${server.url}/invoices?ids=${Array.from({ length: 1000 }, (_, i) => i + 1).join(',')}`);
@@ -83,7 +88,9 @@ describe('invoices serve: routes', () => {
   });
 
   it('GET /customers/:id/summary is the customer row of `group --by customer` and agrees with SQL', async () => {
-    const g = await runCli(['group', '--months', '3', '--by', 'customer', '--engine', 'postgres', '--as-of', AS_OF, '--json'], { env: { DATABASE_URL: db.url } });
+    const g = await runCli(['group', '--months', '3', '--by', 'customer', '--engine', 'postgres', '--as-of', AS_OF, '--json'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(g.code).toBe(0);
     const rows = JSON.parse(g.stdout) as Array<Record<string, unknown>>;
     expect(rows.length).toBeGreaterThan(5);
@@ -91,10 +98,18 @@ describe('invoices serve: routes', () => {
       const r = await getJson(`${server.url}/customers/${row.customer_id}/summary?months=3&as_of=${AS_OF}`);
       expect(r.status).toBe(200);
       expect(r.body).toMatchObject({ ...row, months: 3, as_of: AS_OF, from: '2025-04-01T00:00:00Z', to: '2025-07-01T00:00:00Z' });
-      const [sql] = await withPg(db.url, async (c) => (await c.query(
-        `SELECT coalesce(sum(amount) FILTER (WHERE issuer_id = $1), 0)::text AS issued, coalesce(sum(amount) FILTER (WHERE receiver_id = $1), 0)::text AS received,
+      const [sql] = await withPg(
+        db.url,
+        async (c) =>
+          (
+            await c.query(
+              `SELECT coalesce(sum(amount) FILTER (WHERE issuer_id = $1), 0)::text AS issued, coalesce(sum(amount) FILTER (WHERE receiver_id = $1), 0)::text AS received,
                 count(*)::int AS n
-           FROM invoices WHERE (issuer_id = $1 OR receiver_id = $1) AND issue_date >= '2025-04-01' AND issue_date < '2025-07-01'`, [row.customer_id])).rows);
+           FROM invoices WHERE (issuer_id = $1 OR receiver_id = $1) AND issue_date >= '2025-04-01' AND issue_date < '2025-07-01'`,
+              [row.customer_id],
+            )
+          ).rows,
+      );
       expect(Number(r.body.issued)).toBeCloseTo(Number(sql.issued), 2);
       expect(r.body.issued).toBe(Number(sql.issued).toFixed(2));
       expect(r.body.received).toBe(Number(sql.received).toFixed(2));
@@ -103,7 +118,15 @@ describe('invoices serve: routes', () => {
     await withPg(db.url, (c) => c.query(`INSERT INTO customers (id, name) VALUES (9001, 'Quiet Ltd')`));
     const quiet = await getJson(`${server.url}/customers/9001/summary?months=3&as_of=${AS_OF}`);
     expect(quiet.status).toBe(200);
-    expect(quiet.body).toMatchObject({ customer_id: 9001, name: 'Quiet Ltd', invoices: 0, issued: '0.00', received: '0.00', net: '0.00', average: null });
+    expect(quiet.body).toMatchObject({
+      customer_id: 9001,
+      name: 'Quiet Ltd',
+      invoices: 0,
+      issued: '0.00',
+      received: '0.00',
+      net: '0.00',
+      average: null,
+    });
   });
 
   it('GET /invoices/:id/risk: 409 before the scorer is set up, then the stored score', async () => {
@@ -118,8 +141,20 @@ describe('invoices serve: routes', () => {
     expect(run.code).toBe(0);
     const r = await getJson(`${server.url}/invoices/5/risk`);
     expect(r.status).toBe(200);
-    const [stored] = await withPg(db.url, async (c) => (await c.query(`SELECT score::text, level, reasons FROM risk_scores WHERE invoice_id = 5 AND model_version = 'v1'`)).rows);
-    expect(r.body).toMatchObject({ invoice_id: 5, model_version: 'v1', status: 'scored', score: stored.score, level: stored.level, reasons: stored.reasons, error: null });
+    const [stored] = await withPg(
+      db.url,
+      async (c) =>
+        (await c.query(`SELECT score::text, level, reasons FROM risk_scores WHERE invoice_id = 5 AND model_version = 'v1'`)).rows,
+    );
+    expect(r.body).toMatchObject({
+      invoice_id: 5,
+      model_version: 'v1',
+      status: 'scored',
+      score: stored.score,
+      level: stored.level,
+      reasons: stored.reasons,
+      error: null,
+    });
     expect(r.body.scored_at).toMatch(/Z$/);
     expect((await getJson(`${server.url}/invoices/999999/risk`)).body.error.code).toBe('invoice_not_found');
     expect((await getJson(`${server.url}/invoices/5/risk?model=v9`)).body.status).toBe('pending');
@@ -131,7 +166,16 @@ describe('invoices serve: routes', () => {
     const api = await getJson(`${server.url}/openapi.json`);
     expect(api.status).toBe(200);
     expect(api.body.openapi).toBe('3.1.0');
-    expect(Object.keys(api.body.paths).sort()).toEqual(['/customers/{id}/summary', '/healthz', '/invoices', '/invoices/{id}', '/invoices/{id}/risk', '/metrics', '/openapi.json', '/readyz']);
+    expect(Object.keys(api.body.paths).sort()).toEqual([
+      '/customers/{id}/summary',
+      '/healthz',
+      '/invoices',
+      '/invoices/{id}',
+      '/invoices/{id}/risk',
+      '/metrics',
+      '/openapi.json',
+      '/readyz',
+    ]);
     const before = (await getJson(`${server.url}/metrics`)).body as string;
     await getJson(`${server.url}/invoices/2`);
     await getJson(`${server.url}/invoices/999999`);
@@ -142,7 +186,9 @@ describe('invoices serve: routes', () => {
     const missing = 'invoices_http_requests_total{route="/invoices/:id",method="GET",status="404"}';
     expect(metric(after, ok)).toBe(metric(before, ok) + 1);
     expect(metric(after, missing)).toBe(metric(before, missing) + 1);
-    expect(metric(after, 'invoices_http_request_duration_seconds_count{route="/invoices/:id"}')).toBeGreaterThanOrEqual(metric(before, ok) + 2);
+    expect(metric(after, 'invoices_http_request_duration_seconds_count{route="/invoices/:id"}')).toBeGreaterThanOrEqual(
+      metric(before, ok) + 2,
+    );
     expect(after).toMatch(/^# TYPE invoices_http_request_duration_seconds histogram$/m);
     expect(after).toMatch(/^invoices_db_pool_connections\{state="idle"\} \d+$/m);
     expect(after).toMatch(/^invoices_db_pool_connections\{state="in_use"\} \d+$/m);
@@ -171,7 +217,12 @@ describe('invoices serve: routes', () => {
     writeFileSync(file, 's3cret-token\n');
     const s = await startServe(['--token-file', file], { DATABASE_URL: db.url });
     try {
-      for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'Bearer s3cret-token-and-more' }, { authorization: 's3cret-token' }]) {
+      for (const headers of [
+        {},
+        { authorization: 'Bearer wrong' },
+        { authorization: 'Bearer s3cret-token-and-more' },
+        { authorization: 's3cret-token' },
+      ]) {
         const r = await getJson(`${s.url}/invoices/1`, headers);
         expect(r.status).toBe(401);
         expect(r.body.error.code).toBe('unauthorized');
@@ -196,10 +247,13 @@ describe('invoices serve: routes', () => {
   it('an adopted table (config file mapping): the same documents as `get` and `group` on it', async () => {
     const adopted = await createDatabase();
     try {
-      const cwd = await adoptBilling(adopted.url, `
+      const cwd = await adoptBilling(
+        adopted.url,
+        `
         INSERT INTO billing.clients (customer_name) VALUES ('Acme'), ('Globex');
         INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES
-          ('2025-05-10 10:00:00.123456', 1, 2, 10.125), ('2025-05-11 00:00:00', 2, 1, 3.5), ('2025-04-01 00:00:00', 1, 2, 1);`);
+          ('2025-05-10 10:00:00.123456', 1, 2, 10.125), ('2025-05-11 00:00:00', 2, 1, 3.5), ('2025-04-01 00:00:00', 1, 2, 1);`,
+      );
       const s = await startServe([], { DATABASE_URL: adopted.url }, cwd);
       try {
         const one = await getJson(`${s.url}/invoices/1`);
@@ -207,7 +261,10 @@ describe('invoices serve: routes', () => {
         expect(cli.code).toBe(0);
         expect(one.body).toEqual(JSON.parse(cli.stdout));
         expect(one.body).toMatchObject({ issuer_name: 'Acme', receiver_name: 'Globex', amount: '10.125' });
-        const g = await runCli(['group', '--months', '1', '--by', 'customer', '--engine', 'postgres', '--as-of', '2025-05-31', '--json'], { env: { DATABASE_URL: adopted.url }, cwd });
+        const g = await runCli(['group', '--months', '1', '--by', 'customer', '--engine', 'postgres', '--as-of', '2025-05-31', '--json'], {
+          env: { DATABASE_URL: adopted.url },
+          cwd,
+        });
         const row = (JSON.parse(g.stdout) as Array<{ customer_id: number }>).find((r) => r.customer_id === 1);
         const summary = await getJson(`${s.url}/customers/1/summary?months=1&as_of=2025-05-31`);
         expect(summary.body).toMatchObject({ ...row, issued: '10.125', received: '3.500', net: '6.625' });
