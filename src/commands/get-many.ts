@@ -53,7 +53,8 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
     const [{ connectReader }, { RoutedLookup }] = await Promise.all([import('../db/replica.js'), import('../lookup/routed.js')]);
     // A replica when one is configured and usable; ids it misses are asked of the primary.
     reader = useCache ? await openBoth() : await connectReader(ctx, 'get');
-    const lookup = (routed = new RoutedLookup(ctx, reader, ctx.config.tables));
+    routed = new RoutedLookup(ctx, reader, ctx.config.tables);
+    const lookup = routed;
     const load = (ids: bigint[]) => lookup.many(ids);
 
     const queue: Batch[] = [];
