@@ -55,6 +55,8 @@ export interface ConnectionSettings {
   user?: string;
   password?: string;
   database?: string;
+  /** Give up connecting after this long (a read replica: the primary answers instead); default: no limit. */
+  connectTimeoutMs?: number;
 }
 
 /** What chose the home: see resolveHome. */

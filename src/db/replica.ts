@@ -57,9 +57,13 @@ export function readPolicy(ctx: DbContext): ReadPolicy {
   return ctx.config.reads ?? { maxLagSeconds: DEFAULT_MAX_REPLICA_LAG, replicaOnly: false };
 }
 
+/** How long a replica may take to accept a connection before the primary answers instead (a host that drops packets). */
+export const REPLICA_CONNECT_TIMEOUT_MS = 5000;
+
 /** The context of a replica: the same configuration with that server as its target. */
 export function replicaContext(ctx: DbContext, replica: ReplicaTarget): DbContext {
-  return { ...ctx, config: { ...ctx.config, target: { kind: 'server', source: '--database-url', connection: replica.connection } } };
+  const connection = { connectTimeoutMs: REPLICA_CONNECT_TIMEOUT_MS, ...replica.connection };
+  return { ...ctx, config: { ...ctx.config, target: { kind: 'server', source: '--database-url', connection } } };
 }
 
 /** The lag of the server `client` is on; `standby` false on a primary. */

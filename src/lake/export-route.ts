@@ -68,3 +68,14 @@ async function waitForReplay(client: Client, lsn: string, timeoutMs: number, sig
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
+
+/** Runs fn on the route's connection, then ends it. */
+export async function usingRoute<T>(route: ExportRoute, fn: (client: Client) => Promise<T>): Promise<T> {
+  try {
+    return await fn(route.client);
+  } catch (err) {
+    throw translatePgError(err, undefined);
+  } finally {
+    await route.client.end().catch(() => {});
+  }
+}

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, DbContext } from '../db/client.js';
-import { connectionSettings, translatePgError } from '../db/client.js';
+import { connectionSettings } from '../db/client.js';
 import { leavesOf } from '../db/catalog.js';
 import { transaction } from '../db/transaction.js';
 import { DatabaseError, InterruptedError, UsageError } from '../errors.js';
@@ -25,7 +25,7 @@ import { customersSelect, customersStamp } from '../table/customers.js';
 import { describeTable, leafRelation, untrackedAdvice, type SourceTable } from '../table/describe.js';
 import { readLineage } from '../table/lineage.js';
 import { ensureTracked } from '../table/tracking.js';
-import { exportRoute, type ExportRoute } from './export-route.js';
+import { exportRoute, usingRoute } from './export-route.js';
 import { assertXidsBehindServer, MONTH_OF_ISSUE, rangeCondition, xidHorizon, xidLiteral } from '../table/watermark.js';
 import { monthStats, type MonthStats } from './month-stats.js';
 import { describeTarget } from './target.js';
@@ -322,16 +322,6 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
   });
 }
 
-/** Runs fn on the route's connection, then ends it. */
-async function usingRoute<T>(route: ExportRoute, fn: (client: Client) => Promise<T>): Promise<T> {
-  try {
-    return await fn(route.client);
-  } catch (err) {
-    throw translatePgError(err, undefined);
-  } finally {
-    await route.client.end().catch(() => {});
-  }
-}
 
 /** A new export's id, sortable by time and unique: 20260101T020000Z-a1b2c3. */
 function newExportId(): string {
