@@ -4,11 +4,11 @@
 // A replica answers when it is reachable, still in recovery (a promoted one is another
 // primary, not ours to read), and behind by no more than the policy's lag; otherwise the
 // primary answers with a one-line warning, or with `replicaOnly` the read fails.
-import type { ReadPolicy, ReplicaTarget } from '../config.js';
+import type { ConnectionSettings, ReadPolicy, ReplicaTarget } from '../config.js';
 import { DEFAULT_MAX_REPLICA_LAG, describeSettings } from '../config.js';
 import { DatabaseError } from '../errors.js';
 import { silentLogger } from '../log.js';
-import { connect, translatePgError, type Client, type DbContext } from './client.js';
+import { connect, connectionSettings, translatePgError, type Client, type DbContext } from './client.js';
 
 /** How far a standby is behind, measured on it (and against the primary when one is at hand). */
 export interface ReplicaLag {
@@ -130,6 +130,19 @@ export async function connectReader(ctx: DbContext, what = 'reads'): Promise<Rea
   if (problems.length) log.warn(`${what} from the primary: ${reason}`);
   else log.debug(`${what}: the primary${replicas.length ? '' : ' (no replica configured)'}`);
   return { on: 'primary', ctx, name, client, ...(problems.length ? { reason } : {}) };
+}
+
+/**
+ * For a pool of read connections (`invoices serve`): the server reads go to now, chosen as
+ * connectReader chooses (its probe connection is ended), with the settings to open the pool on.
+ * Call it again to re-check (a replica that fell behind, or came back); look ups on a pooled
+ * client of a replica go through RoutedLookup (src/lookup/routed.ts) so a miss is asked of the
+ * primary.
+ */
+export async function readServer(ctx: DbContext, what = 'reads'): Promise<ReadRoute & { settings: ConnectionSettings }> {
+  const { client, ...route } = await connectReader(ctx, what);
+  await client.end().catch(() => {});
+  return { ...route, settings: await connectionSettings(route.ctx) };
 }
 
 /** Runs fn on a reader (connectReader) and always ends its connection. */

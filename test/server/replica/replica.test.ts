@@ -125,6 +125,31 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
     expect(verify.code, verify.stderr).toBe(0);
   });
 
+  it('the core API for a read pool: readServer names the replica and its settings; RoutedLookup on a pooled client asks the primary for a miss', async () => {
+    const [{ resolveConfig }, { readServer }, { RoutedLookup }, { default: pg }] = await Promise.all([
+      import('../../../src/config.js'), import('../../../src/db/replica.js'), import('../../../src/lookup/routed.js'), import('pg'),
+    ]);
+    const ctx = { config: resolveConfig({ databaseUrl: primary, replicaUrls: [replica], env: {}, cwd: tempDir('cwd-') }) };
+    const route = await readServer(ctx);
+    expect(route.on).toBe('replica');
+    expect(route.name).toContain(hostPort());
+    const pool = new pg.Pool({ ...route.settings, max: 2 });
+    try {
+      const client = await pool.connect();
+      try {
+        expect((await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r).toBe(true);
+        const lookup = new RoutedLookup(ctx, { client: client as unknown as import('../../../src/db/client.js').Client, on: route.on }, ctx.config.tables);
+        const found = await lookup.many([7n, 999999999n]);
+        expect([...found.keys()]).toEqual(['7']);
+        await lookup.close();
+      } finally {
+        client.release();
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
   it('db replicas reports the lag in seconds and bytes', async () => {
     const r = await cli(['db', 'replicas', '--json']);
     expect(r.code, r.stderr).toBe(0);
