@@ -123,6 +123,10 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
     expect(await lakeMonths(lake)).toEqual(await pgMonths(primary));
     const verify = await runCli(['export', '--out', lake, '--verify-only'], { env: { DATABASE_URL: primary } });
     expect(verify.code, verify.stderr).toBe(0);
+    // The same lake exported next from the primary alone: the standby's lineage and watermark are the primary's, nothing to rewrite.
+    const fromPrimary = await runCli(['export', '--out', lake, '--json'], { env: { DATABASE_URL: primary } });
+    expect(fromPrimary.code, fromPrimary.stderr).toBe(0);
+    expect((JSON.parse(fromPrimary.stdout) as Array<{ action: string }>).map((m) => m.action)).toEqual(Object.keys(await pgMonths(primary)).map(() => 'unchanged'));
   });
 
   it('the core API for a read pool: readServer names the replica and its settings; RoutedLookup on a pooled client asks the primary for a miss', async () => {
