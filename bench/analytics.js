@@ -13,7 +13,21 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { resolveConfig } from '../dist/config.js';
 import { groupInvoices } from '../dist/analytics/group.js';
 import { monthWindow } from '../dist/analytics/window.js';
-import { AS_OF, childEnv as envFor, cli, CUSTOMERS, fmt, INVOICES, log, machine, median, ratio, scratchDatabase, today, writeSection } from './lib.js';
+import {
+  AS_OF,
+  childEnv as envFor,
+  cli,
+  CUSTOMERS,
+  fmt,
+  INVOICES,
+  log,
+  machine,
+  median,
+  ratio,
+  scratchDatabase,
+  today,
+  writeSection,
+} from './lib.js';
 
 const MONTHS = 24;
 const REPEAT = 5;
@@ -109,7 +123,9 @@ await pgc.query(`CREATE TABLE bench_answer AS SELECT issuer_id AS id, count(*) A
 const floor = [];
 for (let i = 0; i < REPEAT; i++) {
   const t = performance.now();
-  await pgc.query('SELECT a.id::text AS id, c.name, a.n::text AS n, a.s::text AS total FROM bench_answer a LEFT JOIN customers c ON c.id = a.id ORDER BY a.s DESC, a.id');
+  await pgc.query(
+    'SELECT a.id::text AS id, c.name, a.n::text AS n, a.s::text AS total FROM bench_answer a LEFT JOIN customers c ON c.id = a.id ORDER BY a.s DESC, a.id',
+  );
   floor.push((performance.now() - t) / 1000);
 }
 // Incremental: 10,000 new invoices in the window, committed, then one totals answer (refresh + read).
@@ -124,7 +140,15 @@ identical &&= JSON.stringify(inc.rows) === JSON.stringify(afterInsert.rows);
 await pgc.query('DROP TABLE bench_answer');
 await pgc.end();
 // The whole CLI process, as cron runs it.
-const cliRun = (engine) => median(Array.from({ length: 3 }, () => timed(`node ${q(cli)} group --months 6 --by issuer --as-of ${AS_OF} --lake ${q(lake)} --engine ${engine} --json > /dev/null`).seconds));
+const cliRun = (engine) =>
+  median(
+    Array.from(
+      { length: 3 },
+      () =>
+        timed(`node ${q(cli)} group --months 6 --by issuer --as-of ${AS_OF} --lake ${q(lake)} --engine ${engine} --json > /dev/null`)
+          .seconds,
+    ),
+  );
 const cliGroup = cliRun('duckdb');
 const cliTotals = cliRun('totals');
 const cliGroupPg = cliRun('postgres');
@@ -135,7 +159,9 @@ const m = Object.fromEntries(Object.entries(rounds).map(([k, v]) => [k, median(v
 const rate = (s) => `${fmt(INVOICES / s)} rows/s`;
 const ms = (s) => `${(s * 1000).toFixed(0)} ms`;
 const peakRss = Math.max(...rounds.rss);
-writeSection('analytics', `## Use cases 2 and 3: export and group (\`node bench/analytics.js\`, ${today()})
+writeSection(
+  'analytics',
+  `## Use cases 2 and 3: export and group (\`node bench/analytics.js\`, ${today()})
 
 ${machine()}; PostgreSQL ${serverVersion}; ${fmt(INVOICES)} invoices over ${MONTHS} months, ${fmt(CUSTOMERS)} customers
 (\`invoices seed\`). Medians of 3 rounds (export) and ${REPEAT} runs (group), every reference measured in the same run on the same rows.
@@ -164,4 +190,5 @@ in the export's snapshot into a named pipe that DuckDB's CSV reader consumes as 
 nothing is buffered beyond the pipe). The naive pipeline writes the whole CSV to disk first, then converts it.
 group's totals engine: ${totalsReason}. After the inserts: ${inc.reason}. duckdb engine: ${reason}.
 Load average (1 min) at the end of the run: ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores (other work on the machine slows the three-process export most).
-`);
+`,
+);

@@ -47,16 +47,21 @@ await c.query(`
   INSERT INTO payments (invoice_id, paid) SELECT 1 + (g * 977) % ${INVOICES}, 1.00 FROM generate_series(1::bigint, 10000) g;`);
 await c.query('VACUUM ANALYZE');
 const setupSeconds = (performance.now() - t) / 1000;
-const { rows: [{ bytes }] } = await c.query("SELECT pg_total_relation_size('invoices') AS bytes");
+const {
+  rows: [{ bytes }],
+} = await c.query("SELECT pg_total_relation_size('invoices') AS bytes");
 
 // --- the reference: the offline conversion (writers locked out for all of it) -----------------
 log('reference: offline conversion in one transaction (copy into a partitioned table, then its keys)');
 t = performance.now();
 await c.query('BEGIN');
 await c.query('CREATE TABLE offline (LIKE invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (issue_date)');
-await c.query(`SELECT format('CREATE TABLE offline_p%s PARTITION OF offline FOR VALUES FROM (%L) TO (%L)', to_char(m, 'YYYY_MM'), m, m + interval '1 month')
+await c
+  .query(`SELECT format('CREATE TABLE offline_p%s PARTITION OF offline FOR VALUES FROM (%L) TO (%L)', to_char(m, 'YYYY_MM'), m, m + interval '1 month')
                  FROM generate_series(date_trunc('month', timestamptz '${AS_OF}' - interval '24 months'), timestamptz '${AS_OF}', interval '1 month') m`)
-  .then(async ({ rows }) => { for (const r of rows) await c.query(r.format); });
+  .then(async ({ rows }) => {
+    for (const r of rows) await c.query(r.format);
+  });
 await c.query('CREATE TABLE offline_default PARTITION OF offline DEFAULT');
 await c.query('INSERT INTO offline SELECT * FROM invoices');
 await c.query('ALTER TABLE offline ADD PRIMARY KEY (invoice_id, issue_date)');
@@ -80,7 +85,7 @@ async function writer() {
     const started = performance.now();
     try {
       if (i++ % 2 === 0) {
-        await w.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 9.99)");
+        await w.query('INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 9.99)');
         writes.inserts++;
       } else {
         await w.query('UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id = $1', [1 + ((i * 7_777_777) % INVOICES)]);
@@ -102,10 +107,14 @@ const writerDone = WRITES > 0 ? writer() : Promise.resolve();
 t = performance.now();
 const run = await new Promise((resolve, reject) => {
   // BENCH_DEBUG=1: the CLI's --debug timing of every statement, on stderr.
-  const child = spawn(process.execPath, [cli, 'partition', '--convert', '--json', '--as-of', AS_OF, ...(process.env.BENCH_DEBUG ? ['--debug'] : [])], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, TZ: 'UTC', DATABASE_URL: url },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [cli, 'partition', '--convert', '--json', '--as-of', AS_OF, ...(process.env.BENCH_DEBUG ? ['--debug'] : [])],
+    {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, TZ: 'UTC', DATABASE_URL: url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d) => (stdout += d));
@@ -122,7 +131,9 @@ await writerDone;
 const out = JSON.parse(run.stdout);
 
 const check = await connect();
-const { rows: [after] } = await check.query(
+const {
+  rows: [after],
+} = await check.query(
   `SELECT (SELECT count(*) FROM invoices)::int8::text AS rows, (SELECT relkind::text FROM pg_class WHERE oid = 'invoices'::regclass) AS kind`,
 );
 await check.end();
@@ -137,8 +148,12 @@ const section = `## Converting a plain table: \`invoices partition --convert\` (
 
 Machine: ${machine()}. Server: PostgreSQL ${serverVersion} (${source}). ${fmt(INVOICES)} invoices
 (${fmt(Number(bytes) / 2 ** 20)} MB with indexes) in a plain table with a bigserial key, two foreign keys to
-${fmt(CUSTOMERS)} customers, a check, an index by issuer and a payments table referencing it${WRITES ? `; an application
-wrote ~${WRITES} times a second throughout (${fmt(writes.inserts)} inserts, ${fmt(writes.updates)} updates, every one kept)` : ''}.
+${fmt(CUSTOMERS)} customers, a check, an index by issuer and a payments table referencing it${
+  WRITES
+    ? `; an application
+wrote ~${WRITES} times a second throughout (${fmt(writes.inserts)} inserts, ${fmt(writes.updates)} updates, every one kept)`
+    : ''
+}.
 
 | measure | figure | reference (same run) | target |
 | --- | --- | --- | --- |

@@ -4,7 +4,20 @@
 import { unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { childEnv as envFor, cli, fmt, has, log, machine, median, ratio, scratchDatabase, timed as run, today, writeSection } from './lib.js';
+import {
+  childEnv as envFor,
+  cli,
+  fmt,
+  has,
+  log,
+  machine,
+  median,
+  ratio,
+  scratchDatabase,
+  timed as run,
+  today,
+  writeSection,
+} from './lib.js';
 
 const INVOICES = Number(process.env.BENCH_GET_MANY_INVOICES ?? 1_000_000);
 const IDS = Number(process.env.BENCH_GET_MANY_IDS ?? 100_000);
@@ -16,7 +29,20 @@ const env = envFor(url);
 const timed = (cmd, args, opts = {}) => run(cmd, args, { env, ...opts });
 
 log(`seeding ${fmt(INVOICES)} invoices (24 monthly partitions)`);
-timed('node', [cli, 'seed', '--customers', String(Math.max(2, Math.round(INVOICES / 50))), '--invoices', String(INVOICES), '--months', '24', '--as-of', '2026-11-25', '--quiet', '--json']);
+timed('node', [
+  cli,
+  'seed',
+  '--customers',
+  String(Math.max(2, Math.round(INVOICES / 50))),
+  '--invoices',
+  String(INVOICES),
+  '--months',
+  '24',
+  '--as-of',
+  '2026-11-25',
+  '--quiet',
+  '--json',
+]);
 timed('psql', [url, '-qc', 'VACUUM ANALYZE']);
 
 // The same ids for everyone: spread over the table, 1% of them not found.
@@ -71,7 +97,9 @@ unlinkSync(sqlFile);
 
 const rate = (s) => (Number.isFinite(s) ? `${fmt(IDS / s)}/s (${s.toFixed(1)} s)` : 'n/a');
 const r = results;
-writeSection('get-many', `## Many ids: \`invoices get -\` against \`psql -f\` (\`npm run bench\`, ${today()})
+writeSection(
+  'get-many',
+  `## Many ids: \`invoices get -\` against \`psql -f\` (\`npm run bench\`, ${today()})
 
 ${r.machine}; PostgreSQL ${r.serverVersion}; ${fmt(INVOICES)} invoices in 24 monthly partitions; ${fmt(IDS)} ids
 on stdin (1% not found), the same ids as ${fmt(IDS)} SELECTs in a file for psql. Whole processes, wall time;
@@ -85,4 +113,5 @@ the CLI's figure is the median of ${RUNS} runs. Output checked: ${fmt(found)} in
 | \`invoices get -\` through Redis, warm (every found id a hit) | ${rate(r.redisWarm)} | ${ratio(r.psql, r.redisWarm)} | faster than no cache |
 
 Peak RSS of \`get -\` without the cache: ${r.cliRss?.toFixed(0)} MB (output streamed, memory flat in the number of ids).
-${REDIS_URL ? '' : 'The Redis rows need REDIS_URL.\n'}`);
+${REDIS_URL ? '' : 'The Redis rows need REDIS_URL.\n'}`,
+);

@@ -40,7 +40,9 @@ export async function scratchDatabase(name) {
   await client.query(`CREATE DATABASE ${name}`);
   const serverVersion = (await client.query('SHOW server_version')).rows[0].server_version;
   await client.end();
-  const url = admin.connectionString ? new URL(admin.connectionString) : new URL(`postgres://${admin.host ?? 'localhost'}:${admin.port ?? 5432}`);
+  const url = admin.connectionString
+    ? new URL(admin.connectionString)
+    : new URL(`postgres://${admin.host ?? 'localhost'}:${admin.port ?? 5432}`);
   if (!admin.connectionString) {
     if (admin.user) url.username = encodeURIComponent(admin.user);
     if (admin.password) url.password = encodeURIComponent(admin.password);

@@ -13,7 +13,21 @@ import { monthWindow } from '../dist/analytics/window.js';
 import { changesSince } from '../dist/table/changes.js';
 import { describeTable } from '../dist/table/describe.js';
 import { compareLineage, readLineage } from '../dist/table/lineage.js';
-import { AS_OF, childEnv as envFor, cli, fmt, log, machine, median, quantile, ratio, scratchDatabase, timed, today, writeSection } from './lib.js';
+import {
+  AS_OF,
+  childEnv as envFor,
+  cli,
+  fmt,
+  log,
+  machine,
+  median,
+  quantile,
+  ratio,
+  scratchDatabase,
+  timed,
+  today,
+  writeSection,
+} from './lib.js';
 
 const INVOICES = Number(process.env.LINEAGE_INVOICES ?? 1_000_000);
 const CUSTOMERS = Math.max(2, Math.round(INVOICES / 50));
@@ -24,7 +38,24 @@ const { url, serverVersion } = await scratchDatabase('invoices_bench_lineage');
 const env = envFor(url);
 const ctx = { config: resolveConfig({ databaseUrl: url, env: {}, cwd: process.cwd() }) };
 log(`seed: ${fmt(INVOICES)} invoices, ${fmt(CUSTOMERS)} customers over ${MONTHS} months`);
-timed('node', [cli, 'seed', '--customers', String(CUSTOMERS), '--invoices', String(INVOICES), '--months', String(MONTHS), '--as-of', AS_OF, '--truncate', '--quiet'], { env });
+timed(
+  'node',
+  [
+    cli,
+    'seed',
+    '--customers',
+    String(CUSTOMERS),
+    '--invoices',
+    String(INVOICES),
+    '--months',
+    String(MONTHS),
+    '--as-of',
+    AS_OF,
+    '--truncate',
+    '--quiet',
+  ],
+  { env },
+);
 timed('psql', [url, '-qc', 'VACUUM ANALYZE'], { env });
 
 const client = new pg.Client({ connectionString: url });
@@ -38,7 +69,10 @@ const ms = async (fn) => {
 
 // --- the check of every command run ---------------------------------------------------------
 const source = await describeTable(client);
-const stored = { lineage: await readLineage(client, source), watermark: (await client.query('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x')).rows[0].x };
+const stored = {
+  lineage: await readLineage(client, source),
+  watermark: (await client.query('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x')).rows[0].x,
+};
 const check = [];
 const describe = [];
 const roundTrip = [];
@@ -46,10 +80,13 @@ for (let i = 0; i < CHECKS; i++) {
   roundTrip.push(await ms(() => client.query('SELECT 1')));
   let s;
   describe.push(await ms(async () => (s = await describeTable(client))));
-  check.push(await ms(async () => {
-    if (compareLineage(stored.lineage, await readLineage(client, s)).kind !== 'same') throw new Error('lineage moved during the benchmark');
-    await changesSince(client, s, stored, []);
-  }));
+  check.push(
+    await ms(async () => {
+      if (compareLineage(stored.lineage, await readLineage(client, s)).kind !== 'same')
+        throw new Error('lineage moved during the benchmark');
+      await changesSince(client, s, stored, []);
+    }),
+  );
 }
 const partitions = Object.keys(stored.lineage.leaves).length;
 
@@ -69,7 +106,9 @@ await new Promise((r) => setTimeout(r, 200));
 const incremental = await group();
 if (!/10000 invoice\(s\) added/.test(incremental.reason)) throw new Error(`not incremental: ${incremental.reason}`);
 log('totals: TRUNCATE of one partition, then the refresh recomputes its month only');
-const { rows: [victim] } = await client.query(`SELECT c.relname AS name FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+const {
+  rows: [victim],
+} = await client.query(`SELECT c.relname AS name FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
   WHERE h.inhparent = 'invoices'::regclass AND c.relname ~ '_p\\d{4}_\\d{2}$' ORDER BY c.relname DESC OFFSET 2 LIMIT 1`);
 await client.query(`TRUNCATE ${victim.name}`);
 const afterTruncate = await group();
@@ -77,7 +116,12 @@ if (!/recomputed/.test(afterTruncate.reason)) throw new Error(`expected one mont
 
 // --- what the change-log trigger adds to an UPDATE --------------------------------------------
 const UPDATED = 100_000;
-const update = async () => ms(() => client.query(`UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id IN (SELECT invoice_id FROM invoices ORDER BY invoice_id LIMIT ${UPDATED})`));
+const update = async () =>
+  ms(() =>
+    client.query(
+      `UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id IN (SELECT invoice_id FROM invoices ORDER BY invoice_id LIMIT ${UPDATED})`,
+    ),
+  );
 const withTrigger = [];
 const without = [];
 for (let i = 0; i < 3; i++) {
@@ -88,14 +132,18 @@ for (let i = 0; i < 3; i++) {
 }
 const single = [];
 const singleWithout = [];
-for (let i = 0; i < 200; i++) single.push(await ms(() => client.query('UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id = $1', [1000 + i])));
+for (let i = 0; i < 200; i++)
+  single.push(await ms(() => client.query('UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id = $1', [1000 + i])));
 await client.query('ALTER TABLE invoices DISABLE TRIGGER invoice_changes_track');
-for (let i = 0; i < 200; i++) singleWithout.push(await ms(() => client.query('UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id = $1', [1000 + i])));
+for (let i = 0; i < 200; i++)
+  singleWithout.push(await ms(() => client.query('UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id = $1', [1000 + i])));
 await client.query('ALTER TABLE invoices ENABLE TRIGGER invoice_changes_track');
 await client.end();
 
 const f = (x) => fmt(x, 2);
-writeSection('lineage', `## Lineage: derived data bound to its source (\`node bench/lineage.js\`, ${today()})
+writeSection(
+  'lineage',
+  `## Lineage: derived data bound to its source (\`node bench/lineage.js\`, ${today()})
 
 ${machine()}; PostgreSQL ${serverVersion}; ${fmt(INVOICES)} invoices over ${MONTHS} months (${partitions} partitions), ${fmt(CUSTOMERS)} customers.
 
@@ -110,4 +158,5 @@ ${machine()}; PostgreSQL ${serverVersion}; ${fmt(INVOICES)} invoices over ${MONT
 
 What they said: incremental: ${incremental.reason}. After the TRUNCATE: ${afterTruncate.reason}.
 Inserts fire no trigger of ours (created_xid finds them), so seed and application inserts pay nothing.
-`);
+`,
+);

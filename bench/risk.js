@@ -33,10 +33,14 @@ const rate = scored / batch.seconds;
 const verify = run('risk', 'verify', '--json', '--quiet');
 const missing = JSON.parse(verify.stdout).missing;
 const started = performance.now();
-await db.query(`INSERT INTO risk_scores (source_id, invoice_id, model_version, invoice_xid, score, level, reasons) SELECT 0, invoice_id, 'floor', created_xid, 0, 'low', '{}' FROM invoices`);
+await db.query(
+  `INSERT INTO risk_scores (source_id, invoice_id, model_version, invoice_xid, score, level, reasons) SELECT 0, invoice_id, 'floor', created_xid, 0, 'low', '{}' FROM invoices`,
+);
 const floorSeconds = (performance.now() - started) / 1000;
 await db.query(`DELETE FROM risk_scores WHERE source_id = 0 AND model_version = 'floor'`);
-log(`backlog: ${fmt(scored)} in ${batch.seconds.toFixed(1)} s = ${fmt(rate)}/s (floor: INSERT ... SELECT of the same rows ${floorSeconds.toFixed(1)} s)`);
+log(
+  `backlog: ${fmt(scored)} in ${batch.seconds.toFixed(1)} s = ${fmt(rate)}/s (floor: INSERT ... SELECT of the same rows ${floorSeconds.toFixed(1)} s)`,
+);
 
 // --- follow: RATE inserts per second, one transaction each, for SECONDS ---------------------
 log(`follow: ${RATE} invoices/s for ${SECONDS} s, one transaction each`);
@@ -50,7 +54,13 @@ for (let i = 0; i < 200; i++) {
   if (rows[0].n) break;
   await new Promise((r) => setTimeout(r, 50));
 }
-const writers = await Promise.all(Array.from({ length: 4 }, async () => { const c = new pg.Client({ connectionString: url }); await c.connect(); return { c, queue: Promise.resolve() }; }));
+const writers = await Promise.all(
+  Array.from({ length: 4 }, async () => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    return { c, queue: Promise.resolve() };
+  }),
+);
 const committed = new Map(); // invoice id -> commit time (ms, this clock: the same machine as the server)
 let next = 0;
 const t0 = performance.now();
@@ -60,11 +70,18 @@ while (next < total) {
   const due = Math.floor(((performance.now() - t0) / 1000) * RATE);
   while (next < Math.min(due, total)) {
     const w = writers[next % writers.length];
-    const issuer = 1 + (next * 7919) % CUSTOMERS;
+    const issuer = 1 + ((next * 7919) % CUSTOMERS);
     const receiver = 1 + ((issuer + 1 + (next % 97)) % CUSTOMERS);
     // One statement at a time per connection (pg queues them anyway; this keeps the order explicit).
-    const p = (w.queue = w.queue.then(() => w.c.query('INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), $1, $2, $3) RETURNING invoice_id', [issuer, receiver === issuer ? (issuer % CUSTOMERS) + 1 : receiver, (100 + (next % 5000)).toFixed(2)])
-      .then((r) => void committed.set(r.rows[0].invoice_id, Date.now()))));
+    const p = (w.queue = w.queue.then(() =>
+      w.c
+        .query('INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), $1, $2, $3) RETURNING invoice_id', [
+          issuer,
+          receiver === issuer ? (issuer % CUSTOMERS) + 1 : receiver,
+          (100 + (next % 5000)).toFixed(2),
+        ])
+        .then((r) => void committed.set(r.rows[0].invoice_id, Date.now())),
+    ));
     inflight.add(p);
     p.finally(() => inflight.delete(p));
     next++;
@@ -76,13 +93,19 @@ const insertSeconds = (performance.now() - t0) / 1000;
 // Wait for the last scores.
 const ids = [...committed.keys()];
 for (let i = 0; i < 100; i++) {
-  const { rows } = await db.query("SELECT count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[])", [ids]);
+  const { rows } = await db.query(
+    "SELECT count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[])",
+    [ids],
+  );
   if (rows[0].n === ids.length) break;
   await new Promise((r) => setTimeout(r, 100));
 }
 follower.kill('SIGTERM');
 const exit = await new Promise((r) => follower.on('exit', (code) => r(code)));
-const { rows } = await db.query("SELECT invoice_id, (extract(epoch FROM scored_at) * 1000)::float8 AS at FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[])", [ids]);
+const { rows } = await db.query(
+  "SELECT invoice_id, (extract(epoch FROM scored_at) * 1000)::float8 AS at FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[])",
+  [ids],
+);
 const latencies = rows.map((r) => Number(r.at) - committed.get(r.invoice_id)).sort((a, b) => a - b);
 const p50 = quantile(latencies, 0.5);
 const p99 = quantile(latencies, 0.99);
@@ -94,7 +117,9 @@ log(`follow: p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, ${unscored} uns
 if (exit !== 0) log(followerErr);
 
 const met = (ok) => (ok ? 'met' : '**missed**');
-writeSection('risk', `
+writeSection(
+  'risk',
+  `
 ## Risk scoring (use case 4) — ${today()}
 
 ${machine()}; PostgreSQL ${serverVersion}. \`node bench/risk.js\`: a backlog of ${fmt(BACKLOG)} seeded invoices
@@ -110,4 +135,5 @@ transaction each from 4 connections, for ${SECONDS} s.
 | \`--follow\`, commit-to-score latency (scored_at − the inserter's commit time) | p50 **${p50.toFixed(0)} ms**, p99 **${p99.toFixed(0)} ms**, max ${latencies.length ? latencies[latencies.length - 1].toFixed(0) : 'n/a'} ms over ${fmt(latencies.length)} invoices | p50 <= 200 ms: ${met(p50 <= 200)}; p99 <= 1 s: ${met(p99 <= 1000)} |
 | inserted by the stream | ${fmt(ids.length)} in ${insertSeconds.toFixed(1)} s (${fmt(ids.length / insertSeconds)}/s); unscored at the end ${unscored}; \`verify\` missing ${followVerify}; follower exit ${exit} on SIGTERM | every one scored once |
 
-`);
+`,
+);

@@ -17,7 +17,24 @@ import { getInvoice } from '../dist/lookup/get-invoice.js';
 import { InvoiceGenerator } from '../dist/seed/invoices.js';
 import { seedWindow } from '../dist/seed/seed.js';
 import { DEFAULT_TABLES } from '../dist/tables.js';
-import { AS_OF, childEnv as envFor, cli, CUSTOMERS, fmt, has, INVOICES, log, machine, median, quantile, ratio, scratchDatabase, timed as run, today, writeSection } from './lib.js';
+import {
+  AS_OF,
+  childEnv as envFor,
+  cli,
+  CUSTOMERS,
+  fmt,
+  has,
+  INVOICES,
+  log,
+  machine,
+  median,
+  quantile,
+  ratio,
+  scratchDatabase,
+  timed as run,
+  today,
+  writeSection,
+} from './lib.js';
 
 const MONTHS = 48; // 48 monthly partitions: the layout the lookup target is stated for
 
@@ -29,7 +46,21 @@ const results = { machine: machine(), serverVersion, invoices: INVOICES, custome
 
 // --- seed ---------------------------------------------------------------------------------
 log(`seed: ${fmt(INVOICES)} invoices, ${fmt(CUSTOMERS)} customers`);
-const seedRun = timed('node', [cli, 'seed', '--customers', String(CUSTOMERS), '--invoices', String(INVOICES), '--months', String(MONTHS), '--as-of', AS_OF, '--truncate', '--quiet', '--json']);
+const seedRun = timed('node', [
+  cli,
+  'seed',
+  '--customers',
+  String(CUSTOMERS),
+  '--invoices',
+  String(INVOICES),
+  '--months',
+  String(MONTHS),
+  '--as-of',
+  AS_OF,
+  '--truncate',
+  '--quiet',
+  '--json',
+]);
 const seedOut = JSON.parse(seedRun.stdout);
 results.seed = { seconds: seedRun.seconds, rowsPerSecond: INVOICES / seedRun.seconds, rssMb: seedRun.rssMb, inner: seedOut };
 
@@ -43,20 +74,34 @@ if (has('psql')) {
   const w = new BinaryCopyWriter(out);
   const wi = new BinaryCopyWriter(idsOut);
   const { startMicros, endMicros } = seedWindow(new Date(AS_OF), MONTHS);
-  const gen = new InvoiceGenerator({ count: INVOICES, firstId: 1, firstCustomerId: 1, customers: CUSTOMERS, startMicros, endMicros, seed: '1' });
+  const gen = new InvoiceGenerator({
+    count: INVOICES,
+    firstId: 1,
+    firstCustomerId: 1,
+    customers: CUSTOMERS,
+    startMicros,
+    endMicros,
+    seed: '1',
+  });
   const row = {};
   while (gen.next(row)) {
     const p = w.row(5, 80);
     if (p) await p;
-    w.int8(row.id); w.timestamptz(row.issueMicros); w.int8(row.issuerId); w.int8(row.receiverId); w.numericCents(row.cents);
+    w.int8(row.id);
+    w.timestamptz(row.issueMicros);
+    w.int8(row.issuerId);
+    w.int8(row.receiverId);
+    w.numericCents(row.cents);
     const q = wi.row(2, 32);
     if (q) await q;
-    wi.int8(row.id); wi.timestamptz(row.issueMicros);
+    wi.int8(row.id);
+    wi.timestamptz(row.issueMicros);
   }
   await Promise.all([w.end(), wi.end()]);
   await Promise.all([finished(out), finished(idsOut)]);
   const copy = `\\copy invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) from '${file}' with (format binary)`;
-  const copyIds = (freeze) => `\\copy invoice_ids (invoice_id, issue_date) from '${idsFile}' with (format binary${freeze ? ', freeze' : ''})`;
+  const copyIds = (freeze) =>
+    `\\copy invoice_ids (invoice_id, issue_date) from '${idsFile}' with (format binary${freeze ? ', freeze' : ''})`;
   // The same trigger-skipping as seed (superuser): foreign keys and the invoice_ids trigger.
   const psqlEnv = { ...childEnv, PGOPTIONS: '-c session_replication_role=replica' };
   const psql = (...cmds) => timed('psql', [url, '-v', 'ON_ERROR_STOP=1', '-q', ...cmds.flatMap((c) => ['-c', c])], { env: psqlEnv });
@@ -64,13 +109,23 @@ if (has('psql')) {
   log('ceiling: psql \\copy into the tables as they stand (keys in place)');
   results.copyPlain = psql(copy, copyIds(false)).seconds;
   log('ceiling: psql \\copy in one transaction with the keys dropped and rebuilt, as seed does');
-  results.copyTuned = psql('BEGIN', 'TRUNCATE invoices, invoice_ids',
-    'ALTER TABLE invoices DROP CONSTRAINT invoices_pkey', 'ALTER TABLE invoice_ids DROP CONSTRAINT invoice_ids_pkey',
-    copy, copyIds(true),
+  results.copyTuned = psql(
+    'BEGIN',
+    'TRUNCATE invoices, invoice_ids',
+    'ALTER TABLE invoices DROP CONSTRAINT invoices_pkey',
+    'ALTER TABLE invoice_ids DROP CONSTRAINT invoice_ids_pkey',
+    copy,
+    copyIds(true),
     'ALTER TABLE invoices ADD CONSTRAINT invoices_pkey PRIMARY KEY (invoice_id, issue_date)',
-    'ALTER TABLE invoice_ids ADD CONSTRAINT invoice_ids_pkey PRIMARY KEY (invoice_id) INCLUDE (issue_date)', 'COMMIT').seconds;
+    'ALTER TABLE invoice_ids ADD CONSTRAINT invoice_ids_pkey PRIMARY KEY (invoice_id) INCLUDE (issue_date)',
+    'COMMIT',
+  ).seconds;
   log('floor: psql \\copy into an UNLOGGED table with no keys, checks or indexes');
-  results.copyFloor = psql('CREATE UNLOGGED TABLE bench_floor (invoice_id bigint, issue_date timestamptz, issuer_id bigint, receiver_id bigint, amount numeric(14,2))', copy.replace('invoices (', 'bench_floor ('), 'DROP TABLE bench_floor').seconds;
+  results.copyFloor = psql(
+    'CREATE UNLOGGED TABLE bench_floor (invoice_id bigint, issue_date timestamptz, issuer_id bigint, receiver_id bigint, amount numeric(14,2))',
+    copy.replace('invoices (', 'bench_floor ('),
+    'DROP TABLE bench_floor',
+  ).seconds;
   rmSync(file, { force: true });
   rmSync(idsFile, { force: true });
   psql('VACUUM ANALYZE invoices, invoice_ids');
@@ -91,8 +146,10 @@ const ids = Array.from({ length: 3000 }, (_, i) => BigInt(1 + ((i * 2654435761) 
   const joins = 'LEFT JOIN customers ci ON ci.id = i.issuer_id LEFT JOIN customers cr ON cr.id = i.receiver_id';
   const variants = {
     partitioned: (id) => getInvoice(client, id),
-    flat: (id) => client.query({ name: 'flat', text: `SELECT ${cols} FROM invoices_flat i ${joins} WHERE i.invoice_id = $1`, values: [String(id)] }),
-    parent: (id) => client.query({ name: 'parent', text: `SELECT ${cols} FROM invoices i ${joins} WHERE i.invoice_id = $1`, values: [String(id)] }),
+    flat: (id) =>
+      client.query({ name: 'flat', text: `SELECT ${cols} FROM invoices_flat i ${joins} WHERE i.invoice_id = $1`, values: [String(id)] }),
+    parent: (id) =>
+      client.query({ name: 'parent', text: `SELECT ${cols} FROM invoices i ${joins} WHERE i.invoice_id = $1`, values: [String(id)] }),
   };
   const lat = { partitioned: [], flat: [], parent: [] };
   // Interleaved per id, after a warm-up: the three see the same machine and the same pages.
@@ -111,9 +168,18 @@ const ids = Array.from({ length: 3000 }, (_, i) => BigInt(1 + ((i * 2654435761) 
   // get goes straight to the partition whose id range holds the id (the ranges of seeded rows do
   // not overlap), so its server time is that one statement; the two-step path through invoice_ids
   // is measured too, for when ranges overlap or are stale.
-  const leaves = (await client.query("SELECT c.relname AS leaf FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'invoices'::regclass")).rows;
-  const ranges = (await client.query(leaves.map((l) => `SELECT '${l.leaf}' AS leaf, min(invoice_id) AS lo, max(invoice_id) AS hi FROM ${l.leaf}`).join(' UNION ALL '))).rows
-    .filter((r) => r.lo !== null).map((r) => ({ leaf: r.leaf, lo: BigInt(r.lo), hi: BigInt(r.hi) }));
+  const leaves = (
+    await client.query(
+      "SELECT c.relname AS leaf FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'invoices'::regclass",
+    )
+  ).rows;
+  const ranges = (
+    await client.query(
+      leaves.map((l) => `SELECT '${l.leaf}' AS leaf, min(invoice_id) AS lo, max(invoice_id) AS hi FROM ${l.leaf}`).join(' UNION ALL '),
+    )
+  ).rows
+    .filter((r) => r.lo !== null)
+    .map((r) => ({ leaf: r.leaf, lo: BigInt(r.lo), hi: BigInt(r.hi) }));
   const serverFlat = [];
   const serverPartitioned = [];
   const serverTwoStep = [];
@@ -121,11 +187,14 @@ const ids = Array.from({ length: 3000 }, (_, i) => BigInt(1 + ((i * 2654435761) 
   for (const id of ids.slice(0, 300)) {
     serverFlat.push(await server(`SELECT ${cols} FROM invoices_flat i ${joins} WHERE i.invoice_id = ${id}`));
     const hits = ranges.filter((r) => r.lo <= id && id <= r.hi);
-    const leaf = (await client.query('SELECT tableoid::regclass::text AS leaf FROM invoices WHERE invoice_id = $1', [String(id)])).rows[0].leaf;
+    const leaf = (await client.query('SELECT tableoid::regclass::text AS leaf FROM invoices WHERE invoice_id = $1', [String(id)])).rows[0]
+      .leaf;
     const inLeaf = await server(`SELECT ${cols} FROM ${leaf} i ${joins} WHERE i.invoice_id = ${id}`);
     if (hits.length === 1 && hits[0].leaf === leaf) direct++;
-    serverPartitioned.push(hits.length === 1 ? inLeaf : inLeaf + await server(`SELECT issue_date::text FROM invoice_ids WHERE invoice_id = ${id}`));
-    serverTwoStep.push(inLeaf + await server(`SELECT issue_date::text FROM invoice_ids WHERE invoice_id = ${id}`));
+    serverPartitioned.push(
+      hits.length === 1 ? inLeaf : inLeaf + (await server(`SELECT issue_date::text FROM invoice_ids WHERE invoice_id = ${id}`)),
+    );
+    serverTwoStep.push(inLeaf + (await server(`SELECT issue_date::text FROM invoice_ids WHERE invoice_id = ${id}`)));
   }
   results.partitions = {
     partitions,
@@ -214,8 +283,11 @@ if (process.env.REDIS_URL) {
   await cleanup.close();
   const summary = (xs) => ({ p50: median(xs), p99: quantile(xs, 0.99) });
   results.cache = {
-    postgres: summary(lat.postgres), hit: summary(lat.hit), miss: summary(lat.miss),
-    hitProcess: median(hitProcess), directProcess: median(directProcess),
+    postgres: summary(lat.postgres),
+    hit: summary(lat.hit),
+    miss: summary(lat.miss),
+    hitProcess: median(hitProcess),
+    directProcess: median(directProcess),
   };
 } else {
   log('cache: REDIS_URL is not set, skipping the cache section');
@@ -247,7 +319,9 @@ writeSection('foundation', section);
 {
   const p = r.partitions;
   const ms = (x) => `${x.p50.toFixed(3)} / ${x.p99.toFixed(3)} ms`;
-  writeSection('partitions', `## Lookups by id across partitions (\`npm run bench\`, ${today()})
+  writeSection(
+    'partitions',
+    `## Lookups by id across partitions (\`npm run bench\`, ${today()})
 
 Same machine and rows as above: \`invoices\` in ${p.partitions} partitions (${p.partitions - 1} months + DEFAULT) against
 \`invoices_flat\`, an unpartitioned copy with a primary key on invoice_id; the same ${fmt(ids.length - 300)} ids,
@@ -259,13 +333,16 @@ interleaved per id, prepared statements, one connection.
 | the same through invoice_ids (ranges overlapping or stale): two statements | ${p.serverTwoStep.toFixed(3)} ms | ${p.serverFlat.toFixed(3)} ms | ${ratio(p.serverTwoStep, p.serverFlat)} | — |
 | \`get\` as the client sees it: p50 / p99 | ${ms(p.partitioned)} | ${ms(p.flat)} | ${ratio(p.partitioned.p50, p.flat.p50)} | — |
 | a plain \`WHERE invoice_id = $1\` on the partitioned parent: p50 / p99 | ${ms(p.parent)} | ${ms(p.flat)} | ${ratio(p.parent.p50, p.flat.p50)} | — |
-`);
+`,
+  );
 }
 
 if (r.cache) {
   const c = r.cache;
   const ms = (x) => `${x.p50.toFixed(3)} / ${x.p99.toFixed(3)} ms`;
-  writeSection('cache', `## Cache: \`invoices get\` through Redis (\`npm run bench\` with REDIS_URL, ${today()})
+  writeSection(
+    'cache',
+    `## Cache: \`invoices get\` through Redis (\`npm run bench\` with REDIS_URL, ${today()})
 
 Same machine, server and ${fmt(INVOICES)} invoices as above; the same ${fmt(ids.length)} ids looked up three ways in one
 process (interleaved per id, after a warm-up): PostgreSQL alone, a cache miss, a cache hit.
@@ -275,6 +352,7 @@ process (interleaved per id, after a warm-up): PostgreSQL alone, a cache miss, a
 | cache hit (GET), one process: p50 / p99 | ${ms(c.hit)} | PostgreSQL lookup ${ms(c.postgres)} | ${ratio(c.hit.p50, c.postgres.p50)} | <= 0.5x |
 | cache miss (GET, PostgreSQL lookup, SET): p50 / p99 | ${ms(c.miss)} | PostgreSQL lookup ${ms(c.postgres)} | ${ratio(c.miss.p50, c.postgres.p50)} | <= 2x |
 | whole \`invoices get\` process, cache hit vs \`--no-cache\` (median of 15) | ${c.hitProcess.toFixed(0)} ms | ${c.directProcess.toFixed(0)} ms | ${ratio(c.hitProcess, c.directProcess)} | < 1x |
-`);
+`,
+  );
 }
 process.exitCode = 0;

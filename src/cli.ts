@@ -48,7 +48,9 @@ export async function buildProgram(args: string[]): Promise<Command> {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride() // commands inherit it: usage errors reach main() and exit 2
     .configureOutput({ outputError: (str, write) => write(str) })
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ invoices seed --customers 1000          fill the embedded PostgreSQL with fake data
   $ invoices get 42 --json                  one invoice, as JSON
@@ -57,7 +59,8 @@ Examples:
   $ invoices risk --follow                  score every new invoice as it commits, exactly once
   $ invoices db psql                        psql on the same database (the password not on its command line)
 
-Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).`);
+Exit codes: 0 ok, 1 runtime failure, 2 usage error or bad input, 3 not found, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).`,
+    );
   // A command named: only its module, which may name values of its core in its help. Otherwise
   // (the program's help, an unknown command) every command, for the list and the suggestions.
   const named = commandNamed(args);
@@ -102,7 +105,11 @@ export async function main(argv: string[]): Promise<void> {
   // navigator; on Node 20 that loads the whole fetch implementation, ~60 ms on every command.
   // Node 21+ defines navigator itself: define the same here before any command loads pg.
   if (!('navigator' in globalThis)) {
-    Object.defineProperty(globalThis, 'navigator', { value: { userAgent: `Node.js/${process.versions.node.split('.')[0]}` }, configurable: true, writable: true });
+    Object.defineProperty(globalThis, 'navigator', {
+      value: { userAgent: `Node.js/${process.versions.node.split('.')[0]}` },
+      configurable: true,
+      writable: true,
+    });
   }
   // `invoices ... | head`: the reader went away; stop quietly rather than crash on EPIPE.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -107,7 +107,10 @@ export function resolveConfig(input: ConfigInput): Config {
   const file = readConfigFile(input);
   const { home, source: homeSource } = resolveHome(env, cwd, file, input.uid ?? process.getuid?.());
   const base = {
-    home, homeSource, configFile: file?.path, tables: file?.content.tables ?? DEFAULT_TABLES,
+    home,
+    homeSource,
+    configFile: file?.path,
+    tables: file?.content.tables ?? DEFAULT_TABLES,
     replicas: resolveReplicas(input, file?.content.replicas),
     reads: { maxLagSeconds: input.maxReplicaLag ?? DEFAULT_MAX_REPLICA_LAG, replicaOnly: Boolean(input.replicaOnly) },
   };
@@ -124,7 +127,10 @@ export function resolveConfig(input: ConfigInput): Config {
 /** The replicas, first match wins: --replica-url (repeatable), DATABASE_REPLICA_URL (comma-separated), the config file's "replicas". */
 function resolveReplicas(input: ConfigInput, fromFile: string[] | undefined): ReplicaTarget[] {
   const pick = (urls: string[], source: ReplicaSource): ReplicaTarget[] =>
-    urls.map((u) => u.trim()).filter(Boolean).map((u) => ({ ...urlTarget(u, source), source }));
+    urls
+      .map((u) => u.trim())
+      .filter(Boolean)
+      .map((u) => ({ ...urlTarget(u, source), source }));
   if (input.replicaUrls?.length) return pick(input.replicaUrls, '--replica-url');
   if (input.env.DATABASE_REPLICA_URL) return pick(input.env.DATABASE_REPLICA_URL.split(','), 'DATABASE_REPLICA_URL');
   return fromFile ? pick(fromFile, 'config file') : [];
@@ -136,10 +142,17 @@ function resolveReplicas(input: ConfigInput, fromFile: string[] | undefined): Re
  * says), then ~/.local/share/invoices, or /var/lib/invoices for root (PostgreSQL runs as the
  * `postgres` OS user then, which cannot enter /root).
  */
-export function resolveHome(env: Env, cwd: string, file: { path: string; content: { home?: string } } | undefined, uid: number | undefined): { home: string; source: HomeSource } {
+export function resolveHome(
+  env: Env,
+  cwd: string,
+  file: { path: string; content: { home?: string } } | undefined,
+  uid: number | undefined,
+): { home: string; source: HomeSource } {
   if (env.INVOICES_HOME) return { home: path.resolve(cwd, expandTilde(env.INVOICES_HOME, env)), source: 'INVOICES_HOME' };
-  if (file?.content.home) return { home: path.resolve(path.dirname(file.path), expandTilde(file.content.home, env)), source: 'config file' };
-  if (env.XDG_DATA_HOME && path.isAbsolute(env.XDG_DATA_HOME)) return { home: path.join(env.XDG_DATA_HOME, 'invoices'), source: 'XDG_DATA_HOME' };
+  if (file?.content.home)
+    return { home: path.resolve(path.dirname(file.path), expandTilde(file.content.home, env)), source: 'config file' };
+  if (env.XDG_DATA_HOME && path.isAbsolute(env.XDG_DATA_HOME))
+    return { home: path.join(env.XDG_DATA_HOME, 'invoices'), source: 'XDG_DATA_HOME' };
   if (uid === 0) return { home: ROOT_HOME, source: 'default' };
   return { home: path.join(env.HOME || os.homedir(), '.local', 'share', 'invoices'), source: 'default' };
 }
@@ -166,9 +179,18 @@ export function lakeName(target: Target, tables: TableMap = DEFAULT_TABLES): str
   const mapped = tables.mapped ? JSON.stringify([tables.invoices, tables.customers]) : '';
   const table = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : '';
   if (target.kind === 'embedded' && !tables.mapped) return 'embedded';
-  const { host, port, database } = target.kind === 'embedded' ? { host: 'embedded', port: '', database: '' } : serverAddress(target.connection);
-  const readable = [host, port, database, table].filter(Boolean).join('-').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[.]+/, '_').slice(0, 80);
-  const hash = createHash('sha256').update(JSON.stringify([host, port, database, mapped])).digest('hex').slice(0, 8);
+  const { host, port, database } =
+    target.kind === 'embedded' ? { host: 'embedded', port: '', database: '' } : serverAddress(target.connection);
+  const readable = [host, port, database, table]
+    .filter(Boolean)
+    .join('-')
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .replace(/^[.]+/, '_')
+    .slice(0, 80);
+  const hash = createHash('sha256')
+    .update(JSON.stringify([host, port, database, mapped]))
+    .digest('hex')
+    .slice(0, 8);
   return `${readable}-${hash}`;
 }
 
@@ -251,7 +273,15 @@ function readConfigFile(input: ConfigInput): { path: string; content: ConfigFile
   if (home !== undefined && (typeof home !== 'string' || !home)) {
     throw new ConfigError(`config file ${file}: "home" must be a directory path (a non-empty string)`);
   }
-  return { path: file, content: { databaseUrl, home, replicas: replicas as string[] | undefined, tables: parseTableMap(content as Record<string, unknown>, file) } };
+  return {
+    path: file,
+    content: {
+      databaseUrl,
+      home,
+      replicas: replicas as string[] | undefined,
+      tables: parseTableMap(content as Record<string, unknown>, file),
+    },
+  };
 }
 
 /** Parses a .env file: KEY=VALUE lines, optional quotes, # comments. */

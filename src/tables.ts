@@ -43,15 +43,18 @@ function parseRef<C extends string>(raw: unknown, key: string, allowed: readonly
   const fallback = key === 'invoices' ? DEFAULT_TABLES.invoices : DEFAULT_TABLES.customers;
   if (raw === undefined) return fallback as unknown as TableRef<C>;
   const where = `config file ${file}: "${key}"`;
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${where} must be an object like {"table": "public.${key}", "columns": {...}}`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ConfigError(`${where} must be an object like {"table": "public.${key}", "columns": {...}}`);
   const { table = `public.${key}`, columns = {} } = raw as { table?: unknown; columns?: unknown };
   if (typeof table !== 'string' || !table.trim()) throw new ConfigError(`${where}.table must be a table name, e.g. "public.${key}"`);
   const parts = table.split('.');
   if (parts.length > 2 || parts.some((p) => !p)) throw new ConfigError(`${where}.table must be "table" or "schema.table", got "${table}"`);
-  if (typeof columns !== 'object' || columns === null || Array.isArray(columns)) throw new ConfigError(`${where}.columns must map our column names to yours`);
+  if (typeof columns !== 'object' || columns === null || Array.isArray(columns))
+    throw new ConfigError(`${where}.columns must map our column names to yours`);
   const mapped = identity(allowed);
   for (const [ours, theirs] of Object.entries(columns as Record<string, unknown>)) {
-    if (!(allowed as readonly string[]).includes(ours)) throw new ConfigError(`${where}.columns: unknown column "${ours}" (expected one of ${allowed.join(', ')})`);
+    if (!(allowed as readonly string[]).includes(ours))
+      throw new ConfigError(`${where}.columns: unknown column "${ours}" (expected one of ${allowed.join(', ')})`);
     if (typeof theirs !== 'string' || !theirs) throw new ConfigError(`${where}.columns.${ours} must be a column name`);
     mapped[ours as C] = theirs;
   }

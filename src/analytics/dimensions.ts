@@ -43,7 +43,11 @@ export interface Dimension {
   label(row: GroupRow): string;
 }
 
-const MEASURES: Column<GroupRow>[] = [{ key: 'invoices', kind: 'int' }, { key: 'total', kind: 'money' }, { key: 'average', kind: 'money' }];
+const MEASURES: Column<GroupRow>[] = [
+  { key: 'invoices', kind: 'int' },
+  { key: 'total', kind: 'money' },
+  { key: 'average', kind: 'money' },
+];
 
 /** invoices, total and average of a statement's row, exact at the column's scale. */
 function measures(raw: RawRow, scale: number): GroupRow {
@@ -73,7 +77,11 @@ function issuerAttribute(column: 'country' | 'segment', help: string): Dimension
     help,
     parties: ['issuer'],
     customerColumn: column,
-    sql: (agg, customers, limit) => `SELECT coalesce(nullif(c.${column}, ''), 'unknown') AS key, sum(g.n)::text AS n, sum(g.s)::text AS total
+    sql: (
+      agg,
+      customers,
+      limit,
+    ) => `SELECT coalesce(nullif(c.${column}, ''), 'unknown') AS key, sum(g.n)::text AS n, sum(g.s)::text AS total
         FROM (${agg('issuer')}) g LEFT JOIN ${customers} c ON c.id = g.id
        GROUP BY 1 ORDER BY sum(g.s) DESC, 1 ${limit}`,
     columns: [{ key: column }, ...MEASURES],
@@ -97,11 +105,25 @@ export const DIMENSIONS: readonly Dimension[] = [
         SELECT g.id::text AS key, c.name AS name, g.n::text AS n, g.s::text AS total, g.issued::text AS issued, g.received::text AS received
           FROM g LEFT JOIN ${customers} c ON c.id = g.id
          ORDER BY g.s DESC, g.id ${limit}`,
-    columns: [{ key: 'customer_id', kind: 'int' }, { key: 'name' }, ...MEASURES, { key: 'issued', kind: 'money' }, { key: 'received', kind: 'money' }, { key: 'net', kind: 'money' }],
+    columns: [
+      { key: 'customer_id', kind: 'int' },
+      { key: 'name' },
+      ...MEASURES,
+      { key: 'issued', kind: 'money' },
+      { key: 'received', kind: 'money' },
+      { key: 'net', kind: 'money' },
+    ],
     row: (raw, scale) => {
       const issued = atScale(raw.issued ?? '0', scale);
       const received = atScale(raw.received ?? '0', scale);
-      return { customer_id: raw.key, name: raw.name ?? null, ...measures(raw, scale), issued, received, net: fromUnits(toUnits(issued, scale) - toUnits(received, scale), scale) };
+      return {
+        customer_id: raw.key,
+        name: raw.name ?? null,
+        ...measures(raw, scale),
+        issued,
+        received,
+        net: fromUnits(toUnits(issued, scale) - toUnits(received, scale), scale),
+      };
     },
     label: (r) => (r.name ? `${r.name} (${r.customer_id})` : String(r.customer_id)),
   },

@@ -77,10 +77,17 @@ const duckdb: GroupEngine = {
     const lakeDir = path.resolve(env.opts.lake);
     const manifest = readManifest(env.opts.lake);
     const origin = describeTarget(env.ctx);
-    const passes = !manifest ? `no lake at ${lakeDir}`
-      : manifest.source !== origin ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
-      : undefined;
-    if (!auto && passes) throw new UsageError(!manifest ? `--engine duckdb needs a lake: none at ${lakeDir} (run \`invoices export\`)` : `the lake at ${lakeDir} was exported from ${manifest.source}, not ${origin}`);
+    const passes = !manifest
+      ? `no lake at ${lakeDir}`
+      : manifest.source !== origin
+        ? `the lake at ${lakeDir} comes from another database or table (${manifest.source})`
+        : undefined;
+    if (!auto && passes)
+      throw new UsageError(
+        !manifest
+          ? `--engine duckdb needs a lake: none at ${lakeDir} (run \`invoices export\`)`
+          : `the lake at ${lakeDir} was exported from ${manifest.source}, not ${origin}`,
+      );
     if (passes) return { passes };
     // DuckDB is loaded only when there is a lake of this table to read.
     return (await import('./lake-engine.js')).lakeAnswer(env, manifest!, auto);
@@ -96,20 +103,39 @@ const totals: GroupEngine = {
     if (auto && !source.incremental && source.tables.mapped) return { passes: untrackedAdvice(source) };
     const { window } = opts;
     try {
-      const { refresh, value } = await withFreshTotals(client, source, log, async (watermark) => {
-        const { rows: [{ n }] } = await client.query<{ n: string }>(
-          `SELECT count(*)::text AS n FROM ${source.relation} WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)}`,
-        );
-        const { rows } = await client.query<RawRow>(dim.sql((party) => totalsAggregate(source, party, window, watermark), env.customers, limit(opts.top)));
-        return { rows, live: Number(n) };
-      }, { onBuild: opts.onTotalsBuild, signal: opts.signal });
+      const { refresh, value } = await withFreshTotals(
+        client,
+        source,
+        log,
+        async (watermark) => {
+          const {
+            rows: [{ n }],
+          } = await client.query<{ n: string }>(
+            `SELECT count(*)::text AS n FROM ${source.relation} WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)}`,
+          );
+          const { rows } = await client.query<RawRow>(
+            dim.sql((party) => totalsAggregate(source, party, window, watermark), env.customers, limit(opts.top)),
+          );
+          return { rows, live: Number(n) };
+        },
+        { onBuild: opts.onTotalsBuild, signal: opts.signal },
+      );
       const parts = [
-        refresh.rebuilt ? `monthly totals computed from scratch (${refresh.rebuilt})`
+        refresh.rebuilt
+          ? `monthly totals computed from scratch (${refresh.rebuilt})`
           : `monthly totals refreshed from watermark ${refresh.previous} to ${refresh.watermark}: ${refresh.added} invoice(s) added`,
       ];
-      if (refresh.recomputed.length) parts.push(`months ${refresh.recomputed.join(', ')} recomputed (${refresh.reasons.join('; ')} since the last refresh)`);
+      if (refresh.recomputed.length)
+        parts.push(`months ${refresh.recomputed.join(', ')} recomputed (${refresh.reasons.join('; ')} since the last refresh)`);
       parts.push(`${value.live} row(s) above the watermark read live`);
-      return { rows: value.rows.map((r) => dim.row(r, source.amount.scale)), engine: 'totals', reason: parts.join('; '), deltaRows: value.live, staleMonths: refresh.recomputed, refresh };
+      return {
+        rows: value.rows.map((r) => dim.row(r, source.amount.scale)),
+        engine: 'totals',
+        reason: parts.join('; '),
+        deltaRows: value.live,
+        staleMonths: refresh.recomputed,
+        refresh,
+      };
     } catch (err) {
       // auto: a role that may not create or write the totals still gets an answer, and is told why.
       const code = (err as { code?: string }).code;

@@ -64,34 +64,40 @@ function columnPath(spec: string, what: string): { path: string; unnest: boolean
 /** Parses `--on SIDE=CUSTOMERS` (or just SIDE, matched to customers.id). */
 export function parseOn(spec: string): { side: string; customers: string } {
   const [side, customers = 'id', ...rest] = spec.split('=');
-  if (!side || rest.length || !customers) throw new UsageError(`--on must be SIDE_COLUMN=CUSTOMERS_COLUMN (e.g. customer_id=id), got "${spec}"`);
+  if (!side || rest.length || !customers)
+    throw new UsageError(`--on must be SIDE_COLUMN=CUSTOMERS_COLUMN (e.g. customer_id=id), got "${spec}"`);
   return { side, customers };
 }
 
 /** Totals per side attribute and the unmatched-keys report. */
 export async function joinSide(opts: JoinOptions): Promise<JoinResult> {
   const log = opts.log ?? silentLogger;
-  if (!readManifest(opts.lake)) throw new UsageError(`join reads invoices from the lake, and there is none at ${opts.lake}: run \`invoices export\``);
+  if (!readManifest(opts.lake))
+    throw new UsageError(`join reads invoices from the lake, and there is none at ${opts.lake}: run \`invoices export\``);
   const name = sqlIdentifier(opts.source.name);
   const key = columnPath(opts.on.side, '--on column');
   const ckey = columnPath(opts.on.customers, '--on customers column');
   return withAnalytics(opts.lake, [opts.source], log, async (duck) => {
     const sideColumns = (await queryRows(duck, `SELECT column_name FROM (DESCRIBE ${name})`)).map((r) => String(r.column_name));
     const customerColumns = (await queryRows(duck, 'SELECT column_name FROM (DESCRIBE customers)')).map((r) => String(r.column_name));
-    if (!sideColumns.includes(key.top)) throw new UsageError(`${opts.source.name} has no column "${key.top}" (its columns: ${sideColumns.join(', ')})`);
-    if (!customerColumns.includes(ckey.top)) throw new UsageError(`customers has no column "${ckey.top}" (its columns: ${customerColumns.join(', ')})`);
+    if (!sideColumns.includes(key.top))
+      throw new UsageError(`${opts.source.name} has no column "${key.top}" (its columns: ${sideColumns.join(', ')})`);
+    if (!customerColumns.includes(ckey.top))
+      throw new UsageError(`customers has no column "${ckey.top}" (its columns: ${customerColumns.join(', ')})`);
     const bySpecs = opts.by?.length ? opts.by : sideColumns.filter((c) => c !== key.top);
     if (!bySpecs.length) throw new UsageError(`${opts.source.name} has no column to group by besides its key: give --by`);
     const attrs: Attr[] = bySpecs.map((spec) => {
       const p = columnPath(spec, '--by column');
-      if (!sideColumns.includes(p.top)) throw new UsageError(`${opts.source.name} has no column "${p.top}" (its columns: ${sideColumns.join(', ')})`);
+      if (!sideColumns.includes(p.top))
+        throw new UsageError(`${opts.source.name} has no column "${p.top}" (its columns: ${sideColumns.join(', ')})`);
       return { label: spec.replace(/\[\]$/, ''), expr: `m.${p.path}`, unnest: p.unnest };
     });
     if (attrs.filter((a) => a.unnest).length > 1) throw new UsageError('--by: one list attribute ([]) at a time');
 
     // Keys compare as text, so 36718, "36718" and 36718.0 are one key: a JSON column that mixes
     // numbers and strings reads as JSON values, whose text keeps the quotes of a string.
-    const keyText = (expr: string) => `regexp_replace(regexp_replace(trim(CAST(${expr} AS VARCHAR)), '^"(.*)"$', '\\1'), '^(-?[0-9]+)\\.0+$', '\\1')`;
+    const keyText = (expr: string) =>
+      `regexp_replace(regexp_replace(trim(CAST(${expr} AS VARCHAR)), '^"(.*)"$', '\\1'), '^(-?[0-9]+)\\.0+$', '\\1')`;
     const sideKey = keyText(`s.${key.path}`);
     const custKey = keyText(`c.${ckey.path}`);
     const where = opts.window
@@ -114,12 +120,21 @@ export async function joinSide(opts: JoinOptions): Promise<JoinResult> {
     const scale = readManifest(opts.lake)!.amount.scale;
     const rows = raw.map((r) => ({ ...r, average: average(String(r.total), BigInt(String(r.invoices)), scale) })) as JoinRow[];
     const sample = opts.sample ?? 10;
-    const unmatchedSideKeys = await unmatched(duck,
-      `SELECT DISTINCT ${sideKey} AS k FROM ${name} s WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE ${custKey} = ${sideKey})`, sample);
-    const customersWithoutSide = await unmatched(duck,
-      `SELECT ${custKey} AS k FROM customers c WHERE NOT EXISTS (SELECT 1 FROM ${name} s WHERE ${sideKey} = ${custKey})`, sample);
-    const duplicateSideKeys = await unmatched(duck,
-      `SELECT ${sideKey} AS k FROM ${name} s WHERE ${sideKey} IS NOT NULL GROUP BY 1 HAVING count(*) > 1`, sample);
+    const unmatchedSideKeys = await unmatched(
+      duck,
+      `SELECT DISTINCT ${sideKey} AS k FROM ${name} s WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE ${custKey} = ${sideKey})`,
+      sample,
+    );
+    const customersWithoutSide = await unmatched(
+      duck,
+      `SELECT ${custKey} AS k FROM customers c WHERE NOT EXISTS (SELECT 1 FROM ${name} s WHERE ${sideKey} = ${custKey})`,
+      sample,
+    );
+    const duplicateSideKeys = await unmatched(
+      duck,
+      `SELECT ${sideKey} AS k FROM ${name} s WHERE ${sideKey} IS NOT NULL GROUP BY 1 HAVING count(*) > 1`,
+      sample,
+    );
     const sideRows = Number((await queryRows(duck, `SELECT count(*)::VARCHAR AS n FROM ${name}`))[0].n);
     return { attributes: attrs.map((a) => a.label), rows, unmatchedSideKeys, customersWithoutSide, duplicateSideKeys, sideRows };
   });

@@ -31,12 +31,20 @@ export interface AnalyticsOptions {
  * Opens DuckDB with the lake's views (when there is a lake) and the side sources, confines it to
  * those files (unless unsafeFiles), and runs fn.
  */
-export async function withAnalytics<T>(lake: string, sources: SideSource[], log: Logger, fn: (duck: DuckDBConnection, hasLake: boolean) => Promise<T>, opts: AnalyticsOptions = {}): Promise<T> {
+export async function withAnalytics<T>(
+  lake: string,
+  sources: SideSource[],
+  log: Logger,
+  fn: (duck: DuckDBConnection, hasLake: boolean) => Promise<T>,
+  opts: AnalyticsOptions = {},
+): Promise<T> {
   return withDuckDb(async (duck) => {
     const manifest = readManifest(lake);
     if (manifest) {
       await registerLake(duck, lake, manifest);
-      log.info(`lake: ${path.resolve(lake)}, exported ${manifest.exportedAt} (rows committed later are not in it: run \`invoices export\`)`);
+      log.info(
+        `lake: ${path.resolve(lake)}, exported ${manifest.exportedAt} (rows committed later are not in it: run \`invoices export\`)`,
+      );
     } else {
       log.info(`no lake at ${path.resolve(lake)}: views invoices and customers are not defined (run \`invoices export\`)`);
     }
@@ -66,29 +74,44 @@ async function confine(duck: DuckDBConnection, files: string[]): Promise<void> {
 }
 
 /** Runs one SQL statement and returns its rows. A SQL error is a usage error (exit 2) with DuckDB's first line. */
-export async function runQuery(lake: string, sql: string, sources: SideSource[], log: Logger = silentLogger, opts: AnalyticsOptions = {}): Promise<QueryResult> {
+export async function runQuery(
+  lake: string,
+  sql: string,
+  sources: SideSource[],
+  log: Logger = silentLogger,
+  opts: AnalyticsOptions = {},
+): Promise<QueryResult> {
   if (!sql.trim()) throw new UsageError('the query is empty');
-  return withAnalytics(lake, sources, log, async (duck, hasLake) => {
-    let reader;
-    try {
-      reader = await runStatements(duck, sql, !opts.unsafeFiles);
-    } catch (err) {
-      if (err instanceof UsageError) throw err;
-      const message = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-      const refused = opts.unsafeFiles ? undefined : explainRefusal(message);
-      if (refused) throw new UsageError(`query refused: ${refused}`, { cause: err });
-      const hint = !hasLake && /Table with name (invoices|customers) does not exist/i.test(message) ? ' (there is no lake: run `invoices export`)' : '';
-      throw new UsageError(`query failed: ${message}${hint}`, { cause: err });
-    }
-    const names = reader.columnNames();
-    const types = reader.columnTypes().map((t) => t.toString());
-    const columns = names.map((name, i) => ({ name, type: types[i], kind: kindOf(types[i]) }));
-    const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
-    // Timestamps as every command prints them: ISO 8601 UTC with Z (the lake's are UTC).
-    const times = columns.filter((c) => c.kind === 'time').map((c) => c.name);
-    if (times.length) for (const row of rows) for (const k of times) row[k] = isoTimestamp(row[k]);
-    return { columns, rows, lake: hasLake };
-  }, opts);
+  return withAnalytics(
+    lake,
+    sources,
+    log,
+    async (duck, hasLake) => {
+      let reader;
+      try {
+        reader = await runStatements(duck, sql, !opts.unsafeFiles);
+      } catch (err) {
+        if (err instanceof UsageError) throw err;
+        const message = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+        const refused = opts.unsafeFiles ? undefined : explainRefusal(message);
+        if (refused) throw new UsageError(`query refused: ${refused}`, { cause: err });
+        const hint =
+          !hasLake && /Table with name (invoices|customers) does not exist/i.test(message)
+            ? ' (there is no lake: run `invoices export`)'
+            : '';
+        throw new UsageError(`query failed: ${message}${hint}`, { cause: err });
+      }
+      const names = reader.columnNames();
+      const types = reader.columnTypes().map((t) => t.toString());
+      const columns = names.map((name, i) => ({ name, type: types[i], kind: kindOf(types[i]) }));
+      const rows = reader.getRowObjectsJson() as Record<string, unknown>[];
+      // Timestamps as every command prints them: ISO 8601 UTC with Z (the lake's are UTC).
+      const times = columns.filter((c) => c.kind === 'time').map((c) => c.name);
+      if (times.length) for (const row of rows) for (const k of times) row[k] = isoTimestamp(row[k]);
+      return { columns, rows, lake: hasLake };
+    },
+    opts,
+  );
 }
 
 /** What each refused kind of statement would do, for the message. */
@@ -107,10 +130,23 @@ const REFUSED: Partial<Record<StatementType, string>> = {
 
 /** Statements that touch no file of their own: queries, and objects in the in-memory database. */
 const ALLOWED = new Set<StatementType>([
-  StatementType.SELECT, StatementType.EXPLAIN, StatementType.PRAGMA, StatementType.CALL, StatementType.SET,
-  StatementType.VARIABLE_SET, StatementType.CREATE, StatementType.CREATE_FUNC, StatementType.INSERT, StatementType.UPDATE,
-  StatementType.DELETE, StatementType.MERGE_INTO, StatementType.DROP, StatementType.ALTER, StatementType.TRANSACTION,
-  StatementType.ANALYZE, StatementType.VACUUM,
+  StatementType.SELECT,
+  StatementType.EXPLAIN,
+  StatementType.PRAGMA,
+  StatementType.CALL,
+  StatementType.SET,
+  StatementType.VARIABLE_SET,
+  StatementType.CREATE,
+  StatementType.CREATE_FUNC,
+  StatementType.INSERT,
+  StatementType.UPDATE,
+  StatementType.DELETE,
+  StatementType.MERGE_INTO,
+  StatementType.DROP,
+  StatementType.ALTER,
+  StatementType.TRANSACTION,
+  StatementType.ANALYZE,
+  StatementType.VACUUM,
 ]);
 
 const UNSAFE = 'query reads the lake and the --with files and writes nothing, unless --unsafe-files';
@@ -149,7 +185,10 @@ async function check(duck: DuckDBConnection, type: StatementType, sql: string, c
   // EXPLAIN ANALYZE runs what it explains: that must pass too. EXPLAIN alone runs nothing.
   if (type === StatementType.EXPLAIN && /analy[sz]e/i.test(sql)) {
     const inner = count === 1 ? /^\s*explain\s+analy[sz]e\s+([\s\S]+)$/i.exec(stripLeadingComments(sql))?.[1] : undefined;
-    if (!inner) throw new UsageError(`query refused: EXPLAIN ANALYZE runs its statement, and this one could not be checked (give EXPLAIN ANALYZE alone, first, with no comment inside); ${UNSAFE}`);
+    if (!inner)
+      throw new UsageError(
+        `query refused: EXPLAIN ANALYZE runs its statement, and this one could not be checked (give EXPLAIN ANALYZE alone, first, with no comment inside); ${UNSAFE}`,
+      );
     const extracted = await duck.extractStatements(inner);
     if (extracted.count !== 1) throw new UsageError(`query refused: EXPLAIN ANALYZE of more than one statement; ${UNSAFE}`);
     const prepared = await extracted.prepare(0);

@@ -11,8 +11,15 @@ export type SourceFormat = 'csv' | 'json' | 'ndjson' | 'parquet' | 'text';
 export const SOURCE_FORMATS: readonly SourceFormat[] = ['csv', 'json', 'ndjson', 'parquet', 'text'];
 
 const BY_EXTENSION: Record<string, SourceFormat> = {
-  '.csv': 'csv', '.tsv': 'csv', '.json': 'json', '.ndjson': 'ndjson', '.jsonl': 'ndjson',
-  '.parquet': 'parquet', '.txt': 'text', '.log': 'text', '.md': 'text',
+  '.csv': 'csv',
+  '.tsv': 'csv',
+  '.json': 'json',
+  '.ndjson': 'ndjson',
+  '.jsonl': 'ndjson',
+  '.parquet': 'parquet',
+  '.txt': 'text',
+  '.log': 'text',
+  '.md': 'text',
 };
 
 const CSV_CHECK_BYTES = 256 * 2 ** 20;
@@ -45,7 +52,10 @@ export function parseSource(spec: string, cwd = process.cwd()): SideSource {
   if (!format) {
     const ext = path.extname(abs).toLowerCase();
     format = BY_EXTENSION[ext];
-    if (!format) throw new UsageError(`${name}: unknown format for "${file}" (extension "${ext || 'none'}"): use .csv, .json, .ndjson/.jsonl, .parquet, .txt/.log, or NAME=PATH:format with one of ${SOURCE_FORMATS.join(', ')}`);
+    if (!format)
+      throw new UsageError(
+        `${name}: unknown format for "${file}" (extension "${ext || 'none'}"): use .csv, .json, .ndjson/.jsonl, .parquet, .txt/.log, or NAME=PATH:format with one of ${SOURCE_FORMATS.join(', ')}`,
+      );
   }
   return { name, path: abs, format };
 }
@@ -98,7 +108,10 @@ export async function registerSources(duck: DuckDBConnection, sources: SideSourc
 
 /** DuckDB's message, first line only, with the line number found by our own scan when DuckDB gives none. */
 async function explain(err: unknown, s: SideSource): Promise<string> {
-  const message = (err instanceof Error ? err.message : String(err)).split('\n')[0].replace(/^[A-Za-z ]+ Error: /, '').trim();
+  const message = (err instanceof Error ? err.message : String(err))
+    .split('\n')[0]
+    .replace(/^[A-Za-z ]+ Error: /, '')
+    .trim();
   if (s.format === 'csv' && !/line/i.test(message)) {
     const bad = await firstBadCsvLine(s.path);
     if (bad) return `line ${bad.line}: ${bad.why}`;
@@ -128,7 +141,8 @@ export async function firstBadCsvLine(file: string): Promise<{ line: number; why
   for await (const chunk of createReadStream(file, { encoding: 'utf8' })) {
     for (const ch of chunk as string) {
       if (quoted) {
-        if (ch === '"') quoted = false; // a doubled quote ("") closes and reopens: same state after
+        if (ch === '"')
+          quoted = false; // a doubled quote ("") closes and reopens: same state after
         else if (ch === '\n') line++;
         continue;
       }

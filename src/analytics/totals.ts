@@ -60,19 +60,37 @@ function dateLiteral(iso: string): string {
  * transaction and snapshot, runs `read` with the new watermark: the totals it reads are exactly
  * the invoices below it, and rows above it are visible in that snapshot for a live delta.
  */
-export async function withFreshTotals<T>(client: Client, described: SourceTable, log: Logger, read: (watermark: string) => Promise<T>, opts: { onBuild?: TotalsBuildHook; signal?: AbortSignal } = {}): Promise<{ refresh: RefreshResult; value: T }> {
+export async function withFreshTotals<T>(
+  client: Client,
+  described: SourceTable,
+  log: Logger,
+  read: (watermark: string) => Promise<T>,
+  opts: { onBuild?: TotalsBuildHook; signal?: AbortSignal } = {},
+): Promise<{ refresh: RefreshResult; value: T }> {
   const source = await ensureTracked(client, described, log);
-  if (!source.incremental) throw new UsageError(`monthly totals need the watermark and the change log: ${untrackedAdvice(source)}; or use --engine postgres`);
+  if (!source.incremental)
+    throw new UsageError(`monthly totals need the watermark and the change log: ${untrackedAdvice(source)}; or use --engine postgres`);
   await ensureTables(client, source, log);
   // A session lock taken before the snapshot: a second refresh of this source waits (polling, so
   // that it holds no snapshot back meanwhile), then sees the first one's result.
-  const unlock = await lockSource(client, { key: `monthly-totals ${source.key}`, label: `the monthly totals of ${source.name}`, what: 'refresh', wait: true, log, signal: opts.signal });
+  const unlock = await lockSource(client, {
+    key: `monthly-totals ${source.key}`,
+    label: `the monthly totals of ${source.name}`,
+    what: 'refresh',
+    wait: true,
+    log,
+    signal: opts.signal,
+  });
   try {
     // Room for the hash aggregates of a full build, and for the answer's one row per customer and month.
-    return await transaction(client, async () => {
-      const refresh = await refreshInTransaction(client, source, log, opts.onBuild);
-      return { refresh, value: await read(refresh.watermark) };
-    }, { isolation: 'repeatable read', settings: { work_mem: '256MB' } });
+    return await transaction(
+      client,
+      async () => {
+        const refresh = await refreshInTransaction(client, source, log, opts.onBuild);
+        return { refresh, value: await read(refresh.watermark) };
+      },
+      { isolation: 'repeatable read', settings: { work_mem: '256MB' } },
+    );
   } finally {
     await unlock();
   }
@@ -87,25 +105,40 @@ async function ensureTables(client: Client, source: SourceTable, log: Logger): P
   };
   if ((await shape()) === 'ok') return;
   // search_path: the SQL file creates its tables in the invoices table's schema.
-  const found = await transaction(client, async () => {
-    // Two first runs at once would race in CREATE TABLE IF NOT EXISTS: serialise as `init` does.
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext('invoices:schema'))`);
-    const now = await shape();
-    if (now === 'old') await client.query(`DROP TABLE IF EXISTS ${totalsTable(source)}, ${totalsTable(source, STATE_TABLE)}`);
-    if (now !== 'ok') await client.query(sqlFile('monthly-totals.sql'));
-    return now;
-  }, { settings: { search_path: quoteIdent(source.tables.invoices.schema) } });
-  if (found === 'old') log.info(`dropped the monthly totals of an earlier version (shared by every table of ${source.tables.invoices.schema}, not bound to their source): they are computed again`);
-  if (found !== 'ok') log.info(`created ${source.tables.invoices.schema}.${TOTALS_TABLE} (monthly totals per customer, sql/monthly-totals.sql)`);
+  const found = await transaction(
+    client,
+    async () => {
+      // Two first runs at once would race in CREATE TABLE IF NOT EXISTS: serialise as `init` does.
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('invoices:schema'))`);
+      const now = await shape();
+      if (now === 'old') await client.query(`DROP TABLE IF EXISTS ${totalsTable(source)}, ${totalsTable(source, STATE_TABLE)}`);
+      if (now !== 'ok') await client.query(sqlFile('monthly-totals.sql'));
+      return now;
+    },
+    { settings: { search_path: quoteIdent(source.tables.invoices.schema) } },
+  );
+  if (found === 'old')
+    log.info(
+      `dropped the monthly totals of an earlier version (shared by every table of ${source.tables.invoices.schema}, not bound to their source): they are computed again`,
+    );
+  if (found !== 'ok')
+    log.info(`created ${source.tables.invoices.schema}.${TOTALS_TABLE} (monthly totals per customer, sql/monthly-totals.sql)`);
 }
 
 async function refreshInTransaction(client: Client, source: SourceTable, log: Logger, onBuild?: TotalsBuildHook): Promise<RefreshResult> {
   const totals = totalsTable(source);
   const stateTable = totalsTable(source, STATE_TABLE);
-  const { rows: [state] } = await client.query<State>(`SELECT watermark::text AS watermark, lineage FROM ${stateTable} WHERE source_id = $1`, [source.id]);
+  const {
+    rows: [state],
+  } = await client.query<State>(`SELECT watermark::text AS watermark, lineage FROM ${stateTable} WHERE source_id = $1`, [source.id]);
   const { horizon } = await xidHorizon(client);
   await assertXidsBehindServer(client, source);
-  const changes = await changesSince(client, source, state ?? { watermark: null }, state ? await totalsMonths(client, totals, source.id) : []);
+  const changes = await changesSince(
+    client,
+    source,
+    state ?? { watermark: null },
+    state ? await totalsMonths(client, totals, source.id) : [],
+  );
   let rebuilt = !state ? 'first build' : changes.all;
   if (!rebuilt && BigInt(state.watermark) > BigInt(horizon)) rebuilt = 'the watermark is ahead of this server (restored database?)';
   const recomputed = rebuilt ? [] : [...changes.months.keys()];
@@ -117,7 +150,11 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
     const estimatedRows = onBuild ? await estimatedRowsOf(client, source) : 0;
     onBuild?.({ source: source.name, reason: rebuilt, estimatedRows, done: false, seconds: 0 });
     // The only source in these tables: TRUNCATE, not a DELETE of every row.
-    const { rows: [{ alone }] } = await client.query<{ alone: boolean }>(`SELECT NOT EXISTS (SELECT 1 FROM ${stateTable} WHERE source_id <> $1) AS alone`, [source.id]);
+    const {
+      rows: [{ alone }],
+    } = await client.query<{ alone: boolean }>(`SELECT NOT EXISTS (SELECT 1 FROM ${stateTable} WHERE source_id <> $1) AS alone`, [
+      source.id,
+    ]);
     await client.query(alone ? `TRUNCATE ${totals}` : `DELETE FROM ${totals} WHERE source_id = $1`, alone ? [] : [source.id]);
     added = await aggregateInto(client, source, totals, `created_xid < ${xidLiteral(horizon)}`);
     // Fresh statistics, or the planner takes the window's rows for a handful and sorts where it should hash.
@@ -129,20 +166,37 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
     if (recomputed.length) log.info(`monthly totals of ${source.name}: recomputing ${recomputed.join(', ')} (${reasons.join('; ')})`);
     const ranges = recomputed.map((m) => `(${rangeCondition(monthBounds(m).from, monthBounds(m).to)})`);
     if (recomputed.length) {
-      await client.query(`DELETE FROM ${totals} WHERE source_id = $1 AND party IN ('issuer', 'receiver') AND month = ANY($2::date[])`, [source.id, recomputed.map((m) => `${m}-01`)]);
+      await client.query(`DELETE FROM ${totals} WHERE source_id = $1 AND party IN ('issuer', 'receiver') AND month = ANY($2::date[])`, [
+        source.id,
+        recomputed.map((m) => `${m}-01`),
+      ]);
       await aggregateInto(client, source, totals, `(${ranges.join(' OR ')}) AND created_xid < ${xidLiteral(horizon)}`);
     }
     // Only rows after the watermark: an index range scan on created_xid.
-    added = await aggregateInto(client, source, totals,
-      `created_xid >= ${xidLiteral(state.watermark)} AND created_xid < ${xidLiteral(horizon)}${ranges.length ? ` AND NOT (${ranges.join(' OR ')})` : ''}`);
+    added = await aggregateInto(
+      client,
+      source,
+      totals,
+      `created_xid >= ${xidLiteral(state.watermark)} AND created_xid < ${xidLiteral(horizon)}${ranges.length ? ` AND NOT (${ranges.join(' OR ')})` : ''}`,
+    );
   }
-  const { rows: [{ now }] } = await client.query<{ now: string }>(
+  const {
+    rows: [{ now }],
+  } = await client.query<{ now: string }>(
     `INSERT INTO ${stateTable} (source_id, source, lineage, watermark, refreshed_at) VALUES ($1, $2, $3, $4::xid8, now())
      ON CONFLICT (source_id) DO UPDATE SET source = excluded.source, lineage = excluded.lineage, watermark = excluded.watermark, refreshed_at = excluded.refreshed_at
      RETURNING refreshed_at AS now`,
     [source.id, source.key, JSON.stringify(changes.lineage), horizon],
   );
-  return { watermark: horizon, previous: state && !rebuilt ? state.watermark : undefined, rebuilt, added, recomputed, reasons: rebuilt ? [] : reasons, refreshedAt: now };
+  return {
+    watermark: horizon,
+    previous: state && !rebuilt ? state.watermark : undefined,
+    rebuilt,
+    added,
+    recomputed,
+    reasons: rebuilt ? [] : reasons,
+    refreshedAt: now,
+  };
 }
 
 /**
@@ -150,7 +204,9 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
  * receiver (an existing row is incremented). Returns how many invoices it added.
  */
 async function aggregateInto(client: Client, source: SourceTable, totals: string, where: string): Promise<number> {
-  const { rows: [r] } = await client.query<{ invoices: string }>(`
+  const {
+    rows: [r],
+  } = await client.query<{ invoices: string }>(`
     WITH d AS NOT MATERIALIZED (SELECT ${MONTH_OF_ISSUE} AS month, issuer_id, receiver_id, amount FROM ${source.relation} WHERE ${where}),
     agg AS (
       SELECT 'issuer' AS party, month, issuer_id AS customer_id, count(*)::integer AS invoices, sum(amount) AS amount FROM d GROUP BY 2, 3
@@ -173,12 +229,15 @@ async function estimatedRowsOf(client: Client, source: SourceTable): Promise<num
 
 /** The months the totals hold (every invoice has an issuer), by skipping along the primary key: a few index probes, not a scan. */
 async function totalsMonths(client: Client, totals: string, sourceId: string): Promise<Month[]> {
-  const { rows } = await client.query<{ m: string }>(`
+  const { rows } = await client.query<{ m: string }>(
+    `
     WITH RECURSIVE m AS (
       SELECT min(month) AS month FROM ${totals} WHERE source_id = $1 AND party = 'issuer'
       UNION ALL
       SELECT (SELECT min(month) FROM ${totals} WHERE source_id = $1 AND party = 'issuer' AND month > m.month) FROM m WHERE m.month IS NOT NULL)
-    SELECT to_char(month, 'YYYY-MM') AS m FROM m WHERE month IS NOT NULL`, [sourceId]);
+    SELECT to_char(month, 'YYYY-MM') AS m FROM m WHERE month IS NOT NULL`,
+    [sourceId],
+  );
   return rows.map((r) => r.m);
 }
 
@@ -187,7 +246,12 @@ async function totalsMonths(client: Client, totals: string, sourceId: string): P
  * this snapshot (committed after the horizon was taken, or by transactions that began before it
  * ended): as `SELECT id, n, s`.
  */
-export function totalsAggregate(source: SourceTable, party: 'issuer' | 'receiver', window: { from: string; to: string }, watermark: string): string {
+export function totalsAggregate(
+  source: SourceTable,
+  party: 'issuer' | 'receiver',
+  window: { from: string; to: string },
+  watermark: string,
+): string {
   // A join rather than a UNION under one GROUP BY: the planner then knows there is about one row
   // per customer (not its default 200), and hashes the names instead of probing them one by one.
   return `SELECT coalesce(t.id, l.id) AS id, coalesce(t.n, 0) + coalesce(l.n, 0) AS n, coalesce(t.s, 0) + coalesce(l.s, 0) AS s

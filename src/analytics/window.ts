@@ -16,7 +16,8 @@ export interface Window {
 
 /** The window of `months` calendar months ending with the month of asOf (YYYY-MM-DD, UTC). */
 export function monthWindow(months: number, asOf: string): Window {
-  if (!Number.isInteger(months) || months < 1 || months > 1200) throw new UsageError(`--months must be an integer from 1 to 1200, got ${months}`);
+  if (!Number.isInteger(months) || months < 1 || months > 1200)
+    throw new UsageError(`--months must be an integer from 1 to 1200, got ${months}`);
   const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(asOf);
   const d = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : undefined;
   if (!m || !d || d.toISOString().slice(0, 10) !== asOf) throw new UsageError(`--as-of must be a date YYYY-MM-DD, got "${asOf}"`);

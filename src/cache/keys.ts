@@ -104,7 +104,10 @@ export interface CacheStamp {
  */
 export function cacheGeneration(lineage: Lineage): string {
   const leaves = Object.entries(lineage.leaves ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return createHash('sha256').update(JSON.stringify([lineage.system, lineage.database, lineage.table, leaves])).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify([lineage.system, lineage.database, lineage.table, leaves]))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** The stamp of entries read now from this mapping's invoices table. */

@@ -61,7 +61,10 @@ export class ReadThrough {
    * is a hit. A NotFoundError from `load` propagates and nothing is cached. `stale` says why an
    * entry that was there did not answer.
    */
-  async lookup(id: bigint, load: (id: bigint) => Promise<InvoiceDetail>): Promise<{ invoice: InvoiceDetail; outcome: CacheOutcome; stale?: StaleReason }> {
+  async lookup(
+    id: bigint,
+    load: (id: bigint) => Promise<InvoiceDetail>,
+  ): Promise<{ invoice: InvoiceDetail; outcome: CacheOutcome; stale?: StaleReason }> {
     let stale: StaleReason | undefined;
     if (this.cache) {
       if (!this.stamp) throw new Error('ReadThrough: bind() the source and generation before the first lookup');

@@ -3,7 +3,17 @@
 // they were written with.
 import { CacheError, UsageError } from '../errors.js';
 import type { InvoiceDetail } from '../lookup/get-invoice.js';
-import { decodeInvoice, encodeInvoice, invoiceKey, type CacheStamp, type Decoded, MAX_TTL_SECONDS, parseRedisUrl, scopePattern, type RedisEndpoint } from './keys.js';
+import {
+  decodeInvoice,
+  encodeInvoice,
+  invoiceKey,
+  type CacheStamp,
+  type Decoded,
+  MAX_TTL_SECONDS,
+  parseRedisUrl,
+  scopePattern,
+  type RedisEndpoint,
+} from './keys.js';
 import type { InvoiceCache } from './read-through.js';
 import { RespConnection, RespConnectionError, RespReplyError, type RespValue } from './resp.js';
 
@@ -78,7 +88,8 @@ export class RedisInvoiceCache implements InvoiceCache {
   async getMany(ids: readonly bigint[], stamp: CacheStamp): Promise<Array<Decoded | undefined>> {
     if (!ids.length) return [];
     const values = await this.run(['MGET', ...ids.map((id) => this.key(id))]);
-    if (!Array.isArray(values) || values.length !== ids.length) throw new CacheError(`the cache at ${this.endpoint.display} gave an unexpected MGET reply`);
+    if (!Array.isArray(values) || values.length !== ids.length)
+      throw new CacheError(`the cache at ${this.endpoint.display} gave an unexpected MGET reply`);
     return values.map((v, i) => (typeof v === 'string' ? decodeInvoice(v, ids[i], stamp) : undefined));
   }
 

@@ -19,7 +19,11 @@ export class RespReplyError extends Error {
 
 /** A connection-level failure (refused, timed out, closed, bad protocol) with a Node-style code. */
 export class RespConnectionError extends Error {
-  constructor(message: string, readonly code: string, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly code: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'RespConnectionError';
   }
@@ -52,13 +56,15 @@ export function parseReply(buf: Buffer, start = 0): { value: RespValue | RespRep
       return { value: new RespReplyError(line), end: next };
     case 0x3a: // : integer
       return { value: Number(line), end: next };
-    case 0x24: { // $ bulk string
+    case 0x24: {
+      // $ bulk string
       const len = Number(line);
       if (len < 0) return { value: null, end: next };
       if (buf.length < next + len + 2) return undefined;
       return { value: buf.toString('utf8', next, next + len), end: next + len + 2 };
     }
-    case 0x2a: { // * array
+    case 0x2a: {
+      // * array
       const count = Number(line);
       if (count < 0) return { value: null, end: next };
       const items: RespValue[] = [];
@@ -66,14 +72,18 @@ export function parseReply(buf: Buffer, start = 0): { value: RespValue | RespRep
       for (let i = 0; i < count; i++) {
         const item = parseReply(buf, pos);
         if (!item) return undefined;
-        if (item.value instanceof RespReplyError) throw new RespConnectionError(`unexpected error inside a reply: ${item.value.message}`, 'EPROTO');
+        if (item.value instanceof RespReplyError)
+          throw new RespConnectionError(`unexpected error inside a reply: ${item.value.message}`, 'EPROTO');
         items.push(item.value);
         pos = item.end;
       }
       return { value: items, end: pos };
     }
     default:
-      throw new RespConnectionError(`is not a Redis server: it answered ${JSON.stringify(buf.toString('latin1', start, start + 24))}`, 'EPROTO');
+      throw new RespConnectionError(
+        `is not a Redis server: it answered ${JSON.stringify(buf.toString('latin1', start, start + 24))}`,
+        'EPROTO',
+      );
   }
 }
 
@@ -97,9 +107,14 @@ export class RespConnection {
   private readonly pending: Pending[] = [];
   private failure: Error | undefined;
 
-  private constructor(private readonly socket: net.Socket, private readonly timeoutMs: number) {
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly timeoutMs: number,
+  ) {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(new RespConnectionError(err.message, (err as NodeJS.ErrnoException).code ?? 'ECONNRESET', { cause: err })));
+    socket.on('error', (err) =>
+      this.fail(new RespConnectionError(err.message, (err as NodeJS.ErrnoException).code ?? 'ECONNRESET', { cause: err })),
+    );
     socket.on('close', () => this.fail(new RespConnectionError('the server closed the connection', 'ECONNRESET')));
   }
 

@@ -32,7 +32,12 @@ export interface LookupTimings {
  * Looks `id` up `repeat` times in each way: a miss (entry dropped first, untimed: GET, load,
  * SET), a hit (GET), and `load` alone. Leaves the entry cached with fresh data.
  */
-export async function measureLookups(rt: ReadThrough, id: bigint, repeat: number, load: (id: bigint) => Promise<InvoiceDetail>): Promise<LookupTimings> {
+export async function measureLookups(
+  rt: ReadThrough,
+  id: bigint,
+  repeat: number,
+  load: (id: bigint) => Promise<InvoiceDetail>,
+): Promise<LookupTimings> {
   const byOutcome: Record<CacheOutcome, number[]> = { hit: [], miss: [], off: [] };
   const postgres: number[] = [];
   let invoice = await load(id); // NotFoundError before any measurement; warms the prepared statement

@@ -12,8 +12,15 @@ import type { Column, Format } from '../output/render.js';
 export function addGlobalOptions(program: Command): Command {
   return program
     .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL, PG* variables, config file, else the embedded server)')
-    .option('--replica-url <url>', 'a hot standby for reads (get, group --engine postgres, export); repeat for more (default: DATABASE_REPLICA_URL, comma-separated, or "replicas" in the config file)', collect)
-    .option('--max-replica-lag <seconds>', `a replica further behind than this is passed over for the primary (default: ${DEFAULT_MAX_REPLICA_LAG})`)
+    .option(
+      '--replica-url <url>',
+      'a hot standby for reads (get, group --engine postgres, export); repeat for more (default: DATABASE_REPLICA_URL, comma-separated, or "replicas" in the config file)',
+      collect,
+    )
+    .option(
+      '--max-replica-lag <seconds>',
+      `a replica further behind than this is passed over for the primary (default: ${DEFAULT_MAX_REPLICA_LAG})`,
+    )
     .option('--replica-only', 'reads never fall back to the primary: no usable replica is an error (exit 1)')
     .option('--config <path>', 'config file (default: ./invoices.config.json)')
     .option('--format <format>', 'output format: table, json or csv (default: table on a terminal, else json)')
@@ -64,7 +71,9 @@ export function commandContext(cmd: Command): Promise<CommandContext> {
 async function buildContext(cmd: Command): Promise<CommandContext> {
   // Loaded when a command runs, not for --help.
   const [{ resolveConfig, withDotEnv }, { noticeLegacyHome }, { parseFormat, render }] = await Promise.all([
-    import('../config.js'), import('./home.js'), import('../output/render.js'),
+    import('../config.js'),
+    import('./home.js'),
+    import('../output/render.js'),
   ]);
   const g = cmd.optsWithGlobals<GlobalOptions>();
   const env = withDotEnv(process.env, process.cwd());
@@ -72,17 +81,31 @@ async function buildContext(cmd: Command): Promise<CommandContext> {
   const quiet = Boolean(g.quiet);
   const color = g.color !== false && !env.NO_COLOR && Boolean(process.stderr.isTTY);
   const log: Logger = {
-    info: (m) => { if (!quiet) process.stderr.write(m + '\n'); },
+    info: (m) => {
+      if (!quiet) process.stderr.write(m + '\n');
+    },
     warn: (m) => process.stderr.write(`warning: ${m}\n`),
-    debug: (m) => { if (g.debug) process.stderr.write(`debug: ${m}\n`); },
+    debug: (m) => {
+      if (g.debug) process.stderr.write(`debug: ${m}\n`);
+    },
   };
   const maxReplicaLag = g.maxReplicaLag === undefined ? undefined : positiveInt('--max-replica-lag', g.maxReplicaLag, { allowZero: true });
   const config = resolveConfig({
-    databaseUrl: g.databaseUrl, replicaUrls: g.replicaUrl, maxReplicaLag, replicaOnly: g.replicaOnly, configPath: g.config, env, cwd: process.cwd(),
+    databaseUrl: g.databaseUrl,
+    replicaUrls: g.replicaUrl,
+    maxReplicaLag,
+    replicaOnly: g.replicaOnly,
+    configPath: g.config,
+    env,
+    cwd: process.cwd(),
   });
   log.debug(`database: ${config.target.source}; home: ${config.home} (${config.homeSource})`);
-  if (config.replicas?.length) log.debug(`replicas: ${config.replicas.length} from ${config.replicas[0].source}, max lag ${config.reads?.maxLagSeconds} s${config.reads?.replicaOnly ? ', replica only' : ''}`);
-  else if (g.replicaOnly) throw new UsageError('--replica-only needs a replica: give --replica-url, DATABASE_REPLICA_URL or "replicas" in the config file');
+  if (config.replicas?.length)
+    log.debug(
+      `replicas: ${config.replicas.length} from ${config.replicas[0].source}, max lag ${config.reads?.maxLagSeconds} s${config.reads?.replicaOnly ? ', replica only' : ''}`,
+    );
+  else if (g.replicaOnly)
+    throw new UsageError('--replica-only needs a replica: give --replica-url, DATABASE_REPLICA_URL or "replicas" in the config file');
   noticeLegacyHome(config, process.cwd(), log);
   return {
     config,

@@ -6,21 +6,27 @@ import { commandContext, type CommandContext } from './context.js';
 const ACTIONS = ['start', 'stop', 'status', 'url', 'psql', 'replicas'] as const;
 
 export function command(program: Command): Command {
-  return program.command('db')
-    .description('manage the embedded PostgreSQL (used when no database is configured); replicas: the read replicas\' lag')
-    .addArgument(program.createArgument('<action>', 'start, stop, status, url, psql or replicas').choices(ACTIONS))
-    .argument('[psql-args...]', 'with psql: arguments for psql (-c SQL, -f FILE, -A, -t, ...)')
-    // psql's own options (-c, -f, ...) reach it untouched; those of invoices (-q, -h, -V) go after --.
-    .allowUnknownOption()
-    .addHelpText('after', `
+  return (
+    program
+      .command('db')
+      .description("manage the embedded PostgreSQL (used when no database is configured); replicas: the read replicas' lag")
+      .addArgument(program.createArgument('<action>', 'start, stop, status, url, psql or replicas').choices(ACTIONS))
+      .argument('[psql-args...]', 'with psql: arguments for psql (-c SQL, -f FILE, -A, -t, ...)')
+      // psql's own options (-c, -f, ...) reach it untouched; those of invoices (-q, -h, -V) go after --.
+      .allowUnknownOption()
+      .addHelpText(
+        'after',
+        `
 Examples:
   $ invoices db status                      state, version, pid, URL without password, home, default lake
   $ invoices db psql                        psql on the database: the password in its environment, never on argv
   $ invoices db psql -c 'SELECT count(*) FROM invoices'
   $ invoices db psql -- -q -f report.sql    after --, options that invoices would otherwise take
   $ invoices db url                         the URL, password included (embedded server): for clients that need one
-  $ invoices db replicas --replica-url postgres://db-ro:5432/billing   each replica: usable or why not, lag in seconds and bytes of WAL`)
-    .action(run);
+  $ invoices db replicas --replica-url postgres://db-ro:5432/billing   each replica: usable or why not, lag in seconds and bytes of WAL`,
+      )
+      .action(run)
+  );
 }
 
 export async function run(action: (typeof ACTIONS)[number], args: string[], _opts: unknown, cmd: Command): Promise<void> {
@@ -31,7 +37,10 @@ export async function run(action: (typeof ACTIONS)[number], args: string[], _opt
   if (action !== 'psql' && args.length) throw new UsageError(`\`invoices db ${action}\` takes no arguments, got: ${args.join(' ')}`);
   const ctx = await commandContext(cmd);
   const { target } = ctx.config;
-  const [{ describeSettings }, { embeddedSettings, embeddedUrl, startEmbedded, startEmbeddedOnDemand, stopEmbedded }] = await Promise.all([import('../config.js'), import('../db/embedded.js')]);
+  const [{ describeSettings }, { embeddedSettings, embeddedUrl, startEmbedded, startEmbeddedOnDemand, stopEmbedded }] = await Promise.all([
+    import('../config.js'),
+    import('../db/embedded.js'),
+  ]);
   if (action === 'psql') {
     const settings = target.kind === 'embedded' ? (await startEmbeddedOnDemand(target.home, ctx.log.info)).settings : target.connection;
     process.exitCode = await runPsql(settings, args, process.env);
@@ -40,7 +49,9 @@ export async function run(action: (typeof ACTIONS)[number], args: string[], _opt
   if (action === 'replicas') return replicas(ctx);
   if (target.kind !== 'embedded') {
     if (action === 'url') return ctx.print(describeSettings(target.connection) + '\n');
-    throw new UsageError(`\`invoices db ${action}\` manages the embedded PostgreSQL, but the database comes from ${target.source} (${describeSettings(target.connection)})`);
+    throw new UsageError(
+      `\`invoices db ${action}\` manages the embedded PostgreSQL, but the database comes from ${target.source} (${describeSettings(target.connection)})`,
+    );
   }
   const home = target.home;
   switch (action) {
@@ -57,7 +68,8 @@ export async function run(action: (typeof ACTIONS)[number], args: string[], _opt
             'let them finish or stop them (Ctrl-C), or pass --force to stop the server anyway (their transactions are rolled back)',
         );
       }
-      if (connected.length) ctx.log.warn(`stopping with ${connected.length} invoices session(s) connected (--force): ${connected.join('; ')}`);
+      if (connected.length)
+        ctx.log.warn(`stopping with ${connected.length} invoices session(s) connected (--force): ${connected.join('; ')}`);
       const stopped = await stopEmbedded(home);
       ctx.log.info(`${stopped ? 'stopped' : 'not running'}: commands will not start it again until \`invoices db start\``);
       return;
@@ -75,7 +87,8 @@ export async function run(action: (typeof ACTIONS)[number], args: string[], _opt
 /** `db replicas`: each configured replica, whether reads would use it, and its lag (src/db/replica.ts). */
 async function replicas(ctx: CommandContext): Promise<void> {
   const { replicaStatus } = await import('../db/replica.js');
-  if (!ctx.config.replicas?.length) throw new UsageError('no replica configured: give --replica-url, DATABASE_REPLICA_URL or "replicas" in the config file');
+  if (!ctx.config.replicas?.length)
+    throw new UsageError('no replica configured: give --replica-url, DATABASE_REPLICA_URL or "replicas" in the config file');
   const rows = (await replicaStatus(ctx)).map((r) => ({
     replica: r.name,
     state: r.state,
@@ -86,7 +99,13 @@ async function replicas(ctx: CommandContext): Promise<void> {
     problem: r.problem ?? '',
   }));
   await ctx.printRows(rows, [
-    { key: 'replica' }, { key: 'state' }, { key: 'lag_seconds' }, { key: 'bytes_behind' }, { key: 'replayed_lsn' }, { key: 'replay_paused' }, { key: 'problem' },
+    { key: 'replica' },
+    { key: 'state' },
+    { key: 'lag_seconds' },
+    { key: 'bytes_behind' },
+    { key: 'replayed_lsn' },
+    { key: 'replay_paused' },
+    { key: 'problem' },
   ]);
 }
 
@@ -102,11 +121,23 @@ async function connectedCommands(home: string): Promise<string[]> {
   const client = new pg.Client({ ...settings, application_name: 'db stop', connectionTimeoutMillis: 5000 });
   try {
     await client.connect();
-    const { rows } = await client.query<{ pid: number; app: string; db: string; port: number | null; since: string; state: string | null; query: string | null }>(
+    const { rows } = await client.query<{
+      pid: number;
+      app: string;
+      db: string;
+      port: number | null;
+      since: string;
+      state: string | null;
+      query: string | null;
+    }>(
       `SELECT pid, application_name AS app, datname AS db, client_port AS port, to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since,
               state, left(regexp_replace(query, '\\s+', ' ', 'g'), 40) AS query
-         FROM pg_stat_activity WHERE application_name LIKE 'invoices%' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start`);
-    return rows.map((r) => `${r.app} (server pid ${r.pid}, database ${r.db}, client port ${r.port ?? '?'}, since ${r.since}, ${r.state ?? '?'}${r.query ? `: ${r.query}` : ''})`);
+         FROM pg_stat_activity WHERE application_name LIKE 'invoices%' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY backend_start`,
+    );
+    return rows.map(
+      (r) =>
+        `${r.app} (server pid ${r.pid}, database ${r.db}, client port ${r.port ?? '?'}, since ${r.since}, ${r.state ?? '?'}${r.query ? `: ${r.query}` : ''})`,
+    );
   } catch {
     return []; // not reachable: nothing connected that a stop could cut off
   } finally {
@@ -115,7 +146,10 @@ async function connectedCommands(home: string): Promise<string[]> {
 }
 
 async function status(ctx: CommandContext, home: string): Promise<void> {
-  const [{ defaultLake, describeSettings }, { embeddedSettings, embeddedStatus }] = await Promise.all([import('../config.js'), import('../db/embedded.js')]);
+  const [{ defaultLake, describeSettings }, { embeddedSettings, embeddedStatus }] = await Promise.all([
+    import('../config.js'),
+    import('../db/embedded.js'),
+  ]);
   const s = embeddedStatus(home);
   const settings = embeddedSettings(home);
   const row = {
@@ -127,7 +161,11 @@ async function status(ctx: CommandContext, home: string): Promise<void> {
     home,
     lake: defaultLake(ctx.config),
   };
-  await ctx.printRows([row], [{ key: 'state' }, { key: 'version' }, { key: 'pid', kind: 'int' }, { key: 'url' }, { key: 'data' }, { key: 'home' }, { key: 'lake' }], { single: true });
+  await ctx.printRows(
+    [row],
+    [{ key: 'state' }, { key: 'version' }, { key: 'pid', kind: 'int' }, { key: 'url' }, { key: 'data' }, { key: 'home' }, { key: 'lake' }],
+    { single: true },
+  );
   if (!s.running) process.exitCode = 3;
 }
 
@@ -178,9 +216,14 @@ async function runPsql(settings: ConnectionSettings, args: string[], env: NodeJS
     };
     child.on('error', (err: NodeJS.ErrnoException) => {
       done();
-      reject(err.code === 'ENOENT'
-        ? new InvoicesError('psql is not on PATH: install the PostgreSQL client (Debian/Ubuntu: apt install postgresql-client; macOS: brew install libpq)', { cause: err })
-        : new InvoicesError(`psql could not be started: ${err.message}`, { cause: err }));
+      reject(
+        err.code === 'ENOENT'
+          ? new InvoicesError(
+              'psql is not on PATH: install the PostgreSQL client (Debian/Ubuntu: apt install postgresql-client; macOS: brew install libpq)',
+              { cause: err },
+            )
+          : new InvoicesError(`psql could not be started: ${err.message}`, { cause: err }),
+      );
     });
     child.on('exit', (code, signal) => {
       done();

@@ -7,14 +7,17 @@ import type { Column } from '../output/render.js';
 import { commandContext, defaultLake, interruptSignal, LAKE_DEFAULT } from './context.js';
 
 export function command(program: Command): Command {
-  return program.command('export')
+  return program
+    .command('export')
     .description('export invoices (hive-partitioned by month) and customers to a Parquet lake; incremental, atomic per month')
     .option('--out <dir>', `the lake directory (default: ${LAKE_DEFAULT})`)
     .option('--full', 'rewrite every month, ignoring the manifest')
     .option('--verify', 'after exporting, reconcile rows and sum(amount) per month with PostgreSQL; exit 1 on any difference')
     .option('--verify-only', 'reconcile the lake with PostgreSQL without exporting')
-    .option('--no-wait', 'when another export holds the lake\'s lock, exit 1 at once instead of waiting for it')
-    .addHelpText('after', `
+    .option('--no-wait', "when another export holds the lake's lock, exit 1 at once instead of waiting for it")
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ invoices export                          the database's own lake: only the months that changed since the last run
   $ invoices export --out /data/lake --full  rewrite everything
@@ -26,7 +29,8 @@ lake export made; export never touches a file it did not write. One export at a 
 --no-wait refuses instead of waiting); a run that was killed is finished or rolled back by the next.
 Rows are exported up to a transaction-id watermark, so a transaction that commits late is picked up
 by the next run; months whose rows were updated or deleted, or whose file is missing or changed, are
-written again.`)
+written again.`,
+    )
     .hook('preAction', defaultLake('--out'))
     .action(run);
 }
@@ -58,7 +62,8 @@ const CHECK_COLUMNS: Column<MonthCheck & { status: string }>[] = [
 ];
 
 export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
-  if (opts.verifyOnly && (opts.full || opts.verify)) throw new UsageError('--verify-only does not export: it goes without --full and --verify');
+  if (opts.verifyOnly && (opts.full || opts.verify))
+    throw new UsageError('--verify-only does not export: it goes without --full and --verify');
   const ctx = await commandContext(cmd);
   const signal = interruptSignal(ctx.log);
   if (!opts.verifyOnly) {
@@ -100,18 +105,27 @@ export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
   }
   const { verifyLake } = await import('../lake/verify.js');
   const v = await verifyLake(ctx, opts.out, { signal, wait: opts.wait !== false, log: ctx.log });
-  const status = (m: MonthCheck) => (m.file === 'missing' ? 'MISSING FILE' : m.file === 'changed' ? 'CHANGED FILE' : m.ok ? 'ok' : 'DIFFERENT');
-  await ctx.printRows(v.months.map((m) => ({ ...m, status: status(m) })), CHECK_COLUMNS);
+  const status = (m: MonthCheck) =>
+    m.file === 'missing' ? 'MISSING FILE' : m.file === 'changed' ? 'CHANGED FILE' : m.ok ? 'ok' : 'DIFFERENT';
+  await ctx.printRows(
+    v.months.map((m) => ({ ...m, status: status(m) })),
+    CHECK_COLUMNS,
+  );
   const bad = v.months.filter((m) => !m.ok);
   for (const f of v.files) ctx.log.warn(`verify: ${f.problem}`);
   if (!v.ok) {
     const parts = [];
-    if (bad.length) parts.push(`${bad.length} month(s) differ between the lake and PostgreSQL (${v.watermark === null ? 'all rows' : `rows below watermark ${v.watermark}`}): ${bad.map((m) => m.month).join(', ')}`);
+    if (bad.length)
+      parts.push(
+        `${bad.length} month(s) differ between the lake and PostgreSQL (${v.watermark === null ? 'all rows' : `rows below watermark ${v.watermark}`}): ${bad.map((m) => m.month).join(', ')}`,
+      );
     const others = v.files.filter((f) => !v.months.some((m) => m.problem === f.problem));
     if (others.length) parts.push(`${others.length} other file(s) missing or changed`);
     ctx.log.warn(`verify: ${parts.join('; ')}; run \`invoices export --out ${opts.out}\` to write them again`);
     process.exitCode = 1;
   } else {
-    ctx.log.info(`verify: ${v.months.length} month(s) match PostgreSQL exactly (rows and sum(amount)${v.watermark === null ? '' : `, watermark ${v.watermark}`})`);
+    ctx.log.info(
+      `verify: ${v.months.length} month(s) match PostgreSQL exactly (rows and sum(amount)${v.watermark === null ? '' : `, watermark ${v.watermark}`})`,
+    );
   }
 }

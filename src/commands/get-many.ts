@@ -40,7 +40,11 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
 
   // Ctrl-C or SIGTERM (say, while waiting for ids on a terminal): what was printed stays, the
   // exit code says which signal (nothing is written, so there is nothing to leave clean).
-  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) process.once(sig, () => process.exit(code));
+  for (const [sig, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)
+    process.once(sig, () => process.exit(code));
   let reader: Reader | undefined;
   let routed: RoutedLookup | undefined;
   let missing = 0;
@@ -62,11 +66,13 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
     // next one is sent the moment the previous answers, while the JavaScript side prints.
     let previous: Promise<unknown> = Promise.resolve();
     const submit = (ids: bigint[]) => {
-      const lookup = previous.then(() => rt.lookupMany(ids, load)).then((r) => {
-        hits += r.hits;
-        misses += r.misses;
-        return r.invoices;
-      });
+      const lookup = previous
+        .then(() => rt.lookupMany(ids, load))
+        .then((r) => {
+          hits += r.hits;
+          misses += r.misses;
+          return r.invoices;
+        });
       lookup.catch(() => {}); // awaited in order below; an early failure must not be unhandled
       previous = lookup.catch(() => {});
       queue.push({ ids, lookup });
@@ -106,7 +112,9 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
           const id = parseInvoiceId(raw);
           if (id === undefined) {
             malformed++;
-            process.stderr.write(`invoices: stdin line ${line}: invoice id must be a positive integer, got "${raw.length > 40 ? raw.slice(0, 40) + '...' : raw}"\n`);
+            process.stderr.write(
+              `invoices: stdin line ${line}: invoice id must be a positive integer, got "${raw.length > 40 ? raw.slice(0, 40) + '...' : raw}"\n`,
+            );
           } else ids.push(id);
         }
         await feed(ids);
@@ -121,11 +129,12 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
     await routed?.close();
     await reader?.client.end().catch(() => {});
   }
-  ctx.log.debug(`get: ${printed} printed, ${missing} not found, ${malformed} malformed${routed?.fromPrimary ? `, ${routed.fromPrimary} from the primary (not yet on the replica)` : ''}${useCache ? `; cache ${endpoint?.display} (ttl ${ttl} s): ${hits} hits, ${misses} misses` : ''}`);
+  ctx.log.debug(
+    `get: ${printed} printed, ${missing} not found, ${malformed} malformed${routed?.fromPrimary ? `, ${routed.fromPrimary} from the primary (not yet on the replica)` : ''}${useCache ? `; cache ${endpoint?.display} (ttl ${ttl} s): ${hits} hits, ${misses} misses` : ''}`,
+  );
   if (malformed) throw new UsageError(`${malformed} malformed id${malformed === 1 ? '' : 's'} on stdin (see above)`);
   if (missing) throw new NotFoundError(`${missing} invoice${missing === 1 ? '' : 's'} not found (see above)`);
 }
-
 
 async function renderBatch(rows: InvoiceDetail[], ctx: CommandContext, first: boolean): Promise<string> {
   if (ctx.format === 'json') return rows.map((r) => renderRecordLine(r, COLUMNS)).join('');

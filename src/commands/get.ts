@@ -22,16 +22,22 @@ export const DEFAULT_CACHE_TTL = 60;
 export const DEFAULT_REPEAT = 200;
 
 export function command(program: Command): Command {
-  return program.command('get')
+  return program
+    .command('get')
     .description('show invoices by id, with their issuer and receiver (many ids: JSON lines, in input order)')
     .argument('<id...>', 'invoice ids, or - to read them from stdin (one per line)')
     .option('--cache <url>', 'read through this Redis (redis://host:port[/db], rediss:// for TLS; default: REDIS_URL)')
     .option('--no-cache', 'ignore REDIS_URL: read PostgreSQL only')
-    .option('--cache-ttl <seconds>', `entries expire after this long, so an update shows within it (default: ${DEFAULT_CACHE_TTL}; 0: no cache)`)
+    .option(
+      '--cache-ttl <seconds>',
+      `entries expire after this long, so an update shows within it (default: ${DEFAULT_CACHE_TTL}; 0: no cache)`,
+    )
     .option('--cache-required', 'a cache that fails is an error (exit 1) instead of a warning and PostgreSQL')
     .option('--stats', 'time repeated lookups: cache hit, cache miss, PostgreSQL alone (p50/p99 on stderr)')
     .option('--repeat <n>', `lookups of each kind with --stats (default: ${DEFAULT_REPEAT})`)
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ invoices get 42
   $ invoices get 42 --format csv
@@ -47,7 +53,8 @@ malformed id argument exits 2 before any output; a malformed stdin line is named
 number and the run exits 2 after printing the others.
 
 The cache never serves an entry older than --cache-ttl. When it cannot be reached, get
-warns once and answers from PostgreSQL (exit 0), unless --cache-required.`)
+warns once and answers from PostgreSQL (exit 0), unless --cache-required.`,
+    )
     .action(run);
 }
 
@@ -84,9 +91,13 @@ export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Comm
     const { invoice, outcome, stale } = await rt.lookup(id, (id) => lookupInPostgres(ctx, reader, id));
     if (stale === 'another invoice' || stale === 'another source') {
       // Something other than this version of `get` wrote under this key: worth knowing.
-      ctx.log.warn(`the cache entry for invoice ${id} held ${stale === 'another invoice' ? 'another invoice' : 'an invoice of another table or mapping'}: replaced from PostgreSQL`);
+      ctx.log.warn(
+        `the cache entry for invoice ${id} held ${stale === 'another invoice' ? 'another invoice' : 'an invoice of another table or mapping'}: replaced from PostgreSQL`,
+      );
     }
-    ctx.log.debug(`cache: ${outcome}${stale ? ` (stale entry: ${stale}; replaced)` : ''}${rt.active ? ` (${endpoint?.display}, ttl ${ttl} s)` : ''}`);
+    ctx.log.debug(
+      `cache: ${outcome}${stale ? ` (stale entry: ${stale}; replaced)` : ''}${rt.active ? ` (${endpoint?.display}, ttl ${ttl} s)` : ''}`,
+    );
     await ctx.printRows([invoice], COLUMNS, { single: true });
   } finally {
     await rt.close();
@@ -96,7 +107,10 @@ export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Comm
 
 /** The cache `get` reads through, from --cache, --no-cache, --cache-ttl, --cache-required and REDIS_URL; usage errors first. */
 export async function cacheSetup(opts: GetOptions, ctx: CommandContext) {
-  const [{ cacheScope, MAX_TTL_SECONDS, parseRedisUrl }, { ReadThrough }] = await Promise.all([import('../cache/keys.js'), import('../cache/read-through.js')]);
+  const [{ cacheScope, MAX_TTL_SECONDS, parseRedisUrl }, { ReadThrough }] = await Promise.all([
+    import('../cache/keys.js'),
+    import('../cache/read-through.js'),
+  ]);
   const ttl = opts.cacheTtl === undefined ? DEFAULT_CACHE_TTL : positiveInt('--cache-ttl', opts.cacheTtl, { allowZero: true });
   if (ttl > MAX_TTL_SECONDS) throw new UsageError(`--cache-ttl must be at most ${MAX_TTL_SECONDS} seconds, got ${ttl}`);
   const url = opts.cache === false ? undefined : (opts.cache ?? ctx.redisUrl);
@@ -105,7 +119,8 @@ export async function cacheSetup(opts: GetOptions, ctx: CommandContext) {
   const endpoint = url === undefined ? undefined : parseRedisUrl(url, source);
   const useCache = endpoint !== undefined && ttl > 0;
   if (opts.cacheRequired && !useCache) {
-    const why = opts.cache === false ? '--no-cache turns it off' : endpoint ? '--cache-ttl 0 turns it off' : 'give --cache URL or set REDIS_URL';
+    const why =
+      opts.cache === false ? '--no-cache turns it off' : endpoint ? '--cache-ttl 0 turns it off' : 'give --cache URL or set REDIS_URL';
     throw new UsageError(`--cache-required needs a cache: ${why}`);
   }
   const rt = new ReadThrough({
@@ -118,7 +133,12 @@ export async function cacheSetup(opts: GetOptions, ctx: CommandContext) {
       // Loaded only when a cache is configured: `get` without one pays nothing for it.
       const { RedisInvoiceCache } = await import('../cache/redis-cache.js');
       const started = performance.now();
-      const cache = await RedisInvoiceCache.open({ url: url!, source, ttlSeconds: ttl, scope: cacheScope(ctx.config.target, ctx.config.tables) });
+      const cache = await RedisInvoiceCache.open({
+        url: url!,
+        source,
+        ttlSeconds: ttl,
+        scope: cacheScope(ctx.config.target, ctx.config.tables),
+      });
       redisConnectMs = performance.now() - started;
       return cache;
     });
@@ -146,7 +166,9 @@ export async function cacheSetup(opts: GetOptions, ctx: CommandContext) {
  */
 async function connectWithStamp(ctx: CommandContext): Promise<{ reader: Reader; stamp: CacheStamp }> {
   const [{ translatePgError }, { connectReader }, { readCacheStamp }] = await Promise.all([
-    import('../db/client.js'), import('../db/replica.js'), import('../cache/generation.js'),
+    import('../db/client.js'),
+    import('../db/replica.js'),
+    import('../cache/generation.js'),
   ]);
   const reader = await connectReader(ctx, 'get');
   try {
@@ -182,21 +204,27 @@ async function printStats(
   info: { url?: string; ttl: number; redisConnectMs?: number },
 ): Promise<void> {
   const [{ withReader }, { getInvoice }, { measureLookups, summarize }] = await Promise.all([
-    import('../db/replica.js'), import('../lookup/get-invoice.js'), import('../cache/stats.js'),
+    import('../db/replica.js'),
+    import('../lookup/get-invoice.js'),
+    import('../cache/stats.js'),
   ]);
   const started = performance.now();
   let pgConnectMs = 0;
   let stampMs = 0;
-  const timings = await withReader(ctx, async (client) => {
-    pgConnectMs = performance.now() - started;
-    if (rt.active) {
-      const { readCacheStamp } = await import('../cache/generation.js');
-      const stamped = performance.now();
-      rt.bind(await readCacheStamp(client, ctx.config.tables));
-      stampMs = performance.now() - stamped;
-    }
-    return measureLookups(rt, id, repeat, (id) => getInvoice(client, id, ctx.config.tables));
-  }, 'get --stats');
+  const timings = await withReader(
+    ctx,
+    async (client) => {
+      pgConnectMs = performance.now() - started;
+      if (rt.active) {
+        const { readCacheStamp } = await import('../cache/generation.js');
+        const stamped = performance.now();
+        rt.bind(await readCacheStamp(client, ctx.config.tables));
+        stampMs = performance.now() - stamped;
+      }
+      return measureLookups(rt, id, repeat, (id) => getInvoice(client, id, ctx.config.tables));
+    },
+    'get --stats',
+  );
   await ctx.printRows([timings.invoice], COLUMNS, { single: true });
 
   const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(3).padStart(8) : '       -') + ' ms';
@@ -209,11 +237,16 @@ async function printStats(
     out += row('cache miss', summarize(miss), 'GET, PostgreSQL lookup, SET');
   }
   out += row('PostgreSQL', summarize(timings.postgres), 'the lookup alone, on an open connection');
-  const connects = [info.redisConnectMs !== undefined ? `Redis ${info.redisConnectMs.toFixed(1)} ms` : '', `PostgreSQL ${pgConnectMs.toFixed(1)} ms`];
+  const connects = [
+    info.redisConnectMs !== undefined ? `Redis ${info.redisConnectMs.toFixed(1)} ms` : '',
+    `PostgreSQL ${pgConnectMs.toFixed(1)} ms`,
+  ];
   out += `  connect     ${connects.filter(Boolean).join(', ')} (once per process)\n`;
-  if (info.redisConnectMs !== undefined) out += `  generation  ${stampMs.toFixed(1)} ms (the table's lineage, once per process, first query on the connection)\n`;
-  out += info.redisConnectMs !== undefined
-    ? `cache: ${info.url}, ttl ${info.ttl} s${rt.active ? '' : ' (failed during the run: see the warning)'}\n`
-    : `cache: none${info.url ? ` (${info.url} not in use)` : ' (--cache URL or REDIS_URL)'}\n`;
+  if (info.redisConnectMs !== undefined)
+    out += `  generation  ${stampMs.toFixed(1)} ms (the table's lineage, once per process, first query on the connection)\n`;
+  out +=
+    info.redisConnectMs !== undefined
+      ? `cache: ${info.url}, ttl ${info.ttl} s${rt.active ? '' : ' (failed during the run: see the warning)'}\n`
+      : `cache: none${info.url ? ` (${info.url} not in use)` : ' (--cache URL or REDIS_URL)'}\n`;
   process.stderr.write(out);
 }

@@ -21,9 +21,14 @@ export function noticeLegacyHome(config: Config, cwd: string, log: Logger): void
   const move = fresh
     ? `To keep its data, stop it and move it: INVOICES_HOME=${old} invoices db stop && mkdir -p ${path.dirname(config.home)} && mv ${old} ${config.home}`
     : `${config.home} is in use already: to keep using the old server, set INVOICES_HOME=${old} (or move it elsewhere and set INVOICES_HOME there)`;
-  log.warn(`${old} holds an embedded PostgreSQL of an earlier version, which kept it in the working directory; it is no longer used: the home is ${config.home}. ${move} (said once; see "Where everything lives" in the README)`);
+  log.warn(
+    `${old} holds an embedded PostgreSQL of an earlier version, which kept it in the working directory; it is no longer used: the home is ${config.home}. ${move} (said once; see "Where everything lives" in the README)`,
+  );
   try {
-    writeFileSync(path.join(old, MARKER), `invoices no longer uses this directory: its home is ${config.home} (or $INVOICES_HOME).\n${move}\n`);
+    writeFileSync(
+      path.join(old, MARKER),
+      `invoices no longer uses this directory: its home is ${config.home} (or $INVOICES_HOME).\n${move}\n`,
+    );
   } catch {
     // Not ours to write (another user's): the warning comes again next time, which is no harm.
   }
@@ -37,8 +42,10 @@ export function defaultLakeFor(config: Config, cwd: string, log: Logger, flag: '
   const lake = defaultLake(config);
   const old = path.join(cwd, 'lake');
   if (old !== lake && existsSync(path.join(old, '_manifest.json')) && !existsSync(path.join(lake, '_manifest.json'))) {
-    log.warn(`${old} is a lake of an earlier version, whose default lake was ./lake; the default is now ${lake} (one per database). ` +
-      `Pass ${flag} ${old} to use it, or move it: mkdir -p ${path.dirname(lake)} && mv ${old} ${lake}`);
+    log.warn(
+      `${old} is a lake of an earlier version, whose default lake was ./lake; the default is now ${lake} (one per database). ` +
+        `Pass ${flag} ${old} to use it, or move it: mkdir -p ${path.dirname(lake)} && mv ${old} ${lake}`,
+    );
   }
   return lake;
 }

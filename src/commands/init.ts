@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { commandContext } from './context.js';
 
 export function command(program: Command): Command {
-  return program.command('init')
+  return program
+    .command('init')
     .description('create the schema (idempotent)')
     .addHelpText('after', '\nExample:\n  $ invoices init')
     .action(run);
@@ -16,8 +17,12 @@ export async function run(_opts: unknown, cmd: Command): Promise<void> {
     // The application's tables: checked, never created; applySchema says what it adds beside them.
     const layout = await withClient(ctx, (client) => applySchema(client, tables, ctx.log));
     const inv = `${tables.invoices.schema}.${tables.invoices.table}`;
-    ctx.log.info(`mapped tables ${inv} and ${tables.customers.schema}.${tables.customers.table} have the mapped columns; ` +
-      (layout === 'plain' ? `${inv} is a plain table: nothing to add (\`invoices partition --convert\` partitions it in place)` : `${inv} is partitioned: its locator is in place`));
+    ctx.log.info(
+      `mapped tables ${inv} and ${tables.customers.schema}.${tables.customers.table} have the mapped columns; ` +
+        (layout === 'plain'
+          ? `${inv} is a plain table: nothing to add (\`invoices partition --convert\` partitions it in place)`
+          : `${inv} is partitioned: its locator is in place`),
+    );
     return;
   }
   const result = await withClient(ctx, async (client) => {

@@ -7,7 +7,8 @@ import { commandContext, defaultLake, LAKE_DEFAULT, positiveInt } from './contex
 export const DEFAULT_PARTY = 'issuer';
 
 export function command(program: Command): Command {
-  return program.command('join')
+  return program
+    .command('join')
     .description('invoice totals per attribute of a side source joined to customers, with a report of unmatched keys')
     .requiredOption('--with <name=path>', 'the side source (CSV, JSON, NDJSON, Parquet)')
     .requiredOption('--on <side=customers>', 'the side column and the customers column it matches (default customers column: id)')
@@ -17,11 +18,14 @@ export function command(program: Command): Command {
     .option('--as-of <date>', 'with --months: a day in the last month (YYYY-MM-DD, UTC)')
     .option('--lake <dir>', `the lake written by \`invoices export\` (default: ${LAKE_DEFAULT})`)
     .option('--unmatched', 'print the unmatched keys instead of the totals')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ invoices join --with crm=fixtures/crm.csv --on customer_id=id --by segment,region
   $ invoices join --with risk=fixtures/risk.json --on customer_id --by 'risk.flags[]'
-  $ invoices join --with crm=fixtures/crm.csv --on customer_id --unmatched --format csv`)
+  $ invoices join --with crm=fixtures/crm.csv --on customer_id --unmatched --format csv`,
+    )
     .hook('preAction', defaultLake('--lake'))
     .action(run);
 }
@@ -39,21 +43,43 @@ interface JoinOptions {
 
 export async function run(opts: JoinOptions, cmd: Command): Promise<void> {
   const [{ joinSide, parseOn }, { parseSource }, { monthWindow }] = await Promise.all([
-    import('../analytics/join.js'), import('../analytics/sources.js'), import('../analytics/window.js'),
+    import('../analytics/join.js'),
+    import('../analytics/sources.js'),
+    import('../analytics/window.js'),
   ]);
   const source = parseSource(opts.with);
   const on = parseOn(opts.on);
   if (opts.party !== 'issuer' && opts.party !== 'receiver') throw new UsageError(`--party must be issuer or receiver, got "${opts.party}"`);
   if (opts.asOf && !opts.months) throw new UsageError('--as-of goes with --months');
-  const window = opts.months ? monthWindow(positiveInt('--months', opts.months), opts.asOf ?? new Date().toISOString().slice(0, 10)) : undefined;
-  const by = opts.by ? opts.by.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
+  const window = opts.months
+    ? monthWindow(positiveInt('--months', opts.months), opts.asOf ?? new Date().toISOString().slice(0, 10))
+    : undefined;
+  const by = opts.by
+    ? opts.by
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : undefined;
   const ctx = await commandContext(cmd);
-  const r = await joinSide({ lake: opts.lake, source, on, by, party: opts.party, window, log: ctx.log, sample: opts.unmatched ? 1_000_000 : 10 });
+  const r = await joinSide({
+    lake: opts.lake,
+    source,
+    on,
+    by,
+    party: opts.party,
+    window,
+    log: ctx.log,
+    sample: opts.unmatched ? 1_000_000 : 10,
+  });
 
-  const list = (u: { count: number; sample: string[] }) => (u.count ? `: ${u.sample.join(', ')}${u.count > u.sample.length ? ', ...' : ''}` : '');
+  const list = (u: { count: number; sample: string[] }) =>
+    u.count ? `: ${u.sample.join(', ')}${u.count > u.sample.length ? ', ...' : ''}` : '';
   ctx.log.info(`${source.name}: ${r.sideRows} row(s); ${r.unmatchedSideKeys.count} key(s) match no customer${list(r.unmatchedSideKeys)}`);
   ctx.log.info(`customers: ${r.customersWithoutSide.count} have no ${source.name} row${list(r.customersWithoutSide)}`);
-  if (r.duplicateSideKeys.count) ctx.log.warn(`${r.duplicateSideKeys.count} key(s) appear more than once in ${source.name} (a customer counts once per attribute value)${list(r.duplicateSideKeys)}`);
+  if (r.duplicateSideKeys.count)
+    ctx.log.warn(
+      `${r.duplicateSideKeys.count} key(s) appear more than once in ${source.name} (a customer counts once per attribute value)${list(r.duplicateSideKeys)}`,
+    );
 
   if (opts.unmatched) {
     const rows = [
@@ -70,6 +96,14 @@ export async function run(opts: JoinOptions, cmd: Command): Promise<void> {
     { key: 'total', kind: 'money' },
     { key: 'average', kind: 'money' },
   ];
-  const rows = ctx.format === 'json' ? r.rows : r.rows.map((row) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, v !== null && typeof v === 'object' ? JSON.stringify(v) : v])) as JoinRow);
+  const rows =
+    ctx.format === 'json'
+      ? r.rows
+      : r.rows.map(
+          (row) =>
+            Object.fromEntries(
+              Object.entries(row).map(([k, v]) => [k, v !== null && typeof v === 'object' ? JSON.stringify(v) : v]),
+            ) as JoinRow,
+        );
   await ctx.printRows(rows, columns);
 }

@@ -22,19 +22,27 @@ export async function helpValues(): Promise<HelpValues> {
 
 /** `values` is given when partition is the command named: the other commands' help never shows its options. */
 export function command(program: Command, { DEFAULT_AHEAD }: Partial<HelpValues> = {}): Command {
-  return program.command('partition')
-    .description('create monthly partitions of invoices (months in the DEFAULT partition + months ahead); check them; convert a plain table')
+  return program
+    .command('partition')
+    .description(
+      'create monthly partitions of invoices (months in the DEFAULT partition + months ahead); check them; convert a plain table',
+    )
     .option('--ahead <n>', `months ahead of the current one to create (default: ${DEFAULT_AHEAD})`)
     .option('--check', 'report partitions, rows and sizes; exit 1 when rows sit in DEFAULT or months ahead are missing')
     .option('--convert', 'convert a plain invoices table into the partitioned layout, online')
     .option('--dry-run', 'print the SQL instead of running it')
     .option('--as-of <date>', 'the current month for --ahead (YYYY-MM-DD, UTC; default: today)')
     .option('--batch-size <n>', `with --convert: rows copied per transaction (default: ${DEFAULT_CONVERT_BATCH_SIZE})`)
-    .option('--lock-timeout <ms>', `with --convert: how long each attempt at the exclusive lock may wait (default: ${DEFAULT_LOCK_TIMEOUT_MS})`)
+    .option(
+      '--lock-timeout <ms>',
+      `with --convert: how long each attempt at the exclusive lock may wait (default: ${DEFAULT_LOCK_TIMEOUT_MS})`,
+    )
     .option('--lock-retries <n>', `with --convert: attempts after the first before giving up (default: ${DEFAULT_LOCK_RETRIES})`)
     .option('--cancel', 'with --convert: remove everything an unfinished conversion created; invoices is left as it was')
     .option('--no-wait', 'with --convert: when another conversion or seed is writing the table, exit 1 instead of waiting for it')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ invoices partition                 partitions for stranded months and the next ${DEFAULT_AHEAD} months
   $ invoices partition --check         rows and size per partition (cron: exit 1 when something needs doing)
@@ -42,7 +50,8 @@ Examples:
   $ invoices partition --convert               convert it online: writers blocked only for the final switch
   $ invoices partition --convert --cancel      abandon an interrupted conversion
 
-An interrupted --convert (Ctrl-C, a crash) resumes where it stopped when run again.`)
+An interrupted --convert (Ctrl-C, a crash) resumes where it stopped when run again.`,
+    )
     .action(run);
 }
 
@@ -60,7 +69,9 @@ export interface PartitionFlags {
 }
 
 export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
-  const { addMonths, checkPartitions, DEFAULT_AHEAD, createPartition, monthOf, monthRange, planPartitions } = await import('../schema/partitions.js');
+  const { addMonths, checkPartitions, DEFAULT_AHEAD, createPartition, monthOf, monthRange, planPartitions } = await import(
+    '../schema/partitions.js'
+  );
   const ahead = flags.ahead === undefined ? DEFAULT_AHEAD : positiveInt('--ahead', flags.ahead, { allowZero: true });
   const today = monthOf(flags.asOf ? parseDay(flags.asOf) : new Date());
   const aheadMonths = monthRange(today, addMonths(today, ahead));
@@ -78,28 +89,49 @@ export async function run(flags: PartitionFlags, cmd: Command): Promise<void> {
       const report = await checkPartitions(client, aheadMonths, tables);
       await ctx.printRows(
         report.partitions.map((p) => ({ ...p, rows: String(p.rows), size: formatBytes(p.bytes) })),
-        [{ key: 'name', label: 'partition' }, { key: 'from', kind: 'time' }, { key: 'to', kind: 'time' }, { key: 'rows', kind: 'int' }, { key: 'size' }],
+        [
+          { key: 'name', label: 'partition' },
+          { key: 'from', kind: 'time' },
+          { key: 'to', kind: 'time' },
+          { key: 'rows', kind: 'int' },
+          { key: 'size' },
+        ],
       );
       const problems: string[] = [];
       if (report.stranded.length) {
-        problems.push(`${fmtInt(report.stranded.reduce((s, r) => s + r.rows, 0))} rows in the DEFAULT partition (${report.stranded.map((r) => `${r.month}: ${fmtInt(r.rows)}`).join(', ')}): run \`invoices partition\` to move them into monthly partitions`);
+        problems.push(
+          `${fmtInt(report.stranded.reduce((s, r) => s + r.rows, 0))} rows in the DEFAULT partition (${report.stranded.map((r) => `${r.month}: ${fmtInt(r.rows)}`).join(', ')}): run \`invoices partition\` to move them into monthly partitions`,
+        );
       }
-      if (report.missingAhead.length) problems.push(`no partition yet for ${report.missingAhead.join(', ')}: run \`invoices partition --ahead ${ahead}\``);
+      if (report.missingAhead.length)
+        problems.push(`no partition yet for ${report.missingAhead.join(', ')}: run \`invoices partition --ahead ${ahead}\``);
       for (const p of problems) ctx.log.warn(p);
       if (problems.length) process.exitCode = 1;
-      else ctx.log.info(`${report.partitions.length} partitions, none missing through ${aheadMonths[aheadMonths.length - 1]}, DEFAULT empty`);
+      else
+        ctx.log.info(`${report.partitions.length} partitions, none missing through ${aheadMonths[aheadMonths.length - 1]}, DEFAULT empty`);
       return;
     }
 
     const plans = await planPartitions(client, aheadMonths, tables);
     if (flags.dryRun) {
-      ctx.print(plans.length ? plans.map((p) => `-- ${p.name}${p.moveRows ? ` (moves ${p.moveRows} rows from the DEFAULT partition)` : ''}\nBEGIN;\n${p.statements.join(';\n')};\nCOMMIT;\n`).join('\n') : '-- nothing to do\n');
+      ctx.print(
+        plans.length
+          ? plans
+              .map(
+                (p) =>
+                  `-- ${p.name}${p.moveRows ? ` (moves ${p.moveRows} rows from the DEFAULT partition)` : ''}\nBEGIN;\n${p.statements.join(';\n')};\nCOMMIT;\n`,
+              )
+              .join('\n')
+          : '-- nothing to do\n',
+      );
       return;
     }
     const done = [];
     for (const p of plans) {
       await createPartition(client, p);
-      ctx.log.info(`created ${tables.mapped ? `partition ${tables.invoices.schema}.${p.name} of ${tables.invoices.schema}.${tables.invoices.table}` : p.name}${p.moveRows ? `, moved ${fmtInt(p.moveRows)} rows out of the DEFAULT partition` : ''}`);
+      ctx.log.info(
+        `created ${tables.mapped ? `partition ${tables.invoices.schema}.${p.name} of ${tables.invoices.schema}.${tables.invoices.table}` : p.name}${p.moveRows ? `, moved ${fmtInt(p.moveRows)} rows out of the DEFAULT partition` : ''}`,
+      );
       done.push({ partition: p.name, month: p.month, moved_rows: String(p.moveRows) });
     }
     if (!done.length) ctx.log.info(`partitions up to date through ${aheadMonths[aheadMonths.length - 1]}: nothing to create`);

@@ -13,20 +13,31 @@ export const DEFAULT_BATCH_SIZE = 50_000;
 export const DEFAULT_POLL_INTERVAL_MS = 2000;
 
 export function command(program: Command): Command {
-  return program.command('risk')
+  return program
+    .command('risk')
     .description('score new invoices with the risk model, exactly once (use case 4); status, verify, explain, init')
     .addArgument(program.createArgument('[action]', 'status, verify, explain <id> or init (default: score)').choices(ACTIONS))
     .argument('[id]', 'invoice id, for explain')
-    .option('--since <when>', 'last: invoices committed since the watermark; all: (re)score everything; YYYY-MM-DD: (re)score those issued since that day', DEFAULT_SINCE)
+    .option(
+      '--since <when>',
+      'last: invoices committed since the watermark; all: (re)score everything; YYYY-MM-DD: (re)score those issued since that day',
+      DEFAULT_SINCE,
+    )
     .option('--follow', 'keep running: score new invoices within a second of their commit (Ctrl-C or SIGTERM stops it)')
     .option('--limit <n>', 'score at most N invoices in this run')
     .option('--batch-size <n>', 'invoices per transaction', String(DEFAULT_BATCH_SIZE))
     .option('--model-version <v>', 'model version: scores, watermark and lock are per version', MODEL_VERSION)
     .option('--retry-failed', 'score the dead letters again; those that score leave the dead-letter table')
     .option('--wait', 'when another run of the same model is scoring, wait for it instead of exiting 1')
-    .option('--poll-interval <ms>', 'with --follow: look for invoices at least this often even without a notification', String(DEFAULT_POLL_INTERVAL_MS))
+    .option(
+      '--poll-interval <ms>',
+      'with --follow: look for invoices at least this often even without a notification',
+      String(DEFAULT_POLL_INTERVAL_MS),
+    )
     .option('--dry-run', 'with init: print the statements without running them')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   $ invoices risk init --dry-run            what setting the scorer up would change
   $ invoices risk                           score every invoice committed since the last run (cron-safe)
@@ -38,7 +49,8 @@ Examples:
 
 Every committed invoice is scored exactly once per model version, even when transactions commit
 out of order: the watermark is the inserting transaction's id (created_xid), read only below the
-oldest running transaction. A second run of the same model exits 1 (or queues with --wait).`)
+oldest running transaction. A second run of the same model exits 1 (or queues with --wait).`,
+    )
     .action(run);
 }
 
@@ -55,11 +67,17 @@ interface RiskFlags {
 }
 
 /** `action` is one of ACTIONS (commander checks it) or none, to score. */
-export async function run(action: (typeof ACTIONS)[number] | undefined, id: string | undefined, flags: RiskFlags, cmd: Command): Promise<void> {
+export async function run(
+  action: (typeof ACTIONS)[number] | undefined,
+  id: string | undefined,
+  flags: RiskFlags,
+  cmd: Command,
+): Promise<void> {
   const what = action ?? 'run';
   if (what !== 'explain' && id !== undefined) throw new UsageError(`unexpected argument "${id}"`);
   const model = flags.modelVersion;
-  if (!/^[\w.-]{1,64}$/.test(model)) throw new UsageError(`--model-version must be 1 to 64 letters, digits, "_", "." or "-", got "${model}"`);
+  if (!/^[\w.-]{1,64}$/.test(model))
+    throw new UsageError(`--model-version must be 1 to 64 letters, digits, "_", "." or "-", got "${model}"`);
   const ctx = await commandContext(cmd);
   const { withClient } = await import('../db/client.js');
   switch (what) {
@@ -78,14 +96,25 @@ export async function run(action: (typeof ACTIONS)[number] | undefined, id: stri
 }
 
 async function score(ctx: CommandContext, flags: RiskFlags, model: string): Promise<void> {
-  if (!['last', 'all'].includes(flags.since) && !/^\d{4}-\d{2}-\d{2}$/.test(flags.since)) throw new UsageError(`--since must be last, all or a day YYYY-MM-DD, got "${flags.since}"`);
-  const since: Since = flags.since === 'last' ? { kind: 'last' } : flags.since === 'all' ? { kind: 'all' } : { kind: 'date', from: parseDay(flags.since, '--since').toISOString() };
+  if (!['last', 'all'].includes(flags.since) && !/^\d{4}-\d{2}-\d{2}$/.test(flags.since))
+    throw new UsageError(`--since must be last, all or a day YYYY-MM-DD, got "${flags.since}"`);
+  const since: Since =
+    flags.since === 'last'
+      ? { kind: 'last' }
+      : flags.since === 'all'
+        ? { kind: 'all' }
+        : { kind: 'date', from: parseDay(flags.since, '--since').toISOString() };
   const batchSize = positiveInt('--batch-size', flags.batchSize);
   const limit = flags.limit === undefined ? undefined : positiveInt('--limit', flags.limit);
   const pollMs = positiveInt('--poll-interval', flags.pollInterval);
-  if (flags.follow && (since.kind !== 'last' || flags.retryFailed || limit !== undefined)) throw new UsageError('--follow scores from the watermark: it takes neither --since all|DATE, --limit nor --retry-failed');
+  if (flags.follow && (since.kind !== 'last' || flags.retryFailed || limit !== undefined))
+    throw new UsageError('--follow scores from the watermark: it takes neither --since all|DATE, --limit nor --retry-failed');
   if (flags.retryFailed && since.kind !== 'last') throw new UsageError('--retry-failed retries the dead letters: it takes no --since');
-  const [{ connect }, { follow }, { Scorer }] = await Promise.all([import('../db/client.js'), import('../risk/follow.js'), import('../risk/scorer.js')]);
+  const [{ connect }, { follow }, { Scorer }] = await Promise.all([
+    import('../db/client.js'),
+    import('../risk/follow.js'),
+    import('../risk/scorer.js'),
+  ]);
   const signal = interruptSignal(ctx.log);
   const opts = { modelVersion: model, batchSize, wait: flags.wait, signal, log: ctx.log };
   const started = performance.now();
@@ -115,13 +144,18 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
         const lag = caughtUp ? 'caught up' : `lag ${((now - behindSince) / 1000).toFixed(1)} s`;
         // The rate over the last 10 s (the count of the whole run over its time would mostly measure the waits).
         const span = caughtUp ? 10 : Math.min(10, Math.max(1, (now - behindSince) / 1000));
-        progress.detail(`${fmtInt(scoredTotal)} scored · ${fmtInt(Math.round(n / span))}/s · ${lag}${lastInvoice ? ` · last invoice ${lastInvoice}` : ''}`);
+        progress.detail(
+          `${fmtInt(scoredTotal)} scored · ${fmtInt(Math.round(n / span))}/s · ${lag}${lastInvoice ? ` · last invoice ${lastInvoice}` : ''}`,
+        );
       };
       const ticker = ctx.tty ? setInterval(show, 250) : undefined;
       ticker?.unref();
       try {
         summary = await follow(() => connect(ctx), ctx.config.tables, {
-          ...opts, log, pollMs, signal,
+          ...opts,
+          log,
+          pollMs,
+          signal,
           onConnected: () => {
             log.info(`following: scoring new invoices as they commit with model ${model} (Ctrl-C to stop)`);
             if (!scoredTotal) progress.phase('following', { unit: 'invoices' });
@@ -141,9 +175,13 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
             // Behind from the batch that ended a caught-up spell; a batch within a backlog does not reset it.
             if (caughtUp) behindSince = performance.now();
             caughtUp = false;
-            ctx.log.debug(`risk --follow: batch of ${n} scored, ${fmtInt(scoredTotal)} in all, last invoice ${b.cursor.invoiceId} (cursor ${formatCursor(b.cursor.xid, b.cursor.invoiceId)})`);
+            ctx.log.debug(
+              `risk --follow: batch of ${n} scored, ${fmtInt(scoredTotal)} in all, last invoice ${b.cursor.invoiceId} (cursor ${formatCursor(b.cursor.xid, b.cursor.invoiceId)})`,
+            );
             if (!ctx.tty && performance.now() - last >= 10_000) {
-              ctx.log.info(`scored ${fmtInt(since)} in the last ${((performance.now() - last) / 1000).toFixed(0)} s (cursor ${formatCursor(b.cursor.xid, b.cursor.invoiceId)})`);
+              ctx.log.info(
+                `scored ${fmtInt(since)} in the last ${((performance.now() - last) / 1000).toFixed(0)} s (cursor ${formatCursor(b.cursor.xid, b.cursor.invoiceId)})`,
+              );
               last = performance.now();
               since = 0;
             }
@@ -164,12 +202,16 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
       // Rows that commit while it runs are scored too: the total then grows with them.
       const onBacklog = (n: number) => {
         backlog = limit === undefined ? n : Math.min(n, limit);
-        ctx.log.debug(`risk backlog: ${fmtInt(n)} ${flags.retryFailed ? 'dead letter(s)' : 'invoice(s) below the horizon to walk'}${limit !== undefined ? ` (--limit ${fmtInt(limit)})` : ''}`);
+        ctx.log.debug(
+          `risk backlog: ${fmtInt(n)} ${flags.retryFailed ? 'dead letter(s)' : 'invoice(s) below the horizon to walk'}${limit !== undefined ? ` (--limit ${fmtInt(limit)})` : ''}`,
+        );
         progress.phase(what, { total: backlog, unit: flags.retryFailed ? 'dead letters' : 'invoices' });
       };
       const onBatch = (b: RunSummary) => progress.update((done += b.scored + b.failed + b.alreadyScored), Math.max(done, backlog));
       try {
-        summary = flags.retryFailed ? await scorer.retryFailed({ signal, onBatch, onBacklog }) : await scorer.run(since, { limit, signal, onBatch, onBacklog });
+        summary = flags.retryFailed
+          ? await scorer.retryFailed({ signal, onBatch, onBacklog })
+          : await scorer.run(since, { limit, signal, onBatch, onBacklog });
       } finally {
         progress.stop();
       }
@@ -182,16 +224,45 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
   const n = summary.scored + summary.failed;
   ctx.log.info(
     `${flags.follow ? 'stopped: ' : ''}scored ${fmtInt(summary.scored)} invoice(s) with model ${model} in ${seconds.toFixed(1)} s` +
-      (n ? ` (${fmtInt(Math.round(n / seconds))}/s): ${fmtInt(summary.levels.high)} high, ${fmtInt(summary.levels.medium)} medium, ${fmtInt(summary.levels.low)} low` : ': nothing new') +
+      (n
+        ? ` (${fmtInt(Math.round(n / seconds))}/s): ${fmtInt(summary.levels.high)} high, ${fmtInt(summary.levels.medium)} medium, ${fmtInt(summary.levels.low)} low`
+        : ': nothing new') +
       (summary.failed ? `; ${fmtInt(summary.failed)} failed (dead letters: see \`invoices risk status\`, retry with --retry-failed)` : '') +
       (summary.alreadyScored ? `; ${fmtInt(summary.alreadyScored)} already had a score (kept)` : ''),
   );
   if (ctx.format !== 'table') {
     const ref = ctx.config.tables.invoices;
-    await ctx.printRows([{ source: `${ref.schema}.${ref.table}`, model, scored: summary.scored, failed: summary.failed, already_scored: summary.alreadyScored, high: summary.levels.high, medium: summary.levels.medium, low: summary.levels.low, batches: summary.batches, seconds, cursor: formatCursor(summary.cursor.xid, summary.cursor.invoiceId) }], [
-      { key: 'source' }, { key: 'model' }, { key: 'scored', kind: 'int' }, { key: 'failed', kind: 'int' }, { key: 'already_scored', kind: 'int' }, { key: 'high', kind: 'int' }, { key: 'medium', kind: 'int' }, { key: 'low', kind: 'int' },
-      { key: 'batches', kind: 'int' }, { key: 'seconds', kind: 'seconds' }, { key: 'cursor' },
-    ], { single: true });
+    await ctx.printRows(
+      [
+        {
+          source: `${ref.schema}.${ref.table}`,
+          model,
+          scored: summary.scored,
+          failed: summary.failed,
+          already_scored: summary.alreadyScored,
+          high: summary.levels.high,
+          medium: summary.levels.medium,
+          low: summary.levels.low,
+          batches: summary.batches,
+          seconds,
+          cursor: formatCursor(summary.cursor.xid, summary.cursor.invoiceId),
+        },
+      ],
+      [
+        { key: 'source' },
+        { key: 'model' },
+        { key: 'scored', kind: 'int' },
+        { key: 'failed', kind: 'int' },
+        { key: 'already_scored', kind: 'int' },
+        { key: 'high', kind: 'int' },
+        { key: 'medium', kind: 'int' },
+        { key: 'low', kind: 'int' },
+        { key: 'batches', kind: 'int' },
+        { key: 'seconds', kind: 'seconds' },
+        { key: 'cursor' },
+      ],
+      { single: true },
+    );
   }
   // A follower ends only when stopped: like every command, 130 after Ctrl-C and 143 after SIGTERM
   // (a systemd unit says SuccessExitStatus=143), once its summary is out.
@@ -201,20 +272,32 @@ async function score(ctx: CommandContext, flags: RiskFlags, model: string): Prom
 /** On this tool's own tables the scorer sets itself up (saying what it does); an adopted table needs `invoices risk init`. */
 async function autoInit(ctx: CommandContext, client: Client): Promise<void> {
   if (ctx.config.tables.mapped) return;
-  const [{ applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables }, { describeTable }] = await Promise.all([import('../risk/setup.js'), import('../table/describe.js')]);
+  const [{ applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables }, { describeTable }] = await Promise.all([
+    import('../risk/setup.js'),
+    import('../table/describe.js'),
+  ]);
   const old = (await riskTables(client)) === 'old';
   const steps = await planRiskSetup(client, await describeTable(client, ctx.config.tables));
   if (steps.length) ctx.log.info('setting up the risk scorer (as `invoices risk init` does):');
-  await applyRiskSetup(client, steps, (s) => { if (!perPartition(s.description)) ctx.log.info(`  ${s.description}`); });
+  await applyRiskSetup(client, steps, (s) => {
+    if (!perPartition(s.description)) ctx.log.info(`  ${s.description}`);
+  });
   if (old && (await riskTables(client)) === 'ok') ctx.log.warn(OLD_TABLES_DROPPED);
 }
 
 async function init(ctx: CommandContext, client: Client, dryRun: boolean): Promise<void> {
-  const [{ applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables }, { describeTable }] = await Promise.all([import('../risk/setup.js'), import('../table/describe.js')]);
+  const [{ applyRiskSetup, OLD_TABLES_DROPPED, planRiskSetup, riskTables }, { describeTable }] = await Promise.all([
+    import('../risk/setup.js'),
+    import('../table/describe.js'),
+  ]);
   const src = await describeTable(client, ctx.config.tables);
   const steps = await planRiskSetup(client, src);
   if (dryRun) {
-    ctx.print(steps.length ? steps.map((s) => `-- ${s.altersUserTable ? '[changes your table] ' : ''}${s.description}\n${s.sql.trim()};\n`).join('\n') : '-- nothing to do: the risk scorer is set up\n');
+    ctx.print(
+      steps.length
+        ? steps.map((s) => `-- ${s.altersUserTable ? '[changes your table] ' : ''}${s.description}\n${s.sql.trim()};\n`).join('\n')
+        : '-- nothing to do: the risk scorer is set up\n',
+    );
     return;
   }
   if (!steps.length) ctx.log.info('the risk scorer is set up: nothing to do');
@@ -235,7 +318,10 @@ async function status(ctx: CommandContext, client: Client, model: string): Promi
   const { riskStatus } = await import('../risk/report.js');
   const s = await riskStatus(client, ctx.config.tables, model);
   const tx = s.oldestTransaction;
-  const holding = tx && s.heldBack > 0 ? `${tx.prepared ? 'prepared transaction' : `backend pid ${tx.pid}`} (${tx.user ?? '?'}@${tx.database ?? '?'}, ${tx.state ?? '?'}) open since ${tx.since} (${tx.seconds} s)` : '';
+  const holding =
+    tx && s.heldBack > 0
+      ? `${tx.prepared ? 'prepared transaction' : `backend pid ${tx.pid}`} (${tx.user ?? '?'}@${tx.database ?? '?'}, ${tx.state ?? '?'}) open since ${tx.since} (${tx.seconds} s)`
+      : '';
   const row = {
     source: s.source,
     model,
@@ -254,24 +340,59 @@ async function status(ctx: CommandContext, client: Client, model: string): Promi
     held_back_by: holding,
     table_changed: s.tableChanged ?? '',
   };
-  if (s.tableChanged) ctx.log.warn(`${s.source} changed since the last run of model ${model} (${s.tableChanged}): the next \`invoices risk\` removes the scores of rows that are gone and scores what is new`);
-  if (holding) ctx.log.warn(`${fmtInt(s.heldBack)} committed invoice(s) wait behind ${holding}: the watermark cannot pass a transaction that is still running`);
+  if (s.tableChanged)
+    ctx.log.warn(
+      `${s.source} changed since the last run of model ${model} (${s.tableChanged}): the next \`invoices risk\` removes the scores of rows that are gone and scores what is new`,
+    );
+  if (holding)
+    ctx.log.warn(
+      `${fmtInt(s.heldBack)} committed invoice(s) wait behind ${holding}: the watermark cannot pass a transaction that is still running`,
+    );
   await ctx.printRows([row], Object.keys(row).map((key) => ({ key })) as Column<typeof row>[], { single: true });
 }
 
 async function verify(ctx: CommandContext, client: Client, model: string): Promise<void> {
   const { verifyRisk } = await import('../risk/report.js');
   const v = await verifyRisk(client, ctx.config.tables, model);
-  await ctx.printRows([{ source: v.source, model, checked: v.checked, scored: v.scored, dead_letters: v.deadLetters, missing: v.missing, missing_ids: v.missingIds.join(' '), stale_scores: v.stale }], [
-    { key: 'source' }, { key: 'model' }, { key: 'checked', kind: 'int' }, { key: 'scored', kind: 'int' }, { key: 'dead_letters', kind: 'int' }, { key: 'missing', kind: 'int' }, { key: 'missing_ids' }, { key: 'stale_scores', kind: 'int' },
-  ], { single: true });
+  await ctx.printRows(
+    [
+      {
+        source: v.source,
+        model,
+        checked: v.checked,
+        scored: v.scored,
+        dead_letters: v.deadLetters,
+        missing: v.missing,
+        missing_ids: v.missingIds.join(' '),
+        stale_scores: v.stale,
+      },
+    ],
+    [
+      { key: 'source' },
+      { key: 'model' },
+      { key: 'checked', kind: 'int' },
+      { key: 'scored', kind: 'int' },
+      { key: 'dead_letters', kind: 'int' },
+      { key: 'missing', kind: 'int' },
+      { key: 'missing_ids' },
+      { key: 'stale_scores', kind: 'int' },
+    ],
+    { single: true },
+  );
   if (v.missing) {
-    ctx.log.warn(`${v.source}: ${fmtInt(v.missing)} invoice(s) below the watermark have neither a score nor a dead letter made for their row (first: ${v.missingIds.join(', ')})`);
+    ctx.log.warn(
+      `${v.source}: ${fmtInt(v.missing)} invoice(s) below the watermark have neither a score nor a dead letter made for their row (first: ${v.missingIds.join(', ')})`,
+    );
     process.exitCode = ExitCode.failure;
   } else {
-    ctx.log.info(`${v.source}: every one of the ${fmtInt(v.checked)} invoice(s) below the watermark has a score (${fmtInt(v.scored)}) or a dead letter (${fmtInt(v.deadLetters)})`);
+    ctx.log.info(
+      `${v.source}: every one of the ${fmtInt(v.checked)} invoice(s) below the watermark has a score (${fmtInt(v.scored)}) or a dead letter (${fmtInt(v.deadLetters)})`,
+    );
   }
-  if (v.stale) ctx.log.info(`${v.source}: ${fmtInt(v.stale)} stored score(s) of model ${model} belong to rows no longer in the table (not counted; removed by the next run after a TRUNCATE, reload or restore)`);
+  if (v.stale)
+    ctx.log.info(
+      `${v.source}: ${fmtInt(v.stale)} stored score(s) of model ${model} belong to rows no longer in the table (not counted; removed by the next run after a TRUNCATE, reload or restore)`,
+    );
 }
 
 const earlierText = (s: { score: string; level: string; scoredAt: string }) =>
@@ -282,14 +403,39 @@ async function explain(ctx: CommandContext, client: Client, id: string, model: s
   const e = await explainInvoice(client, ctx.config.tables, id, model, Date.now());
   const f = e.features;
   const rows = [
-    { feature: 'invoice', value: `${e.invoice.id} of ${e.source}: ${e.invoice.amount} from ${e.invoice.issuer} to ${e.invoice.receiver}, issued ${e.invoice.at}` },
+    {
+      feature: 'invoice',
+      value: `${e.invoice.id} of ${e.source}: ${e.invoice.amount} from ${e.invoice.issuer} to ${e.invoice.receiver}, issued ${e.invoice.at}`,
+    },
     ...explainFeatures(f),
     { feature: 'score now', value: `${e.result.score.toFixed(4)} (${e.result.level})` },
     ...e.result.reasons.map((r) => ({ feature: `reason ${r.code}`, value: `${r.text} (+${r.weight.toFixed(2)})` })),
-    { feature: `stored score (${model})`, value: e.stored ? `${e.stored.score} (${e.stored.level}) ${e.stored.reasons.join(',')} at ${e.stored.scoredAt}` : e.deadLetter ? `dead letter after ${e.deadLetter.attempts} attempt(s): ${e.deadLetter.error}` : e.earlier ? `none for this invoice: ${earlierText(e.earlier)}` : 'not scored yet' },
+    {
+      feature: `stored score (${model})`,
+      value: e.stored
+        ? `${e.stored.score} (${e.stored.level}) ${e.stored.reasons.join(',')} at ${e.stored.scoredAt}`
+        : e.deadLetter
+          ? `dead letter after ${e.deadLetter.attempts} attempt(s): ${e.deadLetter.error}`
+          : e.earlier
+            ? `none for this invoice: ${earlierText(e.earlier)}`
+            : 'not scored yet',
+    },
   ];
   if (e.earlier && !e.stored) ctx.log.warn(`invoice ${id} of ${e.source}: ${earlierText(e.earlier)}`);
   if (ctx.format === 'table') return ctx.printRows(rows, [{ key: 'feature' }, { key: 'value' }]);
-  ctx.print(JSON.stringify({ source: e.source, invoice: e.invoice, features: f, score: e.result, stored: e.stored ?? null, deadLetter: e.deadLetter ?? null, earlierRow: e.earlier ?? null }, null, 2) + '\n');
+  ctx.print(
+    JSON.stringify(
+      {
+        source: e.source,
+        invoice: e.invoice,
+        features: f,
+        score: e.result,
+        stored: e.stored ?? null,
+        deadLetter: e.deadLetter ?? null,
+        earlierRow: e.earlier ?? null,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
 }
-

@@ -21,7 +21,8 @@ export async function helpValues(): Promise<HelpValues> {
 
 /** `values` is given when seed is the command named: the other commands' help never shows its options. */
 export function command(program: Command, { DEFAULT_INVOICES_PER_CUSTOMER, DEFAULT_BATCH }: Partial<HelpValues> = {}): Command {
-  return program.command('seed')
+  return program
+    .command('seed')
     .description('fill customers and invoices with realistic fake data (binary COPY)')
     .requiredOption('--customers <n>', 'number of customers to create')
     .option('--invoices <n>', `number of invoices (default: ${DEFAULT_INVOICES_PER_CUSTOMER} per customer)`)
@@ -32,11 +33,14 @@ export function command(program: Command, { DEFAULT_INVOICES_PER_CUSTOMER, DEFAU
     .option('--truncate', 'replace existing rows')
     .option('--batch-size <n>', `invoices per COPY transaction (default: ${DEFAULT_BATCH})`)
     .option('--no-wait', 'when another seed or conversion is writing the tables, exit 1 instead of waiting for it')
-    .addHelpText('after', () => `
+    .addHelpText(
+      'after',
+      () => `
 Examples:
   $ invoices seed --customers 1000                        ${fmtInt(1000 * DEFAULT_INVOICES_PER_CUSTOMER!)} invoices over ${DEFAULT_MONTHS} months
   $ invoices seed --customers 200000 --invoices 10000000 --truncate
-  $ invoices seed --customers 10 --invoices 100 --seed 7 --as-of 2026-01-01 --append`)
+  $ invoices seed --customers 10 --invoices 100 --seed 7 --as-of 2026-01-01 --append`,
+    )
     .action(run);
 }
 
@@ -65,7 +69,13 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
   const progress = createProgress('seed', { quiet: ctx.quiet, tty: ctx.tty, color: ctx.color });
   const log = progress.wrap(ctx.log);
   const signal = interruptSignal(log);
-  const units: Record<SeedProgress['phase'], string> = { customers: 'customers', invoices: 'rows', invoice_ids: 'rows', indexes: 'indexes', analyze: 'tables' };
+  const units: Record<SeedProgress['phase'], string> = {
+    customers: 'customers',
+    invoices: 'rows',
+    invoice_ids: 'rows',
+    indexes: 'indexes',
+    analyze: 'tables',
+  };
   let phase: string | undefined;
   // On a terminal, what the server is doing inside a long statement (an index build, ANALYZE).
   let watcher: ServerProgress | undefined;
@@ -73,41 +83,67 @@ export async function run(flags: SeedFlags, cmd: Command): Promise<void> {
   let sample = '';
   const detail = () => progress.detail([doing, sample].filter(Boolean).join(' '));
   try {
-    const result = await seed({ ...ctx, log }, {
-      customers, invoices, months, seed: flags.seed, asOf, batchSize, signal, wait: flags.wait,
-      existing: flags.append ? 'append' : flags.truncate ? 'truncate' : 'refuse',
-      onProgress: (p) => {
-        if (p.phase !== phase) {
-          phase = p.phase;
-          doing = sample = '';
-          // Scripts (and the tests) see where a load is from --debug, without a terminal.
-          log.debug(`seed phase ${p.step}/${p.steps}: ${p.phase} (${fmtInt(p.total)} ${units[p.phase]})`);
-          progress.phase(p.phase, { total: p.total, unit: units[p.phase], step: p.step, steps: p.steps });
-        }
-        progress.update(p.done, p.total);
-        detail();
+    const result = await seed(
+      { ...ctx, log },
+      {
+        customers,
+        invoices,
+        months,
+        seed: flags.seed,
+        asOf,
+        batchSize,
+        signal,
+        wait: flags.wait,
+        existing: flags.append ? 'append' : flags.truncate ? 'truncate' : 'refuse',
+        onProgress: (p) => {
+          if (p.phase !== phase) {
+            phase = p.phase;
+            doing = sample = '';
+            // Scripts (and the tests) see where a load is from --debug, without a terminal.
+            log.debug(`seed phase ${p.step}/${p.steps}: ${p.phase} (${fmtInt(p.total)} ${units[p.phase]})`);
+            progress.phase(p.phase, { total: p.total, unit: units[p.phase], step: p.step, steps: p.steps });
+          }
+          progress.update(p.done, p.total);
+          detail();
+        },
+        onIndex: (name) => {
+          log.debug(`seed building ${name}`);
+          doing = name;
+          sample = '';
+          detail();
+        },
+        onBackend: (pid) => {
+          if (ctx.tty && !ctx.quiet)
+            watcher = watchServerProgress(ctx, pid, (text) => {
+              sample = text;
+              detail();
+            });
+        },
       },
-      onIndex: (name) => {
-        log.debug(`seed building ${name}`);
-        doing = name;
-        sample = '';
-        detail();
-      },
-      onBackend: (pid) => {
-        if (ctx.tty && !ctx.quiet) watcher = watchServerProgress(ctx, pid, (text) => { sample = text; detail(); });
-      },
-    });
+    );
     await watcher?.stop();
     progress.stop();
-    if (!result.skippedForeignKeyChecks && !ctx.config.tables.mapped) ctx.log.warn('not a superuser: foreign keys were checked row by row, which slows the load');
+    if (!result.skippedForeignKeyChecks && !ctx.config.tables.mapped)
+      ctx.log.warn('not a superuser: foreign keys were checked row by row, which slows the load');
     ctx.log.info(
       `seeded ${fmtInt(result.customers)} customers and ${fmtInt(result.invoices)} invoices (ids ${result.firstInvoiceId}..${result.lastInvoiceId}, ` +
         `${result.from.slice(0, 10)} to ${result.to.slice(0, 10)}) in ${result.seconds.toFixed(1)} s: ${fmtInt(Math.round(result.invoicesPerSecond))} invoices/s`,
     );
-    if (ctx.format !== 'table') await ctx.printRows([result], [
-      { key: 'customers', kind: 'int' }, { key: 'invoices', kind: 'int' }, { key: 'firstInvoiceId', kind: 'int' },
-      { key: 'lastInvoiceId', kind: 'int' }, { key: 'from', kind: 'time' }, { key: 'to', kind: 'time' }, { key: 'seconds', kind: 'seconds' }, { key: 'invoicesPerSecond', kind: 'rate' },
-    ], { single: true });
+    if (ctx.format !== 'table')
+      await ctx.printRows(
+        [result],
+        [
+          { key: 'customers', kind: 'int' },
+          { key: 'invoices', kind: 'int' },
+          { key: 'firstInvoiceId', kind: 'int' },
+          { key: 'lastInvoiceId', kind: 'int' },
+          { key: 'from', kind: 'time' },
+          { key: 'to', kind: 'time' },
+          { key: 'seconds', kind: 'seconds' },
+          { key: 'invoicesPerSecond', kind: 'rate' },
+        ],
+        { single: true },
+      );
   } finally {
     await watcher?.stop();
     progress.stop();

@@ -40,7 +40,13 @@ export function cancelOnAbort(ctx: DbContext, client: Client, signal: AbortSigna
     const deadline = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), CANCEL_DEADLINE_MS);
     });
-    pending = Promise.race([cancel.then(() => 'done' as const, () => 'late' as const), deadline]).then(async (outcome) => {
+    pending = Promise.race([
+      cancel.then(
+        () => 'done' as const,
+        () => 'late' as const,
+      ),
+      deadline,
+    ]).then(async (outcome) => {
       clearTimeout(timer);
       if (outcome === 'late') {
         ctx.log?.debug(`could not cancel server process ${pid} in time: closing its connection`);

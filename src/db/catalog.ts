@@ -67,7 +67,9 @@ export async function existingRelations(client: Client, schema: string, names: s
 
 /** The relation's kind, columns and whether it has the trigger `trigger`, in one query; undefined when there is none. */
 export async function relationInfo(client: Client, name: string, trigger?: string): Promise<RelationInfo | undefined> {
-  const { rows: [r] } = await client.query<{ kind: string | null; columns: ColumnInfo[] | null; has_trigger: boolean }>(
+  const {
+    rows: [r],
+  } = await client.query<{ kind: string | null; columns: ColumnInfo[] | null; has_trigger: boolean }>(
     `SELECT c.relkind::text AS kind,
             EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.oid AND g.tgname = $2::text) AS has_trigger,
             (SELECT json_agg(x) FROM (${columnsSql('c.oid')}) x) AS columns
@@ -104,7 +106,9 @@ export async function hasTrigger(client: Client, table: string, trigger: string)
 
 /** A stamp of a table's contents: relfilenode (TRUNCATE, reload) and insert/update/delete counters; '' when there is no table. */
 export async function contentStamp(client: Client, table: string): Promise<string> {
-  const { rows: [r] } = await client.query<{ stamp: string | null }>(
+  const {
+    rows: [r],
+  } = await client.query<{ stamp: string | null }>(
     `SELECT c.relfilenode::text || '/' || coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::text AS stamp
        FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = to_regclass($1)`,
     [table],
@@ -123,7 +127,9 @@ export interface StorageStamp {
 
 /** The storage stamp of a table now, in one query. */
 export async function storageStamp(client: Client, table: string): Promise<StorageStamp> {
-  const { rows: [r] } = await client.query<StorageStamp>(
+  const {
+    rows: [r],
+  } = await client.query<StorageStamp>(
     `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system,
             (SELECT oid::text FROM pg_database WHERE datname = current_database()) AS database,
             to_regclass($1)::oid::text AS "table",

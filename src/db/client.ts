@@ -21,7 +21,9 @@ const typeParsers: Record<number, (value: string) => unknown> = {
 };
 const types = {
   getTypeParser: ((oid: number, format?: string) =>
-    (format ?? 'text') === 'text' && typeParsers[oid] ? typeParsers[oid] : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    (format ?? 'text') === 'text' && typeParsers[oid]
+      ? typeParsers[oid]
+      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
 };
 
 export interface DbContext {
@@ -60,7 +62,13 @@ export async function connect(ctx: DbContext): Promise<Client> {
 
 async function open(settings: ConnectionSettings, log: Logger): Promise<Client> {
   const { connectTimeoutMs, ...rest } = settings;
-  const client = new pg.Client({ ...rest, types, options: '-c TimeZone=UTC', application_name: 'invoices', connectionTimeoutMillis: connectTimeoutMs });
+  const client = new pg.Client({
+    ...rest,
+    types,
+    options: '-c TimeZone=UTC',
+    application_name: 'invoices',
+    connectionTimeoutMillis: connectTimeoutMs,
+  });
   // An idle client whose server goes away emits 'error'; without a listener Node would crash.
   client.on('error', (err) => log.warn(`database connection lost: ${err.message}`));
   await client.connect();
@@ -76,8 +84,11 @@ function timeQueries(client: Client, log: Logger): void {
     const result = query(...args);
     if (result instanceof Promise) {
       const first = args[0] as string | { text?: string };
-      const text = (typeof first === 'string' ? first : first?.text ?? '').trim().split('\n')[0].slice(0, 100);
-      result.then(() => log.debug(`${(performance.now() - started).toFixed(1)} ms  ${text}`), () => {});
+      const text = (typeof first === 'string' ? first : (first?.text ?? '')).trim().split('\n')[0].slice(0, 100);
+      result.then(
+        () => log.debug(`${(performance.now() - started).toFixed(1)} ms  ${text}`),
+        () => {},
+      );
     }
     return result;
   }) as typeof client.query;

@@ -106,8 +106,14 @@ export class BinaryCopyWriter {
     this.pos = 0;
     if (this.out.write(chunk)) return undefined;
     return new Promise((resolve, reject) => {
-      const onDrain = () => { this.out.off('error', onError); resolve(); };
-      const onError = (err: Error) => { this.out.off('drain', onDrain); reject(err); };
+      const onDrain = () => {
+        this.out.off('error', onError);
+        resolve();
+      };
+      const onError = (err: Error) => {
+        this.out.off('drain', onDrain);
+        reject(err);
+      };
       this.out.once('drain', onDrain);
       this.out.once('error', onError);
     });

@@ -3,7 +3,21 @@
 // that started it (and a Ctrl-C in that command's terminal).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, chownSync, closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -96,13 +110,20 @@ export class StoppedOnPurposeError extends DatabaseError {
  * Starts the server on demand for a command that needs it (not `db start`): refuses when it was
  * stopped with `invoices db stop`, so that a follower or a cron job never undoes a deliberate stop.
  */
-export async function startEmbeddedOnDemand(home: string, log: (line: string) => void = () => {}): Promise<{ settings: ConnectionSettings; started: boolean }> {
+export async function startEmbeddedOnDemand(
+  home: string,
+  log: (line: string) => void = () => {},
+): Promise<{ settings: ConnectionSettings; started: boolean }> {
   if (stoppedOnPurpose(home) && !embeddedStatus(home).running) throw new StoppedOnPurposeError(home);
   return startEmbedded(home, log, { onDemand: true });
 }
 
 /** Initialises (first time) and starts the server if it is not running; safe to call concurrently. */
-export async function startEmbedded(home: string, log: (line: string) => void = () => {}, how: { onDemand?: boolean } = {}): Promise<{ settings: ConnectionSettings; started: boolean }> {
+export async function startEmbedded(
+  home: string,
+  log: (line: string) => void = () => {},
+  how: { onDemand?: boolean } = {},
+): Promise<{ settings: ConnectionSettings; started: boolean }> {
   return withLock(home, async () => {
     // Checked again under the lock: a `db stop` may have finished while this waited for it.
     if (how.onDemand && stoppedOnPurpose(home) && !embeddedStatus(home).running) throw new StoppedOnPurposeError(home);
@@ -118,7 +139,8 @@ export async function startEmbedded(home: string, log: (line: string) => void = 
       started = true;
     }
     const settings = embeddedSettings(home);
-    if (!settings) throw new InvoicesError(`embedded PostgreSQL state is missing in ${home}: run \`invoices db stop\`, delete ${home} and retry`);
+    if (!settings)
+      throw new InvoicesError(`embedded PostgreSQL state is missing in ${home}: run \`invoices db stop\`, delete ${home} and retry`);
     if (!before.initialised) await createDatabase(settings);
     return { settings, started };
   });
@@ -158,10 +180,21 @@ async function initialise(home: string): Promise<void> {
   writeFileSync(pwfile, password + '\n', { mode: 0o600 });
   if (owner) chownSync(pwfile, owner.uid, owner.gid);
   try {
-    await run(bin('initdb'), [
-      '-D', p.dataDir, '-U', SUPERUSER, `--pwfile=${pwfile}`,
-      '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-instructions',
-    ], owner);
+    await run(
+      bin('initdb'),
+      [
+        '-D',
+        p.dataDir,
+        '-U',
+        SUPERUSER,
+        `--pwfile=${pwfile}`,
+        '--auth=scram-sha-256',
+        '--encoding=UTF8',
+        '--locale=C',
+        '--no-instructions',
+      ],
+      owner,
+    );
   } finally {
     unlinkSync(pwfile);
   }
@@ -218,9 +251,13 @@ function pgCtl(args: string[]): Promise<string> {
 /** PostgreSQL refuses to run as root: when we are root, its processes run as the `postgres` OS user. */
 function postgresOwner(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${SUPERUSER}:`));
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${SUPERUSER}:`));
   if (!line) {
-    throw new InvoicesError('PostgreSQL will not run as root and there is no `postgres` OS user: create one (useradd --system postgres), run as another user, or set DATABASE_URL');
+    throw new InvoicesError(
+      'PostgreSQL will not run as root and there is no `postgres` OS user: create one (useradd --system postgres), run as another user, or set DATABASE_URL',
+    );
   }
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
@@ -231,7 +268,9 @@ function assertTraversable(dir: string, uid: number): void {
   for (let d = path.resolve(dir); ; d = path.dirname(d)) {
     const st = statSync(d);
     if (st.uid !== uid && (st.mode & 0o001) === 0) {
-      throw new InvoicesError(`the postgres OS user cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}): run \`chmod o+x ${d}\` or set INVOICES_HOME to a directory it can reach`);
+      throw new InvoicesError(
+        `the postgres OS user cannot enter ${d} (mode ${(st.mode & 0o777).toString(8)}): run \`chmod o+x ${d}\` or set INVOICES_HOME to a directory it can reach`,
+      );
     }
     if (d === path.dirname(d)) return;
   }
@@ -246,7 +285,9 @@ function bin(name: 'initdb' | 'pg_ctl'): string {
       // createRequire rather than import.meta.resolve, which Vite's module runner (vitest globalSetup) lacks.
       pkgJson = path.dirname(createRequire(import.meta.url).resolve(pkg));
     } catch {
-      throw new InvoicesError(`no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${pkg} is not installed): set DATABASE_URL to use a server`);
+      throw new InvoicesError(
+        `no embedded PostgreSQL for ${os.platform()}-${os.arch()} (${pkg} is not installed): set DATABASE_URL to use a server`,
+      );
     }
     binDir = path.join(pkgJson, '..', 'native', 'bin');
   }
@@ -254,7 +295,9 @@ function bin(name: 'initdb' | 'pg_ctl'): string {
   try {
     accessSync(file, constants.X_OK);
   } catch {
-    throw new InvoicesError(`${file} is missing or not executable: reinstall with \`npm rebuild\` (its postinstall must be allowed in package.json allowScripts)`);
+    throw new InvoicesError(
+      `${file} is missing or not executable: reinstall with \`npm rebuild\` (its postinstall must be allowed in package.json allowScripts)`,
+    );
   }
   return file;
 }
@@ -303,7 +346,8 @@ async function withLock<T>(home: string, fn: () => Promise<T>): Promise<T> {
         rmSync(lock, { force: true });
         continue;
       }
-      if (Date.now() > deadline) throw new InvoicesError(`another invoices process holds ${lock}: wait for it, or delete the file if none runs`);
+      if (Date.now() > deadline)
+        throw new InvoicesError(`another invoices process holds ${lock}: wait for it, or delete the file if none runs`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }

@@ -68,8 +68,13 @@ export function replicaContext(ctx: DbContext, replica: ReplicaTarget): DbContex
 
 /** The lag of the server `client` is on; `standby` false on a primary. */
 export async function measureLag(client: Client): Promise<{ standby: boolean; lag: ReplicaLag }> {
-  const { rows: [r] } = await client.query<{ standby: boolean; replay: string | null; receive: string | null; paused: boolean; lag: number | null }>(LAG_SQL);
-  return { standby: r.standby, lag: { seconds: r.lag === null ? null : Math.max(0, r.lag), replayLsn: r.replay, receiveLsn: r.receive, paused: r.paused } };
+  const {
+    rows: [r],
+  } = await client.query<{ standby: boolean; replay: string | null; receive: string | null; paused: boolean; lag: number | null }>(LAG_SQL);
+  return {
+    standby: r.standby,
+    lag: { seconds: r.lag === null ? null : Math.max(0, r.lag), replayLsn: r.replay, receiveLsn: r.receive, paused: r.paused },
+  };
 }
 
 /** A replica's lag for messages: "0.0 s behind, replayed to 0/3000060". */
@@ -83,7 +88,11 @@ export function describeLag(lag: ReplicaLag): string {
  * Opens a connection on `replica` and checks it may answer reads: still in recovery and no
  * further behind than `maxLagSeconds`. Returns the client, or why not (the client is then ended).
  */
-export async function probeReplica(ctx: DbContext, replica: ReplicaTarget, maxLagSeconds: number): Promise<{ client: Client; lag: ReplicaLag } | { problem: string }> {
+export async function probeReplica(
+  ctx: DbContext,
+  replica: ReplicaTarget,
+  maxLagSeconds: number,
+): Promise<{ client: Client; lag: ReplicaLag } | { problem: string }> {
   let client: Client;
   try {
     client = await connect(replicaContext(ctx, replica));
@@ -94,7 +103,8 @@ export async function probeReplica(ctx: DbContext, replica: ReplicaTarget, maxLa
     const { standby, lag } = await measureLag(client);
     let problem: string | undefined;
     if (!standby) problem = 'it is not in recovery (promoted?): reads go to the configured primary only';
-    else if (lag.seconds !== null && lag.seconds > maxLagSeconds) problem = `it is ${lag.seconds.toFixed(1)} s behind (more than --max-replica-lag ${maxLagSeconds} s)`;
+    else if (lag.seconds !== null && lag.seconds > maxLagSeconds)
+      problem = `it is ${lag.seconds.toFixed(1)} s behind (more than --max-replica-lag ${maxLagSeconds} s)`;
     if (!problem) return { client, lag };
     await client.end().catch(() => {});
     return { problem };
@@ -195,9 +205,15 @@ export async function replicaStatus(ctx: DbContext): Promise<ReplicaReport[]> {
     }
     await probe.client.end().catch(() => {});
     const lag = probe.lag;
-    if (primaryLsn && lag.replayLsn) lag.bytesBehind = String(lsnValue(primaryLsn) > lsnValue(lag.replayLsn) ? lsnValue(primaryLsn) - lsnValue(lag.replayLsn) : 0n);
+    if (primaryLsn && lag.replayLsn)
+      lag.bytesBehind = String(lsnValue(primaryLsn) > lsnValue(lag.replayLsn) ? lsnValue(primaryLsn) - lsnValue(lag.replayLsn) : 0n);
     const tooFar = lag.seconds !== null && lag.seconds > policy.maxLagSeconds;
-    out.push({ name, state: tooFar ? 'unusable' : 'usable', lag, ...(tooFar ? { problem: `more than --max-replica-lag ${policy.maxLagSeconds} s behind` } : {}) });
+    out.push({
+      name,
+      state: tooFar ? 'unusable' : 'usable',
+      lag,
+      ...(tooFar ? { problem: `more than --max-replica-lag ${policy.maxLagSeconds} s behind` } : {}),
+    });
   }
   return out;
 }

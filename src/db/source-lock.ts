@@ -59,7 +59,9 @@ export async function lockSource(client: Client, opts: SourceLockOptions): Promi
   }
   const waiting = describeHolder(holder);
   if (!opts.wait) {
-    throw new SourceBusyError(`${waiting} is writing ${opts.label}: this ${opts.what} changed nothing; ${opts.advice ?? 'run it again once that one has finished, or without --no-wait to wait for it'}`);
+    throw new SourceBusyError(
+      `${waiting} is writing ${opts.label}: this ${opts.what} changed nothing; ${opts.advice ?? 'run it again once that one has finished, or without --no-wait to wait for it'}`,
+    );
   }
   opts.log?.info(`waiting for ${waiting}, which is writing ${opts.label} (Ctrl-C to stop waiting; --no-wait refuses instead)`);
   await waitForAdvisoryLock(client, args, opts.signal, `interrupted while waiting for ${waiting}: this ${opts.what} changed nothing`);
@@ -75,7 +77,12 @@ const tryAdvisoryLock = async (client: Client, [cls, key]: [number, string]) =>
  * VACUUM nor a concurrent index build, and `signal` stops the wait at once (InterruptedError
  * with `interrupted`).
  */
-export async function waitForAdvisoryLock(client: Client, lock: [number, string], signal: AbortSignal | undefined, interrupted: string): Promise<void> {
+export async function waitForAdvisoryLock(
+  client: Client,
+  lock: [number, string],
+  signal: AbortSignal | undefined,
+  interrupted: string,
+): Promise<void> {
   for (;;) {
     if (signal?.aborted) throw new InterruptedError(interrupted);
     if (await tryAdvisoryLock(client, lock)) return;
@@ -110,7 +117,9 @@ export async function lockHolder(client: Client, key: string): Promise<LockHolde
 }
 
 function describeHolder(h: LockHolder): string {
-  const program = h.application?.startsWith('invoices') ? `\`${h.application}\`` : `a session${h.application ? ` of ${h.application}` : ''}`;
+  const program = h.application?.startsWith('invoices')
+    ? `\`${h.application}\``
+    : `a session${h.application ? ` of ${h.application}` : ''}`;
   const from = h.address ? `from ${h.address}` : 'over a local socket';
   return `${program} (server process ${h.pid}, ${from}, connected since ${h.since}, ${h.seconds} s ago)`;
 }

@@ -17,7 +17,9 @@ export interface TransactionOptions {
 
 /** Runs fn inside BEGIN/COMMIT with the given isolation, access mode and settings; rolls back and rethrows on error. */
 export async function transaction<T>(client: Client, fn: () => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
-  const mode = [opts.isolation && `ISOLATION LEVEL ${opts.isolation.toUpperCase()}`, opts.readOnly && 'READ ONLY'].filter(Boolean).join(' ');
+  const mode = [opts.isolation && `ISOLATION LEVEL ${opts.isolation.toUpperCase()}`, opts.readOnly && 'READ ONLY']
+    .filter(Boolean)
+    .join(' ');
   await client.query(mode ? `BEGIN ${mode}` : 'BEGIN');
   try {
     await applySettings(client, opts.settings, true);
@@ -37,7 +39,9 @@ export async function transaction<T>(client: Client, fn: () => Promise<T>, opts:
 export async function withSettings<T>(client: Client, settings: Settings, fn: () => Promise<T>): Promise<T> {
   const names = Object.keys(settings);
   const { rows } = await client.query<{ name: string; value: string }>(
-    'SELECT n AS name, current_setting(n) AS value FROM unnest($1::text[]) AS n', [names]);
+    'SELECT n AS name, current_setting(n) AS value FROM unnest($1::text[]) AS n',
+    [names],
+  );
   await applySettings(client, settings, false);
   try {
     return await fn();
@@ -51,5 +55,9 @@ export async function withSettings<T>(client: Client, settings: Settings, fn: ()
 async function applySettings(client: Client, settings: Settings | undefined, local: boolean): Promise<void> {
   const entries = Object.entries(settings ?? {});
   if (!entries.length) return;
-  await client.query('SELECT set_config(n, v, $3) FROM unnest($1::text[], $2::text[]) AS s(n, v)', [entries.map(([n]) => n), entries.map(([, v]) => v), local]);
+  await client.query('SELECT set_config(n, v, $3) FROM unnest($1::text[], $2::text[]) AS s(n, v)', [
+    entries.map(([n]) => n),
+    entries.map(([, v]) => v),
+    local,
+  ]);
 }

@@ -15,7 +15,20 @@
 // manifest carries the journal's exportId the export committed and its cleanup is finished;
 // otherwise its added files are removed (rolled back). Either way only files listed in the
 // journal, which are ours, are removed, never one the current manifest lists.
-import { fsyncSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import {
+  fsyncSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { InvoicesError } from '../errors.js';
@@ -49,10 +62,25 @@ export class ManifestMovedError extends InvoicesError {}
  * began (undefined: there was none); the manifest must still be that one, else nothing is
  * committed (exit 1). `remove`: the previous manifest's files that the new one no longer lists.
  */
-export function commitExport(dir: string, manifest: Manifest, staged: StagedFile[], remove: string[], startedFrom: string | undefined, log: Logger): void {
+export function commitExport(
+  dir: string,
+  manifest: Manifest,
+  staged: StagedFile[],
+  remove: string[],
+  startedFrom: string | undefined,
+  log: Logger,
+): void {
   const exportId = manifest.exportId!;
   assertUnmoved(dir, startedFrom);
-  const journal: Journal = { version: 1, exportId, pid: process.pid, host: os.hostname(), startedAt: new Date().toISOString(), added: staged.map((s) => s.file), removed: remove };
+  const journal: Journal = {
+    version: 1,
+    exportId,
+    pid: process.pid,
+    host: os.hostname(),
+    startedAt: new Date().toISOString(),
+    added: staged.map((s) => s.file),
+    removed: remove,
+  };
   writeFileAtomic(path.join(dir, JOURNAL), path.join(dir, STAGING, JOURNAL), JSON.stringify(journal, null, 2) + '\n');
   const placed: string[] = [];
   try {
@@ -89,7 +117,9 @@ export function commitExport(dir: string, manifest: Manifest, staged: StagedFile
 
 function assertUnmoved(dir: string, startedFrom: string | undefined): void {
   if (readManifestText(dir) !== startedFrom) {
-    throw new ManifestMovedError(`the lake's ${'_manifest.json'} changed while this export ran (another export that did not take the lock?): nothing was committed; run \`invoices export\` again`);
+    throw new ManifestMovedError(
+      `the lake's ${'_manifest.json'} changed while this export ran (another export that did not take the lock?): nothing was committed; run \`invoices export\` again`,
+    );
   }
 }
 
@@ -114,10 +144,14 @@ export function recoverLake(dir: string, log: Logger): void {
       log.warn(`${JOURNAL} in ${dir} is unreadable: removing it; files it named, if any, stay until --full`);
     } else if (manifest?.exportId === journal.exportId) {
       const n = removeFiles(dir, journal.removed, listed);
-      log.warn(`the export ${journal.exportId} (pid ${journal.pid} on ${journal.host}) stopped after its commit: finished removing ${n} file(s) of the export before it`);
+      log.warn(
+        `the export ${journal.exportId} (pid ${journal.pid} on ${journal.host}) stopped after its commit: finished removing ${n} file(s) of the export before it`,
+      );
     } else {
       const n = removeFiles(dir, journal.added, listed);
-      log.warn(`the export ${journal.exportId} (pid ${journal.pid} on ${journal.host}) stopped before its commit: rolled back, removed ${n} file(s) it had put in place; the lake is as of the export before it`);
+      log.warn(
+        `the export ${journal.exportId} (pid ${journal.pid} on ${journal.host}) stopped before its commit: rolled back, removed ${n} file(s) it had put in place; the lake is as of the export before it`,
+      );
     }
     unlinkSync(journalFile);
   }
@@ -159,7 +193,10 @@ function isLakeFile(f: string): boolean {
 /** Leftovers of earlier versions (staged or set-aside months, pipes) whose process is gone: their names are ours. */
 function removeEarlierLeftovers(dir: string, log: Logger): void {
   const found: string[] = [];
-  for (const [folder, names] of [[dir, safeList(dir)], [path.join(dir, 'invoices'), safeList(path.join(dir, 'invoices'))]] as const) {
+  for (const [folder, names] of [
+    [dir, safeList(dir)],
+    [path.join(dir, 'invoices'), safeList(path.join(dir, 'invoices'))],
+  ] as const) {
     for (const name of names) {
       const pid = earlierLeftover(name);
       if (pid === undefined || alive(pid)) continue;
@@ -167,7 +204,10 @@ function removeEarlierLeftovers(dir: string, log: Logger): void {
       found.push(path.relative(dir, path.join(folder, name)));
     }
   }
-  if (found.length) log.info(`removed ${found.length} leftover(s) of an earlier export that stopped: ${found.slice(0, 3).join(', ')}${found.length > 3 ? ', ...' : ''}`);
+  if (found.length)
+    log.info(
+      `removed ${found.length} leftover(s) of an earlier export that stopped: ${found.slice(0, 3).join(', ')}${found.length > 3 ? ', ...' : ''}`,
+    );
 }
 
 function safeList(d: string): string[] {

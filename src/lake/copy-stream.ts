@@ -30,8 +30,13 @@ export function makeFifo(dir: string): string {
   try {
     execFileSync('mkfifo', ['-m', '600', fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
-    const why = String((err as { stderr?: Buffer }).stderr ?? '').trim().split('\n')[0] || (err as Error).message.split('\n')[0];
-    throw new InvoicesError(`cannot create a named pipe in ${dir} (${why}): the lake must be on a local filesystem that supports them`, { cause: err });
+    const why =
+      String((err as { stderr?: Buffer }).stderr ?? '')
+        .trim()
+        .split('\n')[0] || (err as Error).message.split('\n')[0];
+    throw new InvoicesError(`cannot create a named pipe in ${dir} (${why}): the lake must be on a local filesystem that supports them`, {
+      cause: err,
+    });
   }
   if (!statSync(fifo).isFIFO()) throw new InvoicesError(`could not create the named pipe ${fifo}`);
   return fifo;
@@ -50,7 +55,12 @@ export async function copyIntoDuckDb(
   statement: (source: string) => string,
   opts: { signal?: AbortSignal; onRows?: (rows: number) => void; source?: (fifo: string) => Promise<void>; format?: CopyFormat } = {},
 ): Promise<void> {
-  const cols = '{' + Object.entries(columns).map(([k, t]) => `${sqlString(k)}: ${sqlString(t)}`).join(', ') + '}';
+  const cols =
+    '{' +
+    Object.entries(columns)
+      .map(([k, t]) => `${sqlString(k)}: ${sqlString(t)}`)
+      .join(', ') +
+    '}';
   const format = opts.format ?? 'csv';
   const dialect = format === 'csv' ? `delim = ',', quote = '"', escape = '"'` : `delim = '\t', quote = '', escape = '', nullstr = '\\N'`;
   const source = `read_csv(${sqlString(fifo)}, header = false, auto_detect = false, ${dialect}, columns = ${cols})`;

@@ -40,7 +40,10 @@ export async function withDuckDbConnections<T>(n: number, fn: (conns: DuckDBConn
 }
 
 /** Runs fn with a fresh DuckDB connection and always closes it. */
-export async function withDuckDb<T>(fn: (conn: DuckDBConnection) => Promise<T>, opts: { threads?: number; memoryLimit?: string } = {}): Promise<T> {
+export async function withDuckDb<T>(
+  fn: (conn: DuckDBConnection) => Promise<T>,
+  opts: { threads?: number; memoryLimit?: string } = {},
+): Promise<T> {
   const conn = await openDuckDb(opts);
   try {
     return await fn(conn);
@@ -59,12 +62,17 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 /** A validated, double-quoted identifier (view and column names given by the user). */
 export function sqlIdentifier(name: string, what = 'name'): string {
-  if (!IDENTIFIER.test(name)) throw new UsageError(`${what} "${name}" is not a valid identifier (letters, digits and _, not starting with a digit)`);
+  if (!IDENTIFIER.test(name))
+    throw new UsageError(`${what} "${name}" is not a valid identifier (letters, digits and _, not starting with a digit)`);
   return `"${name}"`;
 }
 
 /** Rows as plain objects with every value in its exact JSON form: BIGINT and DECIMAL as strings. */
-export async function queryRows(conn: DuckDBConnection, sql: string, params?: Record<string, string | number | boolean | null> | (string | number | boolean | null)[]): Promise<Record<string, unknown>[]> {
+export async function queryRows(
+  conn: DuckDBConnection,
+  sql: string,
+  params?: Record<string, string | number | boolean | null> | (string | number | boolean | null)[],
+): Promise<Record<string, unknown>[]> {
   const reader = await conn.runAndReadAll(sql, params as never);
   return reader.getRowObjectsJson() as Record<string, unknown>[];
 }

@@ -32,7 +32,9 @@ export async function exportRoute(ctx: DbContext, opts: { log?: Logger; signal?:
   const setup = await withClient(logged, async (client) => {
     const source = await ensureTracked(client, await describeTable(client, ctx.config.tables), log);
     const customersAt = await customersStamp(client, ctx.config.tables);
-    const { rows: [r] } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    const {
+      rows: [r],
+    } = await client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     return { source, customersAt, lsn: r.lsn };
   });
   const reader = await connectReader(logged, 'export');
@@ -62,7 +64,9 @@ async function waitForReplay(client: Client, lsn: string, timeoutMs: number, sig
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (signal?.aborted) throw new InterruptedError('export interrupted while waiting for the replica: the lake is unchanged');
-    const { rows: [r] } = await client.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+    const {
+      rows: [r],
+    } = await client.query<{ lsn: string | null }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
     if (r.lsn && lsnValue(r.lsn) >= target) return true;
     if (performance.now() >= deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));

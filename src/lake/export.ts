@@ -18,7 +18,16 @@ import { type DuckDBConnection, queryRows, sqlString, withDuckDbConnections } fr
 import { commitExport, recoverLake, type StagedFile } from './commit.js';
 import { checkFile, describeFile, prepareLakeDir, STAGING } from './files.js';
 import { acquireLakeLock } from './lock.js';
-import { MANIFEST, MANIFEST_VERSION, manifestFiles, parseManifest, readManifestText, type FileInfo, type Manifest, type MonthEntry } from './manifest.js';
+import {
+  MANIFEST,
+  MANIFEST_VERSION,
+  manifestFiles,
+  parseManifest,
+  readManifestText,
+  type FileInfo,
+  type Manifest,
+  type MonthEntry,
+} from './manifest.js';
 import { findPsql, psqlConnection, psqlCopyToFifo } from './psql-source.js';
 import { changesSince, type Changes } from '../table/changes.js';
 import { customersSelect, customersStamp } from '../table/customers.js';
@@ -151,118 +160,156 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
 
   return usingRoute(route, async (client) => {
     // Nothing is written on a replica: the setup ran on the primary (export-route.ts).
-    const source = route.on === 'replica' ? await describeTable(client, ctx.config.tables) : (route.source ?? (await ensureTracked(client, await describeTable(client, ctx.config.tables), log)));
+    const source =
+      route.on === 'replica'
+        ? await describeTable(client, ctx.config.tables)
+        : (route.source ?? (await ensureTracked(client, await describeTable(client, ctx.config.tables), log)));
     if (current?.sourceKey && current.sourceKey !== source.key && !opts.full) {
-      throw new UsageError(`the lake at ${out} holds ${current.source}, another table or column mapping than ${describeTarget(ctx)}: choose another --out, or replace its contents with --full`);
+      throw new UsageError(
+        `the lake at ${out} holds ${current.source}, another table or column mapping than ${describeTarget(ctx)}: choose another --out, or replace its contents with --full`,
+      );
     }
     if (!source.incremental) log.warn(`${untrackedAdvice(source)}; until then every export rewrites every month`);
     // Before the snapshot: a change counted in the stamp is in the exported names (the counters lag, never lead).
     const customersAt = route.customersAt ?? (await customersStamp(client, source.tables));
     // One snapshot for the whole export, shared with the psql streams: statistics, change log and rows agree.
-    const snap = await transaction(client, async () => {
-      await assertXidsBehindServer(client, source);
-      const horizon = source.incremental ? (await xidHorizon(client)).horizon : null;
-      // Cannot happen after export-route's wait; checked since a lake gone back in time would be wrong silently.
-      if (route.on === 'replica' && horizon !== null && current?.watermark && BigInt(horizon) < BigInt(current.watermark)) {
-        throw new DatabaseError(`replica ${route.name} is behind the lake (its horizon ${horizon} < the lake's watermark ${current.watermark}): the lake is unchanged; run again, or without the replica`);
-      }
-      const snapshot = conn ? (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0].id : '';
-      const amount = source.amount;
-      const decimal = `DECIMAL(${amount.precision},${amount.scale})`;
-      const sameType = previous && previous.amount.precision === amount.precision && previous.amount.scale === amount.scale;
-      if (previous && !sameType) log.info(`amount is now ${decimal}: rewriting every month`);
-      // Incremental needs the watermark of a previous export of this shape.
-      const base = sameType && previous.watermark !== null && horizon !== null ? previous : undefined;
-      // Incremental: per-month statistics find the dirty months. A full export of a partitioned
-      // table takes its months from the catalog (one scan fewer).
-      const stats = base || source.layout === 'plain' ? await monthStats(client, source, horizon ?? undefined, base?.watermark ?? undefined) : undefined;
-      const changes = base ? await changesSince(client, source, base, [...new Set([...(stats?.keys() ?? []), ...Object.keys(base.months)])]) : undefined;
-      if (changes?.all) log.info(`rewriting every month: ${changes.all}`);
-      const plan = planMonths(stats ?? new Map(), changes?.all ? undefined : base, changes);
-      for (const p of plan) {
-        const problem = fileProblems.get(p.month);
-        if (problem && !p.write && stats?.has(p.month)) Object.assign(p, { write: true, reason: problem });
-      }
-      const lineage = changes?.lineage ?? (await readLineage(client, source));
-      const toWrite = stats ? plan.filter((p) => p.write).map((p) => p.month) : await catalogMonths(client, source);
-      const estimates = stats ? new Map([...stats].map(([m, s]) => [m, s.rows])) : await partitionEstimates(client, source);
-      const total = toWrite.reduce((n, m) => n + (estimates.get(m) ?? 0), 0);
-      const now = new Date().toISOString();
-      let done = 0;
-      let monthsDone = 0;
-      log.debug(`export phase 1/2 invoices: ${toWrite.length} month(s) to write, ${total} rows${stats ? '' : ' (estimated)'}`);
-      opts.onProgress?.({ phase: 'invoices', done, total, monthsDone, months: toWrite.length });
+    const snap = await transaction(
+      client,
+      async () => {
+        await assertXidsBehindServer(client, source);
+        const horizon = source.incremental ? (await xidHorizon(client)).horizon : null;
+        // Cannot happen after export-route's wait; checked since a lake gone back in time would be wrong silently.
+        if (route.on === 'replica' && horizon !== null && current?.watermark && BigInt(horizon) < BigInt(current.watermark)) {
+          throw new DatabaseError(
+            `replica ${route.name} is behind the lake (its horizon ${horizon} < the lake's watermark ${current.watermark}): the lake is unchanged; run again, or without the replica`,
+          );
+        }
+        const snapshot = conn ? (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0].id : '';
+        const amount = source.amount;
+        const decimal = `DECIMAL(${amount.precision},${amount.scale})`;
+        const sameType = previous && previous.amount.precision === amount.precision && previous.amount.scale === amount.scale;
+        if (previous && !sameType) log.info(`amount is now ${decimal}: rewriting every month`);
+        // Incremental needs the watermark of a previous export of this shape.
+        const base = sameType && previous.watermark !== null && horizon !== null ? previous : undefined;
+        // Incremental: per-month statistics find the dirty months. A full export of a partitioned
+        // table takes its months from the catalog (one scan fewer).
+        const stats =
+          base || source.layout === 'plain'
+            ? await monthStats(client, source, horizon ?? undefined, base?.watermark ?? undefined)
+            : undefined;
+        const changes = base
+          ? await changesSince(client, source, base, [...new Set([...(stats?.keys() ?? []), ...Object.keys(base.months)])])
+          : undefined;
+        if (changes?.all) log.info(`rewriting every month: ${changes.all}`);
+        const plan = planMonths(stats ?? new Map(), changes?.all ? undefined : base, changes);
+        for (const p of plan) {
+          const problem = fileProblems.get(p.month);
+          if (problem && !p.write && stats?.has(p.month)) Object.assign(p, { write: true, reason: problem });
+        }
+        const lineage = changes?.lineage ?? (await readLineage(client, source));
+        const toWrite = stats ? plan.filter((p) => p.write).map((p) => p.month) : await catalogMonths(client, source);
+        const estimates = stats ? new Map([...stats].map(([m, s]) => [m, s.rows])) : await partitionEstimates(client, source);
+        const total = toWrite.reduce((n, m) => n + (estimates.get(m) ?? 0), 0);
+        const now = new Date().toISOString();
+        let done = 0;
+        let monthsDone = 0;
+        log.debug(`export phase 1/2 invoices: ${toWrite.length} month(s) to write, ${total} rows${stats ? '' : ' (estimated)'}`);
+        opts.onProgress?.({ phase: 'invoices', done, total, monthsDone, months: toWrite.length });
 
-      const written = new Map<string, { rows: number; sum: string; staged: string; info: FileInfo }>();
-      const result = await withDuckDbConnections(parallel, async (ducks) => {
-        // Months shared between the streams, largest first to the least loaded, so they finish together.
-        const lists: string[][] = ducks.map(() => []);
-        const load = ducks.map(() => 0);
-        for (const m of [...toWrite].sort((a, b) => (estimates.get(b) ?? 0) - (estimates.get(a) ?? 0))) {
-          const i = load.indexOf(Math.min(...load));
-          lists[i].push(m);
-          load[i] += estimates.get(m) ?? 0;
-        }
-        const selectFor = (m: string) => {
-          const { from, to } = monthBounds(m);
-          return `SELECT ${INVOICE_COLUMNS} FROM ${source.relation} WHERE ${rangeCondition(from, to)}${horizon !== null ? ` AND created_xid < ${xidLiteral(horizon)}` : ''}`;
-        };
-        const columns = { invoice_id: 'BIGINT', issue_date: 'TIMESTAMPTZ', issuer_id: 'BIGINT', receiver_id: 'BIGINT', amount: decimal };
-        // One stop for every stream: Ctrl-C, or the first stream that fails. Each stream is waited
-        // for before the DuckDB connections close: closing one mid-query hangs the process for good.
-        const stop = new AbortController();
-        const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
-        const interrupt = () => ducks.forEach((d) => d.interrupt());
-        signal.addEventListener('abort', interrupt);
-        const worker = async (duck: DuckDBConnection, months: string[]) => {
-          if (!months.length) return;
-          const fifo = makeFifo(staging);
-          try {
-            for (const m of months) {
-              if (signal.aborted) throw new InterruptedError(INTERRUPTED);
-              // Staged under a fixed name; the commit renames it to invoices/month=M/part-<exportId>.parquet.
-              const file = path.join(staging, `month=${m}.parquet`);
-              const w = await writeParquet(client, duck, { select: selectFor(m), fifo, file, sumColumn: 'amount', signal, columns, format: 'text', psql: conn ? { conn, snapshot } : undefined });
-              const s = stats?.get(m);
-              if (stats && (w.rows !== (s?.rows ?? 0) || (s && w.sum !== s.sum))) {
-                throw new Error(`month ${m}: wrote ${w.rows} rows summing ${w.sum}, PostgreSQL has ${s?.rows ?? 0} summing ${s?.sum ?? 0}; the lake is unchanged`);
-              }
-              if (w.rows > 0) written.set(m, { ...w, staged: file, info: describeFile(file) });
-              else rmSync(file, { force: true });
-              done += w.rows;
-              monthsDone++;
-              log.debug(`export: month ${m} staged: ${w.rows} rows, ${monthsDone}/${toWrite.length} month(s), ${done}/${total} rows`);
-              opts.onProgress?.({ phase: 'invoices', month: m, done, total: Math.max(total, done), monthsDone, months: toWrite.length });
-            }
-          } finally {
-            rmSync(fifo, { force: true });
+        const written = new Map<string, { rows: number; sum: string; staged: string; info: FileInfo }>();
+        const result = await withDuckDbConnections(parallel, async (ducks) => {
+          // Months shared between the streams, largest first to the least loaded, so they finish together.
+          const lists: string[][] = ducks.map(() => []);
+          const load = ducks.map(() => 0);
+          for (const m of [...toWrite].sort((a, b) => (estimates.get(b) ?? 0) - (estimates.get(a) ?? 0))) {
+            const i = load.indexOf(Math.min(...load));
+            lists[i].push(m);
+            load[i] += estimates.get(m) ?? 0;
           }
-        };
-        try {
-          const settled = await Promise.allSettled(ducks.map((d, i) => worker(d, lists[i]).catch((err: unknown) => {
-            stop.abort();
-            throw err;
-          })));
-          const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-          if (failed) throw opts.signal?.aborted ? new InterruptedError(INTERRUPTED, { cause: failed.reason }) : failed.reason;
-          const file = path.join(staging, 'customers.parquet');
-          log.debug('export phase 2/2 customers');
-          opts.onProgress?.({ phase: 'customers', done: 0, total: 0, monthsDone, months: toWrite.length });
-          const customers = await writeParquet(client, ducks[0], {
-            select: await customersSelect(client, ctx.config.tables),
-            columns: { id: 'BIGINT', name: 'VARCHAR', email: 'VARCHAR', country: 'VARCHAR', segment: 'VARCHAR', created_at: 'TIMESTAMPTZ' },
-            file,
-            fifo: makeFifo(staging),
-            cleanFifo: true,
-            signal,
-          });
-          return { customers: customers.rows, staged: file, info: describeFile(file) };
-        } finally {
-          signal.removeEventListener('abort', interrupt);
-        }
-      });
-      return { horizon, amount, plan, stats, base, lineage, now, written, result, done };
-    }, { isolation: 'repeatable read', readOnly: true });
+          const selectFor = (m: string) => {
+            const { from, to } = monthBounds(m);
+            return `SELECT ${INVOICE_COLUMNS} FROM ${source.relation} WHERE ${rangeCondition(from, to)}${horizon !== null ? ` AND created_xid < ${xidLiteral(horizon)}` : ''}`;
+          };
+          const columns = { invoice_id: 'BIGINT', issue_date: 'TIMESTAMPTZ', issuer_id: 'BIGINT', receiver_id: 'BIGINT', amount: decimal };
+          // One stop for every stream: Ctrl-C, or the first stream that fails. Each stream is waited
+          // for before the DuckDB connections close: closing one mid-query hangs the process for good.
+          const stop = new AbortController();
+          const signal = opts.signal ? AbortSignal.any([opts.signal, stop.signal]) : stop.signal;
+          const interrupt = () => ducks.forEach((d) => d.interrupt());
+          signal.addEventListener('abort', interrupt);
+          const worker = async (duck: DuckDBConnection, months: string[]) => {
+            if (!months.length) return;
+            const fifo = makeFifo(staging);
+            try {
+              for (const m of months) {
+                if (signal.aborted) throw new InterruptedError(INTERRUPTED);
+                // Staged under a fixed name; the commit renames it to invoices/month=M/part-<exportId>.parquet.
+                const file = path.join(staging, `month=${m}.parquet`);
+                const w = await writeParquet(client, duck, {
+                  select: selectFor(m),
+                  fifo,
+                  file,
+                  sumColumn: 'amount',
+                  signal,
+                  columns,
+                  format: 'text',
+                  psql: conn ? { conn, snapshot } : undefined,
+                });
+                const s = stats?.get(m);
+                if (stats && (w.rows !== (s?.rows ?? 0) || (s && w.sum !== s.sum))) {
+                  throw new Error(
+                    `month ${m}: wrote ${w.rows} rows summing ${w.sum}, PostgreSQL has ${s?.rows ?? 0} summing ${s?.sum ?? 0}; the lake is unchanged`,
+                  );
+                }
+                if (w.rows > 0) written.set(m, { ...w, staged: file, info: describeFile(file) });
+                else rmSync(file, { force: true });
+                done += w.rows;
+                monthsDone++;
+                log.debug(`export: month ${m} staged: ${w.rows} rows, ${monthsDone}/${toWrite.length} month(s), ${done}/${total} rows`);
+                opts.onProgress?.({ phase: 'invoices', month: m, done, total: Math.max(total, done), monthsDone, months: toWrite.length });
+              }
+            } finally {
+              rmSync(fifo, { force: true });
+            }
+          };
+          try {
+            const settled = await Promise.allSettled(
+              ducks.map((d, i) =>
+                worker(d, lists[i]).catch((err: unknown) => {
+                  stop.abort();
+                  throw err;
+                }),
+              ),
+            );
+            const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+            if (failed) throw opts.signal?.aborted ? new InterruptedError(INTERRUPTED, { cause: failed.reason }) : failed.reason;
+            const file = path.join(staging, 'customers.parquet');
+            log.debug('export phase 2/2 customers');
+            opts.onProgress?.({ phase: 'customers', done: 0, total: 0, monthsDone, months: toWrite.length });
+            const customers = await writeParquet(client, ducks[0], {
+              select: await customersSelect(client, ctx.config.tables),
+              columns: {
+                id: 'BIGINT',
+                name: 'VARCHAR',
+                email: 'VARCHAR',
+                country: 'VARCHAR',
+                segment: 'VARCHAR',
+                created_at: 'TIMESTAMPTZ',
+              },
+              file,
+              fifo: makeFifo(staging),
+              cleanFifo: true,
+              signal,
+            });
+            return { customers: customers.rows, staged: file, info: describeFile(file) };
+          } finally {
+            signal.removeEventListener('abort', interrupt);
+          }
+        });
+        return { horizon, amount, plan, stats, base, lineage, now, written, result, done };
+      },
+      { isolation: 'repeatable read', readOnly: true },
+    );
     const { horizon, amount, plan, stats, base, lineage, now, written, result, done } = snap;
     if (opts.signal?.aborted) throw new InterruptedError(INTERRUPTED);
 
@@ -274,7 +321,13 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
       const file = `invoices/month=${m}/part-${exportId}.parquet`;
       staged.push({ staged: w.staged, file });
       months[m] = { files: [file], fileInfo: { [file]: w.info }, rows: w.rows, sum: w.sum, watermark: horizon, exportedAt: now };
-      outcomes.push({ month: m, action: 'written', rows: w.rows, sum: w.sum, reason: plan.find((p) => p.month === m)?.reason ?? 'full export' });
+      outcomes.push({
+        month: m,
+        action: 'written',
+        rows: w.rows,
+        sum: w.sum,
+        reason: plan.find((p) => p.month === m)?.reason ?? 'full export',
+      });
     }
     for (const p of plan) {
       if (!p.write && stats?.has(p.month) && base?.months[p.month]) {
@@ -286,7 +339,13 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
     }
     for (const m of Object.keys(current?.months ?? {})) {
       if (months[m]) continue;
-      outcomes.push({ month: m, action: 'removed', rows: 0, sum: '0', reason: plan.find((p) => p.month === m)?.reason ?? 'no rows in PostgreSQL' });
+      outcomes.push({
+        month: m,
+        action: 'removed',
+        rows: 0,
+        sum: '0',
+        reason: plan.find((p) => p.month === m)?.reason ?? 'no rows in PostgreSQL',
+      });
     }
     const customersFile = `customers/part-${exportId}.parquet`;
     staged.push({ staged: result.staged, file: customersFile });
@@ -301,7 +360,13 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
       lineage,
       amount,
       months: Object.fromEntries(Object.entries(months).sort(([a], [b]) => a.localeCompare(b))),
-      customers: { files: [customersFile], fileInfo: { [customersFile]: result.info }, rows: result.customers, exportedAt: now, stamp: customersAt },
+      customers: {
+        files: [customersFile],
+        fileInfo: { [customersFile]: result.info },
+        rows: result.customers,
+        exportedAt: now,
+        stamp: customersAt,
+      },
     };
     const keep = new Set(manifestFiles(manifest));
     commitExport(out, manifest, staged, current ? manifestFiles(current).filter((f) => !keep.has(f)) : [], lake.startedFrom, log);
@@ -322,10 +387,12 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
   });
 }
 
-
 /** A new export's id, sortable by time and unique: 20260101T020000Z-a1b2c3. */
 function newExportId(): string {
-  return `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `${new Date()
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
 /**
@@ -333,7 +400,11 @@ function newExportId(): string {
  * a partition replaced, count or sum), or all without a manifest. `changes`: the months whose
  * rows may differ from what the lake holds, with why.
  */
-export function planMonths(stats: Map<string, MonthStats>, previous: Manifest | undefined, changes?: Pick<Changes, 'months'>): { month: string; write: boolean; reason: string }[] {
+export function planMonths(
+  stats: Map<string, MonthStats>,
+  previous: Manifest | undefined,
+  changes?: Pick<Changes, 'months'>,
+): { month: string; write: boolean; reason: string }[] {
   const all = new Set([...stats.keys(), ...Object.keys(previous?.months ?? {})]);
   return [...all].sort().map((month) => {
     const s = stats.get(month);

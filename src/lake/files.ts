@@ -1,7 +1,20 @@
 // The lake as a folder export owns: which names in it are ours, whether a folder may become a
 // lake, and what export recorded about each file it wrote (size, mtime, sha256).
 import { createHash } from 'node:crypto';
-import { accessSync, closeSync, constants, existsSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { MANIFEST, type FileInfo } from './manifest.js';
@@ -22,7 +35,10 @@ export function oursAtRoot(name: string): boolean {
  * `.old-month=2025-01-123` under invoices/. undefined: not such a name.
  */
 export function earlierLeftover(name: string): number | undefined {
-  const m = /^(?:\.(?:tmp|old)-customers-(\d+)|\.copy-(\d+)-[a-z0-9]+\.pipe|_manifest\.json\.tmp-(\d+)|\.(?:tmp|old)-month=\d{4}-\d{2}-(\d+))$/.exec(name);
+  const m =
+    /^(?:\.(?:tmp|old)-customers-(\d+)|\.copy-(\d+)-[a-z0-9]+\.pipe|_manifest\.json\.tmp-(\d+)|\.(?:tmp|old)-month=\d{4}-\d{2}-(\d+))$/.exec(
+      name,
+    );
   return m ? Number(m[1] ?? m[2] ?? m[3] ?? m[4]) : undefined;
 }
 
@@ -37,7 +53,16 @@ export function foreignEntries(dir: string): string[] {
     if (oursAtRoot(name)) continue;
     const full = path.join(dir, name);
     if ((name === 'invoices' || name === 'customers') && isDir(full)) {
-      const inner = readdirSync(full).filter((n) => !(earlierLeftover(n) !== undefined || (name === 'invoices' && /^month=\d{4}-\d{2}$/.test(n) && isDir(path.join(full, n)) && readdirSync(path.join(full, n)).length === 0)));
+      const inner = readdirSync(full).filter(
+        (n) =>
+          !(
+            earlierLeftover(n) !== undefined ||
+            (name === 'invoices' &&
+              /^month=\d{4}-\d{2}$/.test(n) &&
+              isDir(path.join(full, n)) &&
+              readdirSync(path.join(full, n)).length === 0)
+          ),
+      );
       foreign.push(...inner.sort().map((n) => `${name}/${n}`));
       continue;
     }
@@ -69,7 +94,8 @@ export function prepareLakeDir(out: string): string {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOTDIR') throw new UsageError(`--out ${abs}: ${blockingFile(abs)} is a file, not a folder: ${choose}`);
-    if (code !== 'ENOENT') throw new UsageError(`--out ${abs}: cannot use it (${code ?? (err as Error).message}): ${choose}`, { cause: err });
+    if (code !== 'ENOENT')
+      throw new UsageError(`--out ${abs}: cannot use it (${code ?? (err as Error).message}): ${choose}`, { cause: err });
     createFolder(abs, choose);
     return abs;
   }
@@ -77,13 +103,18 @@ export function prepareLakeDir(out: string): string {
   try {
     accessSync(abs, constants.R_OK | constants.W_OK | constants.X_OK);
   } catch (err) {
-    throw new UsageError(`--out ${abs} is not writable (${(err as NodeJS.ErrnoException).code ?? 'permission denied'}): choose a folder you can write to`, { cause: err });
+    throw new UsageError(
+      `--out ${abs} is not writable (${(err as NodeJS.ErrnoException).code ?? 'permission denied'}): choose a folder you can write to`,
+      { cause: err },
+    );
   }
   if (existsSync(path.join(abs, MANIFEST)) || existsSync(path.join(abs, JOURNAL))) return abs;
   const foreign = foreignEntries(abs);
   if (foreign.length) {
     const shown = foreign.slice(0, 3).join(', ') + (foreign.length > 3 ? `, ... (${foreign.length} entries)` : '');
-    throw new UsageError(`--out ${abs} is not an invoices lake (it has no ${MANIFEST}) and is not empty (${shown}): export writes only into a new or empty folder, or a lake it made; choose another --out`);
+    throw new UsageError(
+      `--out ${abs} is not an invoices lake (it has no ${MANIFEST}) and is not empty (${shown}): export writes only into a new or empty folder, or a lake it made; choose another --out`,
+    );
   }
   return abs;
 }
@@ -97,7 +128,10 @@ function createFolder(abs: string, choose: string): void {
     accessSync(parent, constants.W_OK | constants.X_OK);
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    throw new UsageError(`--out ${abs}: cannot create it, ${parent} is not writable (${(err as NodeJS.ErrnoException).code ?? 'permission denied'}): choose a folder you can write to`, { cause: err });
+    throw new UsageError(
+      `--out ${abs}: cannot create it, ${parent} is not writable (${(err as NodeJS.ErrnoException).code ?? 'permission denied'}): choose a folder you can write to`,
+      { cause: err },
+    );
   }
   // One level at a time: Node's recursive mkdir loops for good on paths like /proc/x/lake, whose
   // parent accepts the access check but never takes a new folder.
@@ -107,7 +141,10 @@ function createFolder(abs: string, choose: string): void {
     try {
       mkdirSync(dir);
     } catch (err) {
-      throw new UsageError(`--out ${abs}: cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): choose a folder you can write to`, { cause: err });
+      throw new UsageError(
+        `--out ${abs}: cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): choose a folder you can write to`,
+        { cause: err },
+      );
     }
   }
 }
@@ -179,11 +216,13 @@ export function checkFile(dir: string, file: string, info: FileInfo | undefined,
   }
   if (!st.isFile()) return { file, kind: 'changed', problem: `file ${file} is not a regular file` };
   if (!info) return { file };
-  if (st.size !== info.size) return { file, kind: 'changed', problem: `file ${file} changed (${st.size} bytes, ${info.size} when written)` };
+  if (st.size !== info.size)
+    return { file, kind: 'changed', problem: `file ${file} changed (${st.size} bytes, ${info.size} when written)` };
   // Written in place, the file's ctime moves (utimes cannot set it back): then, or when the mtime moved, the hash decides.
   if (!hash && st.mtimeMs === info.mtimeMs && (info.ctimeMs === undefined || st.ctimeMs === info.ctimeMs)) return { file };
   const now = describeFile(path.resolve(dir, file));
-  if (now.sha256 !== info.sha256) return { file, kind: 'changed', problem: `file ${file} changed (its sha256 is not the one recorded when it was written)` };
+  if (now.sha256 !== info.sha256)
+    return { file, kind: 'changed', problem: `file ${file} changed (its sha256 is not the one recorded when it was written)` };
   const ctimeMs = statSync(path.resolve(dir, file)).ctimeMs;
   return now.mtimeMs === info.mtimeMs && ctimeMs === info.ctimeMs ? { file } : { file, touched: { ...now, ctimeMs } };
 }

@@ -70,7 +70,10 @@ export async function acquireLakeLock(dir: string, opts: LockOptions): Promise<L
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (opts.optional && (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')) return undefined;
-        throw new UsageError(`cannot remove the stale lock ${file} (${stale}; ${code ?? (err as Error).message}): the lake's folder must be writable`, { cause: err });
+        throw new UsageError(
+          `cannot remove the stale lock ${file} (${stale}; ${code ?? (err as Error).message}): the lake's folder must be writable`,
+          { cause: err },
+        );
       }
       if (broken) opts.log.warn(`removed a stale lock of ${dir}: ${stale}`);
       continue;
@@ -100,7 +103,9 @@ function tryCreate(file: string, text: string, optional?: boolean): boolean | 'u
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return false;
     if (optional && (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')) return 'unwritable';
-    throw new UsageError(`cannot create the lock file ${file} (${code ?? (err as Error).message}): the lake's folder must be writable`, { cause: err });
+    throw new UsageError(`cannot create the lock file ${file} (${code ?? (err as Error).message}): the lake's folder must be writable`, {
+      cause: err,
+    });
   }
   try {
     writeSync(fd, text);

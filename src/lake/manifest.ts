@@ -63,7 +63,8 @@ export function readManifestText(dir: string): string | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
-    if (code === 'EISDIR') throw new UsageError(`${path.join(dir, MANIFEST)} is a folder, not an invoices lake manifest: choose another folder for the lake`);
+    if (code === 'EISDIR')
+      throw new UsageError(`${path.join(dir, MANIFEST)} is a folder, not an invoices lake manifest: choose another folder for the lake`);
     throw new UsageError(`cannot read ${path.join(dir, MANIFEST)} (${code ?? (err as Error).message})`, { cause: err });
   }
 }
@@ -76,8 +77,16 @@ export function parseManifest(text: string, file: string): Manifest {
   } catch (err) {
     throw new UsageError(`${file} is not valid JSON: delete the lake and run \`invoices export --full\``, { cause: err });
   }
-  if (!m || !READABLE_VERSIONS.includes(m.version) || (typeof m.watermark !== 'string' && m.watermark !== null) || typeof m.months !== 'object' || !m.customers) {
-    throw new UsageError(`${file} is not an invoices lake manifest (version ${READABLE_VERSIONS.join(' or ')}): delete the lake and run \`invoices export --full\``);
+  if (
+    !m ||
+    !READABLE_VERSIONS.includes(m.version) ||
+    (typeof m.watermark !== 'string' && m.watermark !== null) ||
+    typeof m.months !== 'object' ||
+    !m.customers
+  ) {
+    throw new UsageError(
+      `${file} is not an invoices lake manifest (version ${READABLE_VERSIONS.join(' or ')}): delete the lake and run \`invoices export --full\``,
+    );
   }
   return m;
 }

@@ -11,7 +11,13 @@ export interface MonthStats {
 }
 
 /** Per month (UTC) of the rows below the horizon (all rows without created_xid): count, sum(amount) and rows at or after `since`. */
-export async function monthStats(client: Client, source: SourceTable, horizon: string | undefined, since?: string, range?: { from: string; to: string }): Promise<Map<string, MonthStats>> {
+export async function monthStats(
+  client: Client,
+  source: SourceTable,
+  horizon: string | undefined,
+  since?: string,
+  range?: { from: string; to: string },
+): Promise<Map<string, MonthStats>> {
   const fresh = since && source.createdXid ? `count(*) FILTER (WHERE created_xid >= ${xidLiteral(since)})` : '0';
   const conds = [
     ...(horizon && source.createdXid ? [`created_xid < ${xidLiteral(horizon)}`] : []),

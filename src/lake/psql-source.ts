@@ -40,23 +40,50 @@ export function psqlConnection(s: ConnectionSettings): { args: string[]; env: Re
  * pipe at `fifo`, opened here and held until psql exits: DuckDB's CSV reader may open a file more
  * than once, and a writer that closed early would leave it waiting. Resolves when psql exits 0.
  */
-export async function psqlCopyToFifo(conn: { args: string[]; env: Record<string, string> }, snapshot: string, select: string, fifo: string, format: CopyFormat, signal?: AbortSignal): Promise<void> {
+export async function psqlCopyToFifo(
+  conn: { args: string[]; env: Record<string, string> },
+  snapshot: string,
+  select: string,
+  fifo: string,
+  format: CopyFormat,
+  signal?: AbortSignal,
+): Promise<void> {
   if (!/^[0-9A-F-]+$/i.test(snapshot)) throw new Error(`bad snapshot id ${snapshot}`);
   // Opening a pipe for writing waits for its reader (DuckDB): done off the main thread.
   const handle = await open(fifo, 'w');
   try {
     await new Promise<void>((resolve, reject) => {
-      const child = spawn('psql', [...conn.args, '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-        '-c', 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', '-c', `SET TRANSACTION SNAPSHOT '${snapshot}'`,
-        '-c', `COPY (${select.replace(/\s+/g, ' ')}) TO STDOUT${copyOptions(format)}`, '-c', 'COMMIT'], {
-        env: { ...process.env, ...conn.env },
-        stdio: ['ignore', handle.fd, 'pipe'],
-        signal,
-      });
+      const child = spawn(
+        'psql',
+        [
+          ...conn.args,
+          '-X',
+          '-q',
+          '-v',
+          'ON_ERROR_STOP=1',
+          '-c',
+          'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+          '-c',
+          `SET TRANSACTION SNAPSHOT '${snapshot}'`,
+          '-c',
+          `COPY (${select.replace(/\s+/g, ' ')}) TO STDOUT${copyOptions(format)}`,
+          '-c',
+          'COMMIT',
+        ],
+        {
+          env: { ...process.env, ...conn.env },
+          stdio: ['ignore', handle.fd, 'pipe'],
+          signal,
+        },
+      );
       let stderr = '';
       child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
       child.on('error', reject);
-      child.on('close', (code, sig) => (code === 0 ? resolve() : reject(new Error(`psql COPY failed (${sig ?? `exit ${code}`}): ${stderr.trim().split('\n')[0] || 'no message'}`))));
+      child.on('close', (code, sig) =>
+        code === 0
+          ? resolve()
+          : reject(new Error(`psql COPY failed (${sig ?? `exit ${code}`}): ${stderr.trim().split('\n')[0] || 'no message'}`)),
+      );
     });
   } finally {
     await handle.close();

@@ -16,7 +16,11 @@ export function requireManifest(dir: string): Manifest {
 /** A DuckDB list literal of the absolute paths of the given lake files (checked to exist). */
 export function fileList(dir: string, files: string[]): string {
   const abs = files.map((f) => path.resolve(dir, f));
-  for (const f of abs) if (!existsSync(f)) throw new UsageError(`the lake is missing ${f}: run \`invoices export --out ${dir}\` (it writes again the months whose files are missing)`);
+  for (const f of abs)
+    if (!existsSync(f))
+      throw new UsageError(
+        `the lake is missing ${f}: run \`invoices export --out ${dir}\` (it writes again the months whose files are missing)`,
+      );
   return `[${abs.map(sqlString).join(', ')}]`;
 }
 

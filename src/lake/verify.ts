@@ -75,8 +75,11 @@ export async function verifyLake(ctx: DbContext, dir: string, opts: VerifyOption
       const byMonth = async (files: string[]) => {
         if (!files.length) return [];
         const list = `[${files.map((f) => sqlString(path.resolve(abs, f))).join(', ')}]`;
-        const rows = await queryRows(duck, `SELECT month, count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s
-                                              FROM read_parquet(${list}, hive_partitioning = true, hive_types = {'month': VARCHAR}) GROUP BY month`);
+        const rows = await queryRows(
+          duck,
+          `SELECT month, count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s
+                                              FROM read_parquet(${list}, hive_partitioning = true, hive_types = {'month': VARCHAR}) GROUP BY month`,
+        );
         return rows.map((r): [string, { rows: string; sum: string }] => [String(r.month), { rows: String(r.n), sum: String(r.s) }]);
       };
       const found = new Map(await byMonth(readable));
@@ -89,7 +92,9 @@ export async function verifyLake(ctx: DbContext, dir: string, opts: VerifyOption
       return found;
     });
     interrupted();
-    const pg = await withClient(ctx, async (client) => monthStats(client, await describeTable(client, ctx.config.tables), manifest.watermark ?? undefined));
+    const pg = await withClient(ctx, async (client) =>
+      monthStats(client, await describeTable(client, ctx.config.tables), manifest.watermark ?? undefined),
+    );
     const months = [...new Set([...lake.keys(), ...pg.keys(), ...Object.keys(manifest.months)])].sort();
     const monthChecks = months.map((month): MonthCheck => {
       const l = lake.get(month);
@@ -99,11 +104,28 @@ export async function verifyLake(ctx: DbContext, dir: string, opts: VerifyOption
       const pgSum = p?.sum ?? '0';
       const fileBad = badMonths.get(month);
       const holds = changedHolds.get(month);
-      if (fileBad) return { month, lake_rows: holds?.rows ?? null, lake_sum: holds?.sum ?? null, postgres_rows: pgRows, postgres_sum: pgSum, ok: false, file: fileBad.kind, problem: fileBad.problem };
+      if (fileBad)
+        return {
+          month,
+          lake_rows: holds?.rows ?? null,
+          lake_sum: holds?.sum ?? null,
+          postgres_rows: pgRows,
+          postgres_sum: pgSum,
+          ok: false,
+          file: fileBad.kind,
+          problem: fileBad.problem,
+        };
       const lakeRows = l?.rows ?? '0';
       const lakeSum = l?.sum ?? '0';
       const manifestOk = m ? String(m.rows) === lakeRows && m.sum === lakeSum : !l;
-      return { month, lake_rows: lakeRows, lake_sum: lakeSum, postgres_rows: pgRows, postgres_sum: pgSum, ok: manifestOk && lakeRows === pgRows && sameDecimal(lakeSum, pgSum) };
+      return {
+        month,
+        lake_rows: lakeRows,
+        lake_sum: lakeSum,
+        postgres_rows: pgRows,
+        postgres_sum: pgSum,
+        ok: manifestOk && lakeRows === pgRows && sameDecimal(lakeSum, pgSum),
+      };
     });
     return { ok: !bad.length && monthChecks.every((c) => c.ok), watermark: manifest.watermark, months: monthChecks, files: bad };
   } finally {

@@ -38,7 +38,10 @@ function statementsFor(tables: TableMap) {
   // Statement names must differ between mappings: a name is prepared once per connection.
   const tag = tables.mapped ? `_${tables.invoices.schema}_${tables.invoices.table}` : '';
   return {
-    byPrimaryKey: { name: `invoices_get${tag}`, text: `SELECT ${columns} FROM ${qualified(tables.invoices)} i ${parties} WHERE i.${q(i.invoice_id)} = $1` },
+    byPrimaryKey: {
+      name: `invoices_get${tag}`,
+      text: `SELECT ${columns} FROM ${qualified(tables.invoices)} i ${parties} WHERE i.${q(i.invoice_id)} = $1`,
+    },
     // Partitioned: straight to the partition whose id range holds the id (see withIdRanges);
     // else in two cheap steps that do not grow with the number of partitions:
     // 1. the issue_date from invoice_ids (an index-only scan; as text, so it round-trips exactly);
@@ -46,7 +49,10 @@ function statementsFor(tables: TableMap) {
     // A single statement over the parent cannot do this: with the date known only at run time,
     // every partition is planned (custom plan) or initialised and locked (generic plan) on each
     // lookup, and a join probes the partitions one by one.
-    locate: { name: `invoices_locate${tag}`, text: `SELECT issue_date::text AS issue_date FROM ${locatorName(tables)} WHERE invoice_id = $1` },
+    locate: {
+      name: `invoices_locate${tag}`,
+      text: `SELECT issue_date::text AS issue_date FROM ${locatorName(tables)} WHERE invoice_id = $1`,
+    },
     byPartition: (partition: string) => ({
       name: `invoices_get${tag}_${partition}`,
       text: `SELECT ${columns} FROM ${q(tables.invoices.schema)}.${q(partition)} i ${parties} WHERE i.${q(i.invoice_id)} = $1`,
@@ -71,7 +77,10 @@ async function planFor(client: Client, tables: TableMap): Promise<Plan> {
   let plan = plans.get(client);
   if (!plan) {
     const { layout, locator } = await detectLayout(client, tables);
-    const partitions = layout === 'partitioned' && locator ? await withIdRanges(client, tables, await listPartitions(client, qualified(tables.invoices))) : undefined;
+    const partitions =
+      layout === 'partitioned' && locator
+        ? await withIdRanges(client, tables, await listPartitions(client, qualified(tables.invoices)))
+        : undefined;
     plan = { statements: statementsFor(tables), partitions };
     plans.set(client, plan);
   }
@@ -87,9 +96,16 @@ async function withIdRanges(client: Client, tables: TableMap, partitions: Partit
   const id = quoteIdent(tables.invoices.columns.invoice_id);
   const schema = quoteIdent(tables.invoices.schema);
   const { rows } = await client.query<{ name: string; lo: string | null; hi: string | null }>(
-    partitions.map((p) => `SELECT ${client.escapeLiteral(p.name)} AS name, min(${id})::text AS lo, max(${id})::text AS hi FROM ${schema}.${quoteIdent(p.name)}`).join(' UNION ALL '),
+    partitions
+      .map(
+        (p) =>
+          `SELECT ${client.escapeLiteral(p.name)} AS name, min(${id})::text AS lo, max(${id})::text AS hi FROM ${schema}.${quoteIdent(p.name)}`,
+      )
+      .join(' UNION ALL '),
   );
-  const ranges = new Map(rows.filter((r) => r.lo !== null && r.hi !== null).map((r) => [r.name, [BigInt(r.lo!), BigInt(r.hi!)] as [bigint, bigint]]));
+  const ranges = new Map(
+    rows.filter((r) => r.lo !== null && r.hi !== null).map((r) => [r.name, [BigInt(r.lo!), BigInt(r.hi!)] as [bigint, bigint]]),
+  );
   return partitions.map((p) => ({ ...p, ids: ranges.get(p.name) }));
 }
 
@@ -109,8 +125,10 @@ export async function getInvoice(client: Client, id: bigint, tables: TableMap = 
       const located = (await client.query<{ issue_date: string }>({ ...statements.locate, values })).rows[0];
       if (located) {
         const partition = partitionFor(partitions, located.issue_date);
-        if (partition && partition !== candidates[0]?.name) rows = (await client.query<InvoiceDetail>({ ...statements.byPartition(partition), values })).rows;
-        if (!rows.length) rows = (await client.query<InvoiceDetail>({ ...statements.byIdAndDate, values: [...values, located.issue_date] })).rows;
+        if (partition && partition !== candidates[0]?.name)
+          rows = (await client.query<InvoiceDetail>({ ...statements.byPartition(partition), values })).rows;
+        if (!rows.length)
+          rows = (await client.query<InvoiceDetail>({ ...statements.byIdAndDate, values: [...values, located.issue_date] })).rows;
       }
     }
   }

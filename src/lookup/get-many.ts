@@ -29,7 +29,11 @@ const statements = new WeakMap<Client, { name: string; text: string }>();
  * The invoices of `ids` that exist, keyed by id (decimal string); ids not in the map were not
  * found. One statement for the whole batch; duplicates in `ids` are looked up once.
  */
-export async function getInvoices(client: Client, ids: readonly bigint[], tables: TableMap = DEFAULT_TABLES): Promise<Map<string, InvoiceDetail>> {
+export async function getInvoices(
+  client: Client,
+  ids: readonly bigint[],
+  tables: TableMap = DEFAULT_TABLES,
+): Promise<Map<string, InvoiceDetail>> {
   let statement = statements.get(client);
   if (!statement) {
     const { layout, locator } = await detectLayout(client, tables);

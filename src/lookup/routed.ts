@@ -20,7 +20,11 @@ export class RoutedLookup {
    * `reader`: a client and which server it is on (connectReader's, or a pooled client of
    * readServer's choice: the caller ends it); `ctx`: the primary's context.
    */
-  constructor(private readonly ctx: DbContext, private readonly reader: Pick<Reader, 'client' | 'on'>, private readonly tables: TableMap) {}
+  constructor(
+    private readonly ctx: DbContext,
+    private readonly reader: Pick<Reader, 'client' | 'on'>,
+    private readonly tables: TableMap,
+  ) {}
 
   /** One invoice; NotFoundError when neither the reader nor (behind a replica) the primary has it. */
   async one(id: bigint): Promise<InvoiceDetail> {

@@ -65,7 +65,14 @@ export function createProgress(label: string, opts: ProgressOptions): Progress {
   };
   const draw = () => {
     if (!live || !current) return;
-    const text = renderLine(opts.job ?? label, current, performance.now(), jobStarted, FRAMES[frame++ % FRAMES.length], opts.color ?? false);
+    const text = renderLine(
+      opts.job ?? label,
+      current,
+      performance.now(),
+      jobStarted,
+      FRAMES[frame++ % FRAMES.length],
+      opts.color ?? false,
+    );
     // Room for the terminal's own "^C" echo: a line that wraps can no longer be cleared with \r.
     const width = Math.max(20, (stream.columns || 100) - 4);
     stream.write(`\r\x1b[2K${fit(text, width)}`);
@@ -127,7 +134,8 @@ export function renderLine(job: string, p: PhaseState, now: number, jobStarted: 
   }
   const rate = secs > 0.5 ? p.done / secs : 0;
   if (rate >= 10) parts.push(`${fmtInt(Math.round(rate))} ${unit}/s`);
-  else if (p.done > 0 && secs > 0) parts.push(`${(secs / p.done).toFixed(1)} s per ${unit === 'indexes' ? 'index' : unit.replace(/s$/, '')}`);
+  else if (p.done > 0 && secs > 0)
+    parts.push(`${(secs / p.done).toFixed(1)} s per ${unit === 'indexes' ? 'index' : unit.replace(/s$/, '')}`);
   if (p.total && p.done > 0 && p.done < p.total && secs > 0.5) {
     // What is left at the rate so far, less the time already spent on the item in flight.
     const left = ((p.total - p.done) * secs) / p.done - (now - p.movedAt) / 1000;

@@ -23,16 +23,23 @@ export function parseFormat(value: string): Format {
 }
 
 /** Renders rows for stdout; `single` prints one JSON object instead of an array. */
-export async function render<T extends object>(rows: T[], columns: Column<T>[], format: Format, opts: { single?: boolean; color?: boolean } = {}): Promise<string> {
+export async function render<T extends object>(
+  rows: T[],
+  columns: Column<T>[],
+  format: Format,
+  opts: { single?: boolean; color?: boolean } = {},
+): Promise<string> {
   switch (format) {
     case 'json': {
       const out = rows.map((r) => jsonRecord(r, columns));
       return JSON.stringify(opts.single ? out[0] : out, null, 2) + '\n';
     }
     case 'csv':
-      return [columns.map((c) => csvCell(c.key)), ...rows.map((r) => columns.map((c) => csvCell(cell(r, c)))).map((l) => l)]
-        .map((l) => l.join(','))
-        .join('\n') + '\n';
+      return (
+        [columns.map((c) => csvCell(c.key)), ...rows.map((r) => columns.map((c) => csvCell(cell(r, c)))).map((l) => l)]
+          .map((l) => l.join(','))
+          .join('\n') + '\n'
+      );
     case 'table': {
       // Loaded only here: JSON and CSV output (scripts, pipes) never pay for it.
       const cells = rows.map((r) => columns.map((c) => cell(r, c)));
@@ -47,7 +54,9 @@ export async function render<T extends object>(rows: T[], columns: Column<T>[], 
         style: opts.color ? { head: ['cyan'] } : { head: [], border: [] },
         // No rule between rows, so long listings stay readable; unless cells wrap onto several lines
         // (at the width, not at word boundaries: cli-table3 would cut a longer word short).
-        ...(wrapped ? { colWidths: widths, wordWrap: true, wrapOnWordBoundary: false } : { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } }),
+        ...(wrapped
+          ? { colWidths: widths, wordWrap: true, wrapOnWordBoundary: false }
+          : { chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' } }),
       });
       for (const r of cells) table.push(r);
       const text = table.toString();
@@ -78,7 +87,10 @@ function fitWidths<T>(columns: Column<T>[], cells: string[][], rows: number): nu
   const borders = columns.length + 1;
   if (natural.reduce((a, b) => a + b, 0) + borders <= MAX_TABLE_WIDTH) return natural;
   if (rows <= 1) return undefined;
-  const flex = columns.map((c, i) => (!c.kind || c.kind === 'text' ? i : -1)).filter((i) => i >= 0).sort((a, b) => natural[a] - natural[b]);
+  const flex = columns
+    .map((c, i) => (!c.kind || c.kind === 'text' ? i : -1))
+    .filter((i) => i >= 0)
+    .sort((a, b) => natural[a] - natural[b]);
   let budget = MAX_TABLE_WIDTH - borders - natural.reduce((sum, w, i) => (flex.includes(i) ? sum : sum + w), 0);
   const widths = [...natural];
   // The narrow text columns keep their width; the rest share what is left evenly.
@@ -95,15 +107,17 @@ function vertical<T extends object>(rows: T[], columns: Column<T>[], color?: boo
   const pad = Math.max(...labels.map((l) => l.length));
   const valueWidth = Math.max(20, MAX_TABLE_WIDTH - pad - 3);
   const head = (s: string) => (color ? `\x1b[36m${s}\x1b[39m` : s);
-  return rows.map((r, n) => {
-    const lines = columns.map((c, i) => {
-      // Long values wrap under themselves, so no line passes MAX_TABLE_WIDTH.
-      const value = cell(r, c);
-      const chunks = value.length ? (value.match(new RegExp(`.{1,${valueWidth}}`, 'g')) ?? [value]) : [''];
-      return chunks.map((chunk, j) => `${j ? ' '.repeat(pad) : head(labels[i].padEnd(pad))} | ${chunk}`.trimEnd()).join('\n');
-    });
-    return (rows.length > 1 ? `-[ RECORD ${n + 1} ]${'-'.repeat(Math.max(0, pad - 12))}\n` : '') + lines.join('\n') + '\n';
-  }).join('');
+  return rows
+    .map((r, n) => {
+      const lines = columns.map((c, i) => {
+        // Long values wrap under themselves, so no line passes MAX_TABLE_WIDTH.
+        const value = cell(r, c);
+        const chunks = value.length ? (value.match(new RegExp(`.{1,${valueWidth}}`, 'g')) ?? [value]) : [''];
+        return chunks.map((chunk, j) => `${j ? ' '.repeat(pad) : head(labels[i].padEnd(pad))} | ${chunk}`.trimEnd()).join('\n');
+      });
+      return (rows.length > 1 ? `-[ RECORD ${n + 1} ]${'-'.repeat(Math.max(0, pad - 12))}\n` : '') + lines.join('\n') + '\n';
+    })
+    .join('');
 }
 
 function cell<T extends object>(row: T, c: Column<T>): string {

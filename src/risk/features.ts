@@ -3,8 +3,21 @@
 // lines in `invoices risk explain`; computeFeatures and score run them in order. Adding a
 // feature is one entry here, its fields in Features (model.ts), and its tests.
 import {
-  BASE_DAYS, DAY_MS, dayOf, medianInPlace, readAmount, THIN_HISTORY, UnscorableError, VELOCITY_WINDOWS,
-  type Features, type GlobalStats, type History, type Invoice, type Reason, type Scored, type Velocity,
+  BASE_DAYS,
+  DAY_MS,
+  dayOf,
+  medianInPlace,
+  readAmount,
+  THIN_HISTORY,
+  UnscorableError,
+  VELOCITY_WINDOWS,
+  type Features,
+  type GlobalStats,
+  type History,
+  type Invoice,
+  type Reason,
+  type Scored,
+  type Velocity,
 } from './model.js';
 
 const DUPLICATE_DAYS = 3;
@@ -65,7 +78,10 @@ const amount: RiskFeature = {
     into.amountZ = (logAmount - median) / sigma;
   },
   reasons(f, add) {
-    const basis = () => f.amountBaseline === 'issuer' ? `this issuer's median of ${money(f.baselineMedian)} over its last ${f.priorInvoices} invoices` : `the median of all issuers, ${money(f.baselineMedian)} (the issuer has ${f.priorInvoices} prior invoices)`;
+    const basis = () =>
+      f.amountBaseline === 'issuer'
+        ? `this issuer's median of ${money(f.baselineMedian)} over its last ${f.priorInvoices} invoices`
+        : `the median of all issuers, ${money(f.baselineMedian)} (the issuer has ${f.priorInvoices} prior invoices)`;
     if (f.amountZ >= 3) add('AMOUNT_HIGH', 0.12 * (f.amountZ - 2), `amount is ${f.amountZ.toFixed(1)} robust SDs above ${basis()}`);
     else if (f.amountZ <= -4) add('AMOUNT_LOW', 0.08, `amount is ${(-f.amountZ).toFixed(1)} robust SDs below ${basis()}`);
     if (f.priorInvoices < THIN_HISTORY) add('THIN_HISTORY', 0.05, `the issuer has only ${f.priorInvoices} prior invoices`);
@@ -102,7 +118,11 @@ const velocity: RiskFeature = {
       if (back < 7) counts[1] += n;
       counts[2] += n;
     }
-    into.velocity = VELOCITY_WINDOWS.map((days, i) => ({ days, count: counts[i], expected: baseDays > 0 ? (base / baseDays) * days : NaN }));
+    into.velocity = VELOCITY_WINDOWS.map((days, i) => ({
+      days,
+      count: counts[i],
+      expected: baseDays > 0 ? (base / baseDays) * days : NaN,
+    }));
   },
   reasons(f, add) {
     // The strongest burst among the windows, against the issuer's usual pace.
@@ -113,9 +133,18 @@ const velocity: RiskFeature = {
       const threshold = v.days === 1 ? 4 : v.days === 7 ? 3 : 2;
       if (ratio >= threshold && (!burst || ratio > burst.ratio)) burst = { v, ratio };
     }
-    if (burst) add(`VELOCITY_${burst.v.days}D`, 0.1 * Math.log2(burst.ratio), `${burst.v.count} invoices in the last ${burst.v.days === 1 ? 'day' : `${burst.v.days} days`}, ${burst.ratio.toFixed(1)}x this issuer's usual ${burst.v.expected.toFixed(1)}`);
+    if (burst)
+      add(
+        `VELOCITY_${burst.v.days}D`,
+        0.1 * Math.log2(burst.ratio),
+        `${burst.v.count} invoices in the last ${burst.v.days === 1 ? 'day' : `${burst.v.days} days`}, ${burst.ratio.toFixed(1)}x this issuer's usual ${burst.v.expected.toFixed(1)}`,
+      );
   },
-  explain: (f) => f.velocity.map((v) => ({ feature: `invoices in the last ${v.days} day(s)`, value: `${v.count} (usual ${Number.isFinite(v.expected) ? v.expected.toFixed(1) : 'unknown: young issuer'})` })),
+  explain: (f) =>
+    f.velocity.map((v) => ({
+      feature: `invoices in the last ${v.days} day(s)`,
+      value: `${v.count} (usual ${Number.isFinite(v.expected) ? v.expected.toFixed(1) : 'unknown: young issuer'})`,
+    })),
 };
 
 /** Invoices of the same issuer to the same receiver for the same amount in the days before. */
@@ -126,7 +155,12 @@ const duplicates: RiskFeature = {
     into.nearDuplicates = n;
   },
   reasons(f, add) {
-    if (f.nearDuplicates > 0) add('NEAR_DUPLICATE', 0.35 + 0.1 * (f.nearDuplicates - 1), `${f.nearDuplicates} invoice(s) with the same receiver and amount in the ${DUPLICATE_DAYS} days before`);
+    if (f.nearDuplicates > 0)
+      add(
+        'NEAR_DUPLICATE',
+        0.35 + 0.1 * (f.nearDuplicates - 1),
+        `${f.nearDuplicates} invoice(s) with the same receiver and amount in the ${DUPLICATE_DAYS} days before`,
+      );
   },
   explain: (f) => [{ feature: `same receiver and amount in ${DUPLICATE_DAYS} days`, value: String(f.nearDuplicates) }],
 };

@@ -60,13 +60,16 @@ export async function follow(connect: () => Promise<Client>, tables: TableMap, o
         opts.onConnected?.();
       }
       // Counted per committed batch: a run stopped by the signal throws, its batches still count.
-      const r = await scorer.run({ kind: 'last' }, {
-        signal,
-        onBatch: (b) => {
-          addInto(total, b);
-          opts.onBatch?.(b);
+      const r = await scorer.run(
+        { kind: 'last' },
+        {
+          signal,
+          onBatch: (b) => {
+            addInto(total, b);
+            opts.onBatch?.(b);
+          },
         },
-      });
+      );
       total.cursor = r.cursor;
       total.horizon = r.horizon || total.horizon;
       if (signal.aborted) break;

@@ -69,7 +69,12 @@ export class HistoryStore {
    * starts from, if any): rows the walk reaches later are left out, as it appends them then
    * (loading them too would count them twice).
    */
-  async load(client: Client, src: SourceTable, invoices: readonly SourceInvoice[], upTo?: { xid: string; id: string; from?: string }): Promise<void> {
+  async load(
+    client: Client,
+    src: SourceTable,
+    invoices: readonly SourceInvoice[],
+    upTo?: { xid: string; id: string; from?: string },
+  ): Promise<void> {
     const first = new Map<string, SourceInvoice>();
     for (const inv of invoices) {
       if (this.issuers.has(inv.issuer)) continue;
@@ -96,25 +101,25 @@ export class HistoryStore {
     }
     // One client runs one query at a time: three round trips, each an index scan per issuer.
     const recent = await client.query<{ issuer: string; t: number; receiver: string; amount: string }>(
-        `SELECT b.issuer::text AS issuer, h.t, h.receiver, h.amount FROM ${from}
+      `SELECT b.issuer::text AS issuer, h.t, h.receiver, h.amount FROM ${from}
           CROSS JOIN LATERAL (SELECT (extract(epoch FROM i.${col.issue_date}) * 1000)::float8 AS t, i.${col.receiver_id}::text AS receiver, i.${col.amount}::text AS amount
                                 FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before} ${walked}
                                ORDER BY i.${col.issue_date} DESC LIMIT ${RECENT}) h`,
-        params,
-      );
+      params,
+    );
     const daily = await client.query<{ issuer: string; day: number; n: number }>(
-        `SELECT b.issuer::text AS issuer, d.day, d.n FROM ${from}
+      `SELECT b.issuer::text AS issuer, d.day, d.n FROM ${from}
           CROSS JOIN LATERAL (SELECT floor(extract(epoch FROM i.${col.issue_date}) / 86400)::int AS day, count(*)::int AS n
                                 FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before}
                                  AND i.${col.issue_date} >= ${before} - interval '${DAILY_RANGE} days' ${walked} GROUP BY 1) d`,
-        params,
-      );
+      params,
+    );
     const parties = await client.query<{ issuer: string; receivers: string[]; first: number | null }>(
-        `SELECT b.issuer::text AS issuer, p.receivers, p.first FROM ${from}
+      `SELECT b.issuer::text AS issuer, p.receivers, p.first FROM ${from}
           CROSS JOIN LATERAL (SELECT array_agg(DISTINCT i.${col.receiver_id}::text) AS receivers, (extract(epoch FROM min(i.${col.issue_date})) * 1000)::float8 AS first
                                 FROM ${table} i WHERE i.${col.issuer_id} = b.issuer AND i.${col.issue_date} < ${before} ${walked}) p`,
-        params,
-      );
+      params,
+    );
     for (const id of ids) this.issuers.set(id, { recent: [], latest: -Infinity, daily: new DayCounts(), receivers: new Set() });
     // LATERAL ... ORDER BY DESC: newest first; the state keeps oldest first.
     for (const r of recent.rows.reverse()) {

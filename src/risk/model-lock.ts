@@ -16,7 +16,11 @@ function lockKey(src: SourceTable, model: string): string {
 }
 
 /** Takes the session lock of this source and model; without `wait`, fails naming the backend that holds it. */
-export async function lockModel(client: Client, src: SourceTable, { modelVersion: model, wait, signal, log }: { modelVersion: string; wait?: boolean; signal?: AbortSignal; log: Logger }): Promise<void> {
+export async function lockModel(
+  client: Client,
+  src: SourceTable,
+  { modelVersion: model, wait, signal, log }: { modelVersion: string; wait?: boolean; signal?: AbortSignal; log: Logger },
+): Promise<void> {
   const lock: [number, string] = [LOCK_CLASS, lockKey(src, model)];
   const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', lock);
   if (rows[0].ok) return;
@@ -26,11 +30,18 @@ export async function lockModel(client: Client, src: SourceTable, { modelVersion
         AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2`,
     lock,
   );
-  const who = holder[0] ? ` (backend pid ${holder[0].pid}${holder[0].addr ? ` from ${holder[0].addr}` : ''}, connected since ${holder[0].since})` : '';
+  const who = holder[0]
+    ? ` (backend pid ${holder[0].pid}${holder[0].addr ? ` from ${holder[0].addr}` : ''}, connected since ${holder[0].since})`
+    : '';
   const other = `another \`invoices risk\` is scoring model ${model} of ${src.name}${who}`;
   if (!wait) throw new ScorerBusyError(`${other}: this run did nothing; let it finish, or pass --wait to queue behind it`);
   log.info(`${other}: waiting for it (Ctrl-C to stop waiting)`);
-  await waitForAdvisoryLock(client, lock, signal, `interrupted while waiting for the other \`invoices risk\` of model ${model}: nothing was scored`);
+  await waitForAdvisoryLock(
+    client,
+    lock,
+    signal,
+    `interrupted while waiting for the other \`invoices risk\` of model ${model}: nothing was scored`,
+  );
 }
 
 /** Another scorer holds the model's lock. */

@@ -99,7 +99,8 @@ export function readAmount(amount: string): { key: string; log: number } {
   if (!/^\d+(\.\d+)?$/.test(amount)) throw new UnscorableError(`amount "${amount}" is not a positive decimal`);
   const key = amount.includes('.') ? amount.replace(/0+$/, '').replace(/\.$/, '') : amount;
   const value = Number(key);
-  if (!(value > 0) || !Number.isFinite(value)) throw new UnscorableError(`amount ${amount} cannot be scored: the model needs an amount above zero`);
+  if (!(value > 0) || !Number.isFinite(value))
+    throw new UnscorableError(`amount ${amount} cannot be scored: the model needs an amount above zero`);
   return { key, log: Math.log(value) };
 }
 

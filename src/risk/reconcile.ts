@@ -32,13 +32,21 @@ export interface Reconciled {
  * that are gone, rewinds the cursor and stores the new lineage, saying so through `log`.
  * Returns the cursor to walk from. The caller holds the source and model's lock.
  */
-export async function reconcileLineage(client: Client, src: SourceTable, model: string, stored: Watermark, log: Logger): Promise<{ cursor: Cursor; reconciled?: Reconciled }> {
+export async function reconcileLineage(
+  client: Client,
+  src: SourceTable,
+  model: string,
+  stored: Watermark,
+  log: Logger,
+): Promise<{ cursor: Cursor; reconciled?: Reconciled }> {
   const now = await readLineage(client, src);
   const change = compareLineage(stored.lineage, now);
   if (change.kind === 'same') return { cursor: stored.cursor };
   if (!stored.lineage) {
     // The first run of this model on this table (or a watermark made by hand): nothing to reconcile unless scores exist.
-    const { rows: [{ any }] } = await client.query<{ any: boolean }>(
+    const {
+      rows: [{ any }],
+    } = await client.query<{ any: boolean }>(
       `SELECT EXISTS (SELECT 1 FROM risk_scores WHERE source_id = $1 AND model_version = $2)
            OR EXISTS (SELECT 1 FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2) AS any`,
       [src.id, model],
@@ -51,44 +59,59 @@ export async function reconcileLineage(client: Client, src: SourceTable, model: 
   const reason = stored.lineage ? change.reason : 'no lineage recorded for the stored scores';
   const leaves = change.kind === 'leaves' ? change.leaves : undefined;
   const started = performance.now();
-  const r = await transaction(client, async () => {
-    const { rows: [w] } = await client.query<{ xid: string; id: string }>(
-      'SELECT cursor_xid::text AS xid, cursor_invoice_id::text AS id FROM risk_watermarks WHERE source_id = $1 AND model_version = $2 FOR UPDATE',
-      [src.id, model],
-    );
-    const from: Cursor = { xid: w.xid, invoiceId: w.id };
-    // Every score of this source and model against every row: one hash anti join (a nested
-    // loop would probe each partition's index once per score; right after a first run the
-    // scores have no statistics, and the planner would pick it).
-    const gone = (table: string) =>
-      `DELETE FROM ${table} s WHERE s.source_id = $1 AND s.model_version = $2
+  const r = await transaction(
+    client,
+    async () => {
+      const {
+        rows: [w],
+      } = await client.query<{ xid: string; id: string }>(
+        'SELECT cursor_xid::text AS xid, cursor_invoice_id::text AS id FROM risk_watermarks WHERE source_id = $1 AND model_version = $2 FOR UPDATE',
+        [src.id, model],
+      );
+      const from: Cursor = { xid: w.xid, invoiceId: w.id };
+      // Every score of this source and model against every row: one hash anti join (a nested
+      // loop would probe each partition's index once per score; right after a first run the
+      // scores have no statistics, and the planner would pick it).
+      const gone = (table: string) =>
+        `DELETE FROM ${table} s WHERE s.source_id = $1 AND s.model_version = $2
           AND NOT EXISTS (SELECT 1 FROM ${src.table} i WHERE i.${src.col.invoice_id} = s.invoice_id AND i.created_xid = s.invoice_xid)`;
-    const [removedScores, removedDeadLetters] = await withSettings(client, { enable_nestloop: 'off' }, async () => [
-      (await client.query(gone('risk_scores'), [src.id, model])).rowCount ?? 0,
-      (await client.query(gone('risk_dead_letters'), [src.id, model])).rowCount ?? 0,
-    ]);
-    const oldest = await oldestUncovered(client, src, model, from, leaves);
-    const to = oldest && compareCursor(justBefore(oldest), from) < 0 ? justBefore(oldest) : from;
-    await client.query(
-      'UPDATE risk_watermarks SET lineage = $3, cursor_xid = $4, cursor_invoice_id = $5 WHERE source_id = $1 AND model_version = $2',
-      [src.id, model, JSON.stringify(now), to.xid, to.invoiceId],
-    );
-    return { reason, removedScores, removedDeadLetters, from, to };
-  }, { settings: { work_mem: '256MB' } });
+      const [removedScores, removedDeadLetters] = await withSettings(client, { enable_nestloop: 'off' }, async () => [
+        (await client.query(gone('risk_scores'), [src.id, model])).rowCount ?? 0,
+        (await client.query(gone('risk_dead_letters'), [src.id, model])).rowCount ?? 0,
+      ]);
+      const oldest = await oldestUncovered(client, src, model, from, leaves);
+      const to = oldest && compareCursor(justBefore(oldest), from) < 0 ? justBefore(oldest) : from;
+      await client.query(
+        'UPDATE risk_watermarks SET lineage = $3, cursor_xid = $4, cursor_invoice_id = $5 WHERE source_id = $1 AND model_version = $2',
+        [src.id, model, JSON.stringify(now), to.xid, to.invoiceId],
+      );
+      return { reason, removedScores, removedDeadLetters, from, to };
+    },
+    { settings: { work_mem: '256MB' } },
+  );
   const ms = performance.now() - started;
-  const removed = r.removedScores || r.removedDeadLetters
-    ? `removed ${r.removedScores} score(s) and ${r.removedDeadLetters} dead letter(s) of invoices no longer in the table (those of rows still there are kept)`
-    : 'no score belonged to a row that is gone';
-  const cursor = compareCursor(r.to, r.from) < 0
-    ? `cursor rewound from ${r.from.xid}/${r.from.invoiceId} to ${r.to.xid}/${r.to.invoiceId} (before the oldest invoice without a current score)`
-    : `cursor kept at ${r.from.xid}/${r.from.invoiceId} (every invoice at or below it has a current score)`;
+  const removed =
+    r.removedScores || r.removedDeadLetters
+      ? `removed ${r.removedScores} score(s) and ${r.removedDeadLetters} dead letter(s) of invoices no longer in the table (those of rows still there are kept)`
+      : 'no score belonged to a row that is gone';
+  const cursor =
+    compareCursor(r.to, r.from) < 0
+      ? `cursor rewound from ${r.from.xid}/${r.from.invoiceId} to ${r.to.xid}/${r.to.invoiceId} (before the oldest invoice without a current score)`
+      : `cursor kept at ${r.from.xid}/${r.from.invoiceId} (every invoice at or below it has a current score)`;
   const say = r.removedScores || r.removedDeadLetters || compareCursor(r.to, r.from) < 0 ? log.warn : log.info;
-  say.call(log, `risk scores of ${src.name} (model ${model}): the table changed since the last run (${reason}): ${removed}; ${cursor} [${ms.toFixed(0)} ms]`);
+  say.call(
+    log,
+    `risk scores of ${src.name} (model ${model}): the table changed since the last run (${reason}): ${removed}; ${cursor} [${ms.toFixed(0)} ms]`,
+  );
   return { cursor: r.to, reconciled: r };
 }
 
 async function storeLineage(client: Client, src: SourceTable, model: string, lineage: Lineage): Promise<void> {
-  await client.query('UPDATE risk_watermarks SET lineage = $3 WHERE source_id = $1 AND model_version = $2', [src.id, model, JSON.stringify(lineage)]);
+  await client.query('UPDATE risk_watermarks SET lineage = $3 WHERE source_id = $1 AND model_version = $2', [
+    src.id,
+    model,
+    JSON.stringify(lineage),
+  ]);
 }
 
 /**
@@ -97,7 +120,13 @@ async function storeLineage(client: Client, src: SourceTable, model: string, lin
  * such rows (the others kept every row and every score), so only they are searched, each
  * through its created_xid index.
  */
-async function oldestUncovered(client: Client, src: SourceTable, model: string, cursor: Cursor, leaves?: string[]): Promise<Cursor | undefined> {
+async function oldestUncovered(
+  client: Client,
+  src: SourceTable,
+  model: string,
+  cursor: Cursor,
+  leaves?: string[],
+): Promise<Cursor | undefined> {
   const { col } = src;
   let relations = [src.table];
   if (leaves) {
@@ -114,9 +143,11 @@ async function oldestUncovered(client: Client, src: SourceTable, model: string, 
   // without one: forced, as statistics-less scores (just after a first run) make the planner
   // compare every row with every score instead.
   const off = { enable_hashjoin: 'off', enable_mergejoin: 'off', enable_material: 'off', enable_sort: 'off' };
-  const { rows } = await withSettings(client, off, () => client.query<{ xid: string; id: string }>(
-    `SELECT u.created_xid::text AS xid, u.invoice_id::text AS id FROM (${relations.map(one).join(' UNION ALL ')}) u ORDER BY u.created_xid, u.invoice_id LIMIT 1`,
-    [src.id, model, cursor.xid, cursor.invoiceId],
-  ));
+  const { rows } = await withSettings(client, off, () =>
+    client.query<{ xid: string; id: string }>(
+      `SELECT u.created_xid::text AS xid, u.invoice_id::text AS id FROM (${relations.map(one).join(' UNION ALL ')}) u ORDER BY u.created_xid, u.invoice_id LIMIT 1`,
+      [src.id, model, cursor.xid, cursor.invoiceId],
+    ),
+  );
   return rows[0] ? { xid: rows[0].xid, invoiceId: rows[0].id } : undefined;
 }

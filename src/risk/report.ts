@@ -34,7 +34,15 @@ export interface RiskStatus {
   /** Why the table's contents changed since the last run (the next run reconciles), if they did. */
   tableChanged?: string;
   /** The oldest transaction that holds an xid: the horizon cannot pass it. */
-  oldestTransaction?: { pid: number; database: string | null; user: string | null; state: string | null; since: string; seconds: number; prepared: boolean };
+  oldestTransaction?: {
+    pid: number;
+    database: string | null;
+    user: string | null;
+    state: string | null;
+    since: string;
+    seconds: number;
+    prepared: boolean;
+  };
 }
 
 async function ready(client: Client, tables: TableMap): Promise<SourceTable> {
@@ -51,7 +59,9 @@ export async function riskStatus(client: Client, tables: TableMap, model: string
   // Read-only: the next run reconciles; status says that it will.
   const change = stored?.lineage ? compareLineage(stored.lineage, await readLineage(client, src)) : undefined;
   const after = `(i.created_xid, i.${src.col.invoice_id}) > ($1::xid8, $2::bigint)`;
-  const { rows: [w] } = await client.query<{ horizon: string; waiting: number; held: number }>(
+  const {
+    rows: [w],
+  } = await client.query<{ horizon: string; waiting: number; held: number }>(
     `SELECT h.x::text AS horizon, count(i.*)::int AS waiting, count(i.*) FILTER (WHERE i.created_xid >= h.x)::int AS held
        FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x) h LEFT JOIN ${src.table} i ON ${after} GROUP BY h.x`,
     [cursor.xid, cursor.invoiceId],
@@ -61,7 +71,10 @@ export async function riskStatus(client: Client, tables: TableMap, model: string
        FROM ${src.table} i WHERE ${after} ORDER BY i.created_xid, i.${src.col.invoice_id} LIMIT 1`,
     [cursor.xid, cursor.invoiceId],
   );
-  const { rows: dead } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2', [src.id, model]);
+  const { rows: dead } = await client.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2',
+    [src.id, model],
+  );
   const { rows: tx } = await client.query(
     `SELECT * FROM (
        SELECT pid, datname AS database, usename AS "user", state, xact_start AS since, extract(epoch FROM now() - xact_start)::float8 AS seconds, false AS prepared
@@ -113,9 +126,21 @@ export async function verifyRisk(client: Client, tables: TableMap, model: string
   // One pass: every row of the table against its score and dead letter by their whole key (a
   // hash join: with the scores just written and not analyzed yet, a nested loop could compare
   // every row with every score). Scores that no row matches are stale.
-  const { rows: [r] } = await transaction(client, () =>
-    client.query<{ checked: number; scored: number; dead: number; missing: number; sample: string[] | null; matched: number; total: number }>(
-      `SELECT count(*) FILTER (WHERE w.below)::int AS checked, count(s.invoice_id) FILTER (WHERE w.below)::int AS scored, count(d.invoice_id) FILTER (WHERE w.below)::int AS dead,
+  const {
+    rows: [r],
+  } = await transaction(
+    client,
+    () =>
+      client.query<{
+        checked: number;
+        scored: number;
+        dead: number;
+        missing: number;
+        sample: string[] | null;
+        matched: number;
+        total: number;
+      }>(
+        `SELECT count(*) FILTER (WHERE w.below)::int AS checked, count(s.invoice_id) FILTER (WHERE w.below)::int AS scored, count(d.invoice_id) FILTER (WHERE w.below)::int AS dead,
               count(*) FILTER (WHERE w.below AND s.invoice_id IS NULL AND d.invoice_id IS NULL)::int AS missing,
               (array_agg(${id}::text ORDER BY ${id}) FILTER (WHERE w.below AND s.invoice_id IS NULL AND d.invoice_id IS NULL))[1:20] AS sample,
               count(s.invoice_id)::int AS matched,
@@ -124,10 +149,22 @@ export async function verifyRisk(client: Client, tables: TableMap, model: string
          CROSS JOIN LATERAL (SELECT (i.created_xid, ${id}) <= ($1::xid8, $2::bigint) AS below) w
          LEFT JOIN risk_scores s ON s.source_id = $3 AND s.invoice_id = ${id} AND s.model_version = $4 AND s.invoice_xid = i.created_xid
          LEFT JOIN risk_dead_letters d ON d.source_id = $3 AND d.invoice_id = ${id} AND d.model_version = $4 AND d.invoice_xid = i.created_xid`,
-      [cursor.xid, cursor.invoiceId, src.id, model],
-    ), { settings: { enable_nestloop: 'off', work_mem: '256MB' } });
+        [cursor.xid, cursor.invoiceId, src.id, model],
+      ),
+    { settings: { enable_nestloop: 'off', work_mem: '256MB' } },
+  );
   const g = { stale: r.total - r.matched };
-  return { source: src.name, model, cursor, checked: r.checked, scored: r.scored, deadLetters: r.dead, missing: r.missing, missingIds: r.sample ?? [], stale: g.stale };
+  return {
+    source: src.name,
+    model,
+    cursor,
+    checked: r.checked,
+    scored: r.scored,
+    deadLetters: r.dead,
+    missing: r.missing,
+    missingIds: r.sample ?? [],
+    stale: g.stale,
+  };
 }
 
 interface StoredScore {
@@ -150,9 +187,18 @@ export interface Explanation {
 }
 
 /** The features and reasons of one invoice, recomputed from the table as it is now. */
-export async function explainInvoice(client: Client, tables: TableMap, invoiceId: string, model: string, now: number): Promise<Explanation> {
+export async function explainInvoice(
+  client: Client,
+  tables: TableMap,
+  invoiceId: string,
+  model: string,
+  now: number,
+): Promise<Explanation> {
   const src = await describeTable(client, tables);
-  if (!src.createdXid) throw new UsageError(`the risk scorer is not set up (${src.table} has no created_xid column): run \`invoices risk init\` (it prints what it changes)`);
+  if (!src.createdXid)
+    throw new UsageError(
+      `the risk scorer is not set up (${src.table} has no created_xid column): run \`invoices risk init\` (it prints what it changes)`,
+    );
   // Before the first run (no risk tables yet) the features still explain; nothing is stored.
   const scored = (await riskTables(client)) === 'ok';
   const { rows } = await client.query(`SELECT ${invoiceSelect(src)} FROM ${src.table} i WHERE i.${src.col.invoice_id} = $1`, [invoiceId]);
@@ -169,11 +215,13 @@ export async function explainInvoice(client: Client, tables: TableMap, invoiceId
     // A dead letter, usually: say so, and how to score it, rather than fail like a bug.
     const { rows: d } = scored
       ? await client.query<{ attempts: number }>(
-        'SELECT attempts FROM risk_dead_letters WHERE source_id = $1 AND invoice_id = $2 AND model_version = $3 AND invoice_xid = $4::xid8',
-        [src.id, invoiceId, model, invoice.xid],
-      )
+          'SELECT attempts FROM risk_dead_letters WHERE source_id = $1 AND invoice_id = $2 AND model_version = $3 AND invoice_xid = $4::xid8',
+          [src.id, invoiceId, model, invoice.xid],
+        )
       : { rows: [] };
-    const dead = d[0] ? `; it is a dead letter of model ${model} after ${d[0].attempts} attempt(s): fix it, then run \`invoices risk --retry-failed\`` : '';
+    const dead = d[0]
+      ? `; it is a dead letter of model ${model} after ${d[0].attempts} attempt(s): fix it, then run \`invoices risk --retry-failed\``
+      : '';
     throw new InvoicesError(`invoice ${invoiceId}: ${err.message}${dead}`, { cause: err });
   }
   if (!scored) return { source: src.name, invoice, features, result: score(features) };
@@ -186,5 +234,13 @@ export async function explainInvoice(client: Client, tables: TableMap, invoiceId
     [src.id, invoiceId, model, invoice.xid],
   );
   const found = s[0] ? { score: s[0].score, level: s[0].level, reasons: s[0].reasons, scoredAt: s[0].scoredAt } : undefined;
-  return { source: src.name, invoice, features, result: score(features), stored: s[0]?.current ? found : undefined, deadLetter: d[0], earlier: s[0] && !s[0].current ? found : undefined };
+  return {
+    source: src.name,
+    invoice,
+    features,
+    result: score(features),
+    stored: s[0]?.current ? found : undefined,
+    deadLetter: d[0],
+    earlier: s[0] && !s[0].current ? found : undefined,
+  };
 }

@@ -64,7 +64,15 @@ export interface RunSummary {
 }
 
 /** A summary with nothing counted yet. */
-export const emptySummary = (cursor: Cursor): RunSummary => ({ scored: 0, failed: 0, alreadyScored: 0, batches: 0, levels: { low: 0, medium: 0, high: 0 }, cursor, horizon: '' });
+export const emptySummary = (cursor: Cursor): RunSummary => ({
+  scored: 0,
+  failed: 0,
+  alreadyScored: 0,
+  batches: 0,
+  levels: { low: 0, medium: 0, high: 0 },
+  cursor,
+  horizon: '',
+});
 
 /** A scorer holding its model's lock on one connection. */
 export class Scorer {
@@ -103,7 +111,10 @@ export class Scorer {
 
   private async watermark() {
     const w = await readWatermark(this.client, this.src, this.opts.modelVersion);
-    if (!w) throw new DatabaseError(`the watermark of ${this.src.name} (model ${this.opts.modelVersion}) is gone (risk_watermarks changed during the run?): run again`);
+    if (!w)
+      throw new DatabaseError(
+        `the watermark of ${this.src.name} (model ${this.opts.modelVersion}) is gone (risk_watermarks changed during the run?): run again`,
+      );
     return w;
   }
 
@@ -145,11 +156,16 @@ export class Scorer {
     const coveredUpTo = since.kind === 'last' ? reconciled.coveredUpTo : undefined;
     const probe = (table: string, a: string) =>
       `LEFT JOIN LATERAL (SELECT true AS hit FROM ${table} ${a} WHERE ${a}.source_id = $5 AND ${a}.model_version = $6 AND ${a}.invoice_id = i.${col.invoice_id} AND ${a}.invoice_xid = i.created_xid LIMIT 1) ${a} ON true`;
-    const probing = selectWith(', (s.hit IS NOT NULL OR d.hit IS NOT NULL) AS covered', `${probe('risk_scores', 's')} ${probe('risk_dead_letters', 'd')}`);
+    const probing = selectWith(
+      ', (s.hit IS NOT NULL OR d.hit IS NOT NULL) AS covered',
+      `${probe('risk_scores', 's')} ${probe('risk_dead_letters', 'd')}`,
+    );
     if (limits.onBacklog) {
       const h = (await this.client.query<{ h: string }>('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS h')).rows[0].h;
       const dateCount = since.kind === 'date' ? `AND i.${col.issue_date} >= CAST(CAST($4 AS timestamptz) AS ${this.src.dateType})` : '';
-      const { rows: [{ n }] } = await this.client.query<{ n: string }>(
+      const {
+        rows: [{ n }],
+      } = await this.client.query<{ n: string }>(
         `SELECT count(*)::text AS n FROM ${this.src.table} i WHERE i.created_xid < $1::xid8 AND (i.created_xid, i.${col.invoice_id}) > ($2::xid8, $3::bigint) ${dateCount}`,
         since.kind === 'date' ? [h, walk.xid, walk.invoiceId, since.from] : [h, walk.xid, walk.invoiceId],
       );
@@ -182,7 +198,11 @@ export class Scorer {
         const batch = (await inOrder(this.client, probe ? probing : select, params)).map(toInvoice);
         if (!batch.length) break;
         // A run that finds nothing (--follow polls) writes nothing: no transaction id spent, no bloat.
-        if (advances && taken === 0) await this.client.query('UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE source_id = $1 AND model_version = $2', [this.src.id, modelVersion]);
+        if (advances && taken === 0)
+          await this.client.query(
+            'UPDATE risk_watermarks SET last_run_started_at = now(), last_run_scored = 0, last_run_failed = 0 WHERE source_id = $1 AND model_version = $2',
+            [this.src.id, modelVersion],
+          );
         taken += batch.length;
         const last = batch[batch.length - 1];
         walk = { xid: last.xid, invoiceId: last.id };
@@ -208,7 +228,12 @@ export class Scorer {
     let after = MIN_CURSOR.invoiceId;
     const { col, table } = this.src;
     if (limits.onBacklog) {
-      const { rows: [{ n }] } = await this.client.query<{ n: string }>('SELECT count(*)::text AS n FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2', [this.src.id, this.opts.modelVersion]);
+      const {
+        rows: [{ n }],
+      } = await this.client.query<{ n: string }>(
+        'SELECT count(*)::text AS n FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2',
+        [this.src.id, this.opts.modelVersion],
+      );
       limits.onBacklog(Number(n));
     }
     for (;;) {
@@ -220,11 +245,20 @@ export class Scorer {
       if (!rows.length) break;
       const ids = rows.map((r) => r.id);
       after = ids[ids.length - 1];
-      const found = (await this.client.query(`SELECT ${invoiceSelect(this.src)} FROM ${table} i WHERE i.${col.invoice_id} = ANY($1::bigint[]) ORDER BY i.created_xid, i.${col.invoice_id}`, [ids])).rows.map(toInvoice);
+      const found = (
+        await this.client.query(
+          `SELECT ${invoiceSelect(this.src)} FROM ${table} i WHERE i.${col.invoice_id} = ANY($1::bigint[]) ORDER BY i.created_xid, i.${col.invoice_id}`,
+          [ids],
+        )
+      ).rows.map(toInvoice);
       const present = new Set(found.map((i) => i.id));
       const gone = ids.filter((id) => !present.has(id));
       // A dead letter of an invoice deleted since: nothing left to score.
-      if (gone.length) await this.client.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [this.src.id, this.opts.modelVersion, gone]);
+      if (gone.length)
+        await this.client.query(
+          'DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])',
+          [this.src.id, this.opts.modelVersion, gone],
+        );
       total.gone += gone.length;
       const cursor = await this.cursor();
       const b = await this.commit(await this.prepare(found), 'replace', { from: cursor, to: cursor, horizon: '' });
@@ -249,7 +283,18 @@ export class Scorer {
     const now = this.opts.now?.() ?? Date.now();
     await this.history.load(this.client, this.src, batch, upTo);
     const ordered = [...batch].sort((a, b) => a.t - b.t || compareIds(a.id, b.id));
-    const p: PreparedBatch = { ids: [], xids: [], scores: [], levels: [], reasons: [], failedIds: [], failedXids: [], errors: [], counts: { low: 0, medium: 0, high: 0 }, covered: 0 };
+    const p: PreparedBatch = {
+      ids: [],
+      xids: [],
+      scores: [],
+      levels: [],
+      reasons: [],
+      failedIds: [],
+      failedXids: [],
+      errors: [],
+      counts: { low: 0, medium: 0, high: 0 },
+      covered: 0,
+    };
     for (const inv of ordered) {
       if (inv.covered) {
         p.covered++;
@@ -280,7 +325,11 @@ export class Scorer {
    * score of an earlier row with its id (another invoice_xid); a retried batch changes nothing.
    * 'replace' (--since all|DATE, --retry-failed): every score is written again.
    */
-  private async commit(p: PreparedBatch, conflict: 'keep' | 'replace', mark: { from: Cursor; to: Cursor; horizon: string }): Promise<RunSummary> {
+  private async commit(
+    p: PreparedBatch,
+    conflict: 'keep' | 'replace',
+    mark: { from: Cursor; to: Cursor; horizon: string },
+  ): Promise<RunSummary> {
     const { modelVersion } = this.opts;
     const source = this.src.id;
     const db = this.writer;
@@ -303,7 +352,11 @@ export class Scorer {
         summary.alreadyScored = p.ids.length - summary.scored + p.covered;
         // A scored invoice has no dead letter (of its own row, retried, or of an earlier row with its id).
         if (p.ids.length) {
-          await db.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [source, modelVersion, p.ids]);
+          await db.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [
+            source,
+            modelVersion,
+            p.ids,
+          ]);
         }
         if (p.failedIds.length) {
           // The score of an earlier row with the same id is not this invoice's.
@@ -329,9 +382,22 @@ export class Scorer {
           `UPDATE risk_watermarks SET cursor_xid = $3, cursor_invoice_id = $4, horizon = coalesce(NULLIF($5, '')::xid8, horizon),
                   last_batch_at = now(), last_run_scored = last_run_scored + $6, last_run_failed = last_run_failed + $7, total_scored = total_scored + $6
             WHERE source_id = $1 AND model_version = $2 AND cursor_xid = $8 AND cursor_invoice_id = $9`,
-          [source, modelVersion, mark.to.xid, mark.to.invoiceId, mark.horizon, summary.scored, summary.failed, mark.from.xid, mark.from.invoiceId],
+          [
+            source,
+            modelVersion,
+            mark.to.xid,
+            mark.to.invoiceId,
+            mark.horizon,
+            summary.scored,
+            summary.failed,
+            mark.from.xid,
+            mark.from.invoiceId,
+          ],
         );
-        if (moved !== 1) throw new DatabaseError(`the watermark of ${this.src.name} (model ${modelVersion}) moved during this batch (another scorer?): the batch was rolled back, nothing is lost`);
+        if (moved !== 1)
+          throw new DatabaseError(
+            `the watermark of ${this.src.name} (model ${modelVersion}) moved during this batch (another scorer?): the batch was rolled back, nothing is lost`,
+          );
       });
     } catch (err) {
       // The invoices of a batch that did not commit were appended to the histories: start them over.

@@ -14,7 +14,12 @@ const TRIGGER = 'invoices_risk_notify';
 
 /** The scorer's own index (its cursor walks the created_xid index of src/table/tracking.ts): the issuer-receiver pairs it has seen. */
 const RISK_INDEXES: IndexSpec[] = [
-  { suffix: 'risk_pair_idx', columns: ['issuer_id', 'receiver_id', 'issue_date'], include: [], purpose: 'receivers an issuer invoiced before (first invoice between two customers)' },
+  {
+    suffix: 'risk_pair_idx',
+    columns: ['issuer_id', 'receiver_id', 'issue_date'],
+    include: [],
+    purpose: 'receivers an issuer invoiced before (first invoice between two customers)',
+  },
 ];
 
 /**
@@ -34,7 +39,8 @@ export async function riskTables(client: Client): Promise<RiskTables> {
 }
 
 /** What is said when risk tables of an earlier version are dropped (init's step, and the automatic init). */
-export const OLD_TABLES_DROPPED = 'risk tables of an earlier version (scores bound to neither a source table nor the row they scored) dropped; every invoice is scored again';
+export const OLD_TABLES_DROPPED =
+  'risk tables of an earlier version (scores bound to neither a source table nor the row they scored) dropped; every invoice is scored again';
 
 /** The steps that make the scorer ready; empty when it is. */
 export async function planRiskSetup(client: Client, src: SourceTable): Promise<SetupStep[]> {

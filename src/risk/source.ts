@@ -29,5 +29,14 @@ export function asDate(s: SourceTable, param: string): string {
 
 /** Rows of invoiceSelect to SourceInvoice (t arrives as a float8: a JS number). */
 export function toInvoice(r: Record<string, unknown>): SourceInvoice {
-  return { id: r.id as string, xid: r.xid as string, at: r.at as string, t: Number(r.t), issuer: r.issuer as string, receiver: r.receiver as string, amount: r.amount as string, ...(r.covered ? { covered: true } : {}) };
+  return {
+    id: r.id as string,
+    xid: r.xid as string,
+    at: r.at as string,
+    t: Number(r.t),
+    issuer: r.issuer as string,
+    receiver: r.receiver as string,
+    amount: r.amount as string,
+    ...(r.covered ? { covered: true } : {}),
+  };
 }

@@ -45,10 +45,14 @@ export function justBefore(row: Cursor): Cursor {
 export async function assertRiskReady(client: Client, src: SourceTable): Promise<void> {
   const shape = await riskTables(client);
   if (shape === 'old') {
-    throw new UsageError('the risk tables are of an earlier version (their scores name neither the source table nor the row they scored): run `invoices risk init`, which drops them (every invoice is then scored again)');
+    throw new UsageError(
+      'the risk tables are of an earlier version (their scores name neither the source table nor the row they scored): run `invoices risk init`, which drops them (every invoice is then scored again)',
+    );
   }
   if (shape === 'missing' || !src.createdXid) {
-    throw new UsageError(`the risk scorer is not set up${src.createdXid ? '' : ` (${src.table} has no created_xid column)`}: run \`invoices risk init\` (it prints what it changes)`);
+    throw new UsageError(
+      `the risk scorer is not set up${src.createdXid ? '' : ` (${src.table} has no created_xid column)`}: run \`invoices risk init\` (it prints what it changes)`,
+    );
   }
 }
 
@@ -64,17 +68,38 @@ export interface Watermark {
 
 /** The watermark of a source and model; undefined before its first run. */
 export async function readWatermark(client: Client, src: SourceTable, model: string): Promise<Watermark | undefined> {
-  const { rows: [r] } = await client.query<{ xid: string; id: string; lineage: Lineage | null; started: string | null; batch: string | null; last: string; total: string }>(
+  const {
+    rows: [r],
+  } = await client.query<{
+    xid: string;
+    id: string;
+    lineage: Lineage | null;
+    started: string | null;
+    batch: string | null;
+    last: string;
+    total: string;
+  }>(
     `SELECT cursor_xid::text AS xid, cursor_invoice_id::text AS id, lineage, last_run_started_at AS started, last_batch_at AS batch,
             last_run_scored::text AS last, total_scored::text AS total
        FROM risk_watermarks WHERE source_id = $1 AND model_version = $2`,
     [src.id, model],
   );
   if (!r) return undefined;
-  return { cursor: { xid: r.xid, invoiceId: r.id }, lineage: r.lineage, lastRunStartedAt: r.started, lastBatchAt: r.batch, lastRunScored: Number(r.last), totalScored: Number(r.total) };
+  return {
+    cursor: { xid: r.xid, invoiceId: r.id },
+    lineage: r.lineage,
+    lastRunStartedAt: r.started,
+    lastBatchAt: r.batch,
+    lastRunScored: Number(r.last),
+    totalScored: Number(r.total),
+  };
 }
 
 /** The source and model's watermark row, created at the start of the walk when missing (its lineage is recorded by the first run). */
 export async function ensureWatermark(client: Client, src: SourceTable, model: string): Promise<void> {
-  await client.query('INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [src.id, model, src.key]);
+  await client.query('INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [
+    src.id,
+    model,
+    src.key,
+  ]);
 }

@@ -8,7 +8,6 @@ import { describeTable } from '../table/describe.js';
 import { sqlFile } from './sql-file.js';
 import { CUSTOMER_COLUMNS, DEFAULT_TABLES, INVOICE_COLUMNS, qualified, quoteIdent, type TableMap, type TableRef } from '../tables.js';
 
-
 /** The locator's table name: invoice_ids beside this tool's `invoices`, `<table>_ids` beside an adopted one. */
 export function locatorTable(tables: TableMap = DEFAULT_TABLES): string {
   const { table } = tables.invoices;
@@ -30,8 +29,14 @@ export function locatorSql(tables: TableMap = DEFAULT_TABLES, dateType = 'timest
   const id = (n: string) => (tables.mapped ? quoteIdent(n) : n);
   const rel = (n: string) => (tables.mapped ? `${quoteIdent(schema)}.${quoteIdent(n)}` : n);
   const vars: Record<string, string> = {
-    locator: rel(name), locator_pkey: id(`${name}_pkey`), sync: rel(`${name}_sync`), sync_trigger: id(`${name}_sync`),
-    parent: rel(table), id: id(columns.invoice_id), date: id(columns.issue_date), date_type: dateType,
+    locator: rel(name),
+    locator_pkey: id(`${name}_pkey`),
+    sync: rel(`${name}_sync`),
+    sync_trigger: id(`${name}_sync`),
+    parent: rel(table),
+    id: id(columns.invoice_id),
+    date: id(columns.issue_date),
+    date_type: dateType,
   };
   return sqlFile('invoice-ids.sql').replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m);
 }
@@ -135,7 +140,9 @@ async function applyMapped(client: Client, tables: TableMap, log: Logger): Promi
   const { rowCount } = await client.query(
     `INSERT INTO ${locatorName(tables)} (invoice_id, issue_date) SELECT ${quoteIdent(c.invoice_id)}, ${quoteIdent(c.issue_date)} FROM ${qualified(tables.invoices)}`,
   );
-  log.info(`added to ${tables.invoices.schema}: table ${ids} (invoice id -> issue date: ids unique across partitions, lookups by id), filled with ${rowCount ?? 0} rows; ` +
-    `function ${ids}_sync and trigger ${ids}_sync on ${tables.invoices.schema}.${tables.invoices.table}, which keep it in step`);
+  log.info(
+    `added to ${tables.invoices.schema}: table ${ids} (invoice id -> issue date: ids unique across partitions, lookups by id), filled with ${rowCount ?? 0} rows; ` +
+      `function ${ids}_sync and trigger ${ids}_sync on ${tables.invoices.schema}.${tables.invoices.table}, which keep it in step`,
+  );
   return layout;
 }

@@ -65,16 +65,33 @@ function convertNames(tables: TableMap, q: Quote): Names {
   const { schema, table, columns } = tables.invoices;
   const raw = (suffix: string) => `${table}_${suffix}`;
   return {
-    parent: q(table), newTable: q(raw('part')), oldTable: q(raw('unpartitioned')), locator: q(locatorTable(tables)),
-    log: q(raw('convert_log')), state: q(raw('convert_state')), capture: q(raw('convert_capture')), guard: q(raw('convert_no_truncate')),
-    defaultPartition: q(defaultPartitionName(table)), partition: (m) => q(partitionName(m, table)),
-    idName: columns.invoice_id, dateName: columns.issue_date, amountName: columns.amount,
-    id: q(columns.invoice_id), date: q(columns.issue_date), amount: q(columns.amount),
+    parent: q(table),
+    newTable: q(raw('part')),
+    oldTable: q(raw('unpartitioned')),
+    locator: q(locatorTable(tables)),
+    log: q(raw('convert_log')),
+    state: q(raw('convert_state')),
+    capture: q(raw('convert_capture')),
+    guard: q(raw('convert_no_truncate')),
+    defaultPartition: q(defaultPartitionName(table)),
+    partition: (m) => q(partitionName(m, table)),
+    idName: columns.invoice_id,
+    dateName: columns.issue_date,
+    amountName: columns.amount,
+    id: q(columns.invoice_id),
+    date: q(columns.issue_date),
+    amount: q(columns.amount),
     label: tables.mapped ? `${schema}.${table}` : 'invoices',
     // One bulk writer per table at a time: a conversion, or a seed of the same table.
     lockKey: sourceKey(tables),
     tables,
-    raw: { parent: table, newTable: raw('part'), oldTable: raw('unpartitioned'), capture: raw('convert_capture'), guard: raw('convert_no_truncate') },
+    raw: {
+      parent: table,
+      newTable: raw('part'),
+      oldTable: raw('unpartitioned'),
+      capture: raw('convert_capture'),
+      guard: raw('convert_no_truncate'),
+    },
   };
 }
 
@@ -87,7 +104,9 @@ async function withNames<T>(client: Client, tables: TableMap, fn: (n: Names, q: 
     const q = await quoter(client);
     return fn(convertNames(tables, q), q);
   }
-  const { rows: [saved] } = await client.query<{ path: string }>("SELECT current_setting('search_path') AS path");
+  const {
+    rows: [saved],
+  } = await client.query<{ path: string }>("SELECT current_setting('search_path') AS path");
   await client.query("SELECT set_config('search_path', $1, false)", [quoteIdent(tables.invoices.schema)]);
   try {
     const q = await quoter(client);
@@ -247,10 +266,26 @@ async function quoter(client: Client): Promise<Quote> {
 }
 
 async function inspectTable(client: Client, n: Names, q: Quote): Promise<TableFacts> {
-  const { rows: [t] } = await client.query<{
-    oid: number; relkind: string; relispartition: boolean; persistence: string; schema: string; current_schema: string | null;
-    owner: string; me: string; rls: boolean; rules: boolean; replident: string; reloptions: string[] | null; comment: string | null;
-    inherits: boolean; column_acl: boolean; stats: string[]; publications: string[];
+  const {
+    rows: [t],
+  } = await client.query<{
+    oid: number;
+    relkind: string;
+    relispartition: boolean;
+    persistence: string;
+    schema: string;
+    current_schema: string | null;
+    owner: string;
+    me: string;
+    rls: boolean;
+    rules: boolean;
+    replident: string;
+    reloptions: string[] | null;
+    comment: string | null;
+    inherits: boolean;
+    column_acl: boolean;
+    stats: string[];
+    publications: string[];
   }>(
     `SELECT c.oid, c.relkind::text, c.relispartition, c.relpersistence::text AS persistence, n.nspname AS schema,
             current_schema() AS current_schema, pg_get_userbyid(c.relowner) AS owner, current_user AS me,
@@ -266,13 +301,19 @@ async function inspectTable(client: Client, n: Names, q: Quote): Promise<TableFa
   );
   const L = n.label;
   if (!t) {
-    throw new UsageError(n.tables.mapped ? `there is no table ${L} to convert: fix the table mapping` : 'there is no invoices table to convert: `invoices init` creates one, already partitioned');
+    throw new UsageError(
+      n.tables.mapped
+        ? `there is no table ${L} to convert: fix the table mapping`
+        : 'there is no invoices table to convert: `invoices init` creates one, already partitioned',
+    );
   }
   if (t.relkind !== 'r') throw new UsageError(`${L} is not a table (relkind ${t.relkind}): nothing to convert`);
   if (t.relispartition || t.inherits) throw new UsageError(`${L} takes part in table inheritance: convert only a stand-alone table`);
   if (t.persistence !== 'p') throw new UsageError(`${L} is a temporary or unlogged table: convert only a regular table`);
   if (t.schema !== t.current_schema) {
-    throw new UsageError(`${L} is in schema ${t.schema} but new tables would go to ${t.current_schema ?? 'no schema'}: put ${t.schema} first in search_path`);
+    throw new UsageError(
+      `${L} is in schema ${t.schema} but new tables would go to ${t.current_schema ?? 'no schema'}: put ${t.schema} first in search_path`,
+    );
   }
   const oid = t.oid;
 
@@ -292,9 +333,14 @@ async function inspectTable(client: Client, n: Names, q: Quote): Promise<TableFa
   if (!['bigint', 'integer', 'smallint'].includes(id.base)) throw new UsageError(`${I} must be an integer column, it is ${id.type}`);
   if (!id.notNull) throw new UsageError(`${I} must be NOT NULL to be converted (ALTER TABLE ${n.parent} ALTER ${n.id} SET NOT NULL)`);
   if (id.generated || date.generated) throw new UsageError(`${I} and ${D} must be stored columns, not generated ones`);
-  const kinds: Record<string, IssueDateKind> = { 'timestamp with time zone': 'timestamptz', 'timestamp without time zone': 'timestamp', date: 'date' };
+  const kinds: Record<string, IssueDateKind> = {
+    'timestamp with time zone': 'timestamptz',
+    'timestamp without time zone': 'timestamp',
+    date: 'date',
+  };
   const issueDate = kinds[date.base];
-  if (!issueDate) throw new UsageError(`${D} must be a timestamptz, timestamp or date column to be partitioned by month, it is ${date.type}`);
+  if (!issueDate)
+    throw new UsageError(`${D} must be a timestamptz, timestamp or date column to be partitioned by month, it is ${date.type}`);
 
   const { rows: indexes } = await client.query<IndexFact>(
     `SELECT ic.relname AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisunique AS unique, i.indisprimary AS primary,
@@ -347,15 +393,32 @@ async function inspectTable(client: Client, n: Names, q: Quote): Promise<TableFa
   if (t.rls) notes.push(`row-level security is enabled on ${L}: policies are not carried over (CREATE POLICY on the new table)`);
   if (t.rules) notes.push(`${L} has rules: they are not carried over`);
   if (t.replident !== 'd') notes.push(`${L} has a non-default REPLICA IDENTITY: set it again on the partitions`);
-  if (t.reloptions?.length) notes.push(`${L} has storage options (${t.reloptions.join(', ')}): set them on the partitions if they still matter`);
+  if (t.reloptions?.length)
+    notes.push(`${L} has storage options (${t.reloptions.join(', ')}): set them on the partitions if they still matter`);
   if (t.column_acl) notes.push(`${L} has column privileges: they are not carried over (GRANT them on the new table)`);
   for (const s of t.stats) notes.push(`extended statistics ${s} stay on the old table: CREATE STATISTICS on the new one`);
-  for (const p of t.publications) notes.push(`${L} is in publication ${p}: add the new table (ALTER PUBLICATION ${q(p)} ADD TABLE ${n.parent}, with publish_via_partition_root)`);
+  for (const p of t.publications)
+    notes.push(
+      `${L} is in publication ${p}: add the new table (ALTER PUBLICATION ${q(p)} ADD TABLE ${n.parent}, with publish_via_partition_root)`,
+    );
 
   return {
-    oid, schema: t.schema, owner: t.owner, currentUser: t.me, comment: t.comment,
-    columns, issueDate, hasAmount: columns.some((c) => c.name === n.amountName && !c.generated),
-    indexes, constraints, inbound, triggers, dependents, functions: functions.map((f) => f.name), grants, notes,
+    oid,
+    schema: t.schema,
+    owner: t.owner,
+    currentUser: t.me,
+    comment: t.comment,
+    columns,
+    issueDate,
+    hasAmount: columns.some((c) => c.name === n.amountName && !c.generated),
+    indexes,
+    constraints,
+    inbound,
+    triggers,
+    dependents,
+    functions: functions.map((f) => f.name),
+    grants,
+    notes,
   };
 }
 
@@ -368,17 +431,30 @@ function idUniqueIndex(facts: TableFacts, n: Names): IndexFact | undefined {
 function checkConvertible(facts: TableFacts, n: Names): void {
   const L = n.label;
   if (!idUniqueIndex(facts, n)) {
-    throw new UsageError(`${n.idName} is not unique in ${L} (no primary key or unique index on ${n.idName} alone): add one without blocking writers with \`invoices index\`, then convert`);
+    throw new UsageError(
+      `${n.idName} is not unique in ${L} (no primary key or unique index on ${n.idName} alone): add one without blocking writers with \`invoices index\`, then convert`,
+    );
   }
   for (const c of facts.constraints) {
-    if (!c.valid) throw new UsageError(`constraint ${c.name} on ${L} is NOT VALID: validate it first (ALTER TABLE ${n.parent} VALIDATE CONSTRAINT ${c.name}); the partitioned table enforces it on every row`);
-    if (c.contype === 'f' && c.self) throw new UsageError(`foreign key ${c.name} references ${L} itself: drop it before converting and add it back referencing ${n.locator} (invoice_id)`);
+    if (!c.valid)
+      throw new UsageError(
+        `constraint ${c.name} on ${L} is NOT VALID: validate it first (ALTER TABLE ${n.parent} VALIDATE CONSTRAINT ${c.name}); the partitioned table enforces it on every row`,
+      );
+    if (c.contype === 'f' && c.self)
+      throw new UsageError(
+        `foreign key ${c.name} references ${L} itself: drop it before converting and add it back referencing ${n.locator} (invoice_id)`,
+      );
   }
   for (const f of facts.inbound) {
     if (f.refColumns.length !== 1 || f.refColumns[0] !== n.idName) {
-      throw new UsageError(`foreign key ${f.name} on ${f.table} references ${L} (${f.refColumns.join(', ')}): only references to ${n.idName} can be moved to ${n.locator}; drop it first`);
+      throw new UsageError(
+        `foreign key ${f.name} on ${f.table} references ${L} (${f.refColumns.join(', ')}): only references to ${n.idName} can be moved to ${n.locator}; drop it first`,
+      );
     }
-    if (f.relkind !== 'r') throw new UsageError(`foreign key ${f.name} is on partitioned table ${f.table}: it cannot be moved without a validating scan under lock; drop it first`);
+    if (f.relkind !== 'r')
+      throw new UsageError(
+        `foreign key ${f.name} is on partitioned table ${f.table}: it cannot be moved without a validating scan under lock; drop it first`,
+      );
   }
 }
 
@@ -433,13 +509,19 @@ interface Sql {
 }
 
 function sqlContext(q: Quote, facts: TableFacts, n: Names): Sql {
-  const cols = facts.columns.filter((c) => !c.generated).map((c) => q(c.name)).join(', ');
-  const monthExpr = facts.issueDate === 'timestamptz' ? `date_trunc('month', ${n.date} AT TIME ZONE 'UTC')` : `date_trunc('month', ${n.date}::timestamp)`;
+  const cols = facts.columns
+    .filter((c) => !c.generated)
+    .map((c) => q(c.name))
+    .join(', ');
+  const monthExpr =
+    facts.issueDate === 'timestamptz' ? `date_trunc('month', ${n.date} AT TIME ZONE 'UTC')` : `date_trunc('month', ${n.date}::timestamp)`;
   return { q, facts, cols, monthExpr, n };
 }
 
 async function readState(client: Client, n: Names): Promise<StateRow | null> {
-  const { rows: [exists] } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [n.state]);
+  const {
+    rows: [exists],
+  } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [n.state]);
   if (!exists.ok) return null;
   const { rows } = await client.query<StateRow>(
     `SELECT phase, old_table, last_copied_id::text, rows_copied::text, rows_total::text, started_at FROM ${n.state}`,
@@ -453,15 +535,22 @@ async function monthsOf(client: Client, s: Sql): Promise<Array<{ month: Month; r
     `SELECT to_char(${s.monthExpr}, 'YYYY-MM') AS month, count(*) AS n FROM ${s.n.parent} GROUP BY 1 ORDER BY 1`,
   );
   const nulls = rows.find((r) => r.month === null);
-  if (nulls) throw new UsageError(`${nulls.n} invoices have no ${s.n.dateName}: a partitioned table needs one on every row (set them, then convert)`);
+  if (nulls)
+    throw new UsageError(
+      `${nulls.n} invoices have no ${s.n.dateName}: a partitioned table needs one on every row (set them, then convert)`,
+    );
   return rows.map((r) => ({ month: r.month as Month, rows: Number(r.n) }));
 }
 
 /** Objects this conversion would create that exist without a conversion in progress: refuse rather than guess. */
 async function checkNamesFree(client: Client, names: string[]): Promise<void> {
-  const { rows } = await client.query<{ name: string }>('SELECT n AS name FROM unnest($1::text[]) n WHERE to_regclass(n) IS NOT NULL', [names]);
+  const { rows } = await client.query<{ name: string }>('SELECT n AS name FROM unnest($1::text[]) n WHERE to_regclass(n) IS NOT NULL', [
+    names,
+  ]);
   if (rows.length) {
-    throw new UsageError(`${rows.map((r) => r.name).join(', ')} already exist${rows.length === 1 ? 's' : ''} but no conversion is in progress: rename or drop ${rows.length === 1 ? 'it' : 'them'} first`);
+    throw new UsageError(
+      `${rows.map((r) => r.name).join(', ')} already exist${rows.length === 1 ? 's' : ''} but no conversion is in progress: rename or drop ${rows.length === 1 ? 'it' : 'them'} first`,
+    );
   }
 }
 
@@ -474,16 +563,20 @@ function translateIndexes(s: Sql): { steps: IndexStep[]; carried: string[]; warn
   const warnings: string[] = [];
   const idIndex = idUniqueIndex(facts, n);
   steps.push({
-    name: `${raw.newTable}_pkey`, finalName: `${raw.parent}_pkey`,
+    name: `${raw.newTable}_pkey`,
+    finalName: `${raw.parent}_pkey`,
     sql: `ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(`${raw.newTable}_pkey`)} PRIMARY KEY (${n.id}, ${n.date})`,
     description: `primary key (${n.idName}, ${n.dateName})`,
   });
   steps.push({
-    name: `${locator}_pkey`, finalName: `${locator}_pkey`,
+    name: `${locator}_pkey`,
+    finalName: `${locator}_pkey`,
     sql: `ALTER TABLE ${n.locator} ADD CONSTRAINT ${q(`${locator}_pkey`)} PRIMARY KEY (invoice_id) INCLUDE (issue_date)`,
     description: `${locator} primary key: invoice_id unique across partitions`,
   });
-  carried.push(`${n.idName} stays unique across partitions: ${idIndex?.name ?? 'the unique index'} becomes ${locator}_pkey (kept in step by a trigger)`);
+  carried.push(
+    `${n.idName} stays unique across partitions: ${idIndex?.name ?? 'the unique index'} becomes ${locator}_pkey (kept in step by a trigger)`,
+  );
   for (const ix of facts.indexes) {
     if (ix === idIndex) continue;
     if (!ix.valid) {
@@ -496,7 +589,8 @@ function translateIndexes(s: Sql): { steps: IndexStep[]; carried: string[]; warn
     }
     let tmp = prefixedName(ix.name, n.raw.newTable, n.raw.parent);
     if (steps.some((x) => x.name === tmp)) tmp = prefixedName(`${ix.name}_${steps.length}`, n.raw.newTable, n.raw.parent);
-    const samePk = ix.unique && !ix.partial && !ix.expressions && ix.keys.length === 2 && ix.keys.includes(n.idName) && ix.keys.includes(n.dateName);
+    const samePk =
+      ix.unique && !ix.partial && !ix.expressions && ix.keys.length === 2 && ix.keys.includes(n.idName) && ix.keys.includes(n.dateName);
     if (samePk) {
       carried.push(`index ${ix.name}: same keys as the new primary key, not duplicated`);
       continue;
@@ -508,17 +602,25 @@ function translateIndexes(s: Sql): { steps: IndexStep[]; carried: string[]; warn
     // The new primary key is (invoice_id, issue_date): an old primary key on other columns becomes a unique key.
     const finalName = ix.primary ? prefixedName(`${raw.parent}_${ix.keys.join('_')}_key`, raw.parent, raw.parent) : ix.name;
     if (ix.constraint && canStayUnique && ix.condef) {
-      steps.push({ name: tmp, finalName, sql: `ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(tmp)} ${ix.condef.replace(/^PRIMARY KEY/, 'UNIQUE')}`, description: `${ix.primary ? 'unique (was the primary key)' : 'unique constraint'} ${ix.name}` });
+      steps.push({
+        name: tmp,
+        finalName,
+        sql: `ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(tmp)} ${ix.condef.replace(/^PRIMARY KEY/, 'UNIQUE')}`,
+        description: `${ix.primary ? 'unique (was the primary key)' : 'unique constraint'} ${ix.name}`,
+      });
       carried.push(`${ix.primary ? 'primary key' : 'unique constraint'} ${ix.name}${ix.primary ? ' (as a unique constraint)' : ''}`);
       continue;
     }
     if (ix.unique && !canStayUnique) {
-      warnings.push(`${ix.constraint ? 'unique constraint' : 'unique index'} ${ix.name} (${ix.keys.join(', ') || 'an expression'}) cannot stay unique on a table partitioned by ${n.dateName}: recreated as a plain index; enforce that uniqueness another way`);
+      warnings.push(
+        `${ix.constraint ? 'unique constraint' : 'unique index'} ${ix.name} (${ix.keys.join(', ') || 'an expression'}) cannot stay unique on a table partitioned by ${n.dateName}: recreated as a plain index; enforce that uniqueness another way`,
+      );
     } else {
       carried.push(`index ${ix.name}`);
     }
     steps.push({
-      name: tmp, finalName,
+      name: tmp,
+      finalName,
       sql: `CREATE ${ix.unique && canStayUnique ? 'UNIQUE ' : ''}INDEX ${q(tmp)} ON ${n.newTable}${tail}`,
       description: `index ${ix.name}`,
     });
@@ -550,7 +652,8 @@ function prepareStatements(client: Client, s: Sql, partitions: Array<{ name: str
     `COMMENT ON TABLE ${n.newTable} IS ${lit(facts.comment ?? `${n.raw.parent}, partitioned by month of ${n.dateName}: being filled by invoices partition --convert, renamed to ${n.raw.parent} when it finishes`)}`,
   ];
   // The watermark column of the tool's layout (sql/invoices.sql), for incremental export and scoring.
-  if (!facts.columns.some((c) => c.name === 'created_xid')) out.push(`ALTER TABLE ${n.newTable} ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id()`);
+  if (!facts.columns.some((c) => c.name === 'created_xid'))
+    out.push(`ALTER TABLE ${n.newTable} ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id()`);
   for (const p of partitions) {
     const { from, to } = monthBounds(p.month);
     out.push(`CREATE TABLE ${p.name} PARTITION OF ${n.newTable} FOR VALUES FROM (${lit(from)}) TO (${lit(to)})`);
@@ -562,7 +665,8 @@ function prepareStatements(client: Client, s: Sql, partitions: Array<{ name: str
   issue_date  ${facts.columns.find((c) => c.name === n.dateName)?.type ?? 'timestamptz'} NOT NULL
 )`);
   if (facts.owner !== facts.currentUser) {
-    for (const t of [n.newTable, ...partitions.map((p) => p.name), n.defaultPartition, n.locator]) out.push(`ALTER TABLE ${t} OWNER TO ${q(facts.owner)}`);
+    for (const t of [n.newTable, ...partitions.map((p) => p.name), n.defaultPartition, n.locator])
+      out.push(`ALTER TABLE ${t} OWNER TO ${q(facts.owner)}`);
   }
   for (const g of facts.grants) {
     out.push(`GRANT ${g.privilege} ON ${n.newTable} TO ${g.grantee ? q(g.grantee) : 'PUBLIC'}${g.grantable ? ' WITH GRANT OPTION' : ''}`);
@@ -575,7 +679,8 @@ function prepareStatements(client: Client, s: Sql, partitions: Array<{ name: str
     if (['INSERT', 'UPDATE', 'DELETE'].includes(g.privilege)) ['SELECT', 'INSERT', 'UPDATE', 'DELETE'].forEach((p) => set.add(p));
     if (set.size) locatorPrivileges.set(g.grantee, set);
   }
-  for (const [grantee, set] of locatorPrivileges) out.push(`GRANT ${[...set].join(', ')} ON ${n.locator} TO ${grantee ? q(grantee) : 'PUBLIC'}`);
+  for (const [grantee, set] of locatorPrivileges)
+    out.push(`GRANT ${[...set].join(', ')} ON ${n.locator} TO ${grantee ? q(grantee) : 'PUBLIC'}`);
   // The capture function runs as its owner, so writers of invoices need no rights on the log.
   out.push(`CREATE FUNCTION ${n.capture}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -594,7 +699,8 @@ BEGIN
   RAISE EXCEPTION '${n.label.replace(/'/g, "''")} is being converted by invoices partition --convert: TRUNCATE would not reach the new table; finish the conversion or cancel it (--convert --cancel) first';
 END $$`);
   // Last, so the locks on customers and invoices are held only for the commit.
-  for (const c of facts.constraints.filter((x) => x.contype === 'f')) out.push(`ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(c.name)} ${c.def}`);
+  for (const c of facts.constraints.filter((x) => x.contype === 'f'))
+    out.push(`ALTER TABLE ${n.newTable} ADD CONSTRAINT ${q(c.name)} ${c.def}`);
   out.push(`CREATE TRIGGER ${n.capture} AFTER INSERT OR UPDATE OR DELETE ON ${n.parent} FOR EACH ROW EXECUTE FUNCTION ${n.capture}()`);
   out.push(`CREATE TRIGGER ${n.guard} BEFORE TRUNCATE ON ${n.parent} FOR EACH STATEMENT EXECUTE FUNCTION ${n.guard}()`);
   out.push(`INSERT INTO ${n.state} (phase, old_table, rows_total) VALUES ('backfill', ${facts.oid}, ${rowsTotal})`);
@@ -640,21 +746,27 @@ async function planSwitch(client: Client, s: Sql, steps: IndexStep[]): Promise<S
   };
   statements.push({ sql: `DROP TRIGGER ${n.capture} ON ${n.parent}` }, { sql: `DROP TRIGGER ${n.guard} ON ${n.parent}` });
   // Free the names the new table takes: the old table's indexes (and the constraints behind them) and identity sequences.
-  for (const ix of facts.indexes) statements.push({ sql: `ALTER INDEX ${q(ix.name)} RENAME TO ${q(prefixedName(ix.name, n.raw.oldTable, n.raw.parent))}` });
+  for (const ix of facts.indexes)
+    statements.push({ sql: `ALTER INDEX ${q(ix.name)} RENAME TO ${q(prefixedName(ix.name, n.raw.oldTable, n.raw.parent))}` });
   const { rows: newSequences } = await client.query<{ name: string; sequence: string | null }>(
     `SELECT a.attname AS name, pg_get_serial_sequence($1, a.attname) AS sequence FROM pg_attribute a
       WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity <> ''`,
     [n.newTable],
   );
   const identity = facts.columns.filter((c) => c.identity && c.sequence);
-  for (const c of identity) statements.push({ sql: `ALTER SEQUENCE ${c.sequence} RENAME TO ${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.oldTable, n.raw.parent))}` });
+  for (const c of identity)
+    statements.push({
+      sql: `ALTER SEQUENCE ${c.sequence} RENAME TO ${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.oldTable, n.raw.parent))}`,
+    });
   statements.push({ sql: `ALTER TABLE ${n.parent} RENAME TO ${n.oldTable}` }, { sql: `ALTER TABLE ${n.newTable} RENAME TO ${n.parent}` });
   for (const st of steps) if (st.name !== st.finalName) statements.push({ sql: `ALTER INDEX ${q(st.name)} RENAME TO ${q(st.finalName)}` });
   for (const c of identity) {
     // Identity: the new table's own sequence takes the usual name and continues where the old one
     // was, or past the largest id if ids were also written by hand.
     const schema = q(facts.schema);
-    const current = newSequences.find((x) => x.name === c.name)?.sequence ?? `${schema}.${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.newTable, n.raw.parent))}`;
+    const current =
+      newSequences.find((x) => x.name === c.name)?.sequence ??
+      `${schema}.${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.newTable, n.raw.parent))}`;
     const finalName = q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.parent, n.raw.parent));
     const oldSeq = `${schema}.${q(prefixedName(`${n.raw.parent}_${c.name}_seq`, n.raw.oldTable, n.raw.parent))}`;
     statements.push({ sql: `ALTER SEQUENCE ${current} RENAME TO ${finalName}` });
@@ -669,25 +781,43 @@ async function planSwitch(client: Client, s: Sql, steps: IndexStep[]): Promise<S
     carried.push(`sequence ${c.sequence}: the default of ${c.name} keeps using it; now owned by the new table`);
   }
   const dateType = facts.columns.find((c) => c.name === n.dateName)?.type ?? 'timestamptz';
-  statements.push({ sql: locatorSql(n.tables, dateType).replace(/^--.*\n/gm, '').replace(/\n{3,}/g, '\n\n').trim().replace(/;$/, '') });
+  statements.push({
+    sql: locatorSql(n.tables, dateType)
+      .replace(/^--.*\n/gm, '')
+      .replace(/\n{3,}/g, '\n\n')
+      .trim()
+      .replace(/;$/, ''),
+  });
   for (const tg of facts.triggers) {
     const sql = tg.def.replace(/ ON (\S+) /, (_m, on: string) => (on.endsWith(n.parent) ? ` ON ${n.parent} ` : _m));
     // The old table's trigger keeps its name; a partitioned table takes it too (names are per table).
     statements.push({ sql, optional: `trigger ${tg.name} could not be recreated on the partitioned table` });
     // Keep its firing mode: disabled, or firing only in (or also in) replication sessions.
     const mode: Record<string, string> = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' };
-    if (mode[tg.enabled]) statements.push({ sql: `ALTER TABLE ${n.parent} ${mode[tg.enabled]} TRIGGER ${q(tg.name)}`, optional: `trigger ${tg.name} could not be set to ${mode[tg.enabled]}` });
+    if (mode[tg.enabled])
+      statements.push({
+        sql: `ALTER TABLE ${n.parent} ${mode[tg.enabled]} TRIGGER ${q(tg.name)}`,
+        optional: `trigger ${tg.name} could not be set to ${mode[tg.enabled]}`,
+      });
     carried.push(`trigger ${tg.name}`);
   }
   for (const v of views) {
     const options = v.options?.length ? ` WITH (${v.options.join(', ')})` : '';
-    statements.push({ sql: `CREATE OR REPLACE VIEW ${v.name}${options} AS ${v.def.trim().replace(/;$/, '')}`, optional: `view ${v.name} still reads ${n.oldTable}: recreate it on ${n.parent}` });
+    statements.push({
+      sql: `CREATE OR REPLACE VIEW ${v.name}${options} AS ${v.def.trim().replace(/;$/, '')}`,
+      optional: `view ${v.name} still reads ${n.oldTable}: recreate it on ${n.parent}`,
+    });
     carried.push(`view ${v.name}: now reads the partitioned table`);
   }
   for (const v of facts.dependents.filter((x) => x.relkind !== 'v')) {
-    warnings.push(`materialized view ${v.name} still reads ${n.oldTable} (it follows the table it was created on): recreate it (DROP MATERIALIZED VIEW ${v.name}; CREATE MATERIALIZED VIEW ${v.name} AS ...) before dropping ${n.oldTable}`);
+    warnings.push(
+      `materialized view ${v.name} still reads ${n.oldTable} (it follows the table it was created on): recreate it (DROP MATERIALIZED VIEW ${v.name}; CREATE MATERIALIZED VIEW ${v.name} AS ...) before dropping ${n.oldTable}`,
+    );
   }
-  for (const f of facts.functions) warnings.push(`function ${f} has a SQL-standard body bound to the old table: recreate it (CREATE OR REPLACE FUNCTION) so it reads the partitioned table`);
+  for (const f of facts.functions)
+    warnings.push(
+      `function ${f} has a SQL-standard body bound to the old table: recreate it (CREATE OR REPLACE FUNCTION) so it reads the partitioned table`,
+    );
   for (const f of facts.inbound) {
     statements.push({ sql: `ALTER TABLE ${f.table} DROP CONSTRAINT ${q(f.name)}` });
     statements.push({ sql: `ALTER TABLE ${f.table} ADD CONSTRAINT ${q(f.name)} ${repointForeignKey(f.def, n.locator)} NOT VALID` });
@@ -719,8 +849,21 @@ async function planWith(client: Client, n: Names, q: Quote, opts: ConvertOptions
   const { layout } = await detectLayout(client, n.tables);
   const state = await readState(client, n);
   const empty: ConversionPlan = {
-    status: 'done', phase: state?.phase ?? null, rows: 0, copiedRows: 0, months: [], partitions: [], prepare: [], backfill: '',
-    batchSize, indexes: [], switchSql: [], finish: [], carried: [], warnings: [], names: n,
+    status: 'done',
+    phase: state?.phase ?? null,
+    rows: 0,
+    copiedRows: 0,
+    months: [],
+    partitions: [],
+    prepare: [],
+    backfill: '',
+    batchSize,
+    indexes: [],
+    switchSql: [],
+    finish: [],
+    carried: [],
+    warnings: [],
+    names: n,
   };
   if (layout === 'partitioned') {
     if (state?.phase === 'switched') return { ...empty, status: 'finish', finish: finishStatements(n) };
@@ -729,17 +872,24 @@ async function planWith(client: Client, n: Names, q: Quote, opts: ConvertOptions
   const facts = await inspectTable(client, n, q);
   const s = sqlContext(q, facts, n);
   if (state && state.old_table !== facts.oid) {
-    throw new ConversionError(`${n.label} is not the table the conversion started on (it was replaced since ${state.started_at}): cancel it with \`invoices partition --convert --cancel\`, then convert again`);
+    throw new ConversionError(
+      `${n.label} is not the table the conversion started on (it was replaced since ${state.started_at}): cancel it with \`invoices partition --convert --cancel\`, then convert again`,
+    );
   }
   const { steps, carried, warnings } = translateIndexes(s);
   warnings.push(...facts.notes);
   const cols = facts.columns.filter((c) => !c.generated).map((c) => c.name);
   carried.unshift(`columns ${cols.join(', ')} with their defaults, NOT NULL and CHECK constraints`);
   if (!facts.columns.some((c) => c.name === 'created_xid')) {
-    carried.push('added created_xid xid8 DEFAULT pg_current_xact_id() as in the tool\'s own layout (copied rows carry the id of the transaction that copied them)');
+    carried.push(
+      "added created_xid xid8 DEFAULT pg_current_xact_id() as in the tool's own layout (copied rows carry the id of the transaction that copied them)",
+    );
   }
   for (const c of facts.constraints.filter((x) => x.contype === 'f')) carried.push(`foreign key ${c.name}: ${c.def}`);
-  if (facts.grants.length) carried.push(`privileges: ${facts.grants.map((g) => `${g.privilege} to ${g.grantee || 'PUBLIC'}`).join(', ')} (and the matching rights on ${n.locator}, which the trigger writes)`);
+  if (facts.grants.length)
+    carried.push(
+      `privileges: ${facts.grants.map((g) => `${g.privilege} to ${g.grantee || 'PUBLIC'}`).join(', ')} (and the matching rights on ${n.locator}, which the trigger writes)`,
+    );
   if (facts.owner !== facts.currentUser) carried.push(`owner ${facts.owner}`);
 
   let months: ConversionPlan['months'] = [];
@@ -753,10 +903,20 @@ async function planWith(client: Client, n: Names, q: Quote, opts: ConvertOptions
     const all = [...new Set([...months.map((m) => m.month), ...opts.ahead])].sort();
     const parts = all.map((month) => ({ month, name: n.partition(month) }));
     partitions = parts.map((p) => p.name);
-    await checkNamesFree(client, [n.newTable, n.oldTable, n.locator, n.log, n.defaultPartition, ...partitions, ...steps.map((x) => x.name), ...facts.indexes.map((i) => prefixedName(i.name, n.raw.oldTable, n.raw.parent))]);
+    await checkNamesFree(client, [
+      n.newTable,
+      n.oldTable,
+      n.locator,
+      n.log,
+      n.defaultPartition,
+      ...partitions,
+      ...steps.map((x) => x.name),
+      ...facts.indexes.map((i) => prefixedName(i.name, n.raw.oldTable, n.raw.parent)),
+    ]);
     prepare = prepareStatements(client, s, parts, rows);
     const date = facts.columns.find((c) => c.name === n.dateName);
-    if (date && !date.notNull) warnings.push(`${n.dateName} allows NULL in ${n.label}; the partitioned table requires it (the primary key includes it)`);
+    if (date && !date.notNull)
+      warnings.push(`${n.dateName} allows NULL in ${n.label}; the partitioned table requires it (the primary key includes it)`);
   }
   const sw = await planSwitch(client, s, steps);
   const lockTimeout = opts.lockTimeoutMs ?? 500;
@@ -806,21 +966,53 @@ export function describePlan(plan: ConversionPlan, opts: Pick<ConvertOptions, 'l
   if (plan.status === 'done') return `-- ${n.label} is already partitioned: nothing to convert\n`;
   if (plan.status === 'finish') return `-- the switch is done; what is left:\n${plan.finish.join(';\n')};\n`;
   out.push(`-- invoices partition --convert: the plan (nothing has been changed)`);
-  if (plan.status === 'resume') out.push(`-- a conversion is in progress (phase ${plan.phase}, ${fmt(plan.copiedRows)} of ~${fmt(plan.rows)} rows copied): a run resumes it`);
-  else out.push(`-- ${n.label}: ${fmt(plan.rows)} rows in ${plan.months.length} months${plan.months.length ? ` (${plan.months[0].month} .. ${plan.months[plan.months.length - 1].month})` : ''}`);
-  if (n.tables.mapped) out.push(`-- the names below are in schema ${n.tables.invoices.schema}, which the conversion puts alone in search_path:`, `SET search_path TO ${quoteIdent(n.tables.invoices.schema)};`);
+  if (plan.status === 'resume')
+    out.push(
+      `-- a conversion is in progress (phase ${plan.phase}, ${fmt(plan.copiedRows)} of ~${fmt(plan.rows)} rows copied): a run resumes it`,
+    );
+  else
+    out.push(
+      `-- ${n.label}: ${fmt(plan.rows)} rows in ${plan.months.length} months${plan.months.length ? ` (${plan.months[0].month} .. ${plan.months[plan.months.length - 1].month})` : ''}`,
+    );
+  if (n.tables.mapped)
+    out.push(
+      `-- the names below are in schema ${n.tables.invoices.schema}, which the conversion puts alone in search_path:`,
+      `SET search_path TO ${quoteIdent(n.tables.invoices.schema)};`,
+    );
   out.push('--', '-- carried over:', ...plan.carried.map((c) => `--   ${c}`));
   if (plan.warnings.length) out.push('--', '-- not carried over (reported):', ...plan.warnings.map((w) => `--   ${w}`));
   if (plan.prepare.length) {
-    out.push('', `-- 1. prepare: one transaction; ${plan.partitions.length} monthly partitions + DEFAULT; a trigger on ${n.label} logs changed ids`, 'BEGIN;', ...plan.prepare.map((x) => `${x};`), 'COMMIT;');
+    out.push(
+      '',
+      `-- 1. prepare: one transaction; ${plan.partitions.length} monthly partitions + DEFAULT; a trigger on ${n.label} logs changed ids`,
+      'BEGIN;',
+      ...plan.prepare.map((x) => `${x};`),
+      'COMMIT;',
+    );
   }
   const left = Math.max(0, plan.rows - plan.copiedRows);
-  out.push('', `-- 2. backfill: ~${fmt(Math.ceil(left / plan.batchSize))} batches of up to ${fmt(plan.batchSize)} rows, each one transaction with its cursor ($1 = batch size, $2 = last copied id)`,
-    `${plan.backfill};`, `UPDATE ${n.state} SET last_copied_id = <last>, rows_copied = rows_copied + <n>;`);
-  out.push('', '-- 3. indexes, built once the rows are in; then VACUUM ANALYZE', ...plan.indexes.map((x) => `${x.sql};`), `VACUUM (ANALYZE) ${n.newTable}, ${n.locator};`);
-  out.push('', `-- 4. catch up: replay ${n.log} (delete each logged id from ${n.newTable} and ${n.locator}, copy it again from ${n.label})`,
-    `--    each batch compares its ids row by row; verify: count, sum(${n.amountName}), sum(${n.idName}) per month equal in both tables (one REPEATABLE READ snapshot, logged ids aside)`);
-  out.push('', `-- 5. switch: up to ${(opts.lockRetries ?? 10) + 1} attempts; the exclusive lock on ${n.label} is held from LOCK to COMMIT`, ...plan.switchSql.map((x) => (x.startsWith('--') ? x : `${x};`)));
+  out.push(
+    '',
+    `-- 2. backfill: ~${fmt(Math.ceil(left / plan.batchSize))} batches of up to ${fmt(plan.batchSize)} rows, each one transaction with its cursor ($1 = batch size, $2 = last copied id)`,
+    `${plan.backfill};`,
+    `UPDATE ${n.state} SET last_copied_id = <last>, rows_copied = rows_copied + <n>;`,
+  );
+  out.push(
+    '',
+    '-- 3. indexes, built once the rows are in; then VACUUM ANALYZE',
+    ...plan.indexes.map((x) => `${x.sql};`),
+    `VACUUM (ANALYZE) ${n.newTable}, ${n.locator};`,
+  );
+  out.push(
+    '',
+    `-- 4. catch up: replay ${n.log} (delete each logged id from ${n.newTable} and ${n.locator}, copy it again from ${n.label})`,
+    `--    each batch compares its ids row by row; verify: count, sum(${n.amountName}), sum(${n.idName}) per month equal in both tables (one REPEATABLE READ snapshot, logged ids aside)`,
+  );
+  out.push(
+    '',
+    `-- 5. switch: up to ${(opts.lockRetries ?? 10) + 1} attempts; the exclusive lock on ${n.label} is held from LOCK to COMMIT`,
+    ...plan.switchSql.map((x) => (x.startsWith('--') ? x : `${x};`)),
+  );
   out.push('', '-- 6. finish', ...plan.finish.map((x) => (x.startsWith('--') ? x : `${x};`)));
   out.push(`-- the old table is kept as ${n.oldTable}: DROP TABLE ${n.oldTable} once you are satisfied`);
   return out.join('\n') + '\n';
@@ -831,7 +1023,14 @@ export function describePlan(plan: ConversionPlan, opts: Pick<ConvertOptions, 'l
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 
 const isLockFailure = (err: unknown) => ['55P03', '40P01'].includes((err as { code?: string })?.code ?? '');
@@ -846,7 +1045,11 @@ async function rollback(client: Client): Promise<void> {
 }
 
 /** Runs fn in a transaction with lock_timeout, retrying on lock timeouts and deadlocks with backoff. */
-async function withLockRetry<T>(client: Client, opts: Required<Pick<ConvertOptions, 'lockTimeoutMs' | 'lockRetries'>> & { signal?: AbortSignal; what: string; log: Logger }, fn: () => Promise<T>): Promise<T> {
+async function withLockRetry<T>(
+  client: Client,
+  opts: Required<Pick<ConvertOptions, 'lockTimeoutMs' | 'lockRetries'>> & { signal?: AbortSignal; what: string; log: Logger },
+  fn: () => Promise<T>,
+): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     await begin(client, opts.lockTimeoutMs);
     try {
@@ -868,11 +1071,15 @@ function backoff(attempt: number): number {
 }
 
 function afterSwitch(n: Names): InterruptedError {
-  return new InterruptedError(`interrupted after the switch: ${n.label} is partitioned and complete; run \`invoices partition --convert\` again to drop the conversion's log and state`);
+  return new InterruptedError(
+    `interrupted after the switch: ${n.label} is partitioned and complete; run \`invoices partition --convert\` again to drop the conversion's log and state`,
+  );
 }
 
 function interrupted(what: string, n: Names): InterruptedError {
-  return new InterruptedError(`interrupted ${what}: run \`invoices partition --convert\` again to resume (meanwhile a trigger on ${n.label} logs every change for the new table; \`--convert --cancel\` removes everything the conversion created)`);
+  return new InterruptedError(
+    `interrupted ${what}: run \`invoices partition --convert\` again to resume (meanwhile a trigger on ${n.label} logs every change for the new table; \`--convert --cancel\` removes everything the conversion created)`,
+  );
 }
 
 /**
@@ -891,17 +1098,38 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
   const threshold = opts.catchUpThreshold ?? 1000;
   const started = performance.now();
   const result: ConvertResult = {
-    status: 'converted', resumed: false, rows: 0, copiedRows: 0, partitions: 0, seconds: 0, rowsPerSecond: 0,
-    lockMs: null, lockAttempts: 0, defaultRows: 0, oldTable: n.oldTable, carried: [], warnings: [],
+    status: 'converted',
+    resumed: false,
+    rows: 0,
+    copiedRows: 0,
+    partitions: 0,
+    seconds: 0,
+    rowsPerSecond: 0,
+    lockMs: null,
+    lockAttempts: 0,
+    defaultRows: 0,
+    oldTable: n.oldTable,
+    carried: [],
+    warnings: [],
   };
 
   // A killed client's server process notices at the next check instead of holding the lock until its query ends.
   await client.query("SET client_connection_check_interval = '1s'").catch(() => {});
   await client.query("SELECT set_config('application_name', 'invoices partition --convert', false)");
-  const unlock = await lockSource(client, { key: n.lockKey, label: n.label, what: 'conversion', wait: opts.wait ?? true, log, signal: opts.signal });
+  const unlock = await lockSource(client, {
+    key: n.lockKey,
+    label: n.label,
+    what: 'conversion',
+    wait: opts.wait ?? true,
+    log,
+    signal: opts.signal,
+  });
   // Where an interruption (the signal cancels the statement in flight) leaves the conversion, for its message.
   let where = 'before anything was created';
-  const replica = await client.query('SET session_replication_role = replica').then(() => true, () => false);
+  const replica = await client.query('SET session_replication_role = replica').then(
+    () => true,
+    () => false,
+  );
   // Index builds and the verification scan are long by nature; the switch is bounded by lock_timeout.
   await client.query('SET statement_timeout = 0');
   await client.query('SET synchronous_commit = off'); // a batch and its cursor commit together: losing the last ones in a crash only means copying them again
@@ -920,10 +1148,13 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
     }
     const facts = await inspectTable(client, n, q);
     const s = sqlContext(q, facts, n);
-    if (!replica) log.warn('not a superuser: foreign keys are checked on every copied row (slower); superusers skip that, as pg_restore does');
+    if (!replica)
+      log.warn('not a superuser: foreign keys are checked on every copied row (slower); superusers skip that, as pg_restore does');
     if (plan.status === 'resume') {
       result.resumed = true;
-      log.info(`resuming the conversion: phase ${plan.phase}, ${plan.copiedRows.toLocaleString('en-US')} of ~${plan.rows.toLocaleString('en-US')} rows copied`);
+      log.info(
+        `resuming the conversion: phase ${plan.phase}, ${plan.copiedRows.toLocaleString('en-US')} of ~${plan.rows.toLocaleString('en-US')} rows copied`,
+      );
     } else {
       if (opts.signal?.aborted) throw interrupted(where, n);
       opts.onProgress?.({ phase: 'prepare', done: 0, total: plan.prepare.length });
@@ -931,11 +1162,15 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
         for (const sql of plan.prepare) await client.query(sql);
       });
       where = 'after creating the new table, before copying rows';
-      log.info(`created ${n.newTable} with ${plan.partitions.length} monthly partitions and DEFAULT, ${n.locator}, and ${n.log} fed by trigger ${n.capture} on ${n.label}`);
+      log.info(
+        `created ${n.newTable} with ${plan.partitions.length} monthly partitions and DEFAULT, ${n.locator}, and ${n.log} fed by trigger ${n.capture} on ${n.label}`,
+      );
       if (n.tables.mapped) {
         // Said plainly for an adopted table: what this adds beside it and on it.
-        log.info(`added to schema ${n.tables.invoices.schema}: ${[n.newTable, ...plan.partitions, n.defaultPartition, n.locator, n.log, n.state].join(', ')}; functions ${n.capture}(), ${n.guard}(); triggers ${n.capture} and ${n.guard} on ${n.label}` +
-          (facts.columns.some((c) => c.name === 'created_xid') ? '' : `; column created_xid on the new table`));
+        log.info(
+          `added to schema ${n.tables.invoices.schema}: ${[n.newTable, ...plan.partitions, n.defaultPartition, n.locator, n.log, n.state].join(', ')}; functions ${n.capture}(), ${n.guard}(); triggers ${n.capture} and ${n.guard} on ${n.label}` +
+            (facts.columns.some((c) => c.name === 'created_xid') ? '' : `; column created_xid on the new table`),
+        );
       }
       plan = await planWith(client, n, q, { ...opts, batchSize });
     }
@@ -959,10 +1194,18 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
         await client.query('BEGIN');
         let copied: number;
         try {
-          const { rows: [b] } = await client.query<{ n: string; last: string | null }>(backfillSql(s, last === null), last === null ? [batchSize] : [batchSize, last]);
+          const {
+            rows: [b],
+          } = await client.query<{ n: string; last: string | null }>(
+            backfillSql(s, last === null),
+            last === null ? [batchSize] : [batchSize, last],
+          );
           copied = Number(b.n);
           if (copied > 0) {
-            await client.query(`UPDATE ${n.state} SET last_copied_id = $1, rows_copied = rows_copied + $2, updated_at = now()`, [b.last, copied]);
+            await client.query(`UPDATE ${n.state} SET last_copied_id = $1, rows_copied = rows_copied + $2, updated_at = now()`, [
+              b.last,
+              copied,
+            ]);
             last = b.last;
           } else {
             await client.query(`UPDATE ${n.state} SET phase = 'indexes', updated_at = now()`);
@@ -980,7 +1223,9 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
       }
       const secs = (performance.now() - copyStarted) / 1000;
       result.rowsPerSecond = secs > 0 ? result.copiedRows / secs : 0;
-      log.info(`copied ${result.copiedRows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(result.rowsPerSecond).toLocaleString('en-US')} rows/s)`);
+      log.info(
+        `copied ${result.copiedRows.toLocaleString('en-US')} rows in ${secs.toFixed(1)} s (${Math.round(result.rowsPerSecond).toLocaleString('en-US')} rows/s)`,
+      );
       state = { ...state, phase: 'indexes' };
     }
     where = 'while building indexes (the rows are all copied)';
@@ -1006,7 +1251,9 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
     opts.onProgress?.({ phase: 'sync', done: 0, total: 1, detail: 'verifying counts and sums per month' });
     const verified = await verify(client, s);
     opts.onProgress?.({ phase: 'sync', done: 1, total: 1 });
-    log.info(`verified: ${verified.rows.toLocaleString('en-US')} rows in ${verified.months} months have equal counts, sums of ${n.amountName} and of ${n.idName} in both tables${verified.skipped ? ` (${verified.skipped} ids written meanwhile are replayed and compared row by row)` : ''}`);
+    log.info(
+      `verified: ${verified.rows.toLocaleString('en-US')} rows in ${verified.months} months have equal counts, sums of ${n.amountName} and of ${n.idName} in both tables${verified.skipped ? ` (${verified.skipped} ids written meanwhile are replayed and compared row by row)` : ''}`,
+    );
     await catchUp(client, s, { threshold, signal: opts.signal });
 
     const steps = plan.indexes;
@@ -1035,7 +1282,9 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
           );
         }
         const wait = backoff(attempt);
-        log.info(`switch: ${err instanceof RetrySwitch ? err.message : `lock not available within ${lockTimeoutMs} ms`} (attempt ${attempt}), retrying in ${wait} ms`);
+        log.info(
+          `switch: ${err instanceof RetrySwitch ? err.message : `lock not available within ${lockTimeoutMs} ms`} (attempt ${attempt}), retrying in ${wait} ms`,
+        );
         await sleep(wait, opts.signal);
         await catchUp(client, s, { threshold, signal: opts.signal });
       }
@@ -1050,7 +1299,8 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
     return result;
   } catch (err) {
     // Stopped by the signal: the statement in flight was cancelled and its transaction rolled back.
-    if (opts.signal?.aborted && !(err instanceof InterruptedError)) throw where === 'after the switch' ? afterSwitch(n) : interrupted(where, n);
+    if (opts.signal?.aborted && !(err instanceof InterruptedError))
+      throw where === 'after the switch' ? afterSwitch(n) : interrupted(where, n);
     throw err;
   } finally {
     await client.query('RESET session_replication_role').catch(() => {});
@@ -1062,7 +1312,9 @@ async function convertWith(client: Client, n: Names, q: Quote, opts: ConvertOpti
 
 /** Builds the planned indexes that do not exist yet; returns how many it built. */
 async function ensureIndexes(client: Client, n: Names, q: Quote, steps: IndexStep[], opts: ConvertOptions, log: Logger): Promise<number> {
-  const { rows } = await client.query<{ name: string }>('SELECT n AS name FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL', [steps.map((x) => q(x.name))]);
+  const { rows } = await client.query<{ name: string }>('SELECT n AS name FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL', [
+    steps.map((x) => q(x.name)),
+  ]);
   const missing = steps.filter((x) => rows.some((r) => r.name === q(x.name)));
   if (missing.length) await raiseMaintenanceMemory(client);
   for (const [i, step] of missing.entries()) {
@@ -1077,7 +1329,9 @@ async function ensureIndexes(client: Client, n: Names, q: Quote, steps: IndexSte
 }
 
 async function raiseMaintenanceMemory(client: Client): Promise<void> {
-  const { rows: [m] } = await client.query<{ kb: string }>("SELECT setting AS kb FROM pg_settings WHERE name = 'maintenance_work_mem'");
+  const {
+    rows: [m],
+  } = await client.query<{ kb: string }>("SELECT setting AS kb FROM pg_settings WHERE name = 'maintenance_work_mem'");
   if (Number(m.kb) < 256 * 1024) await client.query("SET maintenance_work_mem = '256MB'");
 }
 
@@ -1110,7 +1364,9 @@ async function catchUp(client: Client, s: Sql, opts: { threshold: number; signal
 /** One batch of the log, in the caller's transaction: the ids replayed and the entries consumed. */
 async function replayBatch(client: Client, s: Sql, limit: number | null): Promise<{ entries: number; ids: string[] }> {
   const { n } = s;
-  const { rows: [picked] } = await client.query<{ seqs: string[] | null; ids: string[] | null }>(
+  const {
+    rows: [picked],
+  } = await client.query<{ seqs: string[] | null; ids: string[] | null }>(
     `SELECT array_agg(seq)::text[] AS seqs, array_agg(DISTINCT invoice_id)::text[] AS ids
        FROM (SELECT seq, invoice_id FROM ${n.log} ORDER BY seq${limit ? ` LIMIT ${limit}` : ''}) l`,
   );
@@ -1136,7 +1392,9 @@ async function replayBatch(client: Client, s: Sql, limit: number | null): Promis
 async function checkRows(client: Client, s: Sql, ids: string[]): Promise<void> {
   if (!ids.length) return;
   const { n } = s;
-  const { rows: [diff] } = await client.query<{ n: string; ids: string[] | null }>(
+  const {
+    rows: [diff],
+  } = await client.query<{ n: string; ids: string[] | null }>(
     `WITH o AS (SELECT ${n.id} AS invoice_id, ROW(${s.cols})::text AS r FROM ${n.parent} WHERE ${n.id} = ANY ($1::bigint[])),
           n AS MATERIALIZED (SELECT ${n.id} AS invoice_id, ${n.date} AS issue_date, ROW(${s.cols})::text AS r FROM ${n.newTable} WHERE ${n.id} = ANY ($1::bigint[])),
           l AS (SELECT invoice_id, issue_date FROM ${n.locator} WHERE invoice_id = ANY ($1::bigint[])),
@@ -1148,7 +1406,9 @@ async function checkRows(client: Client, s: Sql, ids: string[]): Promise<void> {
     [ids],
   );
   if (diff.n !== '0') {
-    throw new ConversionError(`verification failed, nothing was switched: invoices ${diff.ids?.join(', ')} differ between ${n.label} and ${n.newTable} after replaying their changes. Cancel with \`invoices partition --convert --cancel\` and convert again`);
+    throw new ConversionError(
+      `verification failed, nothing was switched: invoices ${diff.ids?.join(', ')} differ between ${n.label} and ${n.newTable} after replaying their changes. Cancel with \`invoices partition --convert --cancel\` and convert again`,
+    );
   }
 }
 
@@ -1174,10 +1434,12 @@ async function verify(client: Client, s: Sql): Promise<{ rows: number; months: n
   try {
     old = (await client.query<MonthSums & { month: string }>(sums(n.parent))).rows;
     neu = (await client.query<MonthSums & { month: string }>(sums(n.newTable))).rows;
-    [loc] = (await client.query<{ n: string; ids: string | null; skipped: string }>(
-      `SELECT count(*)::text AS n, sum(invoice_id)::text AS ids, (SELECT count(DISTINCT invoice_id) FROM ${n.log})::text AS skipped
+    [loc] = (
+      await client.query<{ n: string; ids: string | null; skipped: string }>(
+        `SELECT count(*)::text AS n, sum(invoice_id)::text AS ids, (SELECT count(DISTINCT invoice_id) FROM ${n.log})::text AS skipped
          FROM ${n.locator} t WHERE NOT EXISTS (SELECT 1 FROM ${n.log} l WHERE l.invoice_id = t.invoice_id)`,
-    )).rows;
+      )
+    ).rows;
     await client.query('COMMIT');
   } catch (err) {
     await rollback(client);
@@ -1186,21 +1448,31 @@ async function verify(client: Client, s: Sql): Promise<{ rows: number; months: n
   const key = (r: MonthSums) => `${r.n} rows, amount ${r.amount ?? '-'}, ids ${r.ids ?? '0'}`;
   const a = new Map(old.map((r) => [r.month, key(r)]));
   const b = new Map(neu.map((r) => [r.month, key(r)]));
-  const diffs = [...new Set([...a.keys(), ...b.keys()])].sort().filter((m) => a.get(m) !== b.get(m))
+  const diffs = [...new Set([...a.keys(), ...b.keys()])]
+    .sort()
+    .filter((m) => a.get(m) !== b.get(m))
     .map((m) => `${m}: ${n.label} ${a.get(m) ?? 'none'}, ${n.newTable} ${b.get(m) ?? 'none'}`);
   const rows = old.reduce((x, r) => x + Number(r.n), 0);
   const newRows = neu.reduce((x, r) => x + Number(r.n), 0);
   const newIds = neu.reduce((x, r) => x + BigInt(r.ids ?? '0'), 0n);
-  if (Number(loc.n) !== newRows || BigInt(loc.ids ?? '0') !== newIds) diffs.push(`${n.locator} has ${loc.n} rows for ${newRows} in ${n.newTable}`);
+  if (Number(loc.n) !== newRows || BigInt(loc.ids ?? '0') !== newIds)
+    diffs.push(`${n.locator} has ${loc.n} rows for ${newRows} in ${n.newTable}`);
   if (diffs.length) {
-    throw new ConversionError(`verification failed, nothing was switched: ${diffs.slice(0, 5).join('; ')}${diffs.length > 5 ? `; and ${diffs.length - 5} more` : ''}. Cancel with \`invoices partition --convert --cancel\` and convert again`);
+    throw new ConversionError(
+      `verification failed, nothing was switched: ${diffs.slice(0, 5).join('; ')}${diffs.length > 5 ? `; and ${diffs.length - 5} more` : ''}. Cancel with \`invoices partition --convert --cancel\` and convert again`,
+    );
   }
   return { rows, months: old.length, skipped: Number(loc.skipped) };
 }
 
 class RetrySwitch extends Error {}
 
-async function switchOnce(client: Client, s: Sql, steps: IndexStep[], opts: { lockTimeoutMs: number }): Promise<{ lockMs: number; failed: Array<{ name: string; warning: string }> }> {
+async function switchOnce(
+  client: Client,
+  s: Sql,
+  steps: IndexStep[],
+  opts: { lockTimeoutMs: number },
+): Promise<{ lockMs: number; failed: Array<{ name: string; warning: string }> }> {
   const { q, n } = s;
   const before = await planSwitch(client, s, steps);
   await begin(client, opts.lockTimeoutMs);
@@ -1221,7 +1493,9 @@ async function switchOnce(client: Client, s: Sql, steps: IndexStep[], opts: { lo
     if (missing.length) throw new RetrySwitch(`${missing.join(', ')} appeared since the plan`);
     const wanted = translateIndexes({ ...s, facts }).steps.filter((x) => !steps.some((y) => y.name === x.name));
     if (wanted.length) {
-      throw new ConversionError(`${wanted.map((x) => x.description).join(', ')} appeared on ${n.label} during the conversion: run \`invoices partition --convert\` again to build ${wanted.length === 1 ? 'it' : 'them'} on the new table before the switch`);
+      throw new ConversionError(
+        `${wanted.map((x) => x.description).join(', ')} appeared on ${n.label} during the conversion: run \`invoices partition --convert\` again to build ${wanted.length === 1 ? 'it' : 'them'} on the new table before the switch`,
+      );
     }
     const failed: Array<{ name: string; warning: string }> = [];
     for (const st of plan.statements) {
@@ -1248,13 +1522,20 @@ async function switchOnce(client: Client, s: Sql, steps: IndexStep[], opts: { lo
 }
 
 async function lockHolders(client: Client, n: Names): Promise<string> {
-  const { rows } = await client.query<{ pid: number; mode: string; state: string | null; since: string | null; query: string | null }>(
-    `SELECT l.pid, l.mode, a.state, a.xact_start::text AS since, left(a.query, 60) AS query
+  const { rows } = await client
+    .query<{ pid: number; mode: string; state: string | null; since: string | null; query: string | null }>(
+      `SELECT l.pid, l.mode, a.state, a.xact_start::text AS since, left(a.query, 60) AS query
        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.relation = to_regclass($1) AND l.granted AND l.pid <> pg_backend_pid() ORDER BY a.xact_start LIMIT 3`,
-    [n.parent],
-  ).catch(() => ({ rows: [] }));
-  return rows.map((r) => `held by server process ${r.pid} (${r.mode}, ${r.state ?? '?'}${r.since ? ` since ${r.since}` : ''}${r.query ? `: ${r.query}` : ''})`).join('; ');
+      [n.parent],
+    )
+    .catch(() => ({ rows: [] }));
+  return rows
+    .map(
+      (r) =>
+        `held by server process ${r.pid} (${r.mode}, ${r.state ?? '?'}${r.since ? ` since ${r.since}` : ''}${r.query ? `: ${r.query}` : ''})`,
+    )
+    .join('; ');
 }
 
 /** After the switch: validate repointed foreign keys, drop the conversion's objects, report the DEFAULT partition. */
@@ -1285,7 +1566,9 @@ async function finish(client: Client, n: Names, log: Logger, result: ConvertResu
     await rollback(client);
     throw err;
   }
-  const { rows: [c] } = await client.query<{ rows: string; parts: string; def: string }>(
+  const {
+    rows: [c],
+  } = await client.query<{ rows: string; parts: string; def: string }>(
     `SELECT (SELECT count(*) FROM ${n.locator})::text AS rows,
             (SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1))::text AS parts,
             (SELECT count(*) FROM ${n.defaultPartition})::text AS def`,
@@ -1304,20 +1587,31 @@ async function finish(client: Client, n: Names, log: Logger, result: ConvertResu
 }
 
 /** Removes everything an unfinished conversion created (the trigger on invoices first); invoices itself is untouched. */
-export async function cancelConversion(client: Client, opts: Pick<ConvertOptions, 'lockTimeoutMs' | 'lockRetries' | 'signal' | 'log' | 'tables'> & { dryRun?: boolean }): Promise<{ cancelled: boolean; statements: string[] }> {
+export async function cancelConversion(
+  client: Client,
+  opts: Pick<ConvertOptions, 'lockTimeoutMs' | 'lockRetries' | 'signal' | 'log' | 'tables'> & { dryRun?: boolean },
+): Promise<{ cancelled: boolean; statements: string[] }> {
   return withNames(client, opts.tables ?? DEFAULT_TABLES, (n) => cancelWith(client, n, opts));
 }
 
-async function cancelWith(client: Client, n: Names, opts: Parameters<typeof cancelConversion>[1]): Promise<{ cancelled: boolean; statements: string[] }> {
+async function cancelWith(
+  client: Client,
+  n: Names,
+  opts: Parameters<typeof cancelConversion>[1],
+): Promise<{ cancelled: boolean; statements: string[] }> {
   const log = opts.log ?? silentLogger;
   const state = await readState(client, n);
   const { layout } = await detectLayout(client, n.tables);
   if (!state && layout !== 'partitioned') {
-    const { rows: [leftover] } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [n.newTable]);
+    const {
+      rows: [leftover],
+    } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [n.newTable]);
     if (!leftover.ok) return { cancelled: false, statements: [] };
   }
   if (state?.phase === 'switched' || layout === 'partitioned') {
-    throw new UsageError(`the switch is already done: ${n.label} is partitioned (the old table is ${n.oldTable}); run \`invoices partition --convert\` to finish`);
+    throw new UsageError(
+      `the switch is already done: ${n.label} is partitioned (the old table is ${n.oldTable}); run \`invoices partition --convert\` to finish`,
+    );
   }
   const statements = [
     `DROP TRIGGER IF EXISTS ${n.capture} ON ${n.parent}`,
@@ -1331,11 +1625,23 @@ async function cancelWith(client: Client, n: Names, opts: Parameters<typeof canc
   ];
   if (opts.dryRun) return { cancelled: false, statements };
   // Never while a conversion (or a seed) is writing the table: name it and change nothing.
-  const unlock = await lockSource(client, { key: n.lockKey, label: n.label, what: 'cancel', wait: false, log, signal: opts.signal, advice: 'stop that run first (Ctrl-C keeps what it copied), then cancel' });
+  const unlock = await lockSource(client, {
+    key: n.lockKey,
+    label: n.label,
+    what: 'cancel',
+    wait: false,
+    log,
+    signal: opts.signal,
+    advice: 'stop that run first (Ctrl-C keeps what it copied), then cancel',
+  });
   try {
-    await withLockRetry(client, { lockTimeoutMs: opts.lockTimeoutMs ?? 500, lockRetries: opts.lockRetries ?? 10, signal: opts.signal, what: 'cancel', log }, async () => {
-      for (const sql of statements) await client.query(sql);
-    });
+    await withLockRetry(
+      client,
+      { lockTimeoutMs: opts.lockTimeoutMs ?? 500, lockRetries: opts.lockRetries ?? 10, signal: opts.signal, what: 'cancel', log },
+      async () => {
+        for (const sql of statements) await client.query(sql);
+      },
+    );
   } finally {
     await unlock();
   }

@@ -22,8 +22,18 @@ export interface IndexSpec {
 
 /** Per-customer history and grouping by issuer or receiver over a date range, answered from the index alone. */
 export const USE_CASE_INDEXES: IndexSpec[] = [
-  { suffix: 'issuer_date_idx', columns: ['issuer_id', 'issue_date'], include: ['amount'], purpose: 'invoices of an issuer over time; group by issuer' },
-  { suffix: 'receiver_date_idx', columns: ['receiver_id', 'issue_date'], include: ['amount'], purpose: 'invoices of a receiver over time; group by receiver' },
+  {
+    suffix: 'issuer_date_idx',
+    columns: ['issuer_id', 'issue_date'],
+    include: ['amount'],
+    purpose: 'invoices of an issuer over time; group by issuer',
+  },
+  {
+    suffix: 'receiver_date_idx',
+    columns: ['receiver_id', 'issue_date'],
+    include: ['amount'],
+    purpose: 'invoices of a receiver over time; group by receiver',
+  },
 ];
 
 /**
@@ -53,7 +63,11 @@ async function existingIndexes(client: Client, schema: string, tables: string[])
  * The statements that bring the indexes up to date (none when they all exist and are valid):
  * those of the use cases by default (with a unique id key on a plain table), or the given ones.
  */
-export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TABLES, specs: IndexSpec[] = USE_CASE_INDEXES): Promise<IndexStep[]> {
+export async function planIndexes(
+  client: Client,
+  tables: TableMap = DEFAULT_TABLES,
+  specs: IndexSpec[] = USE_CASE_INDEXES,
+): Promise<IndexStep[]> {
   const { layout, locator } = await detectLayout(client, tables);
   const { schema, table, columns } = tables.invoices;
   if (layout === 'missing') throw new UsageError(`there is no table ${schema}.${table}: run \`invoices init\`, or fix the table mapping`);
@@ -66,10 +80,22 @@ export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TAB
     const existing = await existingIndexes(client, schema, [table]);
     const unique = await hasUniqueKeyOn(client, qualified(tables.invoices), columns.invoice_id);
     const key = `${table}_invoice_id_key`;
-    if (!unique && specs === USE_CASE_INDEXES) steps.push(...concurrently(existing, schema, key, table, `CREATE UNIQUE INDEX CONCURRENTLY ${q(key)} ON ${on(table)} (${cols(['invoice_id'])})`, 'lookup by invoice id'));
+    if (!unique && specs === USE_CASE_INDEXES)
+      steps.push(
+        ...concurrently(
+          existing,
+          schema,
+          key,
+          table,
+          `CREATE UNIQUE INDEX CONCURRENTLY ${q(key)} ON ${on(table)} (${cols(['invoice_id'])})`,
+          'lookup by invoice id',
+        ),
+      );
     for (const s of specs) {
       const name = `${table}_${s.suffix}`;
-      steps.push(...concurrently(existing, schema, name, table, `CREATE INDEX CONCURRENTLY ${q(name)} ON ${on(table)} ${definition(s)}`, s.purpose));
+      steps.push(
+        ...concurrently(existing, schema, name, table, `CREATE INDEX CONCURRENTLY ${q(name)} ON ${on(table)} ${definition(s)}`, s.purpose),
+      );
     }
     return steps;
   }
@@ -83,19 +109,40 @@ export async function planIndexes(client: Client, tables: TableMap = DEFAULT_TAB
     if (parent?.valid) continue;
     for (const part of partitions) {
       const child = `${part}_${s.suffix}`;
-      steps.push(...concurrently(existing, schema, child, part, `CREATE INDEX CONCURRENTLY ${q(child)} ON ${on(part)} ${definition(s)}`, `part of ${name}`));
-      if (existing.get(child)?.parent !== name) steps.push({ description: `attach ${child}`, sql: `ALTER INDEX ${on(name)} ATTACH PARTITION ${on(child)}` });
+      steps.push(
+        ...concurrently(
+          existing,
+          schema,
+          child,
+          part,
+          `CREATE INDEX CONCURRENTLY ${q(child)} ON ${on(part)} ${definition(s)}`,
+          `part of ${name}`,
+        ),
+      );
+      if (existing.get(child)?.parent !== name)
+        steps.push({ description: `attach ${child}`, sql: `ALTER INDEX ${on(name)} ATTACH PARTITION ${on(child)}` });
     }
   }
   return steps;
 }
 
 /** A concurrent build, after dropping an invalid leftover of an interrupted one. */
-function concurrently(existing: Map<string, IndexEntry>, schema: string, name: string, table: string, sql: string, description: string): IndexStep[] {
+function concurrently(
+  existing: Map<string, IndexEntry>,
+  schema: string,
+  name: string,
+  table: string,
+  sql: string,
+  description: string,
+): IndexStep[] {
   const found = existing.get(name);
   if (found?.valid) return [];
   const steps: IndexStep[] = [];
-  if (found) steps.push({ description: `drop invalid ${name} (an interrupted build)`, sql: `DROP INDEX CONCURRENTLY ${quoteIdent(schema)}.${quoteIdent(name)}` });
+  if (found)
+    steps.push({
+      description: `drop invalid ${name} (an interrupted build)`,
+      sql: `DROP INDEX CONCURRENTLY ${quoteIdent(schema)}.${quoteIdent(name)}`,
+    });
   steps.push({ description: `${name}: ${description} (on ${table})`, sql, builds: { schema, name } });
   return steps;
 }

@@ -117,10 +117,17 @@ export async function assertPartitioned(client: Client, tables: TableMap = DEFAU
   const { layout } = await detectLayout(client, tables);
   const n = invoiceSql(tables);
   const name = tables.mapped ? `${tables.invoices.schema}.${tables.invoices.table}` : PARENT;
-  if (layout === 'missing') throw new UsageError(tables.mapped ? `there is no table ${name}: create it, or fix the table mapping` : 'there is no invoices table: run `invoices init`');
-  if (layout === 'plain') throw new UsageError(`${name} is a plain (unpartitioned) table: convert it with \`invoices partition --convert\``);
+  if (layout === 'missing')
+    throw new UsageError(
+      tables.mapped ? `there is no table ${name}: create it, or fix the table mapping` : 'there is no invoices table: run `invoices init`',
+    );
+  if (layout === 'plain')
+    throw new UsageError(`${name} is a plain (unpartitioned) table: convert it with \`invoices partition --convert\``);
   const parts = await listPartitions(client, qualified(tables.invoices));
-  if (!parts.some((p) => p.isDefault)) throw new UsageError(`${name} has no DEFAULT partition: create it with CREATE TABLE ${n.rel(n.defaultPartition)} PARTITION OF ${n.parent} DEFAULT`);
+  if (!parts.some((p) => p.isDefault))
+    throw new UsageError(
+      `${name} has no DEFAULT partition: create it with CREATE TABLE ${n.rel(n.defaultPartition)} PARTITION OF ${n.parent} DEFAULT`,
+    );
   return parts;
 }
 
@@ -150,21 +157,22 @@ function planMonth(client: Client, tables: TableMap, month: Month, moveRows: num
   // An ISO literal with Z: UTC for a timestamptz, its UTC wall-clock time for a timestamp (the zone is ignored).
   const range = `${n.col('issue_date')} >= ${lo} AND ${n.col('issue_date')} < ${hi}`;
   const check = tables.mapped ? quoteIdent(`${name}_range`) : `${name}_range`;
-  const statements = moveRows === 0
-    ? [`CREATE TABLE ${part} PARTITION OF ${n.parent} FOR VALUES FROM (${lo}) TO (${hi})`]
-    : [
-        // PostgreSQL refuses to create a partition for rows the DEFAULT partition holds: move
-        // them into a new table, attach it (the CHECK spares the validation scan), and restore
-        // their invoice_ids rows (the DELETE's trigger removed them; the ids did not change).
-        `LOCK TABLE ${def} IN EXCLUSIVE MODE`,
-        `CREATE TABLE ${part} (LIKE ${n.parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)`,
-        `INSERT INTO ${part} SELECT * FROM ${def} WHERE ${range}`,
-        `DELETE FROM ${def} WHERE ${range}`,
-        `ALTER TABLE ${part} ADD CONSTRAINT ${check} CHECK (${range})`,
-        `ALTER TABLE ${n.parent} ATTACH PARTITION ${part} FOR VALUES FROM (${lo}) TO (${hi})`,
-        `ALTER TABLE ${part} DROP CONSTRAINT ${check}`,
-        `INSERT INTO ${n.locator} (invoice_id, issue_date) SELECT ${n.col('invoice_id')}, ${n.col('issue_date')} FROM ${part} ON CONFLICT (invoice_id) DO NOTHING`,
-      ];
+  const statements =
+    moveRows === 0
+      ? [`CREATE TABLE ${part} PARTITION OF ${n.parent} FOR VALUES FROM (${lo}) TO (${hi})`]
+      : [
+          // PostgreSQL refuses to create a partition for rows the DEFAULT partition holds: move
+          // them into a new table, attach it (the CHECK spares the validation scan), and restore
+          // their invoice_ids rows (the DELETE's trigger removed them; the ids did not change).
+          `LOCK TABLE ${def} IN EXCLUSIVE MODE`,
+          `CREATE TABLE ${part} (LIKE ${n.parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)`,
+          `INSERT INTO ${part} SELECT * FROM ${def} WHERE ${range}`,
+          `DELETE FROM ${def} WHERE ${range}`,
+          `ALTER TABLE ${part} ADD CONSTRAINT ${check} CHECK (${range})`,
+          `ALTER TABLE ${n.parent} ATTACH PARTITION ${part} FOR VALUES FROM (${lo}) TO (${hi})`,
+          `ALTER TABLE ${part} DROP CONSTRAINT ${check}`,
+          `INSERT INTO ${n.locator} (invoice_id, issue_date) SELECT ${n.col('invoice_id')}, ${n.col('issue_date')} FROM ${part} ON CONFLICT (invoice_id) DO NOTHING`,
+        ];
   return { month, name, moveRows, statements };
 }
 

@@ -44,7 +44,9 @@ export class TextCopyWriter implements RowWriter {
 
   /** Text with COPY's escapes; `null` writes SQL NULL. */
   text(s: string | null): void {
-    this.field(s === null ? '\\N' : s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')));
+    this.field(
+      s === null ? '\\N' : s.replace(/[\\\t\n\r]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r')),
+    );
   }
 
   /** Ends the last row, writes what is buffered, then ends the stream. */
@@ -63,8 +65,14 @@ export class TextCopyWriter implements RowWriter {
     this.chunk = '';
     if (!data || this.out.write(data)) return undefined;
     return new Promise((resolve, reject) => {
-      const onDrain = () => { this.out.off('error', onError); resolve(); };
-      const onError = (err: Error) => { this.out.off('drain', onDrain); reject(err); };
+      const onDrain = () => {
+        this.out.off('error', onError);
+        resolve();
+      };
+      const onError = (err: Error) => {
+        this.out.off('drain', onDrain);
+        reject(err);
+      };
       this.out.once('drain', onDrain);
       this.out.once('error', onError);
     });

@@ -21,9 +21,28 @@ const DOMAINS = ['com', 'io', 'net', 'co', 'biz', 'org'];
 
 /** Where invoicing customers sit, roughly: a few countries hold most of them. */
 const COUNTRIES: Array<[string, number]> = [
-  ['US', 30], ['GB', 9], ['DE', 8], ['FR', 6], ['CA', 5], ['ES', 4], ['MX', 4], ['BR', 4], ['IN', 4],
-  ['NL', 3], ['IT', 3], ['AU', 3], ['JP', 3], ['SE', 2], ['CH', 2], ['PL', 2], ['IE', 2], ['AR', 2],
-  ['CO', 1], ['CL', 1], ['SG', 1], ['ZA', 1],
+  ['US', 30],
+  ['GB', 9],
+  ['DE', 8],
+  ['FR', 6],
+  ['CA', 5],
+  ['ES', 4],
+  ['MX', 4],
+  ['BR', 4],
+  ['IN', 4],
+  ['NL', 3],
+  ['IT', 3],
+  ['AU', 3],
+  ['JP', 3],
+  ['SE', 2],
+  ['CH', 2],
+  ['PL', 2],
+  ['IE', 2],
+  ['AR', 2],
+  ['CO', 1],
+  ['CL', 1],
+  ['SG', 1],
+  ['ZA', 1],
 ];
 const COUNTRY_TOTAL = COUNTRIES.reduce((s, [, w]) => s + w, 0);
 

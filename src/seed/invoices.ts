@@ -114,7 +114,8 @@ export class InvoiceGenerator {
     let cents = Math.round(Math.exp(this.issuerMu[issuerRank] + 0.75 * rng.normal()) * 100);
     if (rng.next() < 0.03 && cents >= 10_000) cents = Math.round(cents / 10_000) * 10_000; // round hundreds
     cents = Math.min(Math.max(cents, 50), MAX_CENTS);
-    if (plan.centsStep !== undefined && plan.centsStep > 1) cents = Math.max(plan.centsStep, Math.round(cents / plan.centsStep) * plan.centsStep);
+    if (plan.centsStep !== undefined && plan.centsStep > 1)
+      cents = Math.max(plan.centsStep, Math.round(cents / plan.centsStep) * plan.centsStep);
     if (plan.maxCents !== undefined) cents = Math.min(cents, plan.maxCents);
 
     row.id = plan.firstId + this.i;

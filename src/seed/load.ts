@@ -13,7 +13,15 @@ import { generateCustomers } from './customers.js';
 import { TextCopyWriter, type RowWriter } from './copy-text.js';
 import { IssueDates, MAX_CENTS, type InvoiceGenerator, type InvoiceRow } from './invoices.js';
 
-export async function copyCustomers(client: Client, t: CustomersTarget, opts: { customers: number; seed: number | string; signal?: AbortSignal }, firstId: number, issuerRank: (i: number) => number, beforeMicros: number, progress: (done: number) => void): Promise<void> {
+export async function copyCustomers(
+  client: Client,
+  t: CustomersTarget,
+  opts: { customers: number; seed: number | string; signal?: AbortSignal },
+  firstId: number,
+  issuerRank: (i: number) => number,
+  beforeMicros: number,
+  progress: (done: number) => void,
+): Promise<void> {
   const has = (c: CustomerColumn) => t.columns.includes(c);
   const names = t.columns.map((c) => t.col(c)).join(', ');
   await copyRows(client, `COPY ${t.rel} (${names}) FROM STDIN (FORMAT ${t.format})`, t.format, async (writer) => {
@@ -46,7 +54,15 @@ export type Target = { table: string; freeze: boolean; untilMicros: number };
  * no per-row routing, and FREEZE (allowed on a partition created in this transaction), which
  * also sets the visibility map so index-only scans work at once.
  */
-export async function copyInvoices(client: Client, t: InvoicesTarget, gen: InvoiceGenerator, n: number, signal: AbortSignal | undefined, progress: (done: number) => void, targets: Target[]): Promise<void> {
+export async function copyInvoices(
+  client: Client,
+  t: InvoicesTarget,
+  gen: InvoiceGenerator,
+  n: number,
+  signal: AbortSignal | undefined,
+  progress: (done: number) => void,
+  targets: Target[],
+): Promise<void> {
   const row: InvoiceRow = { id: 0, issueMicros: 0, issuerId: 0, receiverId: 0, cents: 0 };
   let k = 0;
   let pending = false; // row holds a generated invoice not yet written (it belongs to a later target)
@@ -76,19 +92,33 @@ export async function copyInvoices(client: Client, t: InvoicesTarget, gen: Invoi
 }
 
 /** invoice_ids rows for invoices firstId..firstId+n-1, their dates replayed from the same stream. */
-export async function copyInvoiceIds(client: Client, locator: string, dates: IssueDates, firstId: number, n: number, signal: AbortSignal | undefined, freeze: boolean, progress?: (done: number) => void): Promise<void> {
-  await copyRows(client, `COPY ${locator} (invoice_id, issue_date) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`, 'binary', async (writer) => {
-    for (let k = 0; k < n; k++) {
-      const wait = writer.row(2, 32);
-      if (wait) {
-        await wait;
-        if (signal?.aborted) throw new InterruptedError('interrupted');
-        progress?.(k);
+export async function copyInvoiceIds(
+  client: Client,
+  locator: string,
+  dates: IssueDates,
+  firstId: number,
+  n: number,
+  signal: AbortSignal | undefined,
+  freeze: boolean,
+  progress?: (done: number) => void,
+): Promise<void> {
+  await copyRows(
+    client,
+    `COPY ${locator} (invoice_id, issue_date) FROM STDIN (FORMAT binary${freeze ? ', FREEZE' : ''})`,
+    'binary',
+    async (writer) => {
+      for (let k = 0; k < n; k++) {
+        const wait = writer.row(2, 32);
+        if (wait) {
+          await wait;
+          if (signal?.aborted) throw new InterruptedError('interrupted');
+          progress?.(k);
+        }
+        writer.int8(firstId + k);
+        writer.timestamptz(dates.next());
       }
-      writer.int8(firstId + k);
-      writer.timestamptz(dates.next());
-    }
-  });
+    },
+  );
 }
 
 /** Runs one binary COPY fed by `fill`; on any error the COPY is aborted and the server discards it. */
@@ -146,10 +176,24 @@ const OWN = invoiceSql();
 /** This tool's tables: bare names, every column, binary COPY (unchanged from before mappings). */
 export const OWN_TARGET: Targets = {
   invoices: {
-    rel: 'invoices', name: 'invoices', id: 'invoice_id', idName: 'invoice_id', columns: 'invoice_id, issue_date, issuer_id, receiver_id, amount',
-    partition: (m) => OWN.partitionName(m), format: 'binary', amount: {},
+    rel: 'invoices',
+    name: 'invoices',
+    id: 'invoice_id',
+    idName: 'invoice_id',
+    columns: 'invoice_id, issue_date, issuer_id, receiver_id, amount',
+    partition: (m) => OWN.partitionName(m),
+    format: 'binary',
+    amount: {},
   },
-  customers: { rel: 'customers', name: 'customers', id: 'id', idName: 'id', columns: [...CUSTOMER_COLUMNS], col: (c) => c, format: 'binary' },
+  customers: {
+    rel: 'customers',
+    name: 'customers',
+    id: 'id',
+    idName: 'id',
+    columns: [...CUSTOMER_COLUMNS],
+    col: (c) => c,
+    format: 'binary',
+  },
   locator: OWN.locator,
 };
 
@@ -170,29 +214,49 @@ export async function mappedTarget(client: Client, tables: TableMap): Promise<Ta
   const cus = tables.customers;
   const n = invoiceSql(tables);
   if (found.unmappedRequired.length) {
-    throw new UsageError(`seed cannot fill ${found.unmappedRequired.join(', ')}: NOT NULL without a default and not in the table mapping. Map them, or give them a default`);
+    throw new UsageError(
+      `seed cannot fill ${found.unmappedRequired.join(', ')}: NOT NULL without a default and not in the table mapping. Map them, or give them a default`,
+    );
   }
   const amount = found.invoices.get('amount')!;
-  if (amount.base !== 'numeric') throw new UsageError(`${inv.schema}.${inv.table}.${inv.columns.amount} is ${amount.type}: seed writes amounts only into numeric columns (exact; money is never a float)`);
+  if (amount.base !== 'numeric')
+    throw new UsageError(
+      `${inv.schema}.${inv.table}.${inv.columns.amount} is ${amount.type}: seed writes amounts only into numeric columns (exact; money is never a float)`,
+    );
   const date = found.invoices.get('issue_date')!;
   if (!['timestamp with time zone', 'timestamp without time zone', 'date'].includes(date.base)) {
-    throw new UsageError(`${inv.schema}.${inv.table}.${inv.columns.issue_date} is ${date.type}: seed writes issue dates into timestamptz, timestamp or date columns`);
+    throw new UsageError(
+      `${inv.schema}.${inv.table}.${inv.columns.issue_date} is ${date.type}: seed writes issue dates into timestamptz, timestamp or date columns`,
+    );
   }
   const is = (c: ColumnInfo | undefined, kind: string) => c === undefined || BINARY_TYPES[kind].includes(c.base);
   const g = (k: string) => found.invoices.get(k);
   const invBinary = is(g('invoice_id'), 'id') && is(g('issuer_id'), 'id') && is(g('receiver_id'), 'id') && is(date, 'time');
   const customerColumns = CUSTOMER_COLUMNS.filter((c) => found.customers.has(c));
   const h = (k: string) => found.customers.get(k);
-  const cusBinary = is(h('id'), 'id') && ['name', 'email', 'country', 'segment'].every((c) => is(h(c), 'text')) && is(h('created_at'), 'time');
+  const cusBinary =
+    is(h('id'), 'id') && ['name', 'email', 'country', 'segment'].every((c) => is(h(c), 'text')) && is(h('created_at'), 'time');
   return {
     invoices: {
-      rel: qualified(inv), name: `${inv.schema}.${inv.table}`, id: quoteIdent(inv.columns.invoice_id), idName: inv.columns.invoice_id,
-      columns: (['invoice_id', 'issue_date', 'issuer_id', 'receiver_id', 'amount'] as const).map((c) => quoteIdent(inv.columns[c])).join(', '),
-      partition: (m) => n.rel(n.partitionName(m)), format: invBinary ? 'binary' : 'text', amount: amountLimits(amount),
+      rel: qualified(inv),
+      name: `${inv.schema}.${inv.table}`,
+      id: quoteIdent(inv.columns.invoice_id),
+      idName: inv.columns.invoice_id,
+      columns: (['invoice_id', 'issue_date', 'issuer_id', 'receiver_id', 'amount'] as const)
+        .map((c) => quoteIdent(inv.columns[c]))
+        .join(', '),
+      partition: (m) => n.rel(n.partitionName(m)),
+      format: invBinary ? 'binary' : 'text',
+      amount: amountLimits(amount),
     },
     customers: {
-      rel: qualified(cus), name: `${cus.schema}.${cus.table}`, id: quoteIdent(cus.columns.id), idName: cus.columns.id,
-      columns: customerColumns, col: (c) => quoteIdent(cus.columns[c]), format: cusBinary ? 'binary' : 'text',
+      rel: qualified(cus),
+      name: `${cus.schema}.${cus.table}`,
+      id: quoteIdent(cus.columns.id),
+      idName: cus.columns.id,
+      columns: customerColumns,
+      col: (c) => quoteIdent(cus.columns[c]),
+      format: cusBinary ? 'binary' : 'text',
     },
     locator: n.locator,
   };

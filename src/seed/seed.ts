@@ -8,7 +8,16 @@ import { sourceKey } from '../table/describe.js';
 import { InterruptedError, UsageError } from '../errors.js';
 import { silentLogger } from '../log.js';
 import { applySchema } from '../schema/apply.js';
-import { addMonths, createPartition, DEFAULT_AHEAD, monthBounds, monthOf, monthRange, planPartitions, type PartitionPlan } from '../schema/partitions.js';
+import {
+  addMonths,
+  createPartition,
+  DEFAULT_AHEAD,
+  monthBounds,
+  monthOf,
+  monthRange,
+  planPartitions,
+  type PartitionPlan,
+} from '../schema/partitions.js';
 import { copyCustomers, copyInvoiceIds, copyInvoices, mappedTarget, OWN_TARGET } from './load.js';
 import { InvoiceGenerator, IssueDates, issuerOrder } from './invoices.js';
 import { DEFAULT_TABLES, quoteIdent } from '../tables.js';
@@ -74,9 +83,11 @@ export function seedWindow(asOf: Date, months: number): { startMicros: number; e
 /** Fills customers and invoices with generated rows through binary COPY, in committed batches. */
 export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResult> {
   const invoices = opts.invoices ?? opts.customers * DEFAULT_INVOICES_PER_CUSTOMER;
-  if (!Number.isInteger(opts.customers) || opts.customers < 2) throw new UsageError('--customers must be an integer >= 2 (an invoice needs an issuer and a different receiver)');
+  if (!Number.isInteger(opts.customers) || opts.customers < 2)
+    throw new UsageError('--customers must be an integer >= 2 (an invoice needs an issuer and a different receiver)');
   if (!Number.isInteger(invoices) || invoices < 0) throw new UsageError('--invoices must be a non-negative integer');
-  if (!Number.isInteger(opts.months) || opts.months < 1 || opts.months > 600) throw new UsageError('--months must be an integer from 1 to 600');
+  if (!Number.isInteger(opts.months) || opts.months < 1 || opts.months > 600)
+    throw new UsageError('--months must be an integer from 1 to 600');
   const batchSize = opts.batchSize ?? DEFAULT_BATCH;
   const { startMicros, endMicros } = seedWindow(opts.asOf, opts.months);
   const started = performance.now();
@@ -104,7 +115,8 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     // The lock is released by ending the session (withClient), whatever happens below.
     let step = 0;
     let steps = 0;
-    const phase = (name: SeedProgress['phase'], done: number, total: number) => opts.onProgress?.({ phase: name, done, total, step, steps });
+    const phase = (name: SeedProgress['phase'], done: number, total: number) =>
+      opts.onProgress?.({ phase: name, done, total, step, steps });
     const enter = (name: SeedProgress['phase'], total: number) => {
       step++;
       phase(name, 0, total);
@@ -118,7 +130,9 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     const skipTriggers = !tables.mapped && (await skipTriggersForSession(client));
     // Skipping triggers also skips the one that fills invoice_ids: then seed writes it itself.
     const writeLocator = partitioned && skipTriggers;
-    const { rows: [state] } = await client.query<{ invoices: string; customers: string; max_invoice: string; max_customer: string }>(
+    const {
+      rows: [state],
+    } = await client.query<{ invoices: string; customers: string; max_invoice: string; max_customer: string }>(
       `SELECT (SELECT count(*) FROM (SELECT 1 FROM ${inv.rel} LIMIT 1) s) AS invoices,
               (SELECT count(*) FROM (SELECT 1 FROM ${cust.rel} LIMIT 1) s) AS customers,
               (SELECT coalesce(max(${inv.id}), 0) FROM ${inv.rel}) AS max_invoice,
@@ -126,7 +140,9 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     );
     const hasRows = state.invoices !== '0' || state.customers !== '0';
     if (hasRows && opts.existing === 'refuse') {
-      throw new UsageError(`the ${tables.mapped ? `tables ${inv.name} and ${cust.name}` : 'invoices and customers tables'} already hold rows: pass --append to add a new cohort of customers and invoices, or --truncate to replace them`);
+      throw new UsageError(
+        `the ${tables.mapped ? `tables ${inv.name} and ${cust.name}` : 'invoices and customers tables'} already hold rows: pass --append to add a new cohort of customers and invoices, or --truncate to replace them`,
+      );
     }
     const append = hasRows && opts.existing === 'append';
     const firstCustomerId = append ? Number(state.max_customer) + 1 : 1;
@@ -135,12 +151,29 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     const order = issuerOrder(opts.seed, opts.customers);
     const rank = new Int32Array(opts.customers);
     for (let r = 0; r < order.length; r++) rank[order[r]] = r;
-    const plan = { count: invoices, firstId: firstInvoiceId, firstCustomerId, customers: opts.customers, startMicros, endMicros, seed: opts.seed, ...inv.amount };
+    const plan = {
+      count: invoices,
+      firstId: firstInvoiceId,
+      firstCustomerId,
+      customers: opts.customers,
+      startMicros,
+      endMicros,
+      seed: opts.seed,
+      ...inv.amount,
+    };
     const generator = new InvoiceGenerator(plan);
     const dates = new IssueDates(plan);
     const loadCustomers = () => {
       enter('customers', opts.customers);
-      return copyCustomers(client, cust, opts, firstCustomerId, (i) => rank[i], startMicros, (done) => phase('customers', done, opts.customers));
+      return copyCustomers(
+        client,
+        cust,
+        opts,
+        firstCustomerId,
+        (i) => rank[i],
+        startMicros,
+        (done) => phase('customers', done, opts.customers),
+      );
     };
     const windowMonths = monthRange(monthOf(new Date(startMicros / 1000)), monthOf(new Date(endMicros / 1000 - 1)));
     // The window's months, and the months ahead of the as-of month as `invoices partition` makes them.
@@ -163,8 +196,14 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
     };
     const advanceSequences = async () => {
       // Serial and identity columns continue after the generated ids (no sequence: setval(NULL) is NULL).
-      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${cust.id}) FROM ${cust.rel}), 1))`, [cust.rel, cust.idName]);
-      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${inv.id}) FROM ${inv.rel}), 1))`, [inv.rel, inv.idName]);
+      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${cust.id}) FROM ${cust.rel}), 1))`, [
+        cust.rel,
+        cust.idName,
+      ]);
+      await client.query(`SELECT setval(pg_get_serial_sequence($1, $2), greatest((SELECT max(${inv.id}) FROM ${inv.rel}), 1))`, [
+        inv.rel,
+        inv.idName,
+      ]);
     };
     const result = (): SeedResult => {
       const seconds = (performance.now() - started) / 1000;
@@ -190,14 +229,25 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       steps = writeLocator ? 5 : 4; // customers, invoices, [invoice_ids], indexes, analyze
       try {
         await transaction(client, async () => {
-          await client.query(`TRUNCATE ${inv.rel}, ${cust.rel}${partitioned ? `, ${locator}` : ''} RESTART IDENTITY`).catch((err: { code?: string; message: string; detail?: string }) => {
-            // Another table's foreign key into them (an application's, or a converted table's kept original).
-            if (err.code === '0A000') throw new UsageError(`cannot empty ${inv.name} and ${cust.name}: ${err.message}${err.detail ? ` (${err.detail})` : ''}; empty or drop the referencing table first`, { cause: err });
-            throw err;
-          });
-          if (partitioned) await makePartitions(async (p) => { for (const sql of p.statements) await client.query(sql); }); // in this transaction
+          await client
+            .query(`TRUNCATE ${inv.rel}, ${cust.rel}${partitioned ? `, ${locator}` : ''} RESTART IDENTITY`)
+            .catch((err: { code?: string; message: string; detail?: string }) => {
+              // Another table's foreign key into them (an application's, or a converted table's kept original).
+              if (err.code === '0A000')
+                throw new UsageError(
+                  `cannot empty ${inv.name} and ${cust.name}: ${err.message}${err.detail ? ` (${err.detail})` : ''}; empty or drop the referencing table first`,
+                  { cause: err },
+                );
+              throw err;
+            });
+          if (partitioned)
+            await makePartitions(async (p) => {
+              for (const sql of p.statements) await client.query(sql);
+            }); // in this transaction
           // An application's indexes stay as they are (names, options, comments): COPY maintains them.
-          const rebuild = tables.mapped ? [] : [...(await dropIndexes(client, inv.rel)), ...(writeLocator ? await dropIndexes(client, locator) : [])];
+          const rebuild = tables.mapped
+            ? []
+            : [...(await dropIndexes(client, inv.rel)), ...(writeLocator ? await dropIndexes(client, locator) : [])];
           await loadCustomers();
           const targets = partitioned
             ? windowMonths.map((m) => ({ table: inv.partition(m), freeze: true, untilMicros: Date.parse(monthBounds(m).to) * 1000 }))
@@ -207,7 +257,9 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
           progress(invoices);
           if (writeLocator) {
             enter('invoice_ids', invoices);
-            await copyInvoiceIds(client, locator, dates, firstInvoiceId, invoices, signal, true, (done) => phase('invoice_ids', done, invoices));
+            await copyInvoiceIds(client, locator, dates, firstInvoiceId, invoices, signal, true, (done) =>
+              phase('invoice_ids', done, invoices),
+            );
           }
           enter('indexes', rebuild.length);
           for (const [i, sql] of rebuild.entries()) {
@@ -228,7 +280,9 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       }
       canceller.dispose();
       if (signal?.aborted) {
-        throw new InterruptedError(`interrupted while committing, but the load had committed: ${opts.customers} customers and ${invoices} invoices${idRange(firstInvoiceId, invoices)}`);
+        throw new InterruptedError(
+          `interrupted while committing, but the load had committed: ${opts.customers} customers and ${invoices} invoices${idRange(firstInvoiceId, invoices)}`,
+        );
       }
       return result();
     }
@@ -249,7 +303,9 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
       while (done < invoices) {
         const n = Math.min(batchSize, invoices - done);
         await transaction(client, async () => {
-          await copyInvoices(client, inv, generator, n, signal, (k) => progress(done + k), [{ table: inv.rel, freeze: false, untilMicros: Infinity }]);
+          await copyInvoices(client, inv, generator, n, signal, (k) => progress(done + k), [
+            { table: inv.rel, freeze: false, untilMicros: Infinity },
+          ]);
           if (writeLocator) await copyInvoiceIds(client, locator, dates, firstInvoiceId + done, n, signal, false);
           if (signal?.aborted) throw new InterruptedError('interrupted');
         });
@@ -277,7 +333,9 @@ export async function seed(ctx: DbContext, opts: SeedOptions): Promise<SeedResul
 
 /** The index or constraint a rebuild statement creates, for progress. */
 function indexName(sql: string): string {
-  return /ADD CONSTRAINT (\S+)|INDEX (?:CONCURRENTLY )?(?:IF NOT EXISTS )?(\S+)/.exec(sql)?.slice(1).find(Boolean)?.replace(/"/g, '') ?? 'index';
+  return (
+    /ADD CONSTRAINT (\S+)|INDEX (?:CONCURRENTLY )?(?:IF NOT EXISTS )?(\S+)/.exec(sql)?.slice(1).find(Boolean)?.replace(/"/g, '') ?? 'index'
+  );
 }
 
 /**

@@ -71,7 +71,9 @@ async function leafMonths(client: Client, source: SourceTable, leaves: string[],
     if (r === undefined || r === 'default') {
       known.filter((m) => !covered(m)).forEach((m) => out.add(m));
       if (r === 'default') {
-        const { rows } = await client.query<{ m: string }>(`SELECT DISTINCT to_char(${MONTH_OF_ISSUE}, 'YYYY-MM') AS m FROM ${leafRelation(source, leaf)}`);
+        const { rows } = await client.query<{ m: string }>(
+          `SELECT DISTINCT to_char(${MONTH_OF_ISSUE}, 'YYYY-MM') AS m FROM ${leafRelation(source, leaf)}`,
+        );
         rows.forEach((x) => out.add(x.m));
       }
     } else {

@@ -53,7 +53,9 @@ export function changesTable(ref: TableRef<string>): string {
 
 /** The advice when a table cannot be followed incrementally. */
 export function untrackedAdvice(source: SourceTable): string {
-  const missing = !source.createdXid ? 'no created_xid column (the transaction-id watermark)' : 'no change log (the trigger that records updates and deletes)';
+  const missing = !source.createdXid
+    ? 'no created_xid column (the transaction-id watermark)'
+    : 'no change log (the trigger that records updates and deletes)';
   return `${source.name} has ${missing}: run \`invoices ${source.tables.mapped ? 'risk init' : 'init'}\` to add it`;
 }
 
@@ -61,7 +63,7 @@ export function untrackedAdvice(source: SourceTable): string {
 function relationOf(ref: TableRef<string>, columns: readonly string[], table = ref.table): string {
   const from = `${quoteIdent(ref.schema)}.${quoteIdent(table)}`;
   if (columns.every((c) => (ref.columns[c] ?? c) === c)) return from;
-  return `(SELECT ${columns.map((c) => (ref.columns[c] ?? c) === c ? quoteIdent(c) : `${quoteIdent(ref.columns[c])} AS ${quoteIdent(c)}`).join(', ')} FROM ${from}) ${quoteIdent(table)}`;
+  return `(SELECT ${columns.map((c) => ((ref.columns[c] ?? c) === c ? quoteIdent(c) : `${quoteIdent(ref.columns[c])} AS ${quoteIdent(c)}`)).join(', ')} FROM ${from}) ${quoteIdent(table)}`;
 }
 
 /** One leaf (partition) of the table with our column names. */
@@ -78,15 +80,21 @@ export async function describeTable(client: Client, tables: TableMap = DEFAULT_T
   const name = `${ref.schema}.${ref.table}`;
   const rel = await relationInfo(client, qualified(ref), `${changesTable(ref)}_track`);
   if (!rel || !rel.columns.length) {
-    throw new UsageError(tables.mapped ? `there is no table ${name} (the invoices table of the config file's mapping)` : 'there is no invoices table: run `invoices init`');
+    throw new UsageError(
+      tables.mapped
+        ? `there is no table ${name} (the invoices table of the config file's mapping)`
+        : 'there is no invoices table: run `invoices init`',
+    );
   }
   const { kind, columns } = rel;
   const byName = new Map(columns.map((c) => [c.name, c]));
   for (const c of INVOICE_COLUMNS) {
-    if (!byName.has(ref.columns[c])) throw new UsageError(`${name} has no column "${ref.columns[c]}" (${c} in the mapping): fix the config file's "invoices".columns`);
+    if (!byName.has(ref.columns[c]))
+      throw new UsageError(`${name} has no column "${ref.columns[c]}" (${c} in the mapping): fix the config file's "invoices".columns`);
   }
   const amount = byName.get(ref.columns.amount)!;
-  if (amount.base !== 'numeric') throw new UsageError(`${name}.${ref.columns.amount} is ${amount.type}, not numeric: exact sums need numeric`);
+  if (amount.base !== 'numeric')
+    throw new UsageError(`${name}.${ref.columns.amount} is ${amount.type}, not numeric: exact sums need numeric`);
   const createdXid = byName.get('created_xid')?.base === 'xid8';
   const tracked = rel.hasTrigger;
   const key = sourceKey(tables);

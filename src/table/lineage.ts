@@ -29,9 +29,12 @@ export async function readLineage(client: Client, source: SourceTable): Promise<
 
 /** What changed between the lineage a store recorded and now (undefined: none recorded). */
 export function compareLineage(stored: Lineage | undefined | null, now: Lineage): LineageChange {
-  if (!stored || typeof stored.leaves !== 'object') return { kind: 'replaced', reason: 'no lineage recorded (built by an earlier version)' };
-  if (stored.system !== now.system) return { kind: 'replaced', reason: 'the database is now on another PostgreSQL cluster (restored from a dump?)' };
-  if (stored.database !== now.database) return { kind: 'replaced', reason: 'the database was dropped and created again (restored from a dump?)' };
+  if (!stored || typeof stored.leaves !== 'object')
+    return { kind: 'replaced', reason: 'no lineage recorded (built by an earlier version)' };
+  if (stored.system !== now.system)
+    return { kind: 'replaced', reason: 'the database is now on another PostgreSQL cluster (restored from a dump?)' };
+  if (stored.database !== now.database)
+    return { kind: 'replaced', reason: 'the database was dropped and created again (restored from a dump?)' };
   if (stored.table !== now.table) return { kind: 'replaced', reason: 'the table was dropped and created again, converted or restored' };
   const names = [...new Set([...Object.keys(stored.leaves), ...Object.keys(now.leaves)])].sort();
   const byKind = new Map<string, string[]>();
@@ -39,15 +42,21 @@ export function compareLineage(stored: Lineage | undefined | null, now: Lineage)
     const before = stored.leaves[n];
     const after = now.leaves[n];
     if (before === after) return false;
-    const kind = before === undefined ? 'created or attached'
-      : after === undefined ? 'dropped or detached'
-      : before.split('/')[0] !== after.split('/')[0] ? 'truncated or rewritten'
-      : 'detached and attached again';
+    const kind =
+      before === undefined
+        ? 'created or attached'
+        : after === undefined
+          ? 'dropped or detached'
+          : before.split('/')[0] !== after.split('/')[0]
+            ? 'truncated or rewritten'
+            : 'detached and attached again';
     byKind.set(kind, [...(byKind.get(kind) ?? []), n]);
     return true;
   });
   if (!leaves.length) return { kind: 'same' };
   // A reseed truncates every partition: one phrase for many, not a list of forty.
-  const said = [...byKind].flatMap(([kind, ns]) => (ns.length > 3 ? [`${ns.length} partitions ${kind}, from ${ns[0]} to ${ns[ns.length - 1]}`] : ns.map((n) => `${n} ${kind}`)));
+  const said = [...byKind].flatMap(([kind, ns]) =>
+    ns.length > 3 ? [`${ns.length} partitions ${kind}, from ${ns[0]} to ${ns[ns.length - 1]}`] : ns.map((n) => `${n} ${kind}`),
+  );
   return { kind: 'leaves', leaves, reason: said.sort().join(', ') };
 }

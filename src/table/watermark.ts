@@ -33,7 +33,9 @@ export const MONTH_OF_ISSUE = `date_trunc('month', issue_date AT TIME ZONE 'UTC'
  * above it come from another cluster).
  */
 export async function xidHorizon(client: Client): Promise<{ horizon: string; xmax: string }> {
-  const { rows: [r] } = await client.query<{ horizon: string; xmax: string }>(
+  const {
+    rows: [r],
+  } = await client.query<{ horizon: string; xmax: string }>(
     'SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax',
   );
   return r;
@@ -49,6 +51,8 @@ export async function assertXidsBehindServer(client: Client, source: SourceTable
     `SELECT coalesce((SELECT created_xid FROM ${source.table} ORDER BY created_xid DESC LIMIT 1) >= pg_snapshot_xmax(pg_current_snapshot()), false) AS ahead`,
   );
   if (rows[0].ahead) {
-    throw new UsageError(`${source.name} holds created_xid values ahead of this server's transaction counter (restored from another cluster?): no watermark is safe until they are renumbered with UPDATE ${source.table} SET created_xid = pg_current_xact_id() WHERE created_xid >= pg_snapshot_xmax(pg_current_snapshot()); then run again`);
+    throw new UsageError(
+      `${source.name} holds created_xid values ahead of this server's transaction counter (restored from another cluster?): no watermark is safe until they are renumbered with UPDATE ${source.table} SET created_xid = pg_current_xact_id() WHERE created_xid >= pg_snapshot_xmax(pg_current_snapshot()); then run again`,
+    );
   }
 }

@@ -164,7 +164,10 @@ export async function tableHash(client: pg.Client, table: 'customers' | 'invoice
 
 /** The config file's mapping of the `billing` schema that adoptBilling creates. */
 export const BILLING_MAPPING = {
-  invoices: { table: 'billing.invoice', columns: { invoice_id: 'id', issue_date: 'issued_at', issuer_id: 'from_client', receiver_id: 'to_client', amount: 'amount_usd' } },
+  invoices: {
+    table: 'billing.invoice',
+    columns: { invoice_id: 'id', issue_date: 'issued_at', issuer_id: 'from_client', receiver_id: 'to_client', amount: 'amount_usd' },
+  },
   customers: { table: 'billing.clients', columns: { id: 'client_id', name: 'customer_name' } },
 };
 
@@ -174,7 +177,8 @@ export const BILLING_MAPPING = {
  * `rows` (SQL that fills them). Returns a new working directory whose invoices.config.json maps them.
  */
 export async function adoptBilling(url: string, rows: string, prefix = 'adopted-'): Promise<string> {
-  await withPg(url, (c) => c.query(`
+  await withPg(url, (c) =>
+    c.query(`
     CREATE SCHEMA billing;
     CREATE TABLE billing.clients (client_id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_name varchar(200) NOT NULL);
     CREATE TABLE billing.invoice (
@@ -183,14 +187,20 @@ export async function adoptBilling(url: string, rows: string, prefix = 'adopted-
       from_client integer NOT NULL REFERENCES billing.clients,
       to_client   integer NOT NULL REFERENCES billing.clients,
       amount_usd  numeric(12,3) NOT NULL);
-    ${rows}`));
+    ${rows}`),
+  );
   const cwd = tempDir(prefix);
   writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify(BILLING_MAPPING));
   return cwd;
 }
 
 /** Polls until fn returns a truthy value; fails with `what` after the deadline. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false | null>, deadlineMs = 20_000, everyMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false | null>,
+  deadlineMs = 20_000,
+  everyMs = 50,
+): Promise<T> {
   const end = Date.now() + deadlineMs;
   for (;;) {
     const v = await fn();
@@ -207,13 +217,21 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
  */
 export async function waitForHorizon(url: string, table = 'invoices', deadlineMs = 60_000): Promise<void> {
   await withPg(url, async (c) => {
-    const { rows } = await c.query(`SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'created_xid' AND NOT attisdropped`, [table]);
+    const { rows } = await c.query(
+      `SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'created_xid' AND NOT attisdropped`,
+      [table],
+    );
     if (!rows.length) return; // no watermark column: nothing reads this table by horizon
     // Every transaction that committed before this call (inserts, and the updates the change log
     // records) must be behind the horizon, which any concurrent transaction on the cluster holds back.
-    const { rows: [{ now }] } = await c.query<{ now: string }>(`SELECT pg_current_xact_id()::text AS now`);
-    await waitFor(`the horizon to pass every transaction on ${table}`, async () =>
-      (await c.query<{ ok: boolean }>(`SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 AS ok`, [now])).rows[0].ok,
-    deadlineMs, 100);
+    const {
+      rows: [{ now }],
+    } = await c.query<{ now: string }>(`SELECT pg_current_xact_id()::text AS now`);
+    await waitFor(
+      `the horizon to pass every transaction on ${table}`,
+      async () => (await c.query<{ ok: boolean }>(`SELECT pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 AS ok`, [now])).rows[0].ok,
+      deadlineMs,
+      100,
+    );
   });
 }

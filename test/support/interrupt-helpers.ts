@@ -45,11 +45,16 @@ export function startCli(url: string, args: string[], env: Record<string, string
     stderr: () => stderr,
     stdout: () => stdout,
     async waitForStderr(re, deadlineMs = 60_000) {
-      await waitFor(`stderr to match ${re} (stderr so far: ${stderr.slice(-400)})`, async () => {
-        if (re.test(stderr)) return true;
-        if (exited) throw new Error(`exited ${exited.code} before stderr matched ${re}: ${stderr.slice(-1500)}`);
-        return false;
-      }, deadlineMs, 10);
+      await waitFor(
+        `stderr to match ${re} (stderr so far: ${stderr.slice(-400)})`,
+        async () => {
+          if (re.test(stderr)) return true;
+          if (exited) throw new Error(`exited ${exited.code} before stderr matched ${re}: ${stderr.slice(-1500)}`);
+          return false;
+        },
+        deadlineMs,
+        10,
+      );
     },
     async interrupt(sig = 'SIGINT') {
       if (exited) throw new Error(`already exited ${exited.code}: ${stderr.slice(-1500)}`);
@@ -64,10 +69,16 @@ export function startCli(url: string, args: string[], env: Record<string, string
 
 /** The server processes of the CLI (application_name invoices...) still connected to this database. */
 export async function cliBackends(database: string): Promise<Array<{ pid: number; state: string; query: string }>> {
-  return withPg(adminUrl(), async (c) => (await c.query(
-    "SELECT pid, state, left(query, 80) AS query FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'invoices%'",
-    [database],
-  )).rows);
+  return withPg(
+    adminUrl(),
+    async (c) =>
+      (
+        await c.query(
+          "SELECT pid, state, left(query, 80) AS query FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'invoices%'",
+          [database],
+        )
+      ).rows,
+  );
 }
 
 /** Waits until no server process of the CLI is left on the database; returns how long that took (ms). */
@@ -79,16 +90,38 @@ export async function noBackendLeft(database: string, deadlineMs = 3000): Promis
 
 /** Waits until a server process of the CLI is building an index on this database (pg_stat_progress_create_index). */
 export async function indexBuildRunning(database: string, deadlineMs = 60_000): Promise<void> {
-  await withPg(adminUrl(), (c) => waitFor(`an index build on ${database}`, async () =>
-    (await c.query("SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) WHERE p.datname = $1 AND a.application_name LIKE 'invoices%'", [database])).rows.length > 0,
-  deadlineMs, 5));
+  await withPg(adminUrl(), (c) =>
+    waitFor(
+      `an index build on ${database}`,
+      async () =>
+        (
+          await c.query(
+            "SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) WHERE p.datname = $1 AND a.application_name LIKE 'invoices%'",
+            [database],
+          )
+        ).rows.length > 0,
+      deadlineMs,
+      5,
+    ),
+  );
 }
 
 /** Waits until a server process of the CLI is running a statement that matches `like` (SQL LIKE) on this database. */
 export async function statementRunning(database: string, like: string, deadlineMs = 60_000): Promise<void> {
-  await withPg(adminUrl(), (c) => waitFor(`a statement like ${like} on ${database}`, async () =>
-    (await c.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'invoices%' AND state = 'active' AND query LIKE $2", [database, like])).rows.length > 0,
-  deadlineMs, 5));
+  await withPg(adminUrl(), (c) =>
+    waitFor(
+      `a statement like ${like} on ${database}`,
+      async () =>
+        (
+          await c.query(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'invoices%' AND state = 'active' AND query LIKE $2",
+            [database, like],
+          )
+        ).rows.length > 0,
+      deadlineMs,
+      5,
+    ),
+  );
 }
 
 /** Stop times measured in this file, printed at the end (the report quotes them). */

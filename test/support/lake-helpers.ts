@@ -21,7 +21,8 @@ export interface LakeManifest {
   customers: { files: string[]; fileInfo?: Record<string, { size: number; sha256: string }>; rows: number };
 }
 
-export const readManifest = (lake: string): LakeManifest => JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8')) as LakeManifest;
+export const readManifest = (lake: string): LakeManifest =>
+  JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8')) as LakeManifest;
 export const manifestText = (lake: string): string => readFileSync(path.join(lake, '_manifest.json'), 'utf8');
 export const listedFiles = (m: LakeManifest): string[] => [...Object.values(m.months).flatMap((e) => e.files), ...m.customers.files].sort();
 
@@ -81,12 +82,16 @@ export async function pgMonths(url: string): Promise<Record<string, { n: string;
 /** Per month from exactly the files the manifest lists (what every reader of the lake reads). */
 export async function lakeMonths(lake: string): Promise<Record<string, { n: string; s: string }>> {
   const m = readManifest(lake);
-  const files = Object.values(m.months).flatMap((e) => e.files).map((f) => `'${path.join(lake, f)}'`);
+  const files = Object.values(m.months)
+    .flatMap((e) => e.files)
+    .map((f) => `'${path.join(lake, f)}'`);
   if (!files.length) return {};
   const conn = await (await DuckDBInstance.create(':memory:')).connect();
   try {
-    const rows = (await conn.runAndReadAll(`SELECT month, count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s
-        FROM read_parquet([${files.join(', ')}], hive_partitioning = true, hive_types = {'month': VARCHAR}) GROUP BY 1 ORDER BY 1`)).getRowObjectsJson();
+    const rows = (
+      await conn.runAndReadAll(`SELECT month, count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s
+        FROM read_parquet([${files.join(', ')}], hive_partitioning = true, hive_types = {'month': VARCHAR}) GROUP BY 1 ORDER BY 1`)
+    ).getRowObjectsJson();
     return Object.fromEntries(rows.map((r) => [String(r.month), { n: String(r.n), s: String(r.s) }]));
   } finally {
     conn.closeSync();
@@ -134,7 +139,10 @@ export function expectManifestMatchesFiles(lake: string, foreign: string[] = [])
 
 /** `group --by issuer` over the seeded window with one engine: its rows (stdout JSON). */
 export async function group(url: string, lake: string, engine: string, cwdArg?: string): Promise<unknown[]> {
-  const r = await runCli(['group', '--months', '6', '--by', 'issuer', '--as-of', '2025-05-15', '--lake', lake, '--engine', engine, '--json'], { env: { DATABASE_URL: url }, cwd: cwdArg });
+  const r = await runCli(
+    ['group', '--months', '6', '--by', 'issuer', '--as-of', '2025-05-15', '--lake', lake, '--engine', engine, '--json'],
+    { env: { DATABASE_URL: url }, cwd: cwdArg },
+  );
   if (r.code !== 0) throw new Error(`group --engine ${engine} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as unknown[];
 }

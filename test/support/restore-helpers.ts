@@ -35,7 +35,8 @@ export async function restoreDatabase(from: string, to: string): Promise<'pg_dum
   try {
     const { rows: parts } = await src.query<{ name: string; bound: string }>(
       `SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
-        WHERE h.inhparent = 'invoices'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'`);
+        WHERE h.inhparent = 'invoices'::regclass AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'`,
+    );
     for (const p of parts) await dst.query(`CREATE TABLE ${p.name} PARTITION OF invoices ${p.bound}`);
     const has = async (t: string) => (await src.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [t])).rows[0].ok;
     const derived: string[] = [];
@@ -50,8 +51,16 @@ export async function restoreDatabase(from: string, to: string): Promise<'pg_dum
     }
     await dst.query('SET session_replication_role = replica');
     for (const t of ['customers', 'invoices', 'invoice_ids', 'invoice_changes', ...derived]) {
-      const { rows: [cols] } = await src.query<{ c: string }>(`SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`, [t]);
-      await pipeline(src.query(copyTo(`COPY (SELECT ${cols.c} FROM ${t}) TO STDOUT`)), dst.query(copyFrom(`COPY ${t} (${cols.c}) FROM STDIN`)));
+      const {
+        rows: [cols],
+      } = await src.query<{ c: string }>(
+        `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped`,
+        [t],
+      );
+      await pipeline(
+        src.query(copyTo(`COPY (SELECT ${cols.c} FROM ${t}) TO STDOUT`)),
+        dst.query(copyFrom(`COPY ${t} (${cols.c}) FROM STDIN`)),
+      );
     }
     await dst.query("SELECT setval(pg_get_serial_sequence('invoices', 'invoice_id'), (SELECT max(invoice_id) FROM invoices))");
   } finally {
@@ -67,5 +76,10 @@ export async function otherCluster(prefix: string): Promise<{ url: string; stop(
   const started = await runCli(['db', 'start'], { env: { INVOICES_HOME: home } });
   if (started.code !== 0) throw new Error(started.stderr);
   const url = (await runCli(['db', 'url'], { env: { INVOICES_HOME: home } })).stdout.trim();
-  return { url, stop: async () => { if (embeddedStatus(home).running) await stopEmbedded(home); } };
+  return {
+    url,
+    stop: async () => {
+      if (embeddedStatus(home).running) await stopEmbedded(home);
+    },
+  };
 }

@@ -42,7 +42,13 @@ export function sourceIdOf(tables: TableMap = DEFAULT_TABLES): string {
  * Score rows of a model (of one source when given): total, distinct invoices, invoices of the
  * table without a score made for their row (invoice_xid = created_xid), dead letters.
  */
-export async function scoreCounts(c: pg.Client, model = 'v1', table = 'invoices', id = 'invoice_id', source?: string): Promise<{ scores: number; distinct: number; invoices: number; unscored: number; dead: number }> {
+export async function scoreCounts(
+  c: pg.Client,
+  model = 'v1',
+  table = 'invoices',
+  id = 'invoice_id',
+  source?: string,
+): Promise<{ scores: number; distinct: number; invoices: number; unscored: number; dead: number }> {
   const { rows } = await c.query(
     `SELECT (SELECT count(*) FROM risk_scores WHERE model_version = $1 AND ($2::bigint IS NULL OR source_id = $2))::int AS scores,
             (SELECT count(DISTINCT invoice_id) FROM risk_scores WHERE model_version = $1 AND ($2::bigint IS NULL OR source_id = $2))::int AS distinct,
@@ -58,7 +64,13 @@ export async function scoreCounts(c: pg.Client, model = 'v1', table = 'invoices'
  * Scores of one source and model against its table: invoices, scores, those made for a row of
  * the table now (joined on invoice id and created_xid), and stale ones (their row is gone).
  */
-export async function currentScores(c: pg.Client, source: string, model = 'v1', table = 'invoices', id = 'invoice_id'): Promise<{ invoices: number; scores: number; current: number; stale: number; dead: number }> {
+export async function currentScores(
+  c: pg.Client,
+  source: string,
+  model = 'v1',
+  table = 'invoices',
+  id = 'invoice_id',
+): Promise<{ invoices: number; scores: number; current: number; stale: number; dead: number }> {
   const { rows } = await c.query(
     `SELECT (SELECT count(*) FROM ${table})::int AS invoices,
             (SELECT count(*) FROM risk_scores WHERE source_id = $1 AND model_version = $2)::int AS scores,
@@ -86,15 +98,25 @@ export interface RunJson {
 }
 
 /** `invoices risk --json ...`: the summary, failing loudly on another exit code. */
-export async function riskRun(url: string, args: string[] = [], opts: { cwd?: string; expectCode?: number } = {}): Promise<RunJson & { result: CliResult }> {
+export async function riskRun(
+  url: string,
+  args: string[] = [],
+  opts: { cwd?: string; expectCode?: number } = {},
+): Promise<RunJson & { result: CliResult }> {
   const r = await runCli(['risk', '--json', ...args], { env: { DATABASE_URL: url }, cwd: opts.cwd });
   if (r.code !== (opts.expectCode ?? 0)) throw new Error(`risk ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return { ...(JSON.parse(r.stdout) as RunJson), result: r };
 }
 
 /** Inserts invoices (issuer, receiver, amount, issue date defaulting to now) in one statement; returns their ids. */
-export async function insertInvoices(c: pg.Client, rows: { issuer: number; receiver: number; amount: string; at?: string }[], table = 'invoices'): Promise<string[]> {
-  const values = rows.map((_, i) => `(coalesce($${4 * i + 4}::timestamptz, now()), $${4 * i + 1}::bigint, $${4 * i + 2}::bigint, $${4 * i + 3}::numeric)`);
+export async function insertInvoices(
+  c: pg.Client,
+  rows: { issuer: number; receiver: number; amount: string; at?: string }[],
+  table = 'invoices',
+): Promise<string[]> {
+  const values = rows.map(
+    (_, i) => `(coalesce($${4 * i + 4}::timestamptz, now()), $${4 * i + 1}::bigint, $${4 * i + 2}::bigint, $${4 * i + 3}::numeric)`,
+  );
   const params = rows.flatMap((r) => [r.issuer, r.receiver, r.amount, r.at ?? null]);
   const { rows: ids } = await c.query<{ id: string }>(
     `INSERT INTO ${table} (issue_date, issuer_id, receiver_id, amount) VALUES ${values.join(', ')} RETURNING invoice_id::text AS id`,
@@ -110,4 +132,3 @@ export async function connectPg(url: string): Promise<pg.Client> {
   await c.connect();
   return c;
 }
-

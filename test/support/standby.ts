@@ -10,7 +10,21 @@
 // Either way the standby listens on 127.0.0.1 on a free port, runs as the server's OS user
 // (postgres when we are root), and is stopped and removed by stop().
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -45,7 +59,9 @@ export async function startStandby(): Promise<Standby | { skip: string }> {
 const owner = () => (process.getuid?.() === 0 ? osUser('postgres') : undefined);
 
 function osUser(name: string): { uid: number; gid: number } | undefined {
-  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`));
   if (!line) return undefined;
   const [, , uid, gid] = line.split(':');
   return { uid: Number(uid), gid: Number(gid) };
@@ -53,10 +69,15 @@ function osUser(name: string): { uid: number; gid: number } | undefined {
 
 function run(file: string, args: string[], user?: { uid: number; gid: number }, env: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, { ...user, cwd: '/', env: { PATH: '/usr/bin:/bin', LC_ALL: 'C', TZ: 'UTC', ...env }, timeout: 180_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${path.basename(file)} ${args.join(' ')} failed: ${stderr.trim() || err.message}`));
-      else resolve(stdout);
-    });
+    execFile(
+      file,
+      args,
+      { ...user, cwd: '/', env: { PATH: '/usr/bin:/bin', LC_ALL: 'C', TZ: 'UTC', ...env }, timeout: 180_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${path.basename(file)} ${args.join(' ')} failed: ${stderr.trim() || err.message}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 
@@ -90,9 +111,15 @@ function standbyConf(dir: string, port: number, settings: Record<string, string>
   const ident = path.join(dir, 'standby_ident.conf');
   writeFileSync(ident, '');
   const lines = [
-    '', '# the read-replica tests\' standby (test/support/standby.ts)',
-    "listen_addresses = '127.0.0.1'", `port = ${port}`, `unix_socket_directories = '${dir}'`,
-    'hot_standby = on', `hba_file = '${hba}'`, `ident_file = '${ident}'`, "timezone = 'UTC'",
+    '',
+    "# the read-replica tests' standby (test/support/standby.ts)",
+    "listen_addresses = '127.0.0.1'",
+    `port = ${port}`,
+    `unix_socket_directories = '${dir}'`,
+    'hot_standby = on',
+    `hba_file = '${hba}'`,
+    `ident_file = '${ident}'`,
+    "timezone = 'UTC'",
     // A standby must allow at least what its primary does.
     ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`),
     '',
@@ -102,11 +129,19 @@ function standbyConf(dir: string, port: number, settings: Record<string, string>
   if (o) for (const f of ['postgresql.conf', 'standby_hba.conf', 'standby_ident.conf']) chownSync(path.join(dir, f), o.uid, o.gid);
 }
 
-const STANDBY_MINIMUMS = ['max_connections', 'max_worker_processes', 'max_wal_senders', 'max_prepared_transactions', 'max_locks_per_transaction'];
+const STANDBY_MINIMUMS = [
+  'max_connections',
+  'max_worker_processes',
+  'max_wal_senders',
+  'max_prepared_transactions',
+  'max_locks_per_transaction',
+];
 
 async function primarySettings(admin: string): Promise<Record<string, string>> {
   return withPg(admin, async (c) => {
-    const { rows } = await c.query<{ name: string; setting: string }>('SELECT name, setting FROM pg_settings WHERE name = ANY($1)', [STANDBY_MINIMUMS]);
+    const { rows } = await c.query<{ name: string; setting: string }>('SELECT name, setting FROM pg_settings WHERE name = ANY($1)', [
+      STANDBY_MINIMUMS,
+    ]);
     return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
   });
 }
@@ -150,24 +185,55 @@ async function waitReplaying(url: string): Promise<void> {
 async function fromServer(admin: string): Promise<Standby | { skip: string }> {
   const started = performance.now();
   const u = new URL(admin);
-  if (!['127.0.0.1', 'localhost'].includes(u.hostname)) return { skip: `TEST_DATABASE_URL is not on this machine (${u.hostname}): no standby can be started beside it` };
+  if (!['127.0.0.1', 'localhost'].includes(u.hostname))
+    return { skip: `TEST_DATABASE_URL is not on this machine (${u.hostname}): no standby can be started beside it` };
   const facts = await withPg(admin, async (c) => {
-    const { rows: [r] } = await c.query<{ major: string; wal: string; senders: string; super: boolean }>(
+    const {
+      rows: [r],
+    } = await c.query<{ major: string; wal: string; senders: string; super: boolean }>(
       "SELECT current_setting('server_version_num')::int / 10000 AS major, current_setting('wal_level') AS wal, current_setting('max_wal_senders') AS senders, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS super",
     );
     const hba = r.super
-      ? (await c.query<{ n: string }>("SELECT count(*) AS n FROM pg_hba_file_rules WHERE type = 'host' AND database @> '{replication}' AND error IS NULL")).rows[0].n
+      ? (
+          await c.query<{ n: string }>(
+            "SELECT count(*) AS n FROM pg_hba_file_rules WHERE type = 'host' AND database @> '{replication}' AND error IS NULL",
+          )
+        ).rows[0].n
       : '0';
     return { ...r, hba: Number(hba) };
   });
-  if (facts.wal === 'minimal' || Number(facts.senders) === 0) return { skip: `the server at ${u.host} has wal_level=${facts.wal}, max_wal_senders=${facts.senders}: no standby can stream from it` };
-  if (!facts.hba) return { skip: `the server at ${u.host} permits no replication connection (no "host replication" line in its pg_hba.conf: .ci/run adds "host replication all 127.0.0.1/32 trust")` };
+  if (facts.wal === 'minimal' || Number(facts.senders) === 0)
+    return { skip: `the server at ${u.host} has wal_level=${facts.wal}, max_wal_senders=${facts.senders}: no standby can stream from it` };
+  if (!facts.hba)
+    return {
+      skip: `the server at ${u.host} permits no replication connection (no "host replication" line in its pg_hba.conf: .ci/run adds "host replication all 127.0.0.1/32 trust")`,
+    };
   const bin = `/usr/lib/postgresql/${facts.major}/bin`;
-  if (!existsSync(path.join(bin, 'pg_basebackup'))) return { skip: `no ${bin}/pg_basebackup for the PostgreSQL ${facts.major} at ${u.host}` };
+  if (!existsSync(path.join(bin, 'pg_basebackup')))
+    return { skip: `no ${bin}/pg_basebackup for the PostgreSQL ${facts.major} at ${u.host}` };
   const dir = dataDir('standby');
   const port = await freePort();
   const env: Record<string, string> = u.password ? { PGPASSWORD: decodeURIComponent(u.password) } : {};
-  await run(path.join(bin, 'pg_basebackup'), ['-h', u.hostname, '-p', u.port || '5432', '-U', decodeURIComponent(u.username) || 'postgres', '-D', dir, '-R', '-X', 'stream', '-c', 'fast'], owner(), env);
+  await run(
+    path.join(bin, 'pg_basebackup'),
+    [
+      '-h',
+      u.hostname,
+      '-p',
+      u.port || '5432',
+      '-U',
+      decodeURIComponent(u.username) || 'postgres',
+      '-D',
+      dir,
+      '-R',
+      '-X',
+      'stream',
+      '-c',
+      'fast',
+    ],
+    owner(),
+    env,
+  );
   standbyConf(dir, port, await primarySettings(admin));
   const ctl = controller(path.join(bin, 'pg_ctl'), dir);
   await ctl.start();
@@ -207,7 +273,10 @@ async function fromEmbedded(): Promise<Standby | { skip: string }> {
     x.pathname = '/postgres';
     return x.toString();
   })();
-  const stopPrimary = () => stopEmbedded(home).catch(() => false).then(() => rmSync(home, { recursive: true, force: true }));
+  const stopPrimary = () =>
+    stopEmbedded(home)
+      .catch(() => false)
+      .then(() => rmSync(home, { recursive: true, force: true }));
   try {
     // The embedded server is tuned with wal_level=minimal and no WAL senders: a primary needs more.
     const hba = await withPg(primaryAdmin, async (c) => {
@@ -215,11 +284,15 @@ async function fromEmbedded(): Promise<Standby | { skip: string }> {
       await c.query('ALTER SYSTEM SET max_wal_senders = 5');
       // The standby streams from the backup's start: keep that WAL until it connects.
       await c.query("ALTER SYSTEM SET wal_keep_size = '512MB'");
-      return (await c.query<{ n: string }>("SELECT count(*) AS n FROM pg_hba_file_rules WHERE type = 'host' AND database @> '{replication}' AND error IS NULL")).rows[0].n;
+      return (
+        await c.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_hba_file_rules WHERE type = 'host' AND database @> '{replication}' AND error IS NULL",
+        )
+      ).rows[0].n;
     });
     if (Number(hba) === 0) {
       await stopPrimary();
-      return { skip: 'the embedded server\'s pg_hba.conf permits no replication connection from 127.0.0.1' };
+      return { skip: "the embedded server's pg_hba.conf permits no replication connection from 127.0.0.1" };
     }
     await stopEmbedded(home);
     await startEmbedded(home);
@@ -227,7 +300,9 @@ async function fromEmbedded(): Promise<Standby | { skip: string }> {
     const port = await freePort();
     const source = path.join(home, 'pgdata');
     const backup = await withPg(primaryAdmin, async (c) => {
-      const { rows: [v] } = await c.query<{ n: number }>("SELECT current_setting('server_version_num')::int AS n");
+      const {
+        rows: [v],
+      } = await c.query<{ n: number }>("SELECT current_setting('server_version_num')::int AS n");
       const pg15 = v.n >= 150000;
       await c.query(pg15 ? "SELECT pg_backup_start('invoices standby', true)" : "SELECT pg_start_backup('invoices standby', true, false)");
       let copied: unknown;
@@ -237,7 +312,9 @@ async function fromEmbedded(): Promise<Standby | { skip: string }> {
         copied = err;
       }
       // Ends the backup even when the copy failed (it belongs to this session).
-      const { rows: [stop] } = await c.query<{ labelfile: string; spcmapfile: string | null }>(
+      const {
+        rows: [stop],
+      } = await c.query<{ labelfile: string; spcmapfile: string | null }>(
         pg15 ? 'SELECT labelfile, spcmapfile FROM pg_backup_stop(false)' : 'SELECT labelfile, spcmapfile FROM pg_stop_backup(false, false)',
       );
       if (copied) throw copied;

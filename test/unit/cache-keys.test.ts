@@ -1,6 +1,17 @@
 // Pure helpers of the cache: Redis URLs, key names, the cached value, RESP framing, quantiles.
 import { describe, expect, it } from 'vitest';
-import { cacheGeneration, cacheScope, cacheStamp, decodeInvoice, encodeInvoice, invoiceKey, KEY_VERSION, parseRedisUrl, scopePattern, type CacheStamp } from '../../src/cache/keys.js';
+import {
+  cacheGeneration,
+  cacheScope,
+  cacheStamp,
+  decodeInvoice,
+  encodeInvoice,
+  invoiceKey,
+  KEY_VERSION,
+  parseRedisUrl,
+  scopePattern,
+  type CacheStamp,
+} from '../../src/cache/keys.js';
 import { encodeCommand, parseReply, RespConnectionError, RespReplyError } from '../../src/cache/resp.js';
 import { quantile, summarize } from '../../src/cache/stats.js';
 import type { Target } from '../../src/config.js';
@@ -19,15 +30,30 @@ const invoice: InvoiceDetail = {
   amount: '1234.50',
 };
 const ID = 9007199254740993n;
-const stamp: CacheStamp = { source: 'public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]', generation: '0123456789abcdef' };
+const stamp: CacheStamp = {
+  source: 'public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]',
+  generation: '0123456789abcdef',
+};
 
 describe('parseRedisUrl', () => {
   it('reads host, port, database, credentials and TLS', () => {
-    expect(parseRedisUrl('redis://localhost:6380')).toMatchObject({ host: 'localhost', port: 6380, db: 0, tls: false, username: undefined, password: undefined });
+    expect(parseRedisUrl('redis://localhost:6380')).toMatchObject({
+      host: 'localhost',
+      port: 6380,
+      db: 0,
+      tls: false,
+      username: undefined,
+      password: undefined,
+    });
     expect(parseRedisUrl('redis://127.0.0.1')).toMatchObject({ port: 6379, db: 0 });
     expect(parseRedisUrl('redis://h:1/7')).toMatchObject({ db: 7 });
     expect(parseRedisUrl('rediss://app:p%40ss@cache.internal:6390/2')).toMatchObject({
-      host: 'cache.internal', port: 6390, db: 2, tls: true, username: 'app', password: 'p@ss',
+      host: 'cache.internal',
+      port: 6390,
+      db: 2,
+      tls: true,
+      username: 'app',
+      password: 'p@ss',
     });
     expect(parseRedisUrl('redis://:only-pw@h')).toMatchObject({ username: undefined, password: 'only-pw' });
     expect(parseRedisUrl('redis://[::1]:6379')).toMatchObject({ host: '::1' });
@@ -45,9 +71,12 @@ describe('parseRedisUrl', () => {
     }
   });
 
-  it.each(['', 'localhost:6379', 'postgres://h/db', 'redis://h/abc', 'redis://h/1/2', 'redis://'])('rejects %j with a ConfigError', (url) => {
-    expect(() => parseRedisUrl(url, 'REDIS_URL')).toThrow(ConfigError);
-  });
+  it.each(['', 'localhost:6379', 'postgres://h/db', 'redis://h/abc', 'redis://h/1/2', 'redis://'])(
+    'rejects %j with a ConfigError',
+    (url) => {
+      expect(() => parseRedisUrl(url, 'REDIS_URL')).toThrow(ConfigError);
+    },
+  );
 });
 
 describe('cache keys', () => {
@@ -69,8 +98,18 @@ describe('cache keys', () => {
     expect(cacheScope(server('postgres://app:one@other:5432/billing'))).not.toBe(a);
     const embedded = cacheScope({ kind: 'embedded', source: 'embedded', home: '/srv/.invoices' });
     expect(embedded).not.toBe(cacheScope({ kind: 'embedded', source: 'embedded', home: '/home/me/.invoices' }));
-    const libpq = cacheScope({ kind: 'server', source: 'PG* variables', connection: { host: 'db', port: 5432, user: 'app', password: 'x', database: 'billing' } });
-    expect(libpq).toBe(cacheScope({ kind: 'server', source: 'PG* variables', connection: { host: 'db', port: 5432, user: 'app', password: 'y', database: 'billing' } }));
+    const libpq = cacheScope({
+      kind: 'server',
+      source: 'PG* variables',
+      connection: { host: 'db', port: 5432, user: 'app', password: 'x', database: 'billing' },
+    });
+    expect(libpq).toBe(
+      cacheScope({
+        kind: 'server',
+        source: 'PG* variables',
+        connection: { host: 'db', port: 5432, user: 'app', password: 'y', database: 'billing' },
+      }),
+    );
   });
 });
 
@@ -86,9 +125,25 @@ describe('the cached value', () => {
   });
 
   it('keeps the field order whatever order the object has', () => {
-    const shuffled = { amount: '1.00', receiver_name: 'b', receiver_id: '2', issuer_name: 'a', issuer_id: '1', issue_date: 'd', invoice_id: '5' };
+    const shuffled = {
+      amount: '1.00',
+      receiver_name: 'b',
+      receiver_id: '2',
+      issuer_name: 'a',
+      issuer_id: '1',
+      issue_date: 'd',
+      invoice_id: '5',
+    };
     expect(Object.keys(JSON.parse(encodeInvoice(shuffled, { generation: 'g', source: 's' })))).toEqual([
-      'source', 'generation', 'invoice_id', 'issue_date', 'issuer_id', 'issuer_name', 'receiver_id', 'receiver_name', 'amount',
+      'source',
+      'generation',
+      'invoice_id',
+      'issue_date',
+      'issuer_id',
+      'issuer_name',
+      'receiver_id',
+      'receiver_name',
+      'amount',
     ]);
   });
 
@@ -97,7 +152,9 @@ describe('the cached value', () => {
     expect(decodeInvoice(text, ID - 1n, stamp)).toEqual({ stale: 'another invoice' });
     expect(decodeInvoice(encodeInvoice({ ...invoice, invoice_id: '43' }, stamp), 42n, stamp)).toEqual({ stale: 'another invoice' });
     expect(decodeInvoice(encodeInvoice({ ...invoice, invoice_id: '042' }, stamp), 42n, stamp)).toEqual({ stale: 'another invoice' });
-    expect(decodeInvoice(text, ID, { ...stamp, source: 'erp.bills ["id","issued","seller","buyer","total"]' })).toEqual({ stale: 'another source' });
+    expect(decodeInvoice(text, ID, { ...stamp, source: 'erp.bills ["id","issued","seller","buyer","total"]' })).toEqual({
+      stale: 'another source',
+    });
     expect(decodeInvoice(text, ID, { ...stamp, generation: 'fedcba9876543210' })).toEqual({ stale: 'another generation' });
   });
 
@@ -119,7 +176,12 @@ describe('the cached value', () => {
 });
 
 describe('the generation', () => {
-  const lineage: Lineage = { system: '7412345678901234567', database: '16384', table: '16390', leaves: { invoices_2025_01: '16400/812', invoices_2025_02: '16410/813' } };
+  const lineage: Lineage = {
+    system: '7412345678901234567',
+    database: '16384',
+    table: '16390',
+    leaves: { invoices_2025_01: '16400/812', invoices_2025_02: '16410/813' },
+  };
 
   it('is 16 hex digits, stable, and ignores the order the leaves were listed in', () => {
     const g = cacheGeneration(lineage);

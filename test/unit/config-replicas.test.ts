@@ -18,7 +18,10 @@ beforeAll(() => {
   root = tempDir('config-replicas-');
   withFile = path.join(root, 'with-file');
   mkdirSync(withFile);
-  writeFileSync(path.join(withFile, 'invoices.config.json'), JSON.stringify({ databaseUrl: 'postgres://app@primary.example/billing', replicas: [R3] }));
+  writeFileSync(
+    path.join(withFile, 'invoices.config.json'),
+    JSON.stringify({ databaseUrl: 'postgres://app@primary.example/billing', replicas: [R3] }),
+  );
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
@@ -27,7 +30,10 @@ const urls = (c: ReturnType<typeof resolveConfig>) => (c.replicas ?? []).map((r)
 describe('read replicas: resolution', () => {
   it('--replica-url (repeatable) wins over DATABASE_REPLICA_URL and the config file', () => {
     const c = resolveConfig({ replicaUrls: [R1, R2], env: { DATABASE_REPLICA_URL: R3 }, cwd: withFile });
-    expect(urls(c)).toEqual([['--replica-url', 'postgres://ro:***@replica1.example:5432/billing'], ['--replica-url', 'postgres://ro:***@replica2.example:5432/billing']]);
+    expect(urls(c)).toEqual([
+      ['--replica-url', 'postgres://ro:***@replica1.example:5432/billing'],
+      ['--replica-url', 'postgres://ro:***@replica2.example:5432/billing'],
+    ]);
   });
   it('DATABASE_REPLICA_URL, comma-separated, wins over the config file', () => {
     const c = resolveConfig({ env: { DATABASE_REPLICA_URL: ` ${R1} ,${R2},` }, cwd: withFile });
@@ -40,11 +46,16 @@ describe('read replicas: resolution', () => {
   });
   it('the lag policy: the default, --max-replica-lag, --replica-only', () => {
     expect(resolveConfig({ env: {}, cwd: root }).reads).toEqual({ maxLagSeconds: DEFAULT_MAX_REPLICA_LAG, replicaOnly: false });
-    expect(resolveConfig({ env: {}, cwd: root, maxReplicaLag: 0, replicaOnly: true }).reads).toEqual({ maxLagSeconds: 0, replicaOnly: true });
+    expect(resolveConfig({ env: {}, cwd: root, maxReplicaLag: 0, replicaOnly: true }).reads).toEqual({
+      maxLagSeconds: 0,
+      replicaOnly: true,
+    });
   });
   it('refuses a URL that is not postgres:// without printing its password, and a "replicas" that is not a list of URLs', () => {
     expect(() => resolveConfig({ env: { DATABASE_REPLICA_URL: 'mysql://u:secret@h/db' }, cwd: root })).toThrow(ConfigError);
-    expect(() => resolveConfig({ env: { DATABASE_REPLICA_URL: 'mysql://u:secret@h/db' }, cwd: root })).toThrow(/DATABASE_REPLICA_URL must be a postgres:\/\/ URL, got "mysql:\/\/u:\*\*\*@h\/db"/);
+    expect(() => resolveConfig({ env: { DATABASE_REPLICA_URL: 'mysql://u:secret@h/db' }, cwd: root })).toThrow(
+      /DATABASE_REPLICA_URL must be a postgres:\/\/ URL, got "mysql:\/\/u:\*\*\*@h\/db"/,
+    );
     const bad = path.join(root, 'bad.json');
     writeFileSync(bad, JSON.stringify({ replicas: 'postgres://x/y' }));
     expect(() => resolveConfig({ env: {}, cwd: root, configPath: bad })).toThrow(/"replicas" must be a list of postgres:\/\/ URLs/);

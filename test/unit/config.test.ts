@@ -1,7 +1,19 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultLake, describeSettings, lakeName, legacyHome, maskUrl, parseDotEnv, resolveConfig, ROOT_HOME, withDotEnv, type Config, type ServerTarget } from '../../src/config.js';
+import {
+  defaultLake,
+  describeSettings,
+  lakeName,
+  legacyHome,
+  maskUrl,
+  parseDotEnv,
+  resolveConfig,
+  ROOT_HOME,
+  withDotEnv,
+  type Config,
+  type ServerTarget,
+} from '../../src/config.js';
 import { DEFAULT_TABLES, parseTableMap } from '../../src/tables.js';
 import { ConfigError } from '../../src/errors.js';
 import { tempDir } from '../support/helpers.js';
@@ -290,7 +302,7 @@ describe('resolveConfig: the home (never the working directory)', () => {
     expect(home({ INVOICES_HOME: '~/x', HOME: '/home/ann' }, dir)).toEqual(['/home/ann/x', 'INVOICES_HOME']);
   });
 
-  it('the home is the same with a server configured (it holds that server\'s default lake)', () => {
+  it("the home is the same with a server configured (it holds that server's default lake)", () => {
     const c = resolveConfig({ env: { DATABASE_URL: ENV_URL, XDG_DATA_HOME: '/xdg' }, cwd: withFile, uid: USER });
     expect(c.target.kind).toBe('server');
     expect(c.home).toBe('/xdg/invoices');
@@ -323,7 +335,7 @@ describe('defaultLake: one per source database and table mapping, under the home
     defaultLake({ ...resolveConfig({ env: { XDG_DATA_HOME: '/xdg', ...env }, cwd: empty, uid: 1000 }), tables });
   const MAPPING = parseTableMap({ invoices: { table: 'billing.invoice' }, customers: { table: 'billing.clients' } }, 'test.json');
 
-  it('the embedded server\'s is <home>/lakes/embedded', () => {
+  it("the embedded server's is <home>/lakes/embedded", () => {
     expect(lake({})).toBe('/xdg/invoices/lakes/embedded');
   });
 
@@ -352,7 +364,11 @@ describe('defaultLake: one per source database and table mapping, under the home
   });
 
   it('names are safe directory names', () => {
-    const name = lakeName({ kind: 'server', source: 'DATABASE_URL', connection: { connectionString: 'postgres:///db%2Fx%20y?host=/var/run/postgresql' } });
+    const name = lakeName({
+      kind: 'server',
+      source: 'DATABASE_URL',
+      connection: { connectionString: 'postgres:///db%2Fx%20y?host=/var/run/postgresql' },
+    });
     expect(name).toMatch(/^[A-Za-z0-9_][A-Za-z0-9._-]*$/);
     expect(name).not.toContain('/');
   });

@@ -76,7 +76,11 @@ describe('side sources and quoting', () => {
 
 describe('incremental plan', () => {
   const manifest = {
-    version: 1, watermark: '100', exportedAt: '', source: '', amount: { precision: 14, scale: 2 },
+    version: 1,
+    watermark: '100',
+    exportedAt: '',
+    source: '',
+    amount: { precision: 14, scale: 2 },
     customers: { files: [], rows: 0, exportedAt: '' },
     months: {
       '2026-01': { files: [], rows: 2, sum: '3.00', watermark: '100', exportedAt: '' },
@@ -91,13 +95,19 @@ describe('incremental plan', () => {
       ['2026-04', { rows: 1, sum: '1.00', fresh: 1 }],
     ]);
     expect(planMonths(stats, manifest).map((p) => [p.month, p.write])).toEqual([
-      ['2026-01', false], ['2026-02', true], ['2026-03', false], ['2026-04', true],
+      ['2026-01', false],
+      ['2026-02', true],
+      ['2026-03', false],
+      ['2026-04', true],
     ]);
     expect(planMonths(stats, manifest).find((p) => p.month === '2026-03')?.reason).toMatch(/no rows/);
   });
 
   it('rewrites a month with changed rows even when its count and sum are unchanged, and says why', () => {
-    const stats = new Map([['2026-01', { rows: 2, sum: '3.00', fresh: 0 }], ['2026-02', { rows: 2, sum: '3.00', fresh: 0 }]]);
+    const stats = new Map([
+      ['2026-01', { rows: 2, sum: '3.00', fresh: 0 }],
+      ['2026-02', { rows: 2, sum: '3.00', fresh: 0 }],
+    ]);
     const plan = planMonths(stats, manifest, { months: new Map([['2026-02', 'rows updated or deleted']]) });
     expect(plan.filter((p) => p.write).map((p) => p.month)).toEqual(['2026-02']);
     expect(plan.find((p) => p.month === '2026-02')?.reason).toBe('rows updated or deleted since the last export');
@@ -105,14 +115,25 @@ describe('incremental plan', () => {
 });
 
 describe('lineage', () => {
-  const before = { system: '1', database: '5', table: '10', leaves: { invoices_p2026_01: '100/7', invoices_p2026_02: '101/8', invoices_default: '102/9' } };
+  const before = {
+    system: '1',
+    database: '5',
+    table: '10',
+    leaves: { invoices_p2026_01: '100/7', invoices_p2026_02: '101/8', invoices_default: '102/9' },
+  };
   it('the same contents: nothing to do', () => {
     expect(compareLineage(before, { ...before, leaves: { ...before.leaves } })).toEqual({ kind: 'same' });
   });
   it('another cluster, database or table: everything derived is replaced', () => {
-    expect(compareLineage(before, { ...before, system: '2' })).toMatchObject({ kind: 'replaced', reason: expect.stringMatching(/another PostgreSQL cluster/) });
+    expect(compareLineage(before, { ...before, system: '2' })).toMatchObject({
+      kind: 'replaced',
+      reason: expect.stringMatching(/another PostgreSQL cluster/),
+    });
     expect(compareLineage(before, { ...before, database: '6' })).toMatchObject({ kind: 'replaced' });
-    expect(compareLineage(before, { ...before, table: '11' })).toMatchObject({ kind: 'replaced', reason: expect.stringMatching(/converted/) });
+    expect(compareLineage(before, { ...before, table: '11' })).toMatchObject({
+      kind: 'replaced',
+      reason: expect.stringMatching(/converted/),
+    });
     expect(compareLineage(undefined, before)).toMatchObject({ kind: 'replaced', reason: expect.stringMatching(/no lineage/) });
   });
   it('names each partition truncated, detached, attached or re-attached', () => {
@@ -121,11 +142,14 @@ describe('lineage', () => {
     expect(compareLineage(before, now)).toEqual({
       kind: 'leaves',
       leaves: ['invoices_default', 'invoices_p2026_01', 'invoices_p2026_02', 'invoices_p2026_03'],
-      reason: 'invoices_default detached and attached again, invoices_p2026_01 truncated or rewritten, invoices_p2026_02 dropped or detached, invoices_p2026_03 created or attached',
+      reason:
+        'invoices_default detached and attached again, invoices_p2026_01 truncated or rewritten, invoices_p2026_02 dropped or detached, invoices_p2026_03 created or attached',
     });
   });
   it('says many partitions of one kind in one phrase', () => {
-    const many = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`invoices_p2025_${String(i + 1).padStart(2, '0')}`, `${100 + i}/7`]));
+    const many = Object.fromEntries(
+      Array.from({ length: 12 }, (_, i) => [`invoices_p2025_${String(i + 1).padStart(2, '0')}`, `${100 + i}/7`]),
+    );
     const truncated = Object.fromEntries(Object.keys(many).map((n) => [n, `9${many[n]}`]));
     expect(compareLineage({ ...before, leaves: many }, { ...before, leaves: truncated })).toMatchObject({
       reason: '12 partitions truncated or rewritten, from invoices_p2025_01 to invoices_p2025_12',
@@ -135,7 +159,14 @@ describe('lineage', () => {
 
 describe('bar chart', () => {
   it('scales bars on exact values', () => {
-    const out = barChart([{ label: 'a', value: '100.00' }, { label: 'bb', value: '50.00' }, { label: 'c', value: '0.00' }], { width: 10 });
+    const out = barChart(
+      [
+        { label: 'a', value: '100.00' },
+        { label: 'bb', value: '50.00' },
+        { label: 'c', value: '0.00' },
+      ],
+      { width: 10 },
+    );
     const lines = out.trim().split('\n');
     expect(lines[0]).toBe('a   100.00  ██████████');
     expect(lines[1]).toBe('bb   50.00  █████');

@@ -2,8 +2,18 @@
 import { describe, expect, it } from 'vitest';
 import { computeFeatures, score } from '../../src/risk/features.js';
 import {
-  DAY_MS, dayOf, medianOf, readAmount, THIN_HISTORY, UnscorableError,
-  type DailyCounts, type Features, type GlobalStats, type History, type Invoice, type Prior,
+  DAY_MS,
+  dayOf,
+  medianOf,
+  readAmount,
+  THIN_HISTORY,
+  UnscorableError,
+  type DailyCounts,
+  type Features,
+  type GlobalStats,
+  type History,
+  type Invoice,
+  type Prior,
 } from '../../src/risk/model.js';
 
 const NOW = Date.UTC(2026, 0, 15, 12); // 2026-01-15T12:00Z
@@ -42,7 +52,7 @@ describe('amount: robust z-score of the log amount against the issuer (AMOUNT_HI
   const median = sortMedian(logs);
   const sigma = Math.max(0.1, 1.4826 * sortMedian(logs.map((l) => Math.abs(l - median))));
 
-  it('is (log amount - median) / (1.4826 * MAD) over the issuer\'s own invoices', () => {
+  it("is (log amount - median) / (1.4826 * MAD) over the issuer's own invoices", () => {
     const f = computeFeatures(inv('5000'), h, GLOBAL, NOW);
     expect(f.priorInvoices).toBe(24);
     expect(f.amountBaseline).toBe('issuer');
@@ -74,7 +84,10 @@ describe('amount: robust z-score of the log amount against the issuer (AMOUNT_HI
 
   it('only the invoices in the history count: the latest of them, whatever their order of amounts', () => {
     const shuffled = hist({ recent: [...h.recent].reverse() });
-    expect(computeFeatures(inv('5000'), shuffled, GLOBAL, NOW).amountZ).toBeCloseTo(computeFeatures(inv('5000'), h, GLOBAL, NOW).amountZ, 12);
+    expect(computeFeatures(inv('5000'), shuffled, GLOBAL, NOW).amountZ).toBeCloseTo(
+      computeFeatures(inv('5000'), h, GLOBAL, NOW).amountZ,
+      12,
+    );
   });
 });
 
@@ -110,7 +123,10 @@ describe('first invoice between issuer and receiver (NEW_COUNTERPARTY)', () => {
   it('flagged when the pair was never seen and the issuer has at least 5 prior invoices', () => {
     const f = computeFeatures(inv('100'), hist({ recent, pairSeen: false }), GLOBAL, NOW);
     expect(f.newCounterparty).toBe(true);
-    expect(score(f).reasons.find((r) => r.code === 'NEW_COUNTERPARTY')).toMatchObject({ weight: 0.15, text: 'first invoice from this issuer to this receiver' });
+    expect(score(f).reasons.find((r) => r.code === 'NEW_COUNTERPARTY')).toMatchObject({
+      weight: 0.15,
+      text: 'first invoice from this issuer to this receiver',
+    });
   });
   it('not flagged for a receiver invoiced before', () => {
     const f = computeFeatures(inv('100'), hist({ recent, pairSeen: true }), GLOBAL, NOW);
@@ -124,7 +140,7 @@ describe('first invoice between issuer and receiver (NEW_COUNTERPARTY)', () => {
   });
 });
 
-describe('velocity over 1, 7 and 30 days against the issuer\'s usual pace (VELOCITY_*D)', () => {
+describe("velocity over 1, 7 and 30 days against the issuer's usual pace (VELOCITY_*D)", () => {
   const D = dayOf(T);
   /** Counts per day relative to D: base(back) for the baseline days, recent(back) for the last 30. */
   const daily = (perDay: (back: number) => number) => {
@@ -134,11 +150,16 @@ describe('velocity over 1, 7 and 30 days against the issuer\'s usual pace (VELOC
   };
   const steady = (back: number) => (back >= 30 ? 1 : 0); // one a day in the 90-day baseline, D-119..D-30
   const recent = priors(20, ['100']);
-  const velocity = (perDay: (back: number) => number, firstDay?: number) => computeFeatures(inv('100'), hist({ recent, daily: daily(perDay), firstDay }), GLOBAL, NOW);
+  const velocity = (perDay: (back: number) => number, firstDay?: number) =>
+    computeFeatures(inv('100'), hist({ recent, daily: daily(perDay), firstDay }), GLOBAL, NOW);
 
   it('the usual pace raises nothing; expected counts are the baseline rate times the window', () => {
     const f = velocity((b) => 1 + 0 * b);
-    expect(f.velocity).toEqual([{ days: 1, count: 1, expected: 1 }, { days: 7, count: 7, expected: 7 }, { days: 30, count: 30, expected: 30 }]);
+    expect(f.velocity).toEqual([
+      { days: 1, count: 1, expected: 1 },
+      { days: 7, count: 7, expected: 7 },
+      { days: 30, count: 30, expected: 30 },
+    ]);
     expect(codes(f).filter((c) => c.startsWith('VELOCITY'))).toEqual([]);
   });
 
@@ -192,12 +213,16 @@ describe('velocity over 1, 7 and 30 days against the issuer\'s usual pace (VELOC
 
 describe('near-duplicates: same receiver and amount within 3 days (NEAR_DUPLICATE)', () => {
   const base = priors(10, ['100', '110', '95']);
-  const f = (extra: Prior[], amount = '250.00') => computeFeatures(inv(amount, { receiver: '20' }), hist({ recent: [...base, ...extra] }), GLOBAL, NOW);
+  const f = (extra: Prior[], amount = '250.00') =>
+    computeFeatures(inv(amount, { receiver: '20' }), hist({ recent: [...base, ...extra] }), GLOBAL, NOW);
 
   it('one a day before, the amount written differently (250 vs 250.00): one near-duplicate', () => {
     const one = f([prior(T - DAY_MS, '20', '250')]);
     expect(one.nearDuplicates).toBe(1);
-    expect(score(one).reasons.find((r) => r.code === 'NEAR_DUPLICATE')).toMatchObject({ weight: 0.35, text: '1 invoice(s) with the same receiver and amount in the 3 days before' });
+    expect(score(one).reasons.find((r) => r.code === 'NEAR_DUPLICATE')).toMatchObject({
+      weight: 0.35,
+      text: '1 invoice(s) with the same receiver and amount in the 3 days before',
+    });
   });
   it('two of them weigh more; exactly 3 days before still counts', () => {
     const two = f([prior(T - 3 * DAY_MS, '20', '250.0'), prior(T - 60_000, '20', '250.00')]);
@@ -215,8 +240,15 @@ describe('round amounts (ROUND_AMOUNT)', () => {
   const h = hist({ recent: priors(10, ['1000', '3000', '5000', '300']) });
   const round = (amount: string) => computeFeatures(inv(amount), h, GLOBAL, NOW);
   it.each([
-    ['5000', 1000, 0.1], ['5000.00', 1000, 0.1], ['12000', 1000, 0.1], ['300', 100, 0.05], ['300.0', 100, 0.05],
-    ['300.50', 0, 0], ['350', 0, 0], ['999', 0, 0], ['0.01', 0, 0],
+    ['5000', 1000, 0.1],
+    ['5000.00', 1000, 0.1],
+    ['12000', 1000, 0.1],
+    ['300', 100, 0.05],
+    ['300.0', 100, 0.05],
+    ['300.50', 0, 0],
+    ['350', 0, 0],
+    ['999', 0, 0],
+    ['0.01', 0, 0],
   ] as const)('%s: multiple of %i', (amount, expected, weight) => {
     const f = round(amount);
     expect(f.round).toBe(expected);
@@ -247,7 +279,11 @@ describe('score and level', () => {
   const levelOf = (s: number) => (s >= 0.6 ? 'high' : s >= 0.3 ? 'medium' : 'low');
 
   it('no reason: 0, low', () => {
-    expect(score(computeFeatures(inv('101'), hist({ recent: priors(10, ['100']) }), GLOBAL, NOW))).toEqual({ score: 0, level: 'low', reasons: [] });
+    expect(score(computeFeatures(inv('101'), hist({ recent: priors(10, ['100']) }), GLOBAL, NOW))).toEqual({
+      score: 0,
+      level: 'low',
+      reasons: [],
+    });
   });
 
   it('reasons combine as 1 - prod(1 - weight), rounded to 4 places; many reasons make a high score', () => {
@@ -262,7 +298,7 @@ describe('score and level', () => {
 
   it('on random features: a score in 0..1 with 4 decimals, the level from the 0.3 / 0.6 thresholds, each weight at most 0.95', () => {
     let seed = 12345;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const seen = new Set<string>();
     for (let i = 0; i < 5000; i++) {
       const f: Features = {
@@ -295,7 +331,7 @@ describe('score and level', () => {
 describe('medianOf', () => {
   it('equals a sort-based median on random inputs of odd and even lengths, with and without ties', () => {
     let seed = 7;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (let n = 1; n <= 130; n++) {
       for (const kind of ['floats', 'ties', 'sorted', 'reversed'] as const) {
         let v = Array.from({ length: n }, () => (kind === 'ties' ? Math.floor(rnd() * 4) : (rnd() - 0.5) * 1e6));
@@ -323,9 +359,12 @@ describe('readAmount', () => {
     expect(readAmount('100')).toEqual({ key: '100', log: Math.log(100) });
     expect(readAmount('0.001')).toEqual({ key: '0.001', log: Math.log(0.001) });
   });
-  it.each(['0', '0.00', '-5', '-0.01', 'abc', '', '1e5', 'NaN', 'Infinity', '12,50', ' 12', '.5', '5.'])('rejects %j with UnscorableError', (bad) => {
-    expect(() => readAmount(bad)).toThrow(UnscorableError);
-  });
+  it.each(['0', '0.00', '-5', '-0.01', 'abc', '', '1e5', 'NaN', 'Infinity', '12,50', ' 12', '.5', '5.'])(
+    'rejects %j with UnscorableError',
+    (bad) => {
+      expect(() => readAmount(bad)).toThrow(UnscorableError);
+    },
+  );
   it('computeFeatures passes the error on, and rejects an invalid issue date', () => {
     expect(() => computeFeatures(inv('0.00'), hist(), GLOBAL, NOW)).toThrow(/needs an amount above zero/);
     expect(() => computeFeatures(inv('-3'), hist(), GLOBAL, NOW)).toThrow(UnscorableError);

@@ -8,7 +8,6 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adoptBilling, createDatabase, runCli, withPg, type TestDatabase } from '../../support/helpers.js';
 
-
 let db: TestDatabase;
 let cwd: string;
 let lake: string;
@@ -22,13 +21,17 @@ async function json(args: string[]): Promise<Record<string, unknown>[]> {
 
 beforeAll(async () => {
   db = await createDatabase();
-  cwd = await adoptBilling(db.url, `
+  cwd = await adoptBilling(
+    db.url,
+    `
     INSERT INTO billing.clients (customer_name) SELECT 'client ' || g FROM generate_series(1, 12) g;
     INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd)
       SELECT timestamp '2026-01-01' + g * interval '37 minutes 11.123456 seconds', 1 + g % 12, 1 + (g + 1 + g % 5) % 12, (g * 7.919) % 5000
         FROM generate_series(1, 6000) g WHERE 1 + g % 12 <> 1 + (g + 1 + g % 5) % 12;
     -- The last instant of a month in UTC: a reader in another time zone would put it in the next month.
-    INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-03-31 23:59:59.999999', 1, 2, 0.001);`, 'adopted-analytics-');
+    INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-03-31 23:59:59.999999', 1, 2, 0.001);`,
+    'adopted-analytics-',
+  );
   lake = path.join(cwd, 'lake');
 });
 
@@ -37,17 +40,34 @@ afterAll(async () => {
 });
 
 /** Per month (the stored timestamp read as UTC): count and sum at the column's scale. */
-const pgMonths = () => withPg(db.url, async (c) => Object.fromEntries((await c.query<{ m: string; n: string; s: string }>(
-  `SELECT to_char(issued_at, 'YYYY-MM') AS m, count(*)::text AS n, sum(amount_usd)::text AS s FROM billing.invoice GROUP BY 1 ORDER BY 1`)).rows.map((r) => [r.m, { n: r.n, s: r.s }])));
+const pgMonths = () =>
+  withPg(db.url, async (c) =>
+    Object.fromEntries(
+      (
+        await c.query<{ m: string; n: string; s: string }>(
+          `SELECT to_char(issued_at, 'YYYY-MM') AS m, count(*)::text AS n, sum(amount_usd)::text AS s FROM billing.invoice GROUP BY 1 ORDER BY 1`,
+        )
+      ).rows.map((r) => [r.m, { n: r.n, s: r.s }]),
+    ),
+  );
 
 /** The GROUP BY by issuer over [from, to) written by hand against the application's names. */
-const expectedByIssuer = (from: string, to: string) => withPg(db.url, async (c) => (await c.query(
-  `SELECT i.from_client::text AS customer_id, c.customer_name AS name, count(*)::text AS invoices, sum(amount_usd)::text AS total
+const expectedByIssuer = (from: string, to: string) =>
+  withPg(
+    db.url,
+    async (c) =>
+      (
+        await c.query(
+          `SELECT i.from_client::text AS customer_id, c.customer_name AS name, count(*)::text AS invoices, sum(amount_usd)::text AS total
      FROM billing.invoice i JOIN billing.clients c ON c.client_id = i.from_client
-    WHERE issued_at >= $1 AND issued_at < $2 GROUP BY i.from_client, c.customer_name ORDER BY sum(amount_usd) DESC, i.from_client`, [from, to])).rows);
+    WHERE issued_at >= $1 AND issued_at < $2 GROUP BY i.from_client, c.customer_name ORDER BY sum(amount_usd) DESC, i.from_client`,
+          [from, to],
+        )
+      ).rows,
+  );
 
 describe('analytics on an adopted table without created_xid', () => {
-  it('export writes a full snapshot with the table\'s own scale and UTC timestamps, and says what is missing', async () => {
+  it("export writes a full snapshot with the table's own scale and UTC timestamps, and says what is missing", async () => {
     const r = await cli(['export', '--out', lake, '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('billing.invoice has no created_xid column');
@@ -57,13 +77,21 @@ describe('analytics on an adopted table without created_xid', () => {
     expect(Object.fromEntries(out.map((m) => [m.month, { n: String(m.rows), s: m.sum }]))).toEqual(expected);
     const conn = await (await DuckDBInstance.create(':memory:')).connect();
     try {
-      const schema = (await conn.runAndReadAll(`SELECT name, converted_type, precision::VARCHAR AS p, scale::VARCHAR AS s
-        FROM parquet_schema('${lake}/invoices/month=2026-03/*.parquet') WHERE name = 'amount'`)).getRowObjectsJson();
+      const schema = (
+        await conn.runAndReadAll(`SELECT name, converted_type, precision::VARCHAR AS p, scale::VARCHAR AS s
+        FROM parquet_schema('${lake}/invoices/month=2026-03/*.parquet') WHERE name = 'amount'`)
+      ).getRowObjectsJson();
       expect(schema).toEqual([{ name: 'amount', converted_type: 'DECIMAL', p: '12', s: '3' }]);
-      const last = (await conn.runAndReadAll(`SELECT strftime(issue_date AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S.%f') AS t, CAST(amount AS VARCHAR) AS a
-        FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE amount = 0.001`)).getRowObjectsJson();
+      const last = (
+        await conn.runAndReadAll(`SELECT strftime(issue_date AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S.%f') AS t, CAST(amount AS VARCHAR) AS a
+        FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE amount = 0.001`)
+      ).getRowObjectsJson();
       expect(last).toEqual([{ t: '2026-03-31 23:59:59.999999', a: '0.001' }]);
-      const customers = (await conn.runAndReadAll(`SELECT id::VARCHAR AS id, name, email FROM read_parquet('${lake}/customers/*.parquet') ORDER BY id LIMIT 1`)).getRowObjectsJson();
+      const customers = (
+        await conn.runAndReadAll(
+          `SELECT id::VARCHAR AS id, name, email FROM read_parquet('${lake}/customers/*.parquet') ORDER BY id LIMIT 1`,
+        )
+      ).getRowObjectsJson();
       expect(customers).toEqual([{ id: '1', name: 'client 1', email: null }]);
     } finally {
       conn.closeSync();
@@ -75,13 +103,22 @@ describe('analytics on an adopted table without created_xid', () => {
   });
 
   it('query and join read that lake', async () => {
-    const q = await json(['query', `SELECT month, count(*) AS n, sum(amount) AS s FROM invoices GROUP BY month ORDER BY month`, '--lake', lake]);
+    const q = await json([
+      'query',
+      `SELECT month, count(*) AS n, sum(amount) AS s FROM invoices GROUP BY month ORDER BY month`,
+      '--lake',
+      lake,
+    ]);
     const expected = await pgMonths();
     expect(Object.fromEntries(q.map((r) => [r.month, { n: String(r.n), s: String(r.s) }]))).toEqual(expected);
     const side = path.join(cwd, 'tiers.csv');
     writeFileSync(side, 'client,tier\n1,gold\n2,gold\n3,silver\n99,none\n');
     const j = await json(['join', '--with', `tiers=${side}`, '--on', 'client=id', '--by', 'tier', '--lake', lake]);
-    const gold = await withPg(db.url, async (c) => (await c.query(`SELECT count(*)::text AS n, sum(amount_usd)::text AS s FROM billing.invoice WHERE from_client IN (1, 2)`)).rows[0]);
+    const gold = await withPg(
+      db.url,
+      async (c) =>
+        (await c.query(`SELECT count(*)::text AS n, sum(amount_usd)::text AS s FROM billing.invoice WHERE from_client IN (1, 2)`)).rows[0],
+    );
     expect(j.find((r) => r.tier === 'gold')).toMatchObject({ customers: 2, invoices: Number(gold.n), total: gold.s });
   });
 
@@ -89,7 +126,9 @@ describe('analytics on an adopted table without created_xid', () => {
     const args = ['group', '--months', '2', '--by', 'issuer', '--as-of', '2026-03-10', '--lake', lake];
     const p = await json([...args, '--engine', 'postgres']);
     const expected = await expectedByIssuer('2026-02-01', '2026-04-01');
-    expect(p.map((r) => ({ customer_id: String(r.customer_id), name: r.name, invoices: String(r.invoices), total: r.total }))).toEqual(expected);
+    expect(p.map((r) => ({ customer_id: String(r.customer_id), name: r.name, invoices: String(r.invoices), total: r.total }))).toEqual(
+      expected,
+    );
     expect(p.every((r) => /^\d+\.\d{3}$/.test(String(r.total)) && /^\d+\.\d{3}$/.test(String(r.average)))).toBe(true);
     const t = await cli([...args, '--engine', 'totals']);
     expect(t.code).toBe(2);
@@ -121,12 +160,15 @@ describe('analytics on an adopted table after `invoices risk init` (created_xid 
         const args = ['group', '--months', '3', '--by', by, '--as-of', '2026-03-31', '--lake', lake];
         const p = await json([...args, '--engine', 'postgres']);
         expect(p.length).toBeGreaterThan(5);
-        for (const engine of ['totals', 'duckdb', 'auto']) expect(await json([...args, '--engine', engine]), `${engine} --by ${by}`).toEqual(p);
+        for (const engine of ['totals', 'duckdb', 'auto'])
+          expect(await json([...args, '--engine', engine]), `${engine} --by ${by}`).toEqual(p);
       }
     };
     await check();
     await withPg(db.url, async (c) => {
-      await c.query(`INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-01-15 12:00:00', 3, 4, 1000.555)`);
+      await c.query(
+        `INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-01-15 12:00:00', 3, 4, 1000.555)`,
+      );
       await c.query(`UPDATE billing.invoice SET from_client = to_client, to_client = from_client WHERE id = 10`);
       await c.query(`DELETE FROM billing.invoice WHERE id = 20`);
     });
@@ -135,7 +177,10 @@ describe('analytics on an adopted table after `invoices risk init` (created_xid 
     const t = await cli(['group', '--months', '3', '--by', 'issuer', '--as-of', '2026-03-31', '--engine', 'totals']);
     expect(t.stderr).toMatch(/engine: totals/);
     // Totals sit beside the application's table, in its schema.
-    const where = await withPg(db.url, async (c) => (await c.query(`SELECT to_regclass('billing.invoice_monthly_totals') IS NOT NULL AS ok`)).rows[0].ok);
+    const where = await withPg(
+      db.url,
+      async (c) => (await c.query(`SELECT to_regclass('billing.invoice_monthly_totals') IS NOT NULL AS ok`)).rows[0].ok,
+    );
     expect(where).toBe(true);
     // The lake, now incremental, agrees with PostgreSQL.
     const v = await cli(['export', '--out', lake, '--verify', '--json']);

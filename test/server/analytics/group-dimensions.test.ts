@@ -4,7 +4,16 @@
 // export is seen by the lake engine; an adopted customers table without the column: exit 2.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adoptBilling, createDatabase, runCli, seedWithCli, tempDir, waitForHorizon, withPg, type TestDatabase } from '../../support/helpers.js';
+import {
+  adoptBilling,
+  createDatabase,
+  runCli,
+  seedWithCli,
+  tempDir,
+  waitForHorizon,
+  withPg,
+  type TestDatabase,
+} from '../../support/helpers.js';
 
 let db: TestDatabase;
 let lake: string;
@@ -30,11 +39,20 @@ async function group(by: string, engine: string): Promise<{ rows: Record<string,
 }
 
 /** The same answer written by hand in SQL. */
-const sqlAnswer = (column: string) => withPg(db.url, async (c) => (await c.query(
-  `SELECT coalesce(nullif(c.${column}, ''), 'unknown') AS "${column}", count(*)::int AS invoices, sum(i.amount)::text AS total, round(avg(i.amount), 2)::text AS average
+const sqlAnswer = (column: string) =>
+  withPg(
+    db.url,
+    async (c) =>
+      (
+        await c.query(
+          `SELECT coalesce(nullif(c.${column}, ''), 'unknown') AS "${column}", count(*)::int AS invoices, sum(i.amount)::text AS total, round(avg(i.amount), 2)::text AS average
      FROM invoices i LEFT JOIN customers c ON c.id = i.issuer_id
     WHERE i.issue_date >= $1 AND i.issue_date < $2
-    GROUP BY 1 ORDER BY sum(i.amount) DESC, 1`, WINDOW)).rows);
+    GROUP BY 1 ORDER BY sum(i.amount) DESC, 1`,
+          WINDOW,
+        )
+      ).rows,
+  );
 
 async function everyEngineEqualsSql(by: string): Promise<Record<string, string>> {
   const expected = await sqlAnswer(by);
@@ -53,7 +71,10 @@ describe.sequential('group --by country | segment', () => {
     const { rows } = await group('country', 'postgres');
     expect(rows.length).toBeGreaterThan(3);
     expect(Object.keys(rows[0])).toEqual(['country', 'invoices', 'total', 'average']);
-    const n = await withPg(db.url, async (c) => (await c.query(`SELECT count(*)::int AS n FROM invoices WHERE issue_date >= $1 AND issue_date < $2`, WINDOW)).rows[0].n);
+    const n = await withPg(
+      db.url,
+      async (c) => (await c.query(`SELECT count(*)::int AS n FROM invoices WHERE issue_date >= $1 AND issue_date < $2`, WINDOW)).rows[0].n,
+    );
     expect(rows.reduce((s, r) => s + Number(r.invoices), 0)).toBe(n);
   });
 
@@ -81,7 +102,7 @@ describe.sequential('group --by country | segment', () => {
     expect(said.duckdb).toContain("customers' country from PostgreSQL");
   });
 
-  it('--top keeps the largest; --format csv has the dimension\'s header; a bad --by lists the dimensions (exit 2)', async () => {
+  it("--top keeps the largest; --format csv has the dimension's header; a bad --by lists the dimensions (exit 2)", async () => {
     const all = (await group('segment', 'postgres')).rows;
     const top = await runCli(['group', ...ARGS, '--by', 'segment', '--top', '2', '--format', 'csv'], { env: { DATABASE_URL: db.url } });
     expect(top.code, top.stderr).toBe(0);
@@ -98,13 +119,19 @@ describe('an adopted customers table without the column', () => {
   it('--by country is a usage error that says what to map (exit 2); --by issuer still answers', async () => {
     const other = await createDatabase();
     try {
-      const cwd = await adoptBilling(other.url, `
+      const cwd = await adoptBilling(
+        other.url,
+        `
         INSERT INTO billing.clients (customer_name) SELECT 'client ' || g FROM generate_series(1, 5) g;
-        INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) SELECT timestamp '2026-01-01' + g * interval '1 hour', 1 + g % 5, 1 + (g + 1) % 5, g FROM generate_series(1, 50) g;`, 'dimensions-adopted-');
+        INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) SELECT timestamp '2026-01-01' + g * interval '1 hour', 1 + g % 5, 1 + (g + 1) % 5, g FROM generate_series(1, 50) g;`,
+        'dimensions-adopted-',
+      );
       const cli = (args: string[]) => runCli(args, { cwd, env: { DATABASE_URL: other.url } });
       const r = await cli(['group', '--months', '1', '--as-of', '2026-01-31', '--by', 'country', '--engine', 'postgres']);
       expect(r.code, r.stderr).toBe(2);
-      expect(r.stderr).toMatch(/^invoices: --by country needs the customers' country: billing\.clients has no column "country" \(map it in the config file's "customers"\.columns, or group --by issuer\)$/m);
+      expect(r.stderr).toMatch(
+        /^invoices: --by country needs the customers' country: billing\.clients has no column "country" \(map it in the config file's "customers"\.columns, or group --by issuer\)$/m,
+      );
       const ok = await cli(['group', '--months', '1', '--as-of', '2026-01-31', '--by', 'issuer', '--engine', 'postgres']);
       expect(ok.code, ok.stderr).toBe(0);
     } finally {

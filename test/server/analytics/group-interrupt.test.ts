@@ -18,9 +18,16 @@ beforeAll(async () => {
 });
 
 /** The stored totals of every source: rows and state rows (none after a rolled-back first build). */
-const stored = () => withPg(db.url, async (c) => (await c.query<{ totals: number; states: number }>(
-  `SELECT (SELECT count(*) FROM invoice_monthly_totals)::int AS totals, (SELECT count(*) FROM invoice_monthly_totals_state)::int AS states`,
-)).rows[0]);
+const stored = () =>
+  withPg(
+    db.url,
+    async (c) =>
+      (
+        await c.query<{ totals: number; states: number }>(
+          `SELECT (SELECT count(*) FROM invoice_monthly_totals)::int AS totals, (SELECT count(*) FROM invoice_monthly_totals_state)::int AS states`,
+        )
+      ).rows[0],
+  );
 
 describe.sequential('Ctrl-C during the monthly totals refresh of `group`', () => {
   it('in the first build: exit 130 within 2 s, the build cancelled on the server, nothing stored', async () => {
@@ -63,10 +70,16 @@ describe.sequential('Ctrl-C during the monthly totals refresh of `group`', () =>
     const done = await first.exit;
     expect(done.code, first.stderr()).toBe(0);
     const rows = JSON.parse(first.stdout()) as Array<{ customer_id: string; invoices: string; total: string }>;
-    const sql = await withPg(db.url, async (c) => (await c.query<{ n: string; s: string }>(
-      // The window: the 12 calendar months ending with the month of AS_OF.
-      `SELECT count(*)::text AS n, sum(amount)::text AS s FROM invoices WHERE issue_date >= '2025-02-01' AND issue_date < '2026-02-01'`,
-    )).rows[0]);
+    const sql = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query<{ n: string; s: string }>(
+            // The window: the 12 calendar months ending with the month of AS_OF.
+            `SELECT count(*)::text AS n, sum(amount)::text AS s FROM invoices WHERE issue_date >= '2025-02-01' AND issue_date < '2026-02-01'`,
+          )
+        ).rows[0],
+    );
     expect(rows.reduce((n, x) => n + BigInt(x.invoices), 0n).toString()).toBe(sql.n);
     // Summed as cents: exact, no float.
     const cents = (v: string) => BigInt(v.replace('.', ''));

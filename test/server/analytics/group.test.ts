@@ -42,11 +42,18 @@ describe('invoices group', () => {
     const r = await group(['--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'postgres', '--json']);
     expect(r.stderr).toContain('window: 2025-03-01 .. 2025-05-31');
     const got = JSON.parse(r.stdout) as { customer_id: number; name: string; invoices: number; total: string; average: string }[];
-    const expected = await withPg(db.url, async (c) => (await c.query(
-      `SELECT i.issuer_id::int AS customer_id, c.name, count(*)::int AS invoices, sum(amount)::text AS total, round(avg(amount), 2)::text AS average
+    const expected = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT i.issuer_id::int AS customer_id, c.name, count(*)::int AS invoices, sum(amount)::text AS total, round(avg(amount), 2)::text AS average
          FROM invoices i JOIN customers c ON c.id = i.issuer_id
         WHERE issue_date >= '2025-03-01T00:00:00Z' AND issue_date < '2025-06-01T00:00:00Z'
-        GROUP BY 1, 2 ORDER BY sum(amount) DESC, 1`)).rows);
+        GROUP BY 1, 2 ORDER BY sum(amount) DESC, 1`,
+          )
+        ).rows,
+    );
     expect(got).toEqual(expected);
     expect(got.every((x) => typeof x.total === 'string' && /^\d+\.\d\d$/.test(x.total))).toBe(true);
   });
@@ -59,7 +66,9 @@ describe('invoices group', () => {
       expect(cents(r.issued) - cents(r.received)).toBe(cents(r.net));
     }
     const totalInvoices = got.reduce((n, r) => n + Number(r.invoices), 0);
-    const all = await withPg(db.url, async (c) => Number((await c.query(`SELECT count(*) FROM invoices WHERE issue_date >= '2024-10-01' AND issue_date < '2025-06-01'`)).rows[0].count));
+    const all = await withPg(db.url, async (c) =>
+      Number((await c.query(`SELECT count(*) FROM invoices WHERE issue_date >= '2024-10-01' AND issue_date < '2025-06-01'`)).rows[0].count),
+    );
     expect(totalInvoices).toBe(2 * all);
   });
 
@@ -79,7 +88,12 @@ describe('invoices group', () => {
     expect(chart.code).toBe(0);
     expect(chart.stdout).toContain('█');
     expect(chart.stdout.trim().split('\n')).toHaveLength(4);
-    for (const bad of [['--by', 'nobody'], ['--months', '0'], ['--engine', 'spark'], ['--as-of', '2025-02-30']]) {
+    for (const bad of [
+      ['--by', 'nobody'],
+      ['--months', '0'],
+      ['--engine', 'spark'],
+      ['--as-of', '2025-02-30'],
+    ]) {
       const r = await group(['--months', '3', '--by', 'issuer', ...bad]);
       expect(r.code).toBe(2);
       expect(r.stdout).toBe('');
@@ -88,26 +102,51 @@ describe('invoices group', () => {
 
   it('without a lake: auto answers from the monthly totals and says how fresh; --engine duckdb is a usage error', async () => {
     const none = path.join(tempDir('nolake-'), 'lake');
-    const a = await runCli(['group', '--lake', none, '--months', '2', '--by', 'issuer', '--as-of', '2025-05-15', '--json'], { env: { DATABASE_URL: db.url } });
+    const a = await runCli(['group', '--lake', none, '--months', '2', '--by', 'issuer', '--as-of', '2025-05-15', '--json'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(a.code).toBe(0);
-    expect(a.stderr).toMatch(/engine: totals \(monthly totals refreshed from watermark \d+ to \d+: 0 invoice\(s\) added; 0 row\(s\) above the watermark read live; no lake at /);
-    const d = await runCli(['group', '--lake', none, '--months', '2', '--by', 'issuer', '--engine', 'duckdb'], { env: { DATABASE_URL: db.url } });
+    expect(a.stderr).toMatch(
+      /engine: totals \(monthly totals refreshed from watermark \d+ to \d+: 0 invoice\(s\) added; 0 row\(s\) above the watermark read live; no lake at /,
+    );
+    const d = await runCli(['group', '--lake', none, '--months', '2', '--by', 'issuer', '--engine', 'duckdb'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(d.code).toBe(2);
   });
 
   it('the totals table is plain SQL: per party, month and customer, exact numeric sums, and its watermark', async () => {
-    const cols = await withPg(db.url, async (c) => (await c.query(
-      `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'invoice_monthly_totals' ORDER BY ordinal_position`)).rows);
+    const cols = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'invoice_monthly_totals' ORDER BY ordinal_position`,
+          )
+        ).rows,
+    );
     expect(cols).toEqual([
-      { column_name: 'source_id', data_type: 'bigint' }, { column_name: 'party', data_type: 'text' }, { column_name: 'month', data_type: 'date' }, { column_name: 'customer_id', data_type: 'bigint' },
-      { column_name: 'invoices', data_type: 'integer' }, { column_name: 'amount', data_type: 'numeric' },
+      { column_name: 'source_id', data_type: 'bigint' },
+      { column_name: 'party', data_type: 'text' },
+      { column_name: 'month', data_type: 'date' },
+      { column_name: 'customer_id', data_type: 'bigint' },
+      { column_name: 'invoices', data_type: 'integer' },
+      { column_name: 'amount', data_type: 'numeric' },
     ]);
     // The totals of each month equal the raw rows of that month.
-    const diff = await withPg(db.url, async (c) => (await c.query(`
+    const diff = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query(`
       SELECT m FROM (SELECT date_trunc('month', issue_date AT TIME ZONE 'UTC')::date AS m, count(*) AS n, sum(amount) AS s FROM invoices GROUP BY 1) r
         FULL JOIN (SELECT month AS m, party, sum(invoices) AS n, sum(amount) AS s FROM invoice_monthly_totals GROUP BY 1, 2) t USING (m)
-       WHERE r.n IS DISTINCT FROM t.n OR r.s IS DISTINCT FROM t.s`)).rows);
-    const parties = await withPg(db.url, async (c) => (await c.query(`SELECT DISTINCT party FROM invoice_monthly_totals ORDER BY 1`)).rows.map((r) => r.party));
+       WHERE r.n IS DISTINCT FROM t.n OR r.s IS DISTINCT FROM t.s`)
+        ).rows,
+    );
+    const parties = await withPg(db.url, async (c) =>
+      (await c.query(`SELECT DISTINCT party FROM invoice_monthly_totals ORDER BY 1`)).rows.map((r) => r.party),
+    );
     expect(parties).toEqual(['issuer', 'receiver']);
     expect(diff).toEqual([]);
     const state = await withPg(db.url, async (c) => (await c.query(`SELECT watermark::text AS w FROM invoice_monthly_totals_state`)).rows);
@@ -134,7 +173,11 @@ describe('invoices group', () => {
   const statsFlushed = () => new Promise((r) => setTimeout(r, 1500));
 
   it('inserts into old months are added incrementally; a transaction that commits late is read live, then added', async () => {
-    await withPg(db.url, (c) => c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-03-02T00:00:00Z', 7, 8, 999999.99), ('2025-04-03T00:00:00Z', 9, 7, 0.01)`));
+    await withPg(db.url, (c) =>
+      c.query(
+        `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-03-02T00:00:00Z', 7, 8, 999999.99), ('2025-04-03T00:00:00Z', 9, 7, 0.01)`,
+      ),
+    );
     // Other test files share the server: one of their transactions still open would hold these rows above the horizon.
     await waitForHorizon(db.url);
     let stderr = await allEnginesEqual();
@@ -145,7 +188,9 @@ describe('invoices group', () => {
     try {
       await a.query('BEGIN');
       await a.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-03-20T00:00:00Z', 3, 4, 500.05)`);
-      await withPg(db.url, (b) => b.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-05-01T00:00:00Z', 4, 3, 70.70)`));
+      await withPg(db.url, (b) =>
+        b.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-05-01T00:00:00Z', 4, 3, 70.70)`),
+      );
       // B is committed but above the watermark (A holds the horizon back): read live, not yet in the totals.
       stderr = await allEnginesEqual();
       expect(stderr[0]).toMatch(/0 invoice\(s\) added; 1 row\(s\) above the watermark read live/);
@@ -161,12 +206,18 @@ describe('invoices group', () => {
   it('an update that keeps every count and sum (the issuer changes) and a delete: their months are recomputed whole', async () => {
     await withPg(db.url, async (c) => {
       // Swap the parties of one invoice: the month's count and sum stay the same.
-      await c.query(`UPDATE invoices SET issuer_id = receiver_id, receiver_id = issuer_id WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-04-01' AND issue_date < '2025-05-01')`);
+      await c.query(
+        `UPDATE invoices SET issuer_id = receiver_id, receiver_id = issuer_id WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-04-01' AND issue_date < '2025-05-01')`,
+      );
     });
     await statsFlushed();
     let stderr = await allEnginesEqual();
     expect(stderr[0]).toContain('months 2025-04 recomputed (rows updated or deleted since the last refresh)');
-    await withPg(db.url, (c) => c.query(`DELETE FROM invoices WHERE invoice_id = (SELECT max(invoice_id) FROM invoices WHERE issue_date >= '2025-03-01' AND issue_date < '2025-04-01')`));
+    await withPg(db.url, (c) =>
+      c.query(
+        `DELETE FROM invoices WHERE invoice_id = (SELECT max(invoice_id) FROM invoices WHERE issue_date >= '2025-03-01' AND issue_date < '2025-04-01')`,
+      ),
+    );
     await statsFlushed();
     stderr = await allEnginesEqual();
     expect(stderr[0]).toMatch(/months 2025-03 recomputed/);
@@ -177,7 +228,11 @@ describe('invoices group', () => {
   });
 
   it('an update that moves an invoice to another month is seen in both months', async () => {
-    await withPg(db.url, (c) => c.query(`UPDATE invoices SET issue_date = '2025-05-10T00:00:00Z' WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-03-01' AND issue_date < '2025-04-01')`));
+    await withPg(db.url, (c) =>
+      c.query(
+        `UPDATE invoices SET issue_date = '2025-05-10T00:00:00Z' WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-03-01' AND issue_date < '2025-04-01')`,
+      ),
+    );
     await statsFlushed();
     const stderr = await allEnginesEqual();
     expect(stderr[0]).toMatch(/months 2025-03, 2025-05 recomputed/);
@@ -188,7 +243,11 @@ describe('invoices group', () => {
     let stderr = await allEnginesEqual('2025-05-15', '6');
     expect(stderr[0]).toMatch(/months 2025-02 recomputed/);
     expect(stderr[0]).not.toContain('from scratch');
-    await withPg(db.url, (c) => c.query(`ALTER TABLE invoices ATTACH PARTITION invoices_p2025_02 FOR VALUES FROM ('2025-02-01T00:00:00Z') TO ('2025-03-01T00:00:00Z')`));
+    await withPg(db.url, (c) =>
+      c.query(
+        `ALTER TABLE invoices ATTACH PARTITION invoices_p2025_02 FOR VALUES FROM ('2025-02-01T00:00:00Z') TO ('2025-03-01T00:00:00Z')`,
+      ),
+    );
     stderr = await allEnginesEqual('2025-05-15', '6');
     expect(stderr[0]).toMatch(/months 2025-02 recomputed/);
   });
@@ -196,18 +255,35 @@ describe('invoices group', () => {
   it('a role that may read the invoices but not write the totals: auto still answers, and says why; --engine totals fails', async () => {
     const role = `${db.name}_reader`;
     await rows(['--months', '1', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'totals']);
-    await withPg(db.url, (c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD 'reader'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}; REVOKE ALL ON invoice_monthly_totals, invoice_monthly_totals_state FROM ${role}`));
+    await withPg(db.url, (c) =>
+      c.query(
+        `CREATE ROLE ${role} LOGIN PASSWORD 'reader'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}; REVOKE ALL ON invoice_monthly_totals, invoice_monthly_totals_state FROM ${role}`,
+      ),
+    );
     try {
       const u = new URL(db.url);
       u.username = role;
       u.password = 'reader';
       // No lake, so that auto turns to the totals (a fresh lake would answer first).
-      const args = ['group', '--lake', path.join(tempDir('nolake-'), 'lake'), '--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--json'];
+      const args = [
+        'group',
+        '--lake',
+        path.join(tempDir('nolake-'), 'lake'),
+        '--months',
+        '3',
+        '--by',
+        'issuer',
+        '--as-of',
+        '2025-05-15',
+        '--json',
+      ];
       const a = await runCli(args, { env: { DATABASE_URL: u.toString() } });
       expect(a.code, a.stderr).toBe(0);
       expect(a.stderr).toMatch(/warning: the monthly totals cannot be refreshed \(permission denied/);
       expect(a.stderr).toMatch(/engine: postgres \(the monthly totals cannot be refreshed.*; no lake at /);
-      expect(JSON.parse(a.stdout)).toEqual(await rows(['--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'postgres']));
+      expect(JSON.parse(a.stdout)).toEqual(
+        await rows(['--months', '3', '--by', 'issuer', '--as-of', '2025-05-15', '--engine', 'postgres']),
+      );
       const t = await runCli([...args, '--engine', 'totals'], { env: { DATABASE_URL: u.toString() } });
       expect(t.code).toBe(1);
       expect(t.stderr).toMatch(/permission denied/);
@@ -217,7 +293,11 @@ describe('invoices group', () => {
   });
 
   it('refreshes running at the same time serialise on an advisory lock and agree', async () => {
-    await withPg(db.url, (c) => c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) SELECT '2025-05-02T00:00:00Z'::timestamptz + g * interval '1 minute', 1 + g % 9, 10 + g % 7, g FROM generate_series(1, 200) g`));
+    await withPg(db.url, (c) =>
+      c.query(
+        `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) SELECT '2025-05-02T00:00:00Z'::timestamptz + g * interval '1 minute', 1 + g % 9, 10 + g % 7, g FROM generate_series(1, 200) g`,
+      ),
+    );
     const args = ['--months', '3', '--by', 'customer', '--as-of', '2025-05-15', '--engine', 'totals', '--json'];
     const runs = await Promise.all([group(args), group(args), group(args)]);
     const p = await rows(['--months', '3', '--by', 'customer', '--as-of', '2025-05-15', '--engine', 'postgres']);

@@ -34,11 +34,19 @@ async function group(engine: string, cwd?: string): Promise<{ rows: Record<strin
 
 /** The same answer straight from SQL on the live table. */
 async function sqlAnswer(table = 'invoices', url = db.url): Promise<Record<string, unknown>[]> {
-  return withPg(url, async (c) => (await c.query(
-    `SELECT i.issuer_id::int AS customer_id, c.name, count(*)::int AS invoices, sum(amount)::text AS total, round(avg(amount), 2)::text AS average
+  return withPg(
+    url,
+    async (c) =>
+      (
+        await c.query(
+          `SELECT i.issuer_id::int AS customer_id, c.name, count(*)::int AS invoices, sum(amount)::text AS total, round(avg(amount), 2)::text AS average
        FROM ${table} i JOIN customers c ON c.id = i.issuer_id
       WHERE issue_date >= $1 AND issue_date < $2
-      GROUP BY 1, 2 ORDER BY sum(amount) DESC, 1`, [WINDOW.from, WINDOW.to])).rows);
+      GROUP BY 1, 2 ORDER BY sum(amount) DESC, 1`,
+          [WINDOW.from, WINDOW.to],
+        )
+      ).rows,
+  );
 }
 
 /** Every engine equals SQL; returns each engine's stderr. */
@@ -67,7 +75,12 @@ describe.sequential('derived data follows its source', () => {
     // The lake still holds the old rows: its months are read from PostgreSQL, and auto says why it passed it over.
     expect(said.duckdb).toMatch(/read whole from PostgreSQL \(.*truncated or rewritten/);
     expect(said.auto).toMatch(/engine: totals .*the lake is stale for 12 of the 12 months/);
-    const total = await withPg(db.url, async (c) => (await c.query(`SELECT count(*)::int AS n FROM invoices WHERE issue_date >= $1 AND issue_date < $2`, [WINDOW.from, WINDOW.to])).rows[0].n);
+    const total = await withPg(
+      db.url,
+      async (c) =>
+        (await c.query(`SELECT count(*)::int AS n FROM invoices WHERE issue_date >= $1 AND issue_date < $2`, [WINDOW.from, WINDOW.to]))
+          .rows[0].n,
+    );
     const { rows } = await group('totals');
     expect(rows.reduce((n, r) => n + Number(r.invoices), 0)).toBe(total);
   });
@@ -88,13 +101,20 @@ describe.sequential('derived data follows its source', () => {
     expect(said.totals).toMatch(/recomputing 2026-03 \(invoices_p2026_03 truncated or rewritten\)/);
     expect(said.duckdb).toMatch(/months 2026-03 read whole from PostgreSQL/);
     const r = await cli(['export', '--out', lake, '--json']);
-    const written = (JSON.parse(r.stdout) as { month: string; action: string }[]).filter((m) => m.action !== 'unchanged').map((m) => m.month);
+    const written = (JSON.parse(r.stdout) as { month: string; action: string }[])
+      .filter((m) => m.action !== 'unchanged')
+      .map((m) => m.month);
     expect(written).toEqual(['2026-03']);
   });
 
   it('an UPDATE committed just before the question counts at once, every time', async () => {
     for (let i = 0; i < 4; i++) {
-      await withPg(db.url, (c) => c.query(`UPDATE invoices SET amount = amount + 7.00 WHERE invoice_id = (SELECT min(invoice_id) + $1 FROM invoices WHERE issue_date >= '2025-09-01')`, [i]));
+      await withPg(db.url, (c) =>
+        c.query(
+          `UPDATE invoices SET amount = amount + 7.00 WHERE invoice_id = (SELECT min(invoice_id) + $1 FROM invoices WHERE issue_date >= '2025-09-01')`,
+          [i],
+        ),
+      );
       const expected = await sqlAnswer();
       for (const engine of ['totals', 'duckdb']) expect((await group(engine)).rows, `${engine}, update ${i}`).toEqual(expected);
     }
@@ -106,10 +126,12 @@ describe.sequential('two invoices tables in one database', () => {
 
   beforeAll(async () => {
     // A second table in the same schema, mapped through a config file: same customers, other invoices.
-    await withPg(db.url, (c) => c.query(`
+    await withPg(db.url, (c) =>
+      c.query(`
       CREATE TABLE public.other_invoices (invoice_id bigint PRIMARY KEY, issue_date timestamptz NOT NULL, issuer_id bigint NOT NULL,
                                           receiver_id bigint NOT NULL, amount numeric(14,2) NOT NULL);
-      INSERT INTO public.other_invoices SELECT invoice_id, issue_date, receiver_id, issuer_id, amount * 3 FROM invoices WHERE invoice_id % 3 = 0`));
+      INSERT INTO public.other_invoices SELECT invoice_id, issue_date, receiver_id, issuer_id, amount * 3 FROM invoices WHERE invoice_id % 3 = 0`),
+    );
     cwd = tempDir('other-');
     writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify({ invoices: { table: 'public.other_invoices' } }));
     const init = await cli(['risk', 'init'], cwd);
@@ -134,12 +156,18 @@ describe.sequential('two invoices tables in one database', () => {
         expect(theirs.stderr).not.toMatch(/computing every month|recomputing/);
       }
     }
-    const sources = await withPg(db.url, async (c) => (await c.query(`SELECT source FROM invoice_monthly_totals_state ORDER BY source`)).rows.map((r) => r.source));
+    const sources = await withPg(db.url, async (c) =>
+      (await c.query(`SELECT source FROM invoice_monthly_totals_state ORDER BY source`)).rows.map((r) => r.source),
+    );
     expect(sources).toEqual([expect.stringMatching(/^public\.invoices /), expect.stringMatching(/^public\.other_invoices /)]);
   });
 
   it('an update in one table recomputes its totals only', async () => {
-    await withPg(db.url, (c) => c.query(`UPDATE public.other_invoices SET amount = amount + 1 WHERE invoice_id = (SELECT min(invoice_id) FROM public.other_invoices WHERE issue_date >= '2026-01-01')`));
+    await withPg(db.url, (c) =>
+      c.query(
+        `UPDATE public.other_invoices SET amount = amount + 1 WHERE invoice_id = (SELECT min(invoice_id) FROM public.other_invoices WHERE issue_date >= '2026-01-01')`,
+      ),
+    );
     const theirs = await totals(cwd);
     expect(theirs.stderr).toMatch(/recomputing \d{4}-\d{2} \(rows updated or deleted\)/);
     expect(theirs.rows).toEqual(await sqlAnswer('public.other_invoices'));

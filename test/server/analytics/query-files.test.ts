@@ -29,7 +29,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const query = (sql: string, ...extra: string[]) => runCli(['query', sql, '--lake', lake, '--json', '--quiet', ...extra], { env: { DATABASE_URL: db.url } });
+const query = (sql: string, ...extra: string[]) =>
+  runCli(['query', sql, '--lake', lake, '--json', '--quiet', ...extra], { env: { DATABASE_URL: db.url } });
 
 /** A refusal: exit 2, nothing on stdout, one line on stderr saying what and how to allow it. */
 function expectRefused(r: Awaited<ReturnType<typeof query>>, what: RegExp): void {
@@ -44,7 +45,11 @@ function expectRefused(r: Awaited<ReturnType<typeof query>>, what: RegExp): void
 
 describe('query: confined to the lake and the --with files', () => {
   it('reads the lake and --with files as before (also by their path, and the --with Parquet view)', async () => {
-    const r = await query(`SELECT (SELECT count(*) FROM invoices) AS n, (SELECT count(*) FROM crm) AS crm, (SELECT count(*) FROM read_csv('${F('crm.csv')}')) AS again`, '--with', `crm=${F('crm.csv')}`);
+    const r = await query(
+      `SELECT (SELECT count(*) FROM invoices) AS n, (SELECT count(*) FROM crm) AS crm, (SELECT count(*) FROM read_csv('${F('crm.csv')}')) AS again`,
+      '--with',
+      `crm=${F('crm.csv')}`,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual([{ n: 900, crm: 42, again: 42 }]);
   });
@@ -56,7 +61,10 @@ describe('query: confined to the lake and the --with files', () => {
     // Not even over a file it may read: a --with file stays as it was.
     const side = path.join(dir, 'side.csv');
     writeFileSync(side, 'a,b\n1,2\n');
-    for (const sql of [`COPY (SELECT 42) TO '${side}' (USE_TMP_FILE false)`, `EXPLAIN ANALYZE COPY (SELECT 42) TO '${side}' (USE_TMP_FILE false)`]) {
+    for (const sql of [
+      `COPY (SELECT 42) TO '${side}' (USE_TMP_FILE false)`,
+      `EXPLAIN ANALYZE COPY (SELECT 42) TO '${side}' (USE_TMP_FILE false)`,
+    ]) {
       expectRefused(await query(sql, '--with', `side=${side}`), /COPY/);
     }
     expect(readFileSync(side, 'utf8')).toBe('a,b\n1,2\n');
@@ -69,7 +77,11 @@ describe('query: confined to the lake and the --with files', () => {
   });
 
   it('reading a file that was not given is refused: the password stays unread', async () => {
-    for (const sql of [`SELECT content FROM read_text('${secret}')`, `SELECT * FROM read_csv('${secret}', header = false)`, `SELECT * FROM read_text('/etc/passwd')`]) {
+    for (const sql of [
+      `SELECT content FROM read_text('${secret}')`,
+      `SELECT * FROM read_csv('${secret}', header = false)`,
+      `SELECT * FROM read_text('/etc/passwd')`,
+    ]) {
       const r = await query(sql);
       expectRefused(r, /neither the lake nor a --with file/);
       expect(r.stderr).not.toContain(SECRET);
@@ -85,7 +97,7 @@ describe('query: confined to the lake and the --with files', () => {
     expectRefused(await query(`EXPORT DATABASE '${path.join(dir, 'exported')}'`), /EXPORT|exported/);
     expect(existsSync(path.join(dir, 'exported'))).toBe(false);
     expectRefused(await query('SET enable_external_access = true'), /enable_external_access/);
-    expectRefused(await query('SELECT 1; SET allowed_directories = [\'/\']'), /allowed_directories/);
+    expectRefused(await query("SELECT 1; SET allowed_directories = ['/']"), /allowed_directories/);
     expectRefused(await query(`PREPARE p AS SELECT 1`), /PREPARE/);
     expectRefused(await query(`SELECT * FROM enable_logging(storage = 'file', storage_path = '${dir}')`), /enable_logging/);
   });
@@ -106,7 +118,9 @@ describe('query: confined to the lake and the --with files', () => {
 
   it('--unsafe-files gives DuckDB its defaults back, and says so', async () => {
     const out = path.join(dir, 'unsafe.csv');
-    const w = await runCli(['query', `COPY (SELECT 42 AS answer) TO '${out}'`, '--lake', lake, '--unsafe-files'], { env: { DATABASE_URL: db.url } });
+    const w = await runCli(['query', `COPY (SELECT 42 AS answer) TO '${out}'`, '--lake', lake, '--unsafe-files'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(w.code, w.stderr).toBe(0);
     expect(w.stderr).toContain('--unsafe-files');
     expect(readFileSync(out, 'utf8')).toBe('answer\n42\n');
@@ -116,7 +130,10 @@ describe('query: confined to the lake and the --with files', () => {
   });
 
   it('join is confined too, and works as before', async () => {
-    const r = await runCli(['join', '--with', `crm=${F('crm.csv')}`, '--on', 'customer_id=id', '--by', 'segment', '--lake', lake, '--json'], { env: { DATABASE_URL: db.url } });
+    const r = await runCli(
+      ['join', '--with', `crm=${F('crm.csv')}`, '--on', 'customer_id=id', '--by', 'segment', '--lake', lake, '--json'],
+      { env: { DATABASE_URL: db.url } },
+    );
     expect(r.code, r.stderr).toBe(0);
     const rows = JSON.parse(r.stdout) as { customers: number }[];
     expect(rows.reduce((s, x) => s + x.customers, 0)).toBe(40);

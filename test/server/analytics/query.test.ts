@@ -33,37 +33,60 @@ async function query(sql: string, ...withs: string[]): Promise<Record<string, un
 describe('invoices query', () => {
   it('runs DuckDB SQL over the lake: sums are exact decimal strings equal to PostgreSQL', async () => {
     const got = await query('SELECT month, count(*) AS n, sum(amount) AS total FROM invoices GROUP BY month ORDER BY month');
-    const expected = await withPg(db.url, async (c) => (await c.query(
-      `SELECT to_char(issue_date AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*)::int AS n, sum(amount)::text AS total FROM invoices GROUP BY 1 ORDER BY 1`)).rows);
+    const expected = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT to_char(issue_date AT TIME ZONE 'UTC', 'YYYY-MM') AS month, count(*)::int AS n, sum(amount)::text AS total FROM invoices GROUP BY 1 ORDER BY 1`,
+          )
+        ).rows,
+    );
     expect(got).toEqual(expected);
   });
 
   it('CSV: a CRM export joined to invoices', async () => {
-    const got = await query(`SELECT crm.segment, count(*) AS n FROM invoices i JOIN crm ON crm.customer_id = i.issuer_id GROUP BY 1 ORDER BY 1`, `crm=${F('crm.csv')}`);
+    const got = await query(
+      `SELECT crm.segment, count(*) AS n FROM invoices i JOIN crm ON crm.customer_id = i.issuer_id GROUP BY 1 ORDER BY 1`,
+      `crm=${F('crm.csv')}`,
+    );
     expect(got.map((r) => r.segment)).toEqual(expect.arrayContaining(['enterprise']));
-    const n = await withPg(db.url, async (c) => Number((await c.query('SELECT count(*) FROM invoices WHERE issuer_id <= 40')).rows[0].count));
+    const n = await withPg(db.url, async (c) =>
+      Number((await c.query('SELECT count(*) FROM invoices WHERE issuer_id <= 40')).rows[0].count),
+    );
     expect(got.reduce((s, r) => s + Number(r.n), 0)).toBe(n);
   });
 
   it('JSON with nested objects and arrays: fields and unnested lists, nested values kept in JSON output', async () => {
-    const rows = await query(`SELECT customer_id, risk.level AS level, risk.flags AS flags, reviewed FROM risk WHERE customer_id = 1`, `risk=${F('risk.json')}`);
+    const rows = await query(
+      `SELECT customer_id, risk.level AS level, risk.flags AS flags, reviewed FROM risk WHERE customer_id = 1`,
+      `risk=${F('risk.json')}`,
+    );
     expect(rows).toHaveLength(1);
     expect(Array.isArray(rows[0].flags)).toBe(true);
     expect(rows[0].reviewed).toMatchObject({ by: expect.any(String) });
-    const flags = await query(`SELECT flag, count(*) AS n FROM (SELECT unnest(risk.flags) AS flag FROM risk) GROUP BY 1 ORDER BY 1`, `risk=${F('risk.json')}`);
+    const flags = await query(
+      `SELECT flag, count(*) AS n FROM (SELECT unnest(risk.flags) AS flag FROM risk) GROUP BY 1 ORDER BY 1`,
+      `risk=${F('risk.json')}`,
+    );
     expect(flags.length).toBeGreaterThan(0);
   });
 
   it('NDJSON, Parquet and plain text side sources', async () => {
     const ev = await query(`SELECT count(*) AS n, count(DISTINCT event) AS kinds FROM events`, `events=${F('events.ndjson')}`);
     expect(ev).toEqual([{ n: 120, kinds: 5 }]);
-    const pq = await query(`SELECT count(*) AS n FROM c2`, `c2=${path.join(lake, JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8')).customers.files[0])}`);
+    const pq = await query(
+      `SELECT count(*) AS n FROM c2`,
+      `c2=${path.join(lake, JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8')).customers.files[0])}`,
+    );
     expect(pq).toEqual([{ n: 50 }]);
     const notes = await query(`SELECT line_number, line FROM notes ORDER BY line_number LIMIT 2`, `notes=${F('notes.txt')}`);
     expect(notes[0].line_number).toBe(1);
     expect(String(notes[0].line)).toMatch(/^2026-\d\d-\d\d customer \d+: /);
     const joined = await query(
-      `SELECT count(*) AS n FROM notes JOIN customers c ON c.id = TRY_CAST(regexp_extract(line, 'customer (\\d+)', 1) AS BIGINT)`, `notes=${F('notes.txt')}`);
+      `SELECT count(*) AS n FROM notes JOIN customers c ON c.id = TRY_CAST(regexp_extract(line, 'customer (\\d+)', 1) AS BIGINT)`,
+      `notes=${F('notes.txt')}`,
+    );
     expect(Number(joined[0].n)).toBeGreaterThan(0);
   });
 
@@ -78,23 +101,66 @@ describe('invoices query', () => {
 
   it.each([
     ['a missing file', () => `x=${path.join(dir, 'nope.csv')}`, /^invoices: x: file not found: .*nope\.csv$/],
-    ['an unknown format', () => { const p = path.join(dir, 'a.xml'); writeFileSync(p, '<a/>'); return `x=${p}`; }, /^invoices: x: unknown format for .*a\.xml/],
+    [
+      'an unknown format',
+      () => {
+        const p = path.join(dir, 'a.xml');
+        writeFileSync(p, '<a/>');
+        return `x=${p}`;
+      },
+      /^invoices: x: unknown format for .*a\.xml/,
+    ],
     ['a bad name', () => `1x=${F('crm.csv')}`, /not a valid identifier/],
     ['a reserved name', () => `invoices=${F('crm.csv')}`, /taken by the lake/],
-    ['malformed CSV', () => { const p = path.join(dir, 'bad.csv'); writeFileSync(p, 'id,name\n1,a\n2,b,c,d\n3,c\n'); return `x=${p}`; }, /^invoices: x: cannot read .*bad\.csv as csv: .*line 3/],
-    ['malformed NDJSON', () => { const p = path.join(dir, 'bad.ndjson'); writeFileSync(p, '{"a":1}\n{"a":2}\n{"a": }\n'); return `x=${p}`; }, /^invoices: x: cannot read .*bad\.ndjson as ndjson: .*line 3/],
-    ['malformed JSON', () => { const p = path.join(dir, 'bad.json'); writeFileSync(p, '[{"a":1},\n{"a": }]'); return `x=${p}`; }, /^invoices: x: cannot read .*bad\.json as json: Malformed JSON/],
-    ['a file that is not Parquet', () => { const p = path.join(dir, 'bad.parquet'); writeFileSync(p, 'nope'); return `x=${p}`; }, /^invoices: x: cannot read .*bad\.parquet as parquet/],
+    [
+      'malformed CSV',
+      () => {
+        const p = path.join(dir, 'bad.csv');
+        writeFileSync(p, 'id,name\n1,a\n2,b,c,d\n3,c\n');
+        return `x=${p}`;
+      },
+      /^invoices: x: cannot read .*bad\.csv as csv: .*line 3/,
+    ],
+    [
+      'malformed NDJSON',
+      () => {
+        const p = path.join(dir, 'bad.ndjson');
+        writeFileSync(p, '{"a":1}\n{"a":2}\n{"a": }\n');
+        return `x=${p}`;
+      },
+      /^invoices: x: cannot read .*bad\.ndjson as ndjson: .*line 3/,
+    ],
+    [
+      'malformed JSON',
+      () => {
+        const p = path.join(dir, 'bad.json');
+        writeFileSync(p, '[{"a":1},\n{"a": }]');
+        return `x=${p}`;
+      },
+      /^invoices: x: cannot read .*bad\.json as json: Malformed JSON/,
+    ],
+    [
+      'a file that is not Parquet',
+      () => {
+        const p = path.join(dir, 'bad.parquet');
+        writeFileSync(p, 'nope');
+        return `x=${p}`;
+      },
+      /^invoices: x: cannot read .*bad\.parquet as parquet/,
+    ],
   ])('%s: exit 2 with one clear line', async (_what, make, message) => {
     const r = await cli(['query', 'SELECT 1', '--with', make()]);
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
-    const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('lake:'));
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('lake:'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(message);
   });
 
-  it('a SQL error is exit 2 with DuckDB\'s message', async () => {
+  it("a SQL error is exit 2 with DuckDB's message", async () => {
     const r = await cli(['query', 'SELECT nope FROM invoices', '--quiet']);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toMatch(/^invoices: query failed: .*nope/);
@@ -110,7 +176,10 @@ describe('invoices join', () => {
     expect(r.stderr).toContain('crm: 42 row(s); 2 key(s) match no customer: 9001, 9002');
     expect(r.stderr).toContain('customers: 10 have no crm row: 41, 42, 43');
     // Every matched customer has one CRM row: the groups partition customers 1..40.
-    const expected = await withPg(db.url, async (c) => (await c.query(`SELECT count(*)::int AS n, sum(amount)::text AS s FROM invoices WHERE issuer_id <= 40`)).rows[0]);
+    const expected = await withPg(
+      db.url,
+      async (c) => (await c.query(`SELECT count(*)::int AS n, sum(amount)::text AS s FROM invoices WHERE issuer_id <= 40`)).rows[0],
+    );
     expect(rows.reduce((s, x) => s + x.customers, 0)).toBe(40);
     expect(rows.reduce((s, x) => s + x.invoices, 0)).toBe(expected.n);
     const cents = rows.reduce((s, x) => s + BigInt(x.total.replace('.', '')), 0n);

@@ -25,7 +25,10 @@ beforeAll(async () => {
     for (let i = 0; i < 1500; i++) await c.query('SELECT pg_current_xact_id()');
   });
   await seedWithCli(source.url, ['--customers', '80', '--invoices', '6000', '--months', '6', '--as-of', AS_OF, '--seed', '5']);
-  for (const args of [['group', '--months', '6', '--by', 'issuer', '--as-of', AS_OF, '--engine', 'totals', '--quiet'], ['export', '--out', lake, '--quiet']]) {
+  for (const args of [
+    ['group', '--months', '6', '--by', 'issuer', '--as-of', AS_OF, '--engine', 'totals', '--quiet'],
+    ['export', '--out', lake, '--quiet'],
+  ]) {
     const r = await runCli(args, { env: { DATABASE_URL: source.url } });
     if (r.code !== 0) throw new Error(`${args[0]}: ${r.stderr}`);
   }
@@ -40,20 +43,31 @@ afterAll(async () => {
 });
 
 async function sqlAnswer(url: string): Promise<Record<string, unknown>[]> {
-  return withPg(url, async (c) => (await c.query(
-    `SELECT i.issuer_id::int AS customer_id, c.name, count(*)::int AS invoices, sum(amount)::text AS total, round(avg(amount), 2)::text AS average
+  return withPg(
+    url,
+    async (c) =>
+      (
+        await c.query(
+          `SELECT i.issuer_id::int AS customer_id, c.name, count(*)::int AS invoices, sum(amount)::text AS total, round(avg(amount), 2)::text AS average
        FROM invoices i JOIN customers c ON c.id = i.issuer_id
-      WHERE issue_date >= '2025-10-01' AND issue_date < '2026-04-01' GROUP BY 1, 2 ORDER BY sum(amount) DESC, 1`)).rows);
+      WHERE issue_date >= '2025-10-01' AND issue_date < '2026-04-01' GROUP BY 1, 2 ORDER BY sum(amount) DESC, 1`,
+        )
+      ).rows,
+  );
 }
 
 const group = (url: string, engine: string) =>
-  runCli(['group', '--months', '6', '--by', 'issuer', '--as-of', AS_OF, '--engine', engine, '--lake', lake, '--json'], { env: { DATABASE_URL: url } });
+  runCli(['group', '--months', '6', '--by', 'issuer', '--as-of', AS_OF, '--engine', engine, '--lake', lake, '--json'], {
+    env: { DATABASE_URL: url },
+  });
 
 describe.sequential('a database restored elsewhere', () => {
   it('into another database of the same cluster: the totals see the new database and rebuild', async () => {
     await restoreDatabase(source.url, sameCluster.url);
     // The restored totals state says "complete up to xid N" for the old database's rows.
-    expect(await withPg(sameCluster.url, async (c) => (await c.query('SELECT count(*)::int AS n FROM invoice_monthly_totals_state')).rows[0].n)).toBe(1);
+    expect(
+      await withPg(sameCluster.url, async (c) => (await c.query('SELECT count(*)::int AS n FROM invoice_monthly_totals_state')).rows[0].n),
+    ).toBe(1);
     const r = await group(sameCluster.url, 'totals');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/computing every month \(the database was dropped and created again/);
@@ -64,7 +78,10 @@ describe.sequential('a database restored elsewhere', () => {
     await restoreDatabase(source.url, otherUrl);
     const expected = await sqlAnswer(otherUrl);
     expect(expected).toEqual(await sqlAnswer(source.url));
-    for (const args of [['group', '--months', '6', '--by', 'issuer', '--as-of', AS_OF, '--engine', 'totals'], ['export', '--out', lake]]) {
+    for (const args of [
+      ['group', '--months', '6', '--by', 'issuer', '--as-of', AS_OF, '--engine', 'totals'],
+      ['export', '--out', lake],
+    ]) {
       const refused = await runCli(args, { env: { DATABASE_URL: otherUrl } });
       expect(refused.code, refused.stderr).toBe(2);
       expect(refused.stderr).toMatch(/created_xid values ahead of this server's transaction counter .*UPDATE/);

@@ -7,7 +7,11 @@ import { createDatabase, runCli, seedWithCli, tempDir, type TestDatabase } from 
 
 let db: TestDatabase;
 const cli = (args: string[]) => runCli(args, { env: { DATABASE_URL: db.url } });
-const debugLines = (stderr: string, prefix: string) => stderr.split('\n').filter((l) => l.startsWith(`debug: ${prefix}`)).map((l) => l.replace(/^debug: /, ''));
+const debugLines = (stderr: string, prefix: string) =>
+  stderr
+    .split('\n')
+    .filter((l) => l.startsWith(`debug: ${prefix}`))
+    .map((l) => l.replace(/^debug: /, ''));
 const noLiveLine = (stderr: string) => expect(stderr).not.toMatch(/\r|\x1b\[2K/);
 
 beforeAll(async () => {
@@ -54,7 +58,9 @@ describe('progress of export, group and risk', () => {
     const limited = await cli(['risk', '--limit', '1000', '--batch-size', '400', '--debug']);
     expect(limited.code, limited.stderr).toBe(0);
     noLiveLine(limited.stderr);
-    expect(debugLines(limited.stderr, 'risk backlog')).toEqual(['risk backlog: 3,000 invoice(s) below the horizon to walk (--limit 1,000)']);
+    expect(debugLines(limited.stderr, 'risk backlog')).toEqual([
+      'risk backlog: 3,000 invoice(s) below the horizon to walk (--limit 1,000)',
+    ]);
     const rest = await cli(['risk', '--batch-size', '700', '--debug']);
     expect(rest.code, rest.stderr).toBe(0);
     expect(debugLines(rest.stderr, 'risk backlog')).toEqual(['risk backlog: 2,000 invoice(s) below the horizon to walk']);

@@ -28,7 +28,8 @@ afterAll(async () => {
 });
 
 /** Runs the CLI on `url` (the seeded database unless said) and returns its exit code and output. */
-const cli = (args: string[], url = db.url, env: Record<string, string> = {}) => runCli(args, { env: { DATABASE_URL: url, ...env }, cwd: dir, timeoutMs: 50_000 });
+const cli = (args: string[], url = db.url, env: Record<string, string> = {}) =>
+  runCli(args, { env: { DATABASE_URL: url, ...env }, cwd: dir, timeoutMs: 50_000 });
 
 /** Asserts the exit code; a failure shows stderr. Errors are one line, never a stack trace. */
 async function expectCode(args: string[], code: number, url?: string, env?: Record<string, string>) {
@@ -57,7 +58,10 @@ describe('exit codes', () => {
   });
 
   it('seed: 0; 1 unreachable; 2 on bad input or a table it would double', async () => {
-    await expectCode(['seed', '--customers', '5', '--invoices', '20', '--seed', '2', '--as-of', '2025-06-01', '--months', '3', '--append', '--quiet'], 0);
+    await expectCode(
+      ['seed', '--customers', '5', '--invoices', '20', '--seed', '2', '--as-of', '2025-06-01', '--months', '3', '--append', '--quiet'],
+      0,
+    );
     await expectCode(['seed', '--customers', '5', '--quiet'], 1, DOWN);
     await expectCode(['seed', '--customers', 'many'], 2);
     await expectCode(['seed'], 2);
@@ -172,7 +176,13 @@ function signalled(args: string[], signal: NodeJS.Signals): Promise<number | nul
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), ...args], {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TZ: 'UTC', XDG_DATA_HOME: testDataHome(), DATABASE_URL: db.url },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/root',
+        TZ: 'UTC',
+        XDG_DATA_HOME: testDataHome(),
+        DATABASE_URL: db.url,
+      },
       stdio: ['pipe', 'ignore', 'pipe'],
     });
     child.stderr.resume();
@@ -184,7 +194,15 @@ function signalled(args: string[], signal: NodeJS.Signals): Promise<number | nul
     });
     // Connected: the CLI has a session on the database (application_name invoices).
     const poll = setInterval(() => {
-      void withPg(db.url, async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'invoices' AND datname = current_database()")).rows[0].n as number).then((n) => {
+      void withPg(
+        db.url,
+        async (c) =>
+          (
+            await c.query(
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'invoices' AND datname = current_database()",
+            )
+          ).rows[0].n as number,
+      ).then((n) => {
         if (n > 0) {
           clearInterval(poll);
           setTimeout(() => child.kill(signal), 300);

@@ -11,10 +11,23 @@ import { createDatabase, runCli, seedWithCli, tempDir, withPg, type TestDatabase
 describe('render', () => {
   type Row = { id: string; name: string; note: string | null; seconds: number; rate: number; ratio: number; at: string };
   const columns: Column<Row>[] = [
-    { key: 'id', kind: 'int' }, { key: 'name', kind: 'text' }, { key: 'note' }, { key: 'seconds', kind: 'seconds' },
-    { key: 'rate', kind: 'rate' }, { key: 'ratio' }, { key: 'at', kind: 'time' },
+    { key: 'id', kind: 'int' },
+    { key: 'name', kind: 'text' },
+    { key: 'note' },
+    { key: 'seconds', kind: 'seconds' },
+    { key: 'rate', kind: 'rate' },
+    { key: 'ratio' },
+    { key: 'at', kind: 'time' },
   ];
-  const row: Row = { id: '42', name: '', note: '', seconds: 0.41005252700000006, rate: 1234.5678, ratio: 0.1 + 0.2, at: '2024-12-31T23:59:56.714016Z' };
+  const row: Row = {
+    id: '42',
+    name: '',
+    note: '',
+    seconds: 0.41005252700000006,
+    rate: 1234.5678,
+    ratio: 0.1 + 0.2,
+    at: '2024-12-31T23:59:56.714016Z',
+  };
 
   it('JSON: null for a missing value (an empty string outside text columns), seconds to the ms, rates to integers, no float noise', async () => {
     const out = JSON.parse(await render([row], columns, 'json', { single: true }));
@@ -47,19 +60,34 @@ describe('render', () => {
 
   it('a listing of several rows too wide for 100 columns wraps its text columns, never numbers, and loses no character', async () => {
     const rows = Array.from({ length: 3 }, (_, i) => ({
-      customer_id: String(1000 + i), name: `Hartmann, Ratke and Smith Incorporated Holdings ${i}`, invoices: '123',
-      total: '1234567.89', average: '123.45', issued: '1000000.00', received: '234567.89', net: '765432.11',
+      customer_id: String(1000 + i),
+      name: `Hartmann, Ratke and Smith Incorporated Holdings ${i}`,
+      invoices: '123',
+      total: '1234567.89',
+      average: '123.45',
+      issued: '1000000.00',
+      received: '234567.89',
+      net: '765432.11',
     }));
     const cols: Column<(typeof rows)[number]>[] = [
-      { key: 'customer_id', kind: 'int' }, { key: 'name' }, { key: 'invoices', kind: 'int' }, { key: 'total', kind: 'money' },
-      { key: 'average', kind: 'money' }, { key: 'issued', kind: 'money' }, { key: 'received', kind: 'money' }, { key: 'net', kind: 'money' },
+      { key: 'customer_id', kind: 'int' },
+      { key: 'name' },
+      { key: 'invoices', kind: 'int' },
+      { key: 'total', kind: 'money' },
+      { key: 'average', kind: 'money' },
+      { key: 'issued', kind: 'money' },
+      { key: 'received', kind: 'money' },
+      { key: 'net', kind: 'money' },
     ];
     const text = await render(rows, cols, 'table');
     expect(text).toContain('┌');
     expect(Math.max(...text.split('\n').map((l) => l.length))).toBeLessThanOrEqual(MAX_TABLE_WIDTH);
     for (const v of ['1234567.89', '1000000.00', '765432.11', '1001']) expect(text).toContain(` ${v} `);
     // The name, read back from its column, is whole.
-    const nameCells = text.split('\n').filter((l) => l.startsWith('│')).map((l) => l.split('│')[2].trim());
+    const nameCells = text
+      .split('\n')
+      .filter((l) => l.startsWith('│'))
+      .map((l) => l.split('│')[2].trim());
     expect(nameCells.join('').replace(/\s/g, '')).toContain('Hartmann,RatkeandSmithIncorporatedHoldings0');
   });
 
@@ -96,7 +124,20 @@ describe('the CLI', () => {
   });
 
   it('seed --json: seconds to the millisecond, the rate an integer, from/to ISO with Z', async () => {
-    const r = await cli(['seed', '--customers', '3', '--invoices', '7', '--append', '--as-of', '2025-06-01', '--months', '3', '--json', '--quiet']);
+    const r = await cli([
+      'seed',
+      '--customers',
+      '3',
+      '--invoices',
+      '7',
+      '--append',
+      '--as-of',
+      '2025-06-01',
+      '--months',
+      '3',
+      '--json',
+      '--quiet',
+    ]);
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(Number.isInteger(out.invoicesPerSecond)).toBe(true);
@@ -117,7 +158,14 @@ describe('the CLI', () => {
 
   it('join: a JSON id "7" among numeric ids matches customer 7', async () => {
     const side = path.join(dir, 'mixed.json');
-    writeFileSync(side, JSON.stringify([{ customer_id: 1, tier: 'gold' }, { customer_id: '7', tier: 'gold' }, { customer_id: 8, tier: 'silver' }]));
+    writeFileSync(
+      side,
+      JSON.stringify([
+        { customer_id: 1, tier: 'gold' },
+        { customer_id: '7', tier: 'gold' },
+        { customer_id: 8, tier: 'silver' },
+      ]),
+    );
     const r = await cli(['join', '--with', `m=${side}`, '--on', 'customer_id=id', '--by', 'tier', '--lake', lake, '--json']);
     expect(r.code).toBe(0);
     expect(r.stderr).toContain('0 key(s) match no customer');

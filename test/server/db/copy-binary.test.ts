@@ -61,8 +61,28 @@ function isoMicros(micros: bigint): string {
 describe('BinaryCopyWriter', () => {
   it('numericCents writes exact numeric values with scale 2', async () => {
     const cents = [
-      0, 1, 5, 10, 99, 100, 101, 999, 1000, 9999, 10000, 10001, 10050, 99999, 100000, 1000000,
-      100000000, 100000001, 123456789, 1000000000000, 99999999999999, Number.MAX_SAFE_INTEGER,
+      0,
+      1,
+      5,
+      10,
+      99,
+      100,
+      101,
+      999,
+      1000,
+      9999,
+      10000,
+      10001,
+      10050,
+      99999,
+      100000,
+      1000000,
+      100000000,
+      100000001,
+      123456789,
+      1000000000000,
+      99999999999999,
+      Number.MAX_SAFE_INTEGER,
     ];
     const table = await copyRows('i bigint, n numeric', 2, cents.length, (w, i) => {
       w.int8(i);
@@ -93,8 +113,20 @@ describe('BinaryCopyWriter', () => {
 
   it('int8 writes values around and above 2^32, and negatives', async () => {
     const values = [
-      0, 1, -1, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 + 12345,
-      1_000_000_000_000_000, Number.MAX_SAFE_INTEGER, -(2 ** 32), -(2 ** 40) - 7, -Number.MAX_SAFE_INTEGER,
+      0,
+      1,
+      -1,
+      2 ** 31 - 1,
+      2 ** 31,
+      2 ** 32 - 1,
+      2 ** 32,
+      2 ** 32 + 1,
+      2 ** 40 + 12345,
+      1_000_000_000_000_000,
+      Number.MAX_SAFE_INTEGER,
+      -(2 ** 32),
+      -(2 ** 40) - 7,
+      -Number.MAX_SAFE_INTEGER,
     ];
     const ok = await copyRows('k bigint, v bigint', 2, values.length, (w, i) => {
       w.int8(i);
@@ -134,7 +166,15 @@ describe('BinaryCopyWriter', () => {
 
   it('text writes UTF-8 and NULL', async () => {
     const texts: Array<string | null> = [
-      'plain', '', 'héllo wörld', '日本語の請求書', '🧾 invoice 💶', 'O\'Brien, "quoted"\ttab\nnewline\\back', null, 'Ünïcödé ß', null,
+      'plain',
+      '',
+      'héllo wörld',
+      '日本語の請求書',
+      '🧾 invoice 💶',
+      'O\'Brien, "quoted"\ttab\nnewline\\back',
+      null,
+      'Ünïcödé ß',
+      null,
     ];
     const table = await copyRows('k bigint, s text', 2, texts.length, (w, i) => {
       w.int8(i);
@@ -145,20 +185,30 @@ describe('BinaryCopyWriter', () => {
     );
     expect(rows.map((r) => r.s)).toEqual(texts);
     expect(rows.map((r) => r.bytes)).toEqual(texts.map((t) => (t === null ? null : Buffer.byteLength(t, 'utf8'))));
-    const { rows: [nulls] } = await client.query(`SELECT count(*)::int AS n FROM ${table} WHERE s IS NULL`);
+    const {
+      rows: [nulls],
+    } = await client.query(`SELECT count(*)::int AS n FROM ${table} WHERE s IS NULL`);
     expect(nulls.n).toBe(2);
   });
 
   it('flushes across many small chunks without losing or corrupting rows', async () => {
     const n = 20_000;
     // 256-byte chunks: a flush every few rows, rows never split, backpressure exercised.
-    const table = await copyRows('id bigint, ts timestamptz, amount numeric(14,2), note text', 4, n, (w, i) => {
-      w.int8(2 ** 33 + i);
-      w.timestamptz(Date.UTC(2024, 0, 1) * 1000 + i * 1_000_001);
-      w.numericCents(i * 37);
-      w.text(i % 7 === 0 ? null : `row ${i} ✓`);
-    }, { chunkSize: 256, maxBytes: 80 });
-    const { rows: [r] } = await client.query(
+    const table = await copyRows(
+      'id bigint, ts timestamptz, amount numeric(14,2), note text',
+      4,
+      n,
+      (w, i) => {
+        w.int8(2 ** 33 + i);
+        w.timestamptz(Date.UTC(2024, 0, 1) * 1000 + i * 1_000_001);
+        w.numericCents(i * 37);
+        w.text(i % 7 === 0 ? null : `row ${i} ✓`);
+      },
+      { chunkSize: 256, maxBytes: 80 },
+    );
+    const {
+      rows: [r],
+    } = await client.query(
       `SELECT count(*)::int AS n, sum(id - 8589934592)::text AS ids, sum(amount)::text AS amount,
               count(note)::int AS notes, sum(octet_length(note))::int AS note_bytes,
               max(ts)::text AS max_ts, count(*) FILTER (WHERE note <> 'row ' || (id - 8589934592) || ' ✓')::int AS bad
@@ -166,7 +216,7 @@ describe('BinaryCopyWriter', () => {
     );
     expect(r.n).toBe(n);
     expect(r.ids).toBe(String((n * (n - 1)) / 2));
-    expect(r.amount).toBe(centsText((BigInt(n) * BigInt(n - 1) / 2n) * 37n));
+    expect(r.amount).toBe(centsText(((BigInt(n) * BigInt(n - 1)) / 2n) * 37n));
     const notes = Array.from({ length: n }, (_, i) => i).filter((i) => i % 7 !== 0);
     expect(r.notes).toBe(notes.length);
     expect(r.note_bytes).toBe(notes.reduce((s, i) => s + Buffer.byteLength(`row ${i} ✓`), 0));
@@ -176,7 +226,9 @@ describe('BinaryCopyWriter', () => {
 
   it('end() with an empty buffer still writes a valid (empty) COPY', async () => {
     const table = await copyRows('k bigint', 1, 0, () => {});
-    const { rows: [r] } = await client.query(`SELECT count(*)::int AS n FROM ${table}`);
+    const {
+      rows: [r],
+    } = await client.query(`SELECT count(*)::int AS n FROM ${table}`);
     expect(r.n).toBe(0);
   });
 });

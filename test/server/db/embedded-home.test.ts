@@ -32,15 +32,29 @@ afterAll(async () => {
   }
 });
 
-const cli = (cwd: string, args: string[], opts: CliOptions = {}) => runCli(args, { ...opts, cwd, env: { XDG_DATA_HOME: xdg, ...opts.env } });
+const cli = (cwd: string, args: string[], opts: CliOptions = {}) =>
+  runCli(args, { ...opts, cwd, env: { XDG_DATA_HOME: xdg, ...opts.env } });
 const status = async (cwd: string, env: Record<string, string> = {}) => {
   const r = await cli(cwd, ['db', 'status', '--json'], { env });
-  return { code: r.code, ...JSON.parse(r.stdout) } as { code: number; state: string; pid: number | null; data: string; home: string; lake: string };
+  return { code: r.code, ...JSON.parse(r.stdout) } as {
+    code: number;
+    state: string;
+    pid: number | null;
+    data: string;
+    home: string;
+    lake: string;
+  };
 };
 
 describe.sequential('one home for every folder', () => {
   it('the home is $XDG_DATA_HOME/invoices; INVOICES_HOME and the config file\'s "home" override it', async () => {
-    expect(await status(folderA)).toMatchObject({ code: 3, state: 'not initialised', home, data: path.join(home, 'pgdata'), lake: path.join(home, 'lakes', 'embedded') });
+    expect(await status(folderA)).toMatchObject({
+      code: 3,
+      state: 'not initialised',
+      home,
+      data: path.join(home, 'pgdata'),
+      lake: path.join(home, 'lakes', 'embedded'),
+    });
     const withFile = path.join(root, 'with-config');
     mkdirSync(withFile);
     writeFileSync(path.join(withFile, 'invoices.config.json'), JSON.stringify({ home: 'state' }));
@@ -71,7 +85,7 @@ describe.sequential('one home for every folder', () => {
     for (const d of [folderA, folderB]) expect(readdirSync(d)).toEqual([]);
   });
 
-  it('the default lake is the home\'s: exported from one folder, queried from another', async () => {
+  it("the default lake is the home's: exported from one folder, queried from another", async () => {
     const exp = await cli(folderA, ['export', '--quiet']);
     expect(exp.code, exp.stderr).toBe(0);
     const lake = path.join(home, 'lakes', 'embedded');
@@ -92,7 +106,9 @@ describe.sequential('one home for every folder', () => {
     expect(JSON.parse(first.stdout).data).toBe(path.join(home, 'pgdata'));
     const warning = first.stderr.trim().split('\n');
     expect(warning).toHaveLength(1);
-    expect(warning[0]).toMatch(/^warning: .*old-project\/\.invoices holds an embedded PostgreSQL of an earlier version.* no longer used: the home is /);
+    expect(warning[0]).toMatch(
+      /^warning: .*old-project\/\.invoices holds an embedded PostgreSQL of an earlier version.* no longer used: the home is /,
+    );
     expect(warning[0]).toContain(`INVOICES_HOME=${path.join(old, '.invoices')}`);
     const second = await cli(old, ['db', 'status', '--json']);
     expect(second.stderr).toBe('');
@@ -104,7 +120,9 @@ describe.sequential('one home for every folder', () => {
     const fresh = path.join(root, 'xdg-fresh');
     const q = await runCli(['query', 'SELECT 1 AS one', '--json'], { cwd: other, env: { XDG_DATA_HOME: fresh } });
     expect(q.code, q.stderr).toBe(0);
-    expect(q.stderr).toMatch(/warning: .*old-lake\/lake is a lake of an earlier version.*default is now .*xdg-fresh\/invoices\/lakes\/embedded.*--lake /);
+    expect(q.stderr).toMatch(
+      /warning: .*old-lake\/lake is a lake of an earlier version.*default is now .*xdg-fresh\/invoices\/lakes\/embedded.*--lake /,
+    );
     expect(q.stderr).toContain('no lake at');
     const given = await runCli(['query', 'SELECT 1 AS one', '--json', '--lake', 'lake'], { cwd: other, env: { XDG_DATA_HOME: fresh } });
     expect(given.stderr).not.toContain('earlier version');
@@ -112,7 +130,11 @@ describe.sequential('one home for every folder', () => {
 });
 
 /** Every process's argv on this machine, and psql's own argv and environment, sampled while `invoices db psql` runs. */
-async function psqlObserved(cwd: string, env: Record<string, string>, sql: string): Promise<{ code: number | null; stdout: string; stderr: string; argvs: string[]; psql?: { argv: string[]; environ: string[] } }> {
+async function psqlObserved(
+  cwd: string,
+  env: Record<string, string>,
+  sql: string,
+): Promise<{ code: number | null; stdout: string; stderr: string; argvs: string[]; psql?: { argv: string[]; environ: string[] } }> {
   const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), 'db', 'psql', '-X', '-A', '-t', '-c', sql], {
     cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TZ: 'UTC', ...env },
@@ -146,7 +168,7 @@ async function psqlObserved(cwd: string, env: Record<string, string>, sql: strin
 }
 
 describe.sequential('invoices db psql', () => {
-  it('runs psql on the embedded server: -c works, the password is in its environment and on no process\'s command line', async () => {
+  it("runs psql on the embedded server: -c works, the password is in its environment and on no process's command line", async () => {
     const password = readFileSync(path.join(home, 'password'), 'utf8').trim();
     expect(password.length).toBeGreaterThanOrEqual(16);
     const r = await psqlObserved(folderB, { XDG_DATA_HOME: xdg }, 'SELECT 42 AS answer, current_database(), pg_sleep(1.5)');
@@ -174,7 +196,7 @@ describe.sequential('invoices db psql', () => {
     }
   });
 
-  it('passes psql\'s exit code on; without psql on PATH says what to install (exit 1); other actions take no arguments (exit 2)', async () => {
+  it("passes psql's exit code on; without psql on PATH says what to install (exit 1); other actions take no arguments (exit 2)", async () => {
     const bad = await cli(folderA, ['db', 'psql', '-X', '-c', 'SELECT nope']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('nope');

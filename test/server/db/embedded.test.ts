@@ -35,8 +35,14 @@ const cli = (args: string[], opts: CliOptions = {}) => runCli(args, { ...opts, e
 function canConnect(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = netConnect({ host, port, timeout: 2000 });
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('timeout', () => { s.destroy(); resolve(false); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('timeout', () => {
+      s.destroy();
+      resolve(false);
+    });
     s.once('error', () => resolve(false));
   });
 }
@@ -71,7 +77,15 @@ describe.sequential('embedded PostgreSQL', () => {
     expect(u.password.length).toBeGreaterThanOrEqual(16);
     expect(u.hostname).toBe('127.0.0.1');
     expect(u.port).not.toBe('5432');
-    const row = await withPg(url, async (c) => (await c.query("SELECT current_database() AS db, current_setting('server_version_num')::int AS v, current_setting('TimeZone') AS tz")).rows[0]);
+    const row = await withPg(
+      url,
+      async (c) =>
+        (
+          await c.query(
+            "SELECT current_database() AS db, current_setting('server_version_num')::int AS v, current_setting('TimeZone') AS tz",
+          )
+        ).rows[0],
+    );
     expect(row.db).toBe('invoices');
     expect(row.v).toBeGreaterThanOrEqual(180000);
     expect(row.tz).toBe('UTC');
@@ -97,10 +111,21 @@ describe.sequential('embedded PostgreSQL', () => {
 
   it('listens on 127.0.0.1 only, with no unix socket', async () => {
     const port = Number(new URL(url).port);
-    const settings = await withPg(url, async (c) => (await c.query("SELECT current_setting('listen_addresses') AS listen, current_setting('unix_socket_directories') AS sockets, host(inet_server_addr()) AS addr")).rows[0]);
+    const settings = await withPg(
+      url,
+      async (c) =>
+        (
+          await c.query(
+            "SELECT current_setting('listen_addresses') AS listen, current_setting('unix_socket_directories') AS sockets, host(inet_server_addr()) AS addr",
+          )
+        ).rows[0],
+    );
     expect(settings).toEqual({ listen: '127.0.0.1', sockets: '', addr: '127.0.0.1' });
     expect(await canConnect('127.0.0.1', port)).toBe(true);
-    const others = Object.values(os.networkInterfaces()).flat().filter((a) => a && !a.internal).map((a) => a!.address);
+    const others = Object.values(os.networkInterfaces())
+      .flat()
+      .filter((a) => a && !a.internal)
+      .map((a) => a!.address);
     for (const address of ['::1', ...others]) expect(await canConnect(address, port), address).toBe(false);
   });
 
@@ -164,13 +189,19 @@ describe.sequential('embedded PostgreSQL', () => {
   it('db stop refuses while risk --follow is connected (exit 1, naming it); --force stops it and the follower does not start it again', async () => {
     const follower = startFollower(['risk', '--follow', '--poll-interval', '200'], { ...env, XDG_DATA_HOME: testDataHome() });
     try {
-      await waitFor('the follower to follow', async () => {
-        if (follower.proc.exitCode !== null) throw new Error(follower.stderr());
-        return follower.stderr().includes('following: scoring new invoices');
-      }, 60_000);
+      await waitFor(
+        'the follower to follow',
+        async () => {
+          if (follower.proc.exitCode !== null) throw new Error(follower.stderr());
+          return follower.stderr().includes('following: scoring new invoices');
+        },
+        60_000,
+      );
       const refused = await cli(['db', 'stop']);
       expect(refused.code).toBe(1);
-      expect(refused.stderr).toMatch(/not stopped: \d+ invoices session\(s\) are connected to the embedded server: invoices \(server pid \d+, database invoices/);
+      expect(refused.stderr).toMatch(
+        /not stopped: \d+ invoices session\(s\) are connected to the embedded server: invoices \(server pid \d+, database invoices/,
+      );
       expect(refused.stderr).toContain('--force');
       expect(embeddedStatus(home).running).toBe(true);
 

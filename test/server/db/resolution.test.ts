@@ -12,12 +12,18 @@ let root: string;
 
 beforeAll(async () => {
   [one, two] = await Promise.all([createDatabase(), createDatabase()]);
-  for (const [db, amount] of [[one, '11.11'], [two, '22.22']] as const) {
+  for (const [db, amount] of [
+    [one, '11.11'],
+    [two, '22.22'],
+  ] as const) {
     const r = await runCli(['init', '--quiet'], { env: { DATABASE_URL: db.url } });
     expect(r.code).toBe(0);
     await withPg(db.url, async (c) => {
       await c.query("INSERT INTO customers (id, name) VALUES (1, 'A'), (2, 'B')");
-      await c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-01-01T00:00:00Z', 1, 2, $1)", [amount]);
+      await c.query(
+        "INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-01-01T00:00:00Z', 1, 2, $1)",
+        [amount],
+      );
     });
   }
   root = tempDir('resolution-');
@@ -87,7 +93,10 @@ describe('connection resolution (CLI)', () => {
   });
 
   it('--config names another config file; a missing one is a usage error', async () => {
-    const cwd = cwdWith({ 'invoices.config.json': JSON.stringify({ databaseUrl: DEAD }), 'other.json': JSON.stringify({ databaseUrl: one.url }) });
+    const cwd = cwdWith({
+      'invoices.config.json': JSON.stringify({ databaseUrl: DEAD }),
+      'other.json': JSON.stringify({ databaseUrl: one.url }),
+    });
     expect(await amount(['--config', 'other.json'], { cwd })).toBe('11.11');
     const r = await runCli(['--config', 'missing.json', 'get', '1'], { cwd });
     expect(r.code).toBe(2);

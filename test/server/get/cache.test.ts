@@ -44,7 +44,9 @@ const scopes: string[] = [];
 beforeAll(async () => {
   db = await createDatabase();
   await seedWithCli(db.url, ['--customers', '20', '--invoices', '200', '--seed', '5', '--as-of', '2025-06-01', '--months', '3']);
-  await withPg(db.url, (c) => c.query(`UPDATE invoices SET amount = 1234.50, issue_date = '2025-04-30T23:59:59.123456Z' WHERE invoice_id = 7`));
+  await withPg(db.url, (c) =>
+    c.query(`UPDATE invoices SET amount = 1234.50, issue_date = '2025-04-30T23:59:59.123456Z' WHERE invoice_id = 7`),
+  );
   scope = cacheScope(target(db.url));
   scopes.push(scope);
 });
@@ -78,81 +80,92 @@ const fromPostgres = async (id: string, url = db.url) => {
 };
 
 describe('invoices get --cache', () => {
-  it.skipIf(noRedis)(`a miss fills the cache, then a hit gives identical output reading only the table's generation from PostgreSQL ${NEEDS}`, async () => {
-    const miss = await get(['7', '--debug']);
-    expect(miss.code).toBe(0);
-    expect(miss.stderr).toContain('debug: cache: miss');
-    expect(statements(miss.stderr).length).toBeGreaterThan(1); // the generation, then the lookup
-    const hit = await get(['7', '--debug']);
-    expect(hit.code).toBe(0);
-    expect(hit.stderr).toContain('debug: cache: hit');
-    const hitStatements = statements(hit.stderr);
-    expect(hitStatements).toHaveLength(1); // the generation: one catalog query, no lookup
-    expect(hitStatements[0]).toMatch(LINEAGE);
-    expect(hit.stdout).toBe(miss.stdout);
-    expect(hit.stdout).toBe(await fromPostgres('7'));
-    expect(JSON.parse(hit.stdout)).toMatchObject({ invoice_id: 7, amount: '1234.50', issue_date: '2025-04-30T23:59:59.123456Z' });
-    for (const format of ['csv', 'table']) {
-      const cached = await get(['7', '--format', format]);
-      const direct = await get(['7', '--format', format, '--no-cache']);
-      expect(cached.stdout).toBe(direct.stdout);
-    }
-  });
-
-  it.skipIf(noRedis)(`the entry is its source and generation, then the exact InvoiceDetail JSON (ids and amount as strings), under a versioned key, with the TTL ${NEEDS}`, async () => {
-    await get(['7']);
-    const key = invoiceKey(scope, 60, 7n);
-    expect(key).toBe(`invoices:v2:db:${scope}:ttl:60:invoice:7`);
-    const stamp = await stampOf();
-    expect(stamp.source).toBe('public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]');
-    expect(stamp.generation).toMatch(/^[0-9a-f]{16}$/);
-    const raw = await redis('GET', key);
-    const row = await withPg(db.url, async (c) => {
-      const { rows } = await c.query(
-        `SELECT i.invoice_id::text, i.issuer_id::text, ci.name AS issuer_name, i.receiver_id::text, cr.name AS receiver_name, i.amount::text
-           FROM invoices i JOIN customers ci ON ci.id = i.issuer_id JOIN customers cr ON cr.id = i.receiver_id WHERE invoice_id = 7`,
-      );
-      return rows[0];
-    });
-    expect(raw).toBe(JSON.stringify({
-      source: stamp.source,
-      generation: stamp.generation,
-      invoice_id: '7',
-      issue_date: '2025-04-30T23:59:59.123456Z',
-      issuer_id: row.issuer_id,
-      issuer_name: row.issuer_name,
-      receiver_id: row.receiver_id,
-      receiver_name: row.receiver_name,
-      amount: '1234.50',
-    }));
-    const pttl = Number(await redis('PTTL', key));
-    expect(pttl).toBeGreaterThan(0);
-    expect(pttl).toBeLessThanOrEqual(60_000);
-  });
-
-  it.skipIf(noRedis)(`a cached copy is not served once its PostgreSQL database is gone: the generation cannot be read ${NEEDS}`, async () => {
-    const gone = await createDatabase();
-    const goneScope = cacheScope(target(gone.url));
-    scopes.push(goneScope);
-    try {
-      await seedWithCli(gone.url, ['--customers', '10', '--invoices', '50', '--seed', '9', '--as-of', '2025-06-01', '--months', '2']);
-      const miss = await get(['5'], {}, gone.url);
+  it.skipIf(noRedis)(
+    `a miss fills the cache, then a hit gives identical output reading only the table's generation from PostgreSQL ${NEEDS}`,
+    async () => {
+      const miss = await get(['7', '--debug']);
       expect(miss.code).toBe(0);
-      expect(goneScope).not.toBe(scope); // two databases, two namespaces: invoice 5 of one is never served for the other
-      expect((await get(['5'], {}, db.url)).stdout).toBe(await fromPostgres('5'));
-    } finally {
-      await gone.drop();
-    }
-    expect(await redis('EXISTS', invoiceKey(goneScope, 60, 5n))).toBe(1); // still cached...
-    const hit = await get(['5'], {}, gone.url);
-    // ...but not an answer: exit 1 with the database's error, as without the cache.
-    const direct = await get(['5', '--no-cache'], {}, gone.url);
-    expect(direct.code).toBe(1);
-    expect(direct.stderr).toContain('does not exist');
-    expect(hit.code).toBe(1);
-    expect(hit.stdout).toBe('');
-    expect(hit.stderr).toBe(direct.stderr);
-  });
+      expect(miss.stderr).toContain('debug: cache: miss');
+      expect(statements(miss.stderr).length).toBeGreaterThan(1); // the generation, then the lookup
+      const hit = await get(['7', '--debug']);
+      expect(hit.code).toBe(0);
+      expect(hit.stderr).toContain('debug: cache: hit');
+      const hitStatements = statements(hit.stderr);
+      expect(hitStatements).toHaveLength(1); // the generation: one catalog query, no lookup
+      expect(hitStatements[0]).toMatch(LINEAGE);
+      expect(hit.stdout).toBe(miss.stdout);
+      expect(hit.stdout).toBe(await fromPostgres('7'));
+      expect(JSON.parse(hit.stdout)).toMatchObject({ invoice_id: 7, amount: '1234.50', issue_date: '2025-04-30T23:59:59.123456Z' });
+      for (const format of ['csv', 'table']) {
+        const cached = await get(['7', '--format', format]);
+        const direct = await get(['7', '--format', format, '--no-cache']);
+        expect(cached.stdout).toBe(direct.stdout);
+      }
+    },
+  );
+
+  it.skipIf(noRedis)(
+    `the entry is its source and generation, then the exact InvoiceDetail JSON (ids and amount as strings), under a versioned key, with the TTL ${NEEDS}`,
+    async () => {
+      await get(['7']);
+      const key = invoiceKey(scope, 60, 7n);
+      expect(key).toBe(`invoices:v2:db:${scope}:ttl:60:invoice:7`);
+      const stamp = await stampOf();
+      expect(stamp.source).toBe('public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]');
+      expect(stamp.generation).toMatch(/^[0-9a-f]{16}$/);
+      const raw = await redis('GET', key);
+      const row = await withPg(db.url, async (c) => {
+        const { rows } = await c.query(
+          `SELECT i.invoice_id::text, i.issuer_id::text, ci.name AS issuer_name, i.receiver_id::text, cr.name AS receiver_name, i.amount::text
+           FROM invoices i JOIN customers ci ON ci.id = i.issuer_id JOIN customers cr ON cr.id = i.receiver_id WHERE invoice_id = 7`,
+        );
+        return rows[0];
+      });
+      expect(raw).toBe(
+        JSON.stringify({
+          source: stamp.source,
+          generation: stamp.generation,
+          invoice_id: '7',
+          issue_date: '2025-04-30T23:59:59.123456Z',
+          issuer_id: row.issuer_id,
+          issuer_name: row.issuer_name,
+          receiver_id: row.receiver_id,
+          receiver_name: row.receiver_name,
+          amount: '1234.50',
+        }),
+      );
+      const pttl = Number(await redis('PTTL', key));
+      expect(pttl).toBeGreaterThan(0);
+      expect(pttl).toBeLessThanOrEqual(60_000);
+    },
+  );
+
+  it.skipIf(noRedis)(
+    `a cached copy is not served once its PostgreSQL database is gone: the generation cannot be read ${NEEDS}`,
+    async () => {
+      const gone = await createDatabase();
+      const goneScope = cacheScope(target(gone.url));
+      scopes.push(goneScope);
+      try {
+        await seedWithCli(gone.url, ['--customers', '10', '--invoices', '50', '--seed', '9', '--as-of', '2025-06-01', '--months', '2']);
+        const miss = await get(['5'], {}, gone.url);
+        expect(miss.code).toBe(0);
+        expect(goneScope).not.toBe(scope); // two databases, two namespaces: invoice 5 of one is never served for the other
+        expect((await get(['5'], {}, db.url)).stdout).toBe(await fromPostgres('5'));
+      } finally {
+        await gone.drop();
+      }
+      expect(await redis('EXISTS', invoiceKey(goneScope, 60, 5n))).toBe(1); // still cached...
+      const hit = await get(['5'], {}, gone.url);
+      // ...but not an answer: exit 1 with the database's error, as without the cache.
+      const direct = await get(['5', '--no-cache'], {}, gone.url);
+      expect(direct.code).toBe(1);
+      expect(direct.stderr).toContain('does not exist');
+      expect(hit.code).toBe(1);
+      expect(hit.stdout).toBe('');
+      expect(hit.stderr).toBe(direct.stderr);
+    },
+  );
 
   it.skipIf(noRedis)(`an update or delete in PostgreSQL shows once the entry's --cache-ttl has passed, never later ${NEEDS}`, async () => {
     const before8 = JSON.parse(await fromPostgres('8'));
@@ -179,13 +192,16 @@ describe('invoices get --cache', () => {
     expect(deleted.stderr.trim()).toBe('invoices: invoice 9 not found');
   });
 
-  it.skipIf(noRedis)(`entries written with another TTL are not read: staleness stays within the reader's --cache-ttl ${NEEDS}`, async () => {
-    expect((await get(['10', '--cache-ttl', '3600'])).code).toBe(0);
-    const r = await get(['10', '--cache-ttl', '5', '--debug']);
-    expect(r.stderr).toContain('cache: miss');
-    expect(Number(await redis('PTTL', invoiceKey(scope, 5, 10n)))).toBeLessThanOrEqual(5000);
-    expect((await get(['10', '--cache-ttl', '3600', '--debug'])).stderr).toContain('cache: hit');
-  });
+  it.skipIf(noRedis)(
+    `entries written with another TTL are not read: staleness stays within the reader's --cache-ttl ${NEEDS}`,
+    async () => {
+      expect((await get(['10', '--cache-ttl', '3600'])).code).toBe(0);
+      const r = await get(['10', '--cache-ttl', '5', '--debug']);
+      expect(r.stderr).toContain('cache: miss');
+      expect(Number(await redis('PTTL', invoiceKey(scope, 5, 10n)))).toBeLessThanOrEqual(5000);
+      expect((await get(['10', '--cache-ttl', '3600', '--debug'])).stderr).toContain('cache: hit');
+    },
+  );
 
   it.skipIf(noRedis)(`not found: exit 3 with the cache too, and nothing is cached ${NEEDS}`, async () => {
     for (let i = 0; i < 2; i++) {
@@ -298,28 +314,32 @@ describe('an entry answers only for its own key', () => {
     const raw = await redis('GET', invoiceKey(s, 60, id));
     return typeof raw === 'string' ? (JSON.parse(raw) as Record<string, string | null>) : undefined;
   };
-  const put = (id: bigint, value: unknown, s = scope) => redis('SET', invoiceKey(s, 60, id), typeof value === 'string' ? value : JSON.stringify(value), 'EX', '60');
+  const put = (id: bigint, value: unknown, s = scope) =>
+    redis('SET', invoiceKey(s, 60, id), typeof value === 'string' ? value : JSON.stringify(value), 'EX', '60');
 
-  it.skipIf(noRedis)(`a poisoned cache key: invoice 43's document under 42's key is a miss, 42 is printed and the entry replaced ${NEEDS}`, async () => {
-    expect((await get(['43'])).code).toBe(0);
-    const doc43 = await redis('GET', invoiceKey(scope, 60, 43n));
-    expect(typeof doc43).toBe('string');
-    const stamp = await stampOf();
-    // In the current format, of the current source and generation: only the id is wrong.
-    expect(JSON.parse(doc43 as string)).toMatchObject({ ...stamp, invoice_id: '43' });
-    await put(42n, doc43);
+  it.skipIf(noRedis)(
+    `a poisoned cache key: invoice 43's document under 42's key is a miss, 42 is printed and the entry replaced ${NEEDS}`,
+    async () => {
+      expect((await get(['43'])).code).toBe(0);
+      const doc43 = await redis('GET', invoiceKey(scope, 60, 43n));
+      expect(typeof doc43).toBe('string');
+      const stamp = await stampOf();
+      // In the current format, of the current source and generation: only the id is wrong.
+      expect(JSON.parse(doc43 as string)).toMatchObject({ ...stamp, invoice_id: '43' });
+      await put(42n, doc43);
 
-    const r = await get(['42', '--debug']);
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe(await fromPostgres('42'));
-    expect(JSON.parse(r.stdout).invoice_id).toBe(42);
-    expect(r.stderr).toContain('warning: the cache entry for invoice 42 held another invoice: replaced from PostgreSQL');
-    expect(r.stderr).toContain('debug: cache: miss (stale entry: another invoice; replaced)');
-    expect(await entry(42n)).toMatchObject({ ...stamp, invoice_id: '42' });
-    const again = await get(['42', '--debug']);
-    expect(again.stderr).toContain('debug: cache: hit');
-    expect(again.stdout).toBe(r.stdout);
-  });
+      const r = await get(['42', '--debug']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe(await fromPostgres('42'));
+      expect(JSON.parse(r.stdout).invoice_id).toBe(42);
+      expect(r.stderr).toContain('warning: the cache entry for invoice 42 held another invoice: replaced from PostgreSQL');
+      expect(r.stderr).toContain('debug: cache: miss (stale entry: another invoice; replaced)');
+      expect(await entry(42n)).toMatchObject({ ...stamp, invoice_id: '42' });
+      const again = await get(['42', '--debug']);
+      expect(again.stderr).toContain('debug: cache: hit');
+      expect(again.stdout).toBe(r.stdout);
+    },
+  );
 
   it.skipIf(noRedis)(`an entry of another source or another generation is a miss and is replaced ${NEEDS}`, async () => {
     expect((await get(['44'])).code).toBe(0);
@@ -333,7 +353,9 @@ describe('an entry answers only for its own key', () => {
     const source = await get(['44', '--debug']);
     expect(source.code).toBe(0);
     expect(source.stdout).toBe(expected);
-    expect(source.stderr).toContain('warning: the cache entry for invoice 44 held an invoice of another table or mapping: replaced from PostgreSQL');
+    expect(source.stderr).toContain(
+      'warning: the cache entry for invoice 44 held an invoice of another table or mapping: replaced from PostgreSQL',
+    );
     expect(source.stderr).toContain('stale entry: another source; replaced');
     expect(await entry(44n)).toEqual(good);
 
@@ -371,53 +393,65 @@ describe('an entry answers only for its own key', () => {
     }
   });
 
-  it.skipIf(noRedis)(`a reseed (seed --truncate with another --seed) makes every entry a miss at once: get 42 prints the new row ${NEEDS}`, async () => {
-    const reseeded = await createDatabase();
-    const reseededScope = cacheScope(target(reseeded.url));
-    scopes.push(reseededScope);
-    try {
-      const seed = (n: string, extra: string[] = []) =>
-        seedWithCli(reseeded.url, ['--customers', '20', '--invoices', n, '--as-of', '2025-06-01', '--months', '3', ...extra]);
-      await seed('200', ['--seed', '21']);
-      const before = await stampOf(reseeded.url);
-      const first = await get(['42', '--cache-ttl', '3600'], {}, reseeded.url);
-      expect(first.code).toBe(0);
-      expect((await get(['42', '--cache-ttl', '3600', '--debug'], {}, reseeded.url)).stderr).toContain('cache: hit');
+  it.skipIf(noRedis)(
+    `a reseed (seed --truncate with another --seed) makes every entry a miss at once: get 42 prints the new row ${NEEDS}`,
+    async () => {
+      const reseeded = await createDatabase();
+      const reseededScope = cacheScope(target(reseeded.url));
+      scopes.push(reseededScope);
+      try {
+        const seed = (n: string, extra: string[] = []) =>
+          seedWithCli(reseeded.url, ['--customers', '20', '--invoices', n, '--as-of', '2025-06-01', '--months', '3', ...extra]);
+        await seed('200', ['--seed', '21']);
+        const before = await stampOf(reseeded.url);
+        const first = await get(['42', '--cache-ttl', '3600'], {}, reseeded.url);
+        expect(first.code).toBe(0);
+        expect((await get(['42', '--cache-ttl', '3600', '--debug'], {}, reseeded.url)).stderr).toContain('cache: hit');
 
-      await seed('200', ['--seed', '22', '--truncate']);
-      const after = await stampOf(reseeded.url);
-      expect(after.generation).not.toBe(before.generation);
-      const now = await fromPostgres('42', reseeded.url);
-      expect(now).not.toBe(first.stdout); // another row with the same id
-      const r = await get(['42', '--cache-ttl', '3600', '--debug'], {}, reseeded.url);
-      expect(r.code).toBe(0);
-      expect(r.stdout).toBe(now);
-      expect(r.stderr).toContain('debug: cache: miss (stale entry: another generation; replaced)');
-      expect(r.stderr).not.toContain('warning');
-      const raw = await redis('GET', invoiceKey(reseededScope, 3600, 42n));
-      expect(JSON.parse(raw as string)).toMatchObject({ ...after, invoice_id: '42' });
-      const hit = await get(['42', '--cache-ttl', '3600', '--debug'], {}, reseeded.url);
-      expect(hit.stderr).toContain('cache: hit');
-      expect(hit.stdout).toBe(now);
+        await seed('200', ['--seed', '22', '--truncate']);
+        const after = await stampOf(reseeded.url);
+        expect(after.generation).not.toBe(before.generation);
+        const now = await fromPostgres('42', reseeded.url);
+        expect(now).not.toBe(first.stdout); // another row with the same id
+        const r = await get(['42', '--cache-ttl', '3600', '--debug'], {}, reseeded.url);
+        expect(r.code).toBe(0);
+        expect(r.stdout).toBe(now);
+        expect(r.stderr).toContain('debug: cache: miss (stale entry: another generation; replaced)');
+        expect(r.stderr).not.toContain('warning');
+        const raw = await redis('GET', invoiceKey(reseededScope, 3600, 42n));
+        expect(JSON.parse(raw as string)).toMatchObject({ ...after, invoice_id: '42' });
+        const hit = await get(['42', '--cache-ttl', '3600', '--debug'], {}, reseeded.url);
+        expect(hit.stderr).toContain('cache: hit');
+        expect(hit.stdout).toBe(now);
 
-      // Reseeded with fewer rows: 42 is gone, exit 3 as without the cache, and so is its entry.
-      await seed('30', ['--seed', '23', '--truncate']);
-      const gone = await get(['42', '--cache-ttl', '3600'], {}, reseeded.url);
-      expect(gone.code).toBe(3);
-      expect(gone.stdout).toBe('');
-      expect(gone.stderr.trim()).toBe('invoices: invoice 42 not found');
-      expect(await redis('EXISTS', invoiceKey(reseededScope, 3600, 42n))).toBe(0);
-    } finally {
-      await reseeded.drop();
-    }
-  });
+        // Reseeded with fewer rows: 42 is gone, exit 3 as without the cache, and so is its entry.
+        await seed('30', ['--seed', '23', '--truncate']);
+        const gone = await get(['42', '--cache-ttl', '3600'], {}, reseeded.url);
+        expect(gone.code).toBe(3);
+        expect(gone.stdout).toBe('');
+        expect(gone.stderr.trim()).toBe('invoices: invoice 42 not found');
+        expect(await redis('EXISTS', invoiceKey(reseededScope, 3600, 42n))).toBe(0);
+      } finally {
+        await reseeded.drop();
+      }
+    },
+  );
 });
 
 describe('RedisInvoiceCache', () => {
   const invoice: InvoiceDetail = {
-    invoice_id: '42', issue_date: '2025-01-02T03:04:05.5Z', issuer_id: '1', issuer_name: 'A', receiver_id: '2', receiver_name: null, amount: '0.10',
+    invoice_id: '42',
+    issue_date: '2025-01-02T03:04:05.5Z',
+    issuer_id: '1',
+    issuer_name: 'A',
+    receiver_id: '2',
+    receiver_name: null,
+    amount: '0.10',
   };
-  const stamp: CacheStamp = { source: 'public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]', generation: '0123456789abcdef' };
+  const stamp: CacheStamp = {
+    source: 'public.invoices ["invoice_id","issue_date","issuer_id","receiver_id","amount"]',
+    generation: '0123456789abcdef',
+  };
 
   it.skipIf(noRedis)(`get, set, delete and clear under its own scope ${NEEDS}`, async () => {
     const testScope = `test-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -447,7 +481,9 @@ describe('RedisInvoiceCache', () => {
   });
 
   it('a dead server is a CacheError naming the URL without its password', async () => {
-    const err = await RedisInvoiceCache.open({ url: 'redis://:pw-never-shown@127.0.0.1:1/3', ttlSeconds: 5, scope: 'x' }).catch((e: unknown) => e);
+    const err = await RedisInvoiceCache.open({ url: 'redis://:pw-never-shown@127.0.0.1:1/3', ttlSeconds: 5, scope: 'x' }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CacheError);
     expect((err as Error).message).toBe('cannot connect to the cache at redis://:***@127.0.0.1:1/3: no server is listening there');
   });

@@ -3,7 +3,17 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, ROOT, runCli, seedWithCli, tempDir, testDataHome, withPg, type CliResult, type TestDatabase } from '../../support/helpers.js';
+import {
+  createDatabase,
+  ROOT,
+  runCli,
+  seedWithCli,
+  tempDir,
+  testDataHome,
+  withPg,
+  type CliResult,
+  type TestDatabase,
+} from '../../support/helpers.js';
 
 const REDIS_URL = process.env.REDIS_URL;
 let db: TestDatabase;
@@ -34,7 +44,14 @@ function runWithInput(args: string[], input: string, env: Record<string, string>
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), ...args], {
       cwd,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TZ: 'UTC', XDG_DATA_HOME: testDataHome(), DATABASE_URL: db.url, ...env },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/root',
+        TZ: 'UTC',
+        XDG_DATA_HOME: testDataHome(),
+        DATABASE_URL: db.url,
+        ...env,
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -48,9 +65,16 @@ function runWithInput(args: string[], input: string, env: Record<string, string>
 }
 
 const get = (args: string[], env: Record<string, string> = {}) => runCli(['get', ...args], { env: { DATABASE_URL: db.url, ...env }, cwd });
-const lines = (text: string) => text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+const lines = (text: string) =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 /** The normalised issue_date: PostgreSQL's to_char always prints 6 fraction digits. */
-const norm = (r: Record<string, unknown>) => ({ ...r, issue_date: String(r.issue_date).replace(/(\.\d+)?Z$/, (m, f: string | undefined) => `${(f ?? '.').padEnd(7, '0')}Z`) });
+const norm = (r: Record<string, unknown>) => ({
+  ...r,
+  issue_date: String(r.issue_date).replace(/(\.\d+)?Z$/, (m, f: string | undefined) => `${(f ?? '.').padEnd(7, '0')}Z`),
+});
 
 describe('invoices get with many ids', () => {
   it('several ids: one JSON object per line, in the order given, equal to PostgreSQL; duplicates repeat', async () => {
@@ -98,7 +122,13 @@ describe('invoices get with many ids', () => {
   it('stdin: each id is answered as it is read, before the input ends (an interactive producer)', async () => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), 'get', '-'], {
       cwd,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TZ: 'UTC', XDG_DATA_HOME: testDataHome(), DATABASE_URL: db.url },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/root',
+        TZ: 'UTC',
+        XDG_DATA_HOME: testDataHome(),
+        DATABASE_URL: db.url,
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';

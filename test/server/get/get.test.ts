@@ -12,7 +12,9 @@ beforeAll(async () => {
   await seedWithCli(db.url, ['--customers', '20', '--invoices', '200', '--seed', '3', '--as-of', '2025-06-01', '--months', '3']);
   expected = await withPg(db.url, async (c) => {
     // One invoice with a name that needs CSV quoting and an amount with significant zeros.
-    await c.query(`UPDATE customers SET name = 'Smith, Jones and "Partners"' WHERE id = (SELECT issuer_id FROM invoices WHERE invoice_id = 7)`);
+    await c.query(
+      `UPDATE customers SET name = 'Smith, Jones and "Partners"' WHERE id = (SELECT issuer_id FROM invoices WHERE invoice_id = 7)`,
+    );
     await c.query(`UPDATE invoices SET amount = 1234.50, issue_date = '2025-04-30T23:59:59.123456Z' WHERE invoice_id = 7`);
     const { rows } = await c.query(
       `SELECT i.invoice_id::text, i.issuer_id::text, i.receiver_id::text, i.amount::text, ci.name AS issuer_name, cr.name AS receiver_name
@@ -37,15 +39,26 @@ function parseCsv(text: string): string[][] {
   for (let i = 0; i < text.length; i++) {
     const ch = text[i];
     if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') { cell += '"'; i++; }
-      else if (ch === '"') quoted = false;
+      if (ch === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
       else cell += ch;
     } else if (ch === '"') quoted = true;
-    else if (ch === ',') { row.push(cell); cell = ''; }
-    else if (ch === '\n') { row.push(cell); rows.push(row); row = []; cell = ''; }
-    else cell += ch;
+    else if (ch === ',') {
+      row.push(cell);
+      cell = '';
+    } else if (ch === '\n') {
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = '';
+    } else cell += ch;
   }
-  if (cell !== '' || row.length) { row.push(cell); rows.push(row); }
+  if (cell !== '' || row.length) {
+    row.push(cell);
+    rows.push(row);
+  }
   return rows;
 }
 
@@ -86,7 +99,13 @@ describe('invoices get', () => {
       return rows[0];
     });
     expect(check.same_time).toBe(true);
-    expect(inv).toMatchObject({ amount: check.amount, issuer_id: check.issuer_id, receiver_id: check.receiver_id, issuer_name: check.issuer_name, receiver_name: check.receiver_name });
+    expect(inv).toMatchObject({
+      amount: check.amount,
+      issuer_id: check.issuer_id,
+      receiver_id: check.receiver_id,
+      issuer_name: check.issuer_name,
+      receiver_name: check.receiver_name,
+    });
   });
 
   it('--format csv prints a header and one row', async () => {
@@ -95,7 +114,15 @@ describe('invoices get', () => {
     expect(r.stdout.split('\n')[0]).toBe('invoice_id,issue_date,issuer_id,issuer_name,receiver_id,receiver_name,amount');
     expect(parseCsv(r.stdout)).toEqual([
       ['invoice_id', 'issue_date', 'issuer_id', 'issuer_name', 'receiver_id', 'receiver_name', 'amount'],
-      ['7', '2025-04-30T23:59:59.123456Z', expected.issuer_id, 'Smith, Jones and "Partners"', expected.receiver_id, expected.receiver_name, '1234.50'],
+      [
+        '7',
+        '2025-04-30T23:59:59.123456Z',
+        expected.issuer_id,
+        'Smith, Jones and "Partners"',
+        expected.receiver_id,
+        expected.receiver_name,
+        '1234.50',
+      ],
     ]);
   });
 

@@ -38,14 +38,28 @@ function snapshot(dir: string): Record<string, number> {
   return out;
 }
 
-const exportBackends = () => withPg(db.url, async (c) => Number((await c.query(
-  `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'invoices-export'`)).rows[0].n));
+const exportBackends = () =>
+  withPg(db.url, async (c) =>
+    Number(
+      (
+        await c.query(
+          `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'invoices-export'`,
+        )
+      ).rows[0].n,
+    ),
+  );
 
 describe.sequential('export stopped by a signal', () => {
   // Points: while psql streams a month (seen on the server), and once a month is staged (seen in the lake).
   const points: [string, NodeJS.Signals, () => Promise<boolean>][] = [
     ['while the months stream', 'SIGINT', async () => (await exportBackends()) > 0],
-    ['once a month is staged', 'SIGINT', async () => existsSync(path.join(lake, '.invoices-staging')) && readdirSync(path.join(lake, '.invoices-staging')).some((f) => f.endsWith('.parquet'))],
+    [
+      'once a month is staged',
+      'SIGINT',
+      async () =>
+        existsSync(path.join(lake, '.invoices-staging')) &&
+        readdirSync(path.join(lake, '.invoices-staging')).some((f) => f.endsWith('.parquet')),
+    ],
     ['by SIGTERM while the months stream', 'SIGTERM', async () => (await exportBackends()) > 0],
   ];
 
@@ -53,11 +67,16 @@ describe.sequential('export stopped by a signal', () => {
     const manifest = readFileSync(path.join(lake, '_manifest.json'), 'utf8');
     const before = snapshot(lake);
     const run = startCli(db.url, ['export', '--out', lake, '--full']);
-    await waitFor('the export to reach the point', async () => {
-      if (await ready()) return true;
-      if (run.stderr().includes('exported ')) throw new Error(`finished before the signal: ${run.stderr()}`);
-      return false;
-    }, 60_000, 20);
+    await waitFor(
+      'the export to reach the point',
+      async () => {
+        if (await ready()) return true;
+        if (run.stderr().includes('exported ')) throw new Error(`finished before the signal: ${run.stderr()}`);
+        return false;
+      },
+      60_000,
+      20,
+    );
     const e = await run.interrupt(sig);
     expect(e.code, e.stderr).toBe(sig === 'SIGINT' ? 130 : 143);
     expect(e.stopMs).toBeLessThan(2000);

@@ -55,12 +55,19 @@ async function lakeMonths(): Promise<Record<string, { n: string; s: string }>> {
   });
 }
 
-const lakeHas = (id: number) => duck(async (q) => (await q(`SELECT count(*)::INT AS n FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE invoice_id = ${id}`))[0].n === 1);
+const lakeHas = (id: number) =>
+  duck(
+    async (q) =>
+      (await q(`SELECT count(*)::INT AS n FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE invoice_id = ${id}`))[0].n === 1,
+  );
 /** Per month folder: its one Parquet file (part-<exportId>.parquet) and that file's mtime: an untouched month keeps both. */
-const mtimes = () => Object.fromEntries(readdirSync(path.join(lake, 'invoices')).map((d) => {
-  const [file] = readdirSync(path.join(lake, 'invoices', d)).filter((f) => f.endsWith('.parquet'));
-  return [d, `${file} ${statSync(path.join(lake, 'invoices', d, file)).mtimeMs}`];
-}));
+const mtimes = () =>
+  Object.fromEntries(
+    readdirSync(path.join(lake, 'invoices')).map((d) => {
+      const [file] = readdirSync(path.join(lake, 'invoices', d)).filter((f) => f.endsWith('.parquet'));
+      return [d, `${file} ${statSync(path.join(lake, 'invoices', d, file)).mtimeMs}`];
+    }),
+  );
 /** The file the manifest lists for a month. */
 const monthFile = (m: string) => path.join(lake, JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8')).months[m].files[0]);
 
@@ -72,7 +79,8 @@ describe('invoices export', () => {
     expect(out.every((m) => m.action === 'written')).toBe(true);
     expect(readdirSync(path.join(lake, 'invoices')).sort()).toEqual(Object.keys(expected).map((m) => `month=${m}`));
     const manifest0 = JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8'));
-    for (const d of readdirSync(path.join(lake, 'invoices'))) expect(readdirSync(path.join(lake, 'invoices', d))).toEqual([`part-${manifest0.exportId}.parquet`]);
+    for (const d of readdirSync(path.join(lake, 'invoices')))
+      expect(readdirSync(path.join(lake, 'invoices', d))).toEqual([`part-${manifest0.exportId}.parquet`]);
     expect(readdirSync(lake).sort()).toEqual(['_manifest.json', 'customers', 'invoices']);
     expect(await lakeMonths()).toEqual(expected);
     const manifest = JSON.parse(readFileSync(path.join(lake, '_manifest.json'), 'utf8'));
@@ -82,23 +90,43 @@ describe('invoices export', () => {
   });
 
   it('stores amount as DECIMAL(14,2) and issue_date as a UTC timestamp in the Parquet schema', async () => {
-    const schema = await duck((q) => q(`SELECT name, type, converted_type, precision::VARCHAR AS p, scale::VARCHAR AS s, logical_type::VARCHAR AS lt
-                                          FROM parquet_schema('${monthFile('2025-03')}')`));
+    const schema = await duck((q) =>
+      q(`SELECT name, type, converted_type, precision::VARCHAR AS p, scale::VARCHAR AS s, logical_type::VARCHAR AS lt
+                                          FROM parquet_schema('${monthFile('2025-03')}')`),
+    );
     const col = (n: string) => schema.find((r) => r.name === n)!;
     expect(col('amount')).toMatchObject({ converted_type: 'DECIMAL', p: '14', s: '2' });
     expect(String(col('issue_date').lt)).toContain('isAdjustedToUTC=1');
     expect(col('invoice_id')).toMatchObject({ type: 'INT64' });
-    const [sample] = await withPg(db.url, async (c) => (await c.query(`SELECT invoice_id::text AS id, amount::text AS amount, to_char(issue_date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS t FROM invoices ORDER BY invoice_id LIMIT 1`)).rows);
-    const [fromLake] = await duck((q) => q(`SELECT CAST(amount AS VARCHAR) AS amount, strftime(issue_date AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%f') AS t
-                                             FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE invoice_id = ${sample.id}`));
+    const [sample] = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT invoice_id::text AS id, amount::text AS amount, to_char(issue_date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS t FROM invoices ORDER BY invoice_id LIMIT 1`,
+          )
+        ).rows,
+    );
+    const [fromLake] = await duck((q) =>
+      q(`SELECT CAST(amount AS VARCHAR) AS amount, strftime(issue_date AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%f') AS t
+                                             FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE invoice_id = ${sample.id}`),
+    );
     expect(fromLake).toEqual({ amount: sample.amount, t: sample.t });
   });
 
   it('rewrites only the changed months: an insert into an old month, a delete, and a transaction that commits late', async () => {
     const before = mtimes();
     const ids = await withPg(db.url, async (c) => {
-      const { rows: [old] } = await c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2024-12-15T10:00:00Z', 1, 2, 12345.67) RETURNING invoice_id`);
-      const { rows: [del] } = await c.query(`DELETE FROM invoices WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-02-01' AND issue_date < '2025-03-01') RETURNING invoice_id`);
+      const {
+        rows: [old],
+      } = await c.query(
+        `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2024-12-15T10:00:00Z', 1, 2, 12345.67) RETURNING invoice_id`,
+      );
+      const {
+        rows: [del],
+      } = await c.query(
+        `DELETE FROM invoices WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-02-01' AND issue_date < '2025-03-01') RETURNING invoice_id`,
+      );
       return { old: Number(old.invoice_id), deleted: Number(del.invoice_id) };
     });
     // Other test files share the server: one of their transactions still open would hold these rows above the horizon.
@@ -110,8 +138,22 @@ describe('invoices export', () => {
     let earlyId: number;
     try {
       await a.query('BEGIN');
-      lateId = Number((await a.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-04-10T00:00:00Z', 3, 4, 1.01) RETURNING invoice_id`)).rows[0].invoice_id);
-      earlyId = await withPg(db.url, async (b) => Number((await b.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-05-20T00:00:00Z', 5, 6, 2.02) RETURNING invoice_id`)).rows[0].invoice_id));
+      lateId = Number(
+        (
+          await a.query(
+            `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-04-10T00:00:00Z', 3, 4, 1.01) RETURNING invoice_id`,
+          )
+        ).rows[0].invoice_id,
+      );
+      earlyId = await withPg(db.url, async (b) =>
+        Number(
+          (
+            await b.query(
+              `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-05-20T00:00:00Z', 5, 6, 2.02) RETURNING invoice_id`,
+            )
+          ).rows[0].invoice_id,
+        ),
+      );
 
       const second = await exportLake();
       const written = second.filter((m) => m.action === 'written').map((m) => m.month);
@@ -142,15 +184,29 @@ describe('invoices export', () => {
 
   it('rewrites a month where an update changed the parties but neither the count nor the sum', async () => {
     const before = mtimes();
-    const id = await withPg(db.url, async (c) => Number((await c.query(
-      `UPDATE invoices SET issuer_id = receiver_id, receiver_id = issuer_id
-        WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-01-01' AND issue_date < '2025-02-01') RETURNING invoice_id`)).rows[0].invoice_id));
+    const id = await withPg(db.url, async (c) =>
+      Number(
+        (
+          await c.query(
+            `UPDATE invoices SET issuer_id = receiver_id, receiver_id = issuer_id
+        WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-01-01' AND issue_date < '2025-02-01') RETURNING invoice_id`,
+          )
+        ).rows[0].invoice_id,
+      ),
+    );
     // No wait: the change log counts the update the moment it commits.
     const out = await exportLake();
     expect(out.filter((m) => m.action === 'written').map((m) => m.month)).toEqual(['2025-01']);
     expect(out.find((m) => m.month === '2025-01')?.reason).toBe('rows updated or deleted since the last export');
-    const [pgRow] = await withPg(db.url, async (c) => (await c.query(`SELECT issuer_id::text AS i, receiver_id::text AS r FROM invoices WHERE invoice_id = $1`, [id])).rows);
-    const [lakeRow] = await duck((q) => q(`SELECT issuer_id::VARCHAR AS i, receiver_id::VARCHAR AS r FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE invoice_id = ${id}`));
+    const [pgRow] = await withPg(
+      db.url,
+      async (c) => (await c.query(`SELECT issuer_id::text AS i, receiver_id::text AS r FROM invoices WHERE invoice_id = $1`, [id])).rows,
+    );
+    const [lakeRow] = await duck((q) =>
+      q(
+        `SELECT issuer_id::VARCHAR AS i, receiver_id::VARCHAR AS r FROM read_parquet('${lake}/invoices/*/*.parquet') WHERE invoice_id = ${id}`,
+      ),
+    );
     expect(lakeRow).toEqual(pgRow);
     const after = mtimes();
     for (const m of ['2025-02', '2025-03', '2025-04', '2025-05']) expect(after[`month=${m}`]).toBe(before[`month=${m}`]);
@@ -174,7 +230,9 @@ describe('invoices export', () => {
     // Replace one month's file with one missing a row (what a bad copy or a hand edit would do).
     const file = monthFile('2025-03');
     await duck(async (q) => {
-      await q(`CREATE TABLE t AS SELECT * FROM read_parquet('${file}') WHERE invoice_id <> (SELECT max(invoice_id) FROM read_parquet('${file}'))`);
+      await q(
+        `CREATE TABLE t AS SELECT * FROM read_parquet('${file}') WHERE invoice_id <> (SELECT max(invoice_id) FROM read_parquet('${file}'))`,
+      );
       await q(`COPY t TO '${file}' (FORMAT parquet)`);
       return undefined;
     });

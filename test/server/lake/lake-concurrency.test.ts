@@ -9,7 +9,19 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, runCli, seedWithCli, tempDir, waitForHorizon, withPg, type TestDatabase } from '../../support/helpers.js';
 import {
-  exportIsWriting, expectGroupEnginesAgree, expectManifestMatchesFiles, lakeMonths, listedFiles, lockHolder, manifestText, parquetOnDisk, pgMonths, readManifest, startCli, waitUntil, type Running,
+  exportIsWriting,
+  expectGroupEnginesAgree,
+  expectManifestMatchesFiles,
+  lakeMonths,
+  listedFiles,
+  lockHolder,
+  manifestText,
+  parquetOnDisk,
+  pgMonths,
+  readManifest,
+  startCli,
+  waitUntil,
+  type Running,
 } from '../../support/lake-helpers.js';
 
 let db: TestDatabase;
@@ -54,8 +66,10 @@ describe('two exports of one lake', () => {
     expect(holder).toMatchObject({ pid: a.pid, host: os.hostname() });
 
     // While A is stopped: 500 new invoices of issuer 7 (A's snapshot does not see them; B must export them).
-    await withPg(db.url, (c) => c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount)
-      SELECT '2025-04-10T12:00:00Z'::timestamptz + make_interval(secs => g), 7, 8, 10.01 FROM generate_series(1, 500) g`));
+    await withPg(db.url, (c) =>
+      c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount)
+      SELECT '2025-04-10T12:00:00Z'::timestamptz + make_interval(secs => g), 7, 8, 10.01 FROM generate_series(1, 500) g`),
+    );
     await waitForHorizon(db.url);
 
     const b = startCli(['export', '--out', lake, '--json'], env());
@@ -64,7 +78,9 @@ describe('two exports of one lake', () => {
 
     const refused = await cli(['export', '--out', lake, '--no-wait']);
     expect(refused.code).toBe(1);
-    expect(refused.stderr.trim()).toBe(`invoices: the lake at ${lake} is locked by export pid ${a.pid} on host ${os.hostname()}, since ${holder.since}: try again when it ends, or run without --no-wait to wait for it`);
+    expect(refused.stderr.trim()).toBe(
+      `invoices: the lake at ${lake} is locked by export pid ${a.pid} on host ${os.hostname()}, since ${holder.since}: try again when it ends, or run without --no-wait to wait for it`,
+    );
     const refusedVerify = await cli(['export', '--out', lake, '--verify-only', '--no-wait']);
     expect(refusedVerify.code).toBe(1);
     expect(refusedVerify.stderr).toContain(`locked by export pid ${a.pid}`);
@@ -84,8 +100,15 @@ describe('two exports of one lake', () => {
     expectManifestMatchesFiles(lake);
     expect(await lakeMonths(lake)).toEqual(await pgMonths(db.url));
     const rows = (await expectGroupEnginesAgree(db.url, lake)) as { customer_id: number; invoices: number; total: string }[];
-    const [sql] = await withPg(db.url, async (c) => (await c.query(
-      `SELECT count(*)::int AS n, sum(amount)::text AS s FROM invoices WHERE issuer_id = 7 AND issue_date >= '2024-12-01' AND issue_date < '2025-06-01'`)).rows);
+    const [sql] = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            `SELECT count(*)::int AS n, sum(amount)::text AS s FROM invoices WHERE issuer_id = 7 AND issue_date >= '2024-12-01' AND issue_date < '2025-06-01'`,
+          )
+        ).rows,
+    );
     expect(rows.find((r) => r.customer_id === 7)).toMatchObject({ invoices: sql.n, total: sql.s });
     expect((await cli(['export', '--out', lake, '--verify-only'])).code).toBe(0);
   });
@@ -118,7 +141,9 @@ describe('two exports of one lake', () => {
     expect(lockHolder(lake)?.pid).toBe(a.pid);
     const r = await cli(['export', '--out', lake, '--json']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain(`removed a stale lock of ${lake}: export pid ${a.pid} on host ${os.hostname()}, since ${holder.since} is no longer running`);
+    expect(r.stderr).toContain(
+      `removed a stale lock of ${lake}: export pid ${a.pid} on host ${os.hostname()}, since ${holder.since} is no longer running`,
+    );
     expectManifestMatchesFiles(lake);
     expect(await lakeMonths(lake)).toEqual(await pgMonths(db.url));
     await expectGroupEnginesAgree(db.url, lake);

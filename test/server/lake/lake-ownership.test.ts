@@ -7,7 +7,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync,
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, runCli, seedWithCli, tempDir, waitForHorizon, withPg, type TestDatabase } from '../../support/helpers.js';
-import { expectGroupEnginesAgree, expectManifestMatchesFiles, lakeMonths, parquetOnDisk, pgMonths, readManifest } from '../../support/lake-helpers.js';
+import {
+  expectGroupEnginesAgree,
+  expectManifestMatchesFiles,
+  lakeMonths,
+  parquetOnDisk,
+  pgMonths,
+  readManifest,
+} from '../../support/lake-helpers.js';
 
 let db: TestDatabase;
 
@@ -21,7 +28,10 @@ afterAll(async () => {
 });
 
 const cli = (args: string[]) => runCli(args, { env: { DATABASE_URL: db.url } });
-async function exportOk(lake: string, ...extra: string[]): Promise<{ month: string; action: string; rows: number; sum: string; reason: string }[]> {
+async function exportOk(
+  lake: string,
+  ...extra: string[]
+): Promise<{ month: string; action: string; rows: number; sum: string; reason: string }[]> {
   const r = await cli(['export', '--out', lake, '--json', ...extra]);
   if (r.code !== 0) throw new Error(`export exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout);
@@ -35,7 +45,9 @@ function expectOneLine(stderr: string): string {
   return lines[0];
 }
 const tree = (dir: string): string[] =>
-  readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => f.split(path.sep).join('/')).sort();
+  readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .map((f) => f.split(path.sep).join('/'))
+    .sort();
 
 describe('export --out: which folders become a lake', () => {
   it('creates the lake in a folder that does not exist (parents too) and in an empty one', async () => {
@@ -92,15 +104,18 @@ describe('export --out: which folders become a lake', () => {
     expect(readdirSync(dir).sort()).toEqual(['file.txt', 'pipe']);
   });
 
-  it.skipIf(process.getuid?.() === 0)('a folder that cannot be written: exit 2 in one line (skipped as root, who may write anywhere)', async () => {
-    const dir = tempDir('own-ro-');
-    execFileSync('chmod', ['555', dir]);
-    for (const out of [dir, path.join(dir, 'lake')]) {
-      const r = await cli(['export', '--out', out]);
-      expect(r.code).toBe(2);
-      expect(expectOneLine(r.stderr)).toContain('not writable');
-    }
-  });
+  it.skipIf(process.getuid?.() === 0)(
+    'a folder that cannot be written: exit 2 in one line (skipped as root, who may write anywhere)',
+    async () => {
+      const dir = tempDir('own-ro-');
+      execFileSync('chmod', ['555', dir]);
+      for (const out of [dir, path.join(dir, 'lake')]) {
+        const r = await cli(['export', '--out', out]);
+        expect(r.code).toBe(2);
+        expect(expectOneLine(r.stderr)).toContain('not writable');
+      }
+    },
+  );
 });
 
 describe('files the user put into the lake', () => {
@@ -124,7 +139,9 @@ describe('files the user put into the lake', () => {
 
     // A change in March, and every row of December gone: March is rewritten, December removed.
     await withPg(db.url, async (c) => {
-      await c.query(`UPDATE invoices SET amount = amount + 1.00 WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-03-01' AND issue_date < '2025-04-01')`);
+      await c.query(
+        `UPDATE invoices SET amount = amount + 1.00 WHERE invoice_id = (SELECT min(invoice_id) FROM invoices WHERE issue_date >= '2025-03-01' AND issue_date < '2025-04-01')`,
+      );
       await c.query(`DELETE FROM invoices WHERE issue_date < '2025-01-01'`);
     });
     await waitForHorizon(db.url);
@@ -146,11 +163,19 @@ describe('files the user put into the lake', () => {
     expect(await lakeMonths(lake)).toEqual(await pgMonths(db.url));
 
     // Readers read only what the manifest lists: customers/mine.parquet is not a customers file.
-    const q = await runCli(['query', 'SELECT count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s FROM invoices', '--lake', lake, '--json'], { env: { DATABASE_URL: db.url } });
+    const q = await runCli(
+      ['query', 'SELECT count(*)::VARCHAR AS n, CAST(sum(amount) AS VARCHAR) AS s FROM invoices', '--lake', lake, '--json'],
+      { env: { DATABASE_URL: db.url } },
+    );
     expect(q.code).toBe(0);
-    const [sql] = await withPg(db.url, async (c) => (await c.query(`SELECT count(*)::text AS n, sum(amount)::text AS s FROM invoices`)).rows);
+    const [sql] = await withPg(
+      db.url,
+      async (c) => (await c.query(`SELECT count(*)::text AS n, sum(amount)::text AS s FROM invoices`)).rows,
+    );
     expect(JSON.parse(q.stdout)).toEqual([sql]);
-    const qc = await runCli(['query', 'SELECT count(*)::INT AS n FROM customers', '--lake', lake, '--json'], { env: { DATABASE_URL: db.url } });
+    const qc = await runCli(['query', 'SELECT count(*)::INT AS n FROM customers', '--lake', lake, '--json'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(JSON.parse(qc.stdout)).toEqual([{ n: 50 }]);
     await expectGroupEnginesAgree(db.url, lake);
 
@@ -164,7 +189,10 @@ describe('a lake of the previous version (manifest v1, part-0.parquet)', () => {
     const lake = path.join(tempDir('own-v1-'), 'lake');
     await exportOk(lake);
     // Make it what the previous version wrote: part-0.parquet per folder, a v1 manifest without lineage or file sizes.
-    const m = readManifest(lake) as unknown as Record<string, unknown> & { months: Record<string, { files: string[]; fileInfo?: unknown }>; customers: { files: string[]; fileInfo?: unknown } };
+    const m = readManifest(lake) as unknown as Record<string, unknown> & {
+      months: Record<string, { files: string[]; fileInfo?: unknown }>;
+      customers: { files: string[]; fileInfo?: unknown };
+    };
     for (const e of [...Object.values(m.months), m.customers]) {
       const to = path.join(path.dirname(e.files[0]), 'part-0.parquet');
       renameSync(path.join(lake, e.files[0]), path.join(lake, to));
@@ -184,7 +212,9 @@ describe('a lake of the previous version (manifest v1, part-0.parquet)', () => {
     writeFileSync(path.join(lake, 'invoices', 'month=2025-02', 'mine.csv'), 'x\n');
 
     // Readers take v1 as it is.
-    const q = await runCli(['query', 'SELECT count(*)::INT AS n FROM invoices', '--lake', lake, '--json'], { env: { DATABASE_URL: db.url } });
+    const q = await runCli(['query', 'SELECT count(*)::INT AS n FROM invoices', '--lake', lake, '--json'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(q.code).toBe(0);
     const [sql] = await withPg(db.url, async (c) => (await c.query(`SELECT count(*)::int AS n FROM invoices`)).rows);
     expect(JSON.parse(q.stdout)).toEqual([sql]);

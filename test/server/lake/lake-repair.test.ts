@@ -8,7 +8,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createDatabase, runCli, seedWithCli, tempDir, type TestDatabase } from '../../support/helpers.js';
 import {
-  expectGroupEnginesAgree, expectManifestMatchesFiles, lakeMonths, listedFiles, manifestText, parquetOnDisk, pgMonths, readManifest, startCli, straceUnavailable,
+  expectGroupEnginesAgree,
+  expectManifestMatchesFiles,
+  lakeMonths,
+  listedFiles,
+  manifestText,
+  parquetOnDisk,
+  pgMonths,
+  readManifest,
+  startCli,
+  straceUnavailable,
 } from '../../support/lake-helpers.js';
 
 let db: TestDatabase;
@@ -30,7 +39,11 @@ async function exportOk(...extra: string[]): Promise<{ result: { month: string; 
   if (r.code !== 0) throw new Error(`export exited ${r.code}: ${r.stderr}`);
   return { result: JSON.parse(r.stdout), stderr: r.stderr };
 }
-async function verifyOnly(): Promise<{ code: number | null; rows: { month: string; status: string; lake_rows: number | null; postgres_rows: number }[]; stderr: string }> {
+async function verifyOnly(): Promise<{
+  code: number | null;
+  rows: { month: string; status: string; lake_rows: number | null; postgres_rows: number }[];
+  stderr: string;
+}> {
   const r = await cli(['export', '--out', lake, '--verify-only', '--json']);
   return { code: r.code, rows: r.stdout ? JSON.parse(r.stdout) : [], stderr: r.stderr };
 }
@@ -77,7 +90,8 @@ describe('a file of the lake deleted or damaged by hand', () => {
       expect(result.find((m) => m.month === '2025-02')!.reason).toContain(`file ${file} ${what === 'deleted' ? 'is missing' : 'changed'}`);
       expect(stderr).toContain(`file ${file}`);
       const after = readManifest(lake);
-      for (const m of ['2024-12', '2025-01', '2025-03', '2025-04', '2025-05']) expect(after.months[m].files).toEqual(before.months[m].files);
+      for (const m of ['2024-12', '2025-01', '2025-03', '2025-04', '2025-05'])
+        expect(after.months[m].files).toEqual(before.months[m].files);
       expect(after.months['2025-02'].files).not.toEqual(before.months['2025-02'].files);
       await expectRepaired();
     });
@@ -89,7 +103,16 @@ const noStrace = straceUnavailable();
 describe.skipIf(Boolean(noStrace))(`an export killed during its commit${noStrace ? ` (skipped: ${noStrace})` : ''}`, () => {
   /** `export --full` under strace, killed with SIGKILL on entering `syscall` on `file`. */
   async function killedExport(syscall: string, file: string) {
-    const run = startCli(['export', '--out', lake, '--full', '--quiet'], { DATABASE_URL: db.url }, ['strace', '-f', '-o', '/dev/null', '-P', file, '-e', `inject=${syscall}:signal=SIGKILL`]);
+    const run = startCli(['export', '--out', lake, '--full', '--quiet'], { DATABASE_URL: db.url }, [
+      'strace',
+      '-f',
+      '-o',
+      '/dev/null',
+      '-P',
+      file,
+      '-e',
+      `inject=${syscall}:signal=SIGKILL`,
+    ]);
     const r = await run.done;
     // strace re-raises the signal that killed its tracee.
     expect(r.signal === 'SIGKILL' || r.code === 137, `export was not killed: exit ${r.code}, ${r.stderr}`).toBe(true);
@@ -116,7 +139,9 @@ describe.skipIf(Boolean(noStrace))(`an export killed during its commit${noStrace
     await killedExport('rename', path.join(lake, '.invoices-staging', 'month=2025-03.parquet'));
     expect(manifestText(lake)).toBe(before);
     const listed = listedFiles(readManifest(lake));
-    const extra = parquetOnDisk(lake).filter((f) => !listed.includes(f)).map((f) => f.split('/')[1]);
+    const extra = parquetOnDisk(lake)
+      .filter((f) => !listed.includes(f))
+      .map((f) => f.split('/')[1]);
     expect(extra).toEqual(['month=2024-12', 'month=2025-01', 'month=2025-02']);
     // The lake as its manifest says is intact meanwhile.
     expect(await lakeMonths(lake)).toEqual(await pgMonths(db.url));
@@ -124,7 +149,7 @@ describe.skipIf(Boolean(noStrace))(`an export killed during its commit${noStrace
     await repairs(/stopped before its commit: rolled back, removed 3 file\(s\) it had put in place/);
   });
 
-  it('after its files and before the manifest\'s rename: the next plain export rolls it back', async () => {
+  it("after its files and before the manifest's rename: the next plain export rolls it back", async () => {
     const before = manifestText(lake);
     await killedExport('rename', path.join(lake, '.invoices-staging', '_manifest.json'));
     expect(manifestText(lake)).toBe(before);
@@ -134,7 +159,7 @@ describe.skipIf(Boolean(noStrace))(`an export killed during its commit${noStrace
     await repairs(/stopped before its commit: rolled back, removed 7 file\(s\) it had put in place/);
   });
 
-  it('after the manifest\'s rename, before the previous files are removed: the next plain export finishes the cleanup', async () => {
+  it("after the manifest's rename, before the previous files are removed: the next plain export finishes the cleanup", async () => {
     const before = readManifest(lake);
     // Killed at the removal of the previous export's February file: December and January's are gone already.
     await killedExport('unlink', path.join(lake, before.months['2025-02'].files[0]));
@@ -152,7 +177,16 @@ describe.skipIf(Boolean(noStrace))(`an export killed during its commit${noStrace
   it('while writing, before any rename: the next plain export removes the staging folder and the stale lock', async () => {
     const before = manifestText(lake);
     // Killed at the first rename of the commit (the journal's), so every month is staged and nothing is in place.
-    const run = startCli(['export', '--out', lake, '--full', '--quiet'], { DATABASE_URL: db.url }, ['strace', '-f', '-o', '/dev/null', '-P', path.join(lake, '.invoices-staging', '.invoices-journal.json'), '-e', 'inject=rename:signal=SIGKILL']);
+    const run = startCli(['export', '--out', lake, '--full', '--quiet'], { DATABASE_URL: db.url }, [
+      'strace',
+      '-f',
+      '-o',
+      '/dev/null',
+      '-P',
+      path.join(lake, '.invoices-staging', '.invoices-journal.json'),
+      '-e',
+      'inject=rename:signal=SIGKILL',
+    ]);
     const r = await run.done;
     expect(r.signal === 'SIGKILL' || r.code === 137).toBe(true);
     expect(existsSync(path.join(lake, '.invoices-journal.json'))).toBe(false);

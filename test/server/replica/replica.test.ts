@@ -22,9 +22,16 @@ const dbName = `invoices_replica_${process.pid}`;
 /** The standby has replayed everything the primary has written so far. */
 async function caughtUp(): Promise<void> {
   const lsn = await withPg(primary, async (c) => (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0].l);
-  await waitFor('the standby to replay the primary', () =>
-    // On the standby's `postgres` database: ours may not be there yet.
-    withPg(standby.urlOf(standby.primaryAdmin), async (c) => (await c.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0].ok), 60_000);
+  await waitFor(
+    'the standby to replay the primary',
+    () =>
+      // On the standby's `postgres` database: ours may not be there yet.
+      withPg(
+        standby.urlOf(standby.primaryAdmin),
+        async (c) => (await c.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0].ok,
+      ),
+    60_000,
+  );
 }
 
 const env = (extra: Record<string, string> = {}) => ({ DATABASE_URL: primary, DATABASE_REPLICA_URL: replica, ...extra });
@@ -64,16 +71,28 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
 
     // While `get -` waits for ids on stdin, its connection is on the standby, not the primary.
     const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), 'get', '-', '--json'], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tempDir('home-'), TZ: 'UTC', ...env() }, stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tempDir('home-'), TZ: 'UTC', ...env() },
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stdin.write('7\n');
     await waitFor('get - to answer', async () => out.includes('"invoice_id"'), 30_000);
     const sessions = async (url: string) =>
-      withPg(url, async (c) => (await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'invoices'", [dbName])).rows[0].n);
+      withPg(
+        url,
+        async (c) =>
+          (
+            await c.query<{ n: number }>(
+              "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'invoices'",
+              [dbName],
+            )
+          ).rows[0].n,
+      );
     const [onStandby, onPrimary, inRecovery] = await Promise.all([
-      sessions(replica), sessions(primary), withPg(replica, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r),
+      sessions(replica),
+      sessions(primary),
+      withPg(replica, async (c) => (await c.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r),
     ]);
     child.stdin.end();
     await new Promise((resolve) => child.on('close', resolve));
@@ -83,13 +102,42 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
   });
 
   it('writes stay on the primary: seed, group --engine totals and export with a replica configured succeed, and their writes are on the primary', async () => {
-    const seed = await cli(['seed', '--quiet', '--customers', '5', '--invoices', '20', '--seed', '9', '--as-of', '2025-06-01', '--months', '2', '--append']);
+    const seed = await cli([
+      'seed',
+      '--quiet',
+      '--customers',
+      '5',
+      '--invoices',
+      '20',
+      '--seed',
+      '9',
+      '--as-of',
+      '2025-06-01',
+      '--months',
+      '2',
+      '--append',
+    ]);
     expect(seed.code, seed.stderr).toBe(0);
     await waitForHorizon(primary);
-    const totals = await cli(['group', '--months', '3', '--as-of', '2025-06-01', '--by', 'issuer', '--engine', 'totals', '--json', '--debug']);
+    const totals = await cli([
+      'group',
+      '--months',
+      '3',
+      '--as-of',
+      '2025-06-01',
+      '--by',
+      'issuer',
+      '--engine',
+      'totals',
+      '--json',
+      '--debug',
+    ]);
     expect(totals.code, totals.stderr).toBe(0);
     expect(totals.stderr).not.toMatch(/: replica postgres/);
-    const built = await withPg(primary, async (c) => (await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE '%totals%'")).rows[0].n);
+    const built = await withPg(
+      primary,
+      async (c) => (await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE '%totals%'")).rows[0].n,
+    );
     expect(built).toBeGreaterThan(0);
   });
 
@@ -113,7 +161,19 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
     expect(await lakeMonths(lake)).toEqual(await pgMonths(primary));
     const watermark = readManifest(lake).watermark;
 
-    await seedWithCli(primary, ['--customers', '5', '--invoices', '40', '--seed', '11', '--as-of', '2025-06-01', '--months', '2', '--append']);
+    await seedWithCli(primary, [
+      '--customers',
+      '5',
+      '--invoices',
+      '40',
+      '--seed',
+      '11',
+      '--as-of',
+      '2025-06-01',
+      '--months',
+      '2',
+      '--append',
+    ]);
     await withPg(primary, (c) => c.query('UPDATE invoices SET amount = amount + 0.01 WHERE invoice_id = 3'));
     await waitForHorizon(primary);
     const second = await cli(['export', '--out', lake]);
@@ -126,12 +186,17 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
     // The same lake exported next from the primary alone: the standby's lineage and watermark are the primary's, nothing to rewrite.
     const fromPrimary = await runCli(['export', '--out', lake, '--json'], { env: { DATABASE_URL: primary } });
     expect(fromPrimary.code, fromPrimary.stderr).toBe(0);
-    expect((JSON.parse(fromPrimary.stdout) as Array<{ action: string }>).map((m) => m.action)).toEqual(Object.keys(await pgMonths(primary)).map(() => 'unchanged'));
+    expect((JSON.parse(fromPrimary.stdout) as Array<{ action: string }>).map((m) => m.action)).toEqual(
+      Object.keys(await pgMonths(primary)).map(() => 'unchanged'),
+    );
   });
 
   it('the core API for a read pool: readServer names the replica and its settings; RoutedLookup on a pooled client asks the primary for a miss', async () => {
     const [{ resolveConfig }, { readServer }, { RoutedLookup }, { default: pg }] = await Promise.all([
-      import('../../../src/config.js'), import('../../../src/db/replica.js'), import('../../../src/lookup/routed.js'), import('pg'),
+      import('../../../src/config.js'),
+      import('../../../src/db/replica.js'),
+      import('../../../src/lookup/routed.js'),
+      import('pg'),
     ]);
     const ctx = { config: resolveConfig({ databaseUrl: primary, replicaUrls: [replica], env: {}, cwd: tempDir('cwd-') }) };
     const route = await readServer(ctx);
@@ -142,7 +207,11 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
       const client = await pool.connect();
       try {
         expect((await client.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r')).rows[0].r).toBe(true);
-        const lookup = new RoutedLookup(ctx, { client: client as unknown as import('../../../src/db/client.js').Client, on: route.on }, ctx.config.tables);
+        const lookup = new RoutedLookup(
+          ctx,
+          { client: client as unknown as import('../../../src/db/client.js').Client, on: route.on },
+          ctx.config.tables,
+        );
         const found = await lookup.many([7n, 999999999n]);
         expect([...found.keys()]).toEqual(['7']);
         await lookup.close();
@@ -170,9 +239,15 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
     await caughtUp();
     await withPg(replica, (c) => c.query('SELECT pg_wal_replay_pause()'));
     try {
-      const id = await withPg(primary, async (c) => (await c.query<{ id: string }>(
-        'INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) SELECT issue_date, issuer_id, receiver_id, 42.42 FROM invoices WHERE invoice_id = 7 RETURNING invoice_id::text AS id',
-      )).rows[0].id);
+      const id = await withPg(
+        primary,
+        async (c) =>
+          (
+            await c.query<{ id: string }>(
+              'INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) SELECT issue_date, issuer_id, receiver_id, 42.42 FROM invoices WHERE invoice_id = 7 RETURNING invoice_id::text AS id',
+            )
+          ).rows[0].id,
+      );
       // Not on the standby: its replay is paused.
       expect((await withPg(replica, (c) => c.query('SELECT 1 FROM invoices WHERE invoice_id = $1', [id]))).rowCount).toBe(0);
 
@@ -184,7 +259,12 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
 
       const many = await cli(['get', '7', id, '--json', '--debug', '--max-replica-lag', '100000']);
       expect(many.code, many.stderr).toBe(0);
-      expect(many.stdout.trim().split('\n').map((l) => String(JSON.parse(l).invoice_id))).toEqual(['7', id]);
+      expect(
+        many.stdout
+          .trim()
+          .split('\n')
+          .map((l) => String(JSON.parse(l).invoice_id)),
+      ).toEqual(['7', id]);
       expect(many.stderr).toContain('1 from the primary');
 
       const missing = await cli(['get', '999999999', '--max-replica-lag', '100000']);
@@ -194,7 +274,9 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
       await new Promise((r) => setTimeout(r, 1100));
       const behind = await cli(['get', '7', '--json', '--max-replica-lag', '0']);
       expect(behind.code, behind.stderr).toBe(0);
-      expect(behind.stderr).toMatch(/warning: get from the primary: replica postgres:\/\/\S+: it is \d+\.\d s behind \(more than --max-replica-lag 0 s\)/);
+      expect(behind.stderr).toMatch(
+        /warning: get from the primary: replica postgres:\/\/\S+: it is \d+\.\d s behind \(more than --max-replica-lag 0 s\)/,
+      );
       const only = await cli(['get', '7', '--max-replica-lag', '0', '--replica-only']);
       expect(only.code).toBe(1);
       expect(only.stderr).toContain('no replica can answer (--replica-only)');
@@ -204,7 +286,9 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
       const exp = await cli(['export', '--out', lake, '--max-replica-lag', '1']);
       expect(exp.code, exp.stderr).toBe(0);
       // Which check passes it over first depends on timing: its lag, or the wait for the primary's position.
-      expect(exp.stderr).toMatch(/warning: export from the primary: replica \S+(: it is \d+\.\d s behind| did not replay the primary's WAL position)/);
+      expect(exp.stderr).toMatch(
+        /warning: export from the primary: replica \S+(: it is \d+\.\d s behind| did not replay the primary's WAL position)/,
+      );
       expect(await lakeMonths(lake)).toEqual(await pgMonths(primary));
       const lagged = await cli(['db', 'replicas', '--json']);
       expect(JSON.parse(lagged.stdout)[0].replay_paused).toBe('true');

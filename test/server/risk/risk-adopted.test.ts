@@ -9,16 +9,21 @@ const ROWS = 600;
 let db: TestDatabase;
 let cwd: string;
 const cli = (args: string[]) => runCli(args, { cwd, env: { DATABASE_URL: db.url } });
-const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) => withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
+const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
+  withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
 const counts = () => withPg(db.url, (c) => scoreCounts(c, 'v1', 'billing.invoice', 'id'));
 
 beforeAll(async () => {
   db = await createDatabase();
-  cwd = await adoptBilling(db.url, `
+  cwd = await adoptBilling(
+    db.url,
+    `
     INSERT INTO billing.clients (customer_name) SELECT 'client ' || g FROM generate_series(1, 12) g;
     INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd)
       SELECT timestamp '2025-06-01' + g * interval '7 hours', 1 + g % 12, 1 + (g * 7 + 1) % 12, round((10 + (g * 37) % 900)::numeric + 0.125, 3)
-        FROM generate_series(1, ${ROWS}) g WHERE g % 12 <> (g * 7 + 1) % 12;`, 'risk-adopted-');
+        FROM generate_series(1, ${ROWS}) g WHERE g % 12 <> (g * 7 + 1) % 12;`,
+    'risk-adopted-',
+  );
 });
 afterAll(async () => {
   await db?.drop();
@@ -41,10 +46,12 @@ describe('invoices risk on an adopted table', () => {
     expect(await q("SELECT to_regclass('risk_scores') AS t")).toEqual([{ t: null }]);
   });
 
-  it('init --dry-run marks the steps that change the user\'s table, and changes nothing', async () => {
+  it("init --dry-run marks the steps that change the user's table, and changes nothing", async () => {
     const r = await cli(['risk', 'init', '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('-- [changes your table] add column created_xid xid8 NOT NULL DEFAULT pg_current_xact_id() to "billing"."invoice"');
+    expect(r.stdout).toContain(
+      '-- [changes your table] add column created_xid xid8 NOT NULL DEFAULT pg_current_xact_id() to "billing"."invoice"',
+    );
     expect(r.stdout).toContain('ALTER TABLE "billing"."invoice" ADD COLUMN created_xid xid8 NOT NULL DEFAULT pg_current_xact_id();');
     expect(r.stdout).toContain('-- [changes your table] add trigger invoices_risk_notify to "billing"."invoice"');
     expect(r.stdout).toMatch(/-- create risk_scores, risk_dead_letters and risk_watermarks/);
@@ -56,12 +63,18 @@ describe('invoices risk on an adopted table', () => {
   it('init says that it changes the table (created_xid, trigger, indexes); then scoring works on it', async () => {
     const r = await cli(['risk', 'init']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/changing your table: add column created_xid xid8 NOT NULL DEFAULT pg_current_xact_id\(\) to "billing"\."invoice"/);
+    expect(r.stderr).toMatch(
+      /changing your table: add column created_xid xid8 NOT NULL DEFAULT pg_current_xact_id\(\) to "billing"\."invoice"/,
+    );
     expect(r.stderr).toMatch(/changing your table: add trigger invoices_risk_notify/);
     expect(r.stderr).not.toMatch(/changing your table: create risk_scores/);
-    const [col] = await q<{ type: string }>("SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = 'billing.invoice'::regclass AND attname = 'created_xid'");
+    const [col] = await q<{ type: string }>(
+      "SELECT format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = 'billing.invoice'::regclass AND attname = 'created_xid'",
+    );
     expect(col.type).toBe('xid8');
-    expect(await q("SELECT tgname FROM pg_trigger WHERE tgrelid = 'billing.invoice'::regclass AND tgname = 'invoices_risk_notify'")).toHaveLength(1);
+    expect(
+      await q("SELECT tgname FROM pg_trigger WHERE tgrelid = 'billing.invoice'::regclass AND tgname = 'invoices_risk_notify'"),
+    ).toHaveLength(1);
     expect((await cli(['risk', 'init'])).stderr).toContain('the risk scorer is set up: nothing to do');
 
     await waitForHorizon(db.url, 'billing.invoice');
@@ -91,11 +104,15 @@ describe('invoices risk on an adopted table', () => {
   });
 
   it('refuses created_xid values ahead of this server (a table restored from another cluster), with the fix that works', async () => {
-    const [{ id }] = await q<{ id: string }>("INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-03-03 10:00:00', 3, 4, 99.000) RETURNING id::text AS id");
+    const [{ id }] = await q<{ id: string }>(
+      "INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd) VALUES ('2026-03-03 10:00:00', 3, 4, 99.000) RETURNING id::text AS id",
+    );
     await q("UPDATE billing.invoice SET created_xid = '4000000000'::xid8 WHERE id = $1", [id]);
     const r = await cli(['risk']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('billing.invoice holds created_xid values ahead of this server\'s transaction counter (restored from another cluster?)');
+    expect(r.stderr).toContain(
+      "billing.invoice holds created_xid values ahead of this server's transaction counter (restored from another cluster?)",
+    );
     const fix = /renumbered with (UPDATE .*?); then run again/.exec(r.stderr);
     expect(fix, r.stderr).not.toBeNull();
     await q(fix![1]);

@@ -12,14 +12,29 @@ const CUSTOMERS = 50;
 let db: TestDatabase;
 const env = () => ({ DATABASE_URL: db.url });
 const cli = (args: string[]) => runCli(args, { env: env() });
-const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) => withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
+const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
+  withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
 const counts = (model = 'v1') => withPg(db.url, (c) => scoreCounts(c, model));
 /** Backends of this database that are connected as the CLI (application_name invoices). */
-const cliBackends = () => q<{ pid: number; wait: string | null }>("SELECT pid, wait_event_type AS wait FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'invoices'");
+const cliBackends = () =>
+  q<{ pid: number; wait: string | null }>(
+    "SELECT pid, wait_event_type AS wait FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'invoices'",
+  );
 
 beforeAll(async () => {
   db = await createDatabase();
-  await seedWithCli(db.url, ['--customers', String(CUSTOMERS), '--invoices', String(N), '--months', '6', '--seed', '9', '--as-of', '2026-03-01']);
+  await seedWithCli(db.url, [
+    '--customers',
+    String(CUSTOMERS),
+    '--invoices',
+    String(N),
+    '--months',
+    '6',
+    '--seed',
+    '9',
+    '--as-of',
+    '2026-03-01',
+  ]);
   const init = await cli(['risk', 'init']);
   if (init.code !== 0) throw new Error(init.stderr);
 });
@@ -47,7 +62,7 @@ describe('a scorer killed with SIGKILL in the middle of its run', () => {
     expect(JSON.parse(verify.stdout)).toMatchObject({ checked: killed.scores, scored: killed.scores, missing: 0 });
 
     // The killed client's session may linger a moment on the server, holding the model's lock.
-    await waitFor('the killed scorer\'s backend to end', async () => (await cliBackends()).length === 0);
+    await waitFor("the killed scorer's backend to end", async () => (await cliBackends()).length === 0);
     const again = await riskRun(db.url, ['--batch-size', '5000']);
     expect(again).toMatchObject({ scored: N - killed.scores, failed: 0, already_scored: 0 });
     expect(await counts()).toEqual({ scores: N, distinct: N, invoices: N, unscored: 0, dead: 0 });
@@ -106,8 +121,14 @@ describe('transactions that commit out of order', () => {
       await waitForHorizon(db.url);
       const after = await riskRun(db.url);
       expect(after.scored).toBe(2);
-      const scored = await q<{ id: string; n: number }>("SELECT invoice_id::text AS id, count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[]) GROUP BY 1 ORDER BY 1", [[idA, idB]]);
-      expect(scored).toEqual([{ id: idA, n: 1 }, { id: idB, n: 1 }]);
+      const scored = await q<{ id: string; n: number }>(
+        "SELECT invoice_id::text AS id, count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[]) GROUP BY 1 ORDER BY 1",
+        [[idA, idB]],
+      );
+      expect(scored).toEqual([
+        { id: idA, n: 1 },
+        { id: idB, n: 1 },
+      ]);
       expect(await counts()).toEqual({ scores: N + 2, distinct: N + 2, invoices: N + 2, unscored: 0, dead: 0 });
       expect((await cli(['risk', 'verify'])).code).toBe(0);
       const quiet = JSON.parse((await cli(['risk', 'status', '--json'])).stdout);
@@ -127,7 +148,10 @@ describe('two scorers of the same model', () => {
    * same time" whatever the machine's speed.
    */
   async function holdWatermark(model: string): Promise<pg.Client> {
-    await q("INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, $2, 'public.invoices') ON CONFLICT DO NOTHING", [sourceIdOf(), model]);
+    await q("INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, $2, 'public.invoices') ON CONFLICT DO NOTHING", [
+      sourceIdOf(),
+      model,
+    ]);
     const c = await connectPg(db.url);
     await c.query('BEGIN');
     await c.query('SELECT 1 FROM risk_watermarks WHERE source_id = $1 AND model_version = $2 FOR UPDATE', [sourceIdOf(), model]);
@@ -140,9 +164,14 @@ describe('two scorers of the same model', () => {
     const one = startCli(['risk', '--model-version', 'race', '--json', '--quiet'], env());
     const two = startCli(['risk', '--model-version', 'race', '--json', '--quiet'], env());
     try {
-      const first = await Promise.race([one.exit.then((e) => ({ ...e, c: one, other: two })), two.exit.then((e) => ({ ...e, c: two, other: one }))]);
+      const first = await Promise.race([
+        one.exit.then((e) => ({ ...e, c: one, other: two })),
+        two.exit.then((e) => ({ ...e, c: two, other: one })),
+      ]);
       expect(first.code, first.c.stderr()).toBe(1);
-      expect(first.c.stderr()).toMatch(/another `invoices risk` is scoring model race of public\.invoices \(backend pid \d+( from [^,]+)?, connected since [^)]+\): this run did nothing; let it finish, or pass --wait to queue behind it/);
+      expect(first.c.stderr()).toMatch(
+        /another `invoices risk` is scoring model race of public\.invoices \(backend pid \d+( from [^,]+)?, connected since [^)]+\): this run did nothing; let it finish, or pass --wait to queue behind it/,
+      );
       expect(first.c.stdout()).toBe('');
       expect((await counts('race')).scores).toBe(0);
       await blocker.query('COMMIT');
@@ -165,8 +194,13 @@ describe('two scorers of the same model', () => {
     const two = startCli(['risk', '--model-version', 'queue', '--wait', '--json'], env());
     try {
       // One, holding the model's lock, waits for the watermark row; the other says it waits for that one.
-      await waitFor('one scorer to hold the lock and wait for the row, the other to wait for it', async () =>
-        (await cliBackends()).some((x) => x.wait === 'Lock') && [one, two].some((c) => c.stderr().includes('waiting for it (Ctrl-C to stop waiting)')), 30_000);
+      await waitFor(
+        'one scorer to hold the lock and wait for the row, the other to wait for it',
+        async () =>
+          (await cliBackends()).some((x) => x.wait === 'Lock') &&
+          [one, two].some((c) => c.stderr().includes('waiting for it (Ctrl-C to stop waiting)')),
+        30_000,
+      );
       await blocker.query('COMMIT');
       const [e1, e2] = await Promise.all([one.exit, two.exit]);
       expect(e1.code, one.stderr()).toBe(0);
@@ -188,16 +222,28 @@ describe('two scorers of the same model', () => {
 describe('a scorer queued with --wait', () => {
   it('says whom it waits for; Ctrl-C stops the wait within 2 s (exit 130, nothing scored) and the other run goes on', async () => {
     const total = (await counts('qint')).invoices;
-    await q("INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, 'qint', 'public.invoices') ON CONFLICT DO NOTHING", [sourceIdOf()]);
+    await q(
+      "INSERT INTO risk_watermarks (source_id, model_version, source) VALUES ($1, 'qint', 'public.invoices') ON CONFLICT DO NOTHING",
+      [sourceIdOf()],
+    );
     // The first run takes the model's lock, then blocks on the watermark row this session holds.
     const blocker = await connectPg(db.url);
     await blocker.query('BEGIN');
     await blocker.query("SELECT 1 FROM risk_watermarks WHERE source_id = $1 AND model_version = 'qint' FOR UPDATE", [sourceIdOf()]);
     const one = startCli(['risk', '--model-version', 'qint', '--json', '--quiet'], env());
     try {
-      await waitFor('the first run to block on the watermark row', async () => (await cliBackends()).some((b) => b.wait === 'Lock'), 30_000);
+      await waitFor(
+        'the first run to block on the watermark row',
+        async () => (await cliBackends()).some((b) => b.wait === 'Lock'),
+        30_000,
+      );
       const two = startCli(['risk', '--model-version', 'qint', '--wait'], env());
-      await waitFor('the second run to wait', async () => two.stderr().includes('waiting for it (Ctrl-C to stop waiting)') || two.proc.exitCode !== null, 30_000, 10);
+      await waitFor(
+        'the second run to wait',
+        async () => two.stderr().includes('waiting for it (Ctrl-C to stop waiting)') || two.proc.exitCode !== null,
+        30_000,
+        10,
+      );
       expect(two.stderr()).toMatch(/another `invoices risk` is scoring model qint of public\.invoices \(backend pid \d+/);
       const sent = performance.now();
       two.proc.kill('SIGINT');
@@ -225,7 +271,7 @@ describe('inserts that keep arriving during runs', () => {
   it('many small transactions, some committing out of order: after a final run every invoice has exactly one score', async () => {
     const before = (await counts()).invoices;
     let seed = 42;
-    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const pick = () => {
       const issuer = 1 + Math.floor(rnd() * CUSTOMERS);
       return { issuer, receiver: 1 + (issuer % CUSTOMERS), amount: (1 + Math.floor(rnd() * 99_999) / 100).toFixed(2) };

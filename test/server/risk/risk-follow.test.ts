@@ -8,8 +8,14 @@ import { connectPg, insertInvoices, riskRun, scoreCounts, startCli, type Child, 
 let db: TestDatabase;
 const env = () => ({ DATABASE_URL: db.url });
 const cli = (args: string[]) => runCli(args, { env: env() });
-const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) => withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
-const isScored = async (ids: string[]) => (await q<{ n: number }>("SELECT count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[])", [ids]))[0].n === ids.length;
+const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
+  withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
+const isScored = async (ids: string[]) =>
+  (
+    await q<{ n: number }>("SELECT count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[])", [
+      ids,
+    ])
+  )[0].n === ids.length;
 /** Generous: the machine is shared, and another test file's long transaction can hold the horizon back a while. */
 const SCORED_WITHIN = 30_000;
 
@@ -18,7 +24,11 @@ let followers: Child[] = [];
 async function startFollower(pollMs: number): Promise<Child> {
   const child = startCli(['risk', '--follow', '--poll-interval', String(pollMs), '--json'], env());
   followers.push(child);
-  await waitFor('the follower to start', async () => child.stderr().includes('following: scoring new invoices as they commit with model v1') || child.proc.exitCode !== null, 30_000);
+  await waitFor(
+    'the follower to start',
+    async () => child.stderr().includes('following: scoring new invoices as they commit with model v1') || child.proc.exitCode !== null,
+    30_000,
+  );
   expect(child.proc.exitCode, child.stderr()).toBeNull();
   return child;
 }
@@ -59,7 +69,10 @@ describe('invoices risk --follow', () => {
 
     const first = await insert([{ issuer: 1, receiver: 2, amount: '120.00' }]);
     await waitFor('the first new invoice to be scored', () => isScored(first), SCORED_WITHIN);
-    const more = await insert([{ issuer: 2, receiver: 3, amount: '75.10' }, { issuer: 4, receiver: 5, amount: '9000.00' }]);
+    const more = await insert([
+      { issuer: 2, receiver: 3, amount: '75.10' },
+      { issuer: 4, receiver: 5, amount: '9000.00' },
+    ]);
     await waitFor('two more to be scored', () => isScored(more), SCORED_WITHIN);
 
     const { code, summary } = await stop(follower);
@@ -83,7 +96,10 @@ describe('invoices risk --follow', () => {
     await waitFor('the invoice inserted into a partition to be scored', () => isScored([direct]), SCORED_WITHIN);
 
     await q('DROP TRIGGER invoices_risk_notify ON invoices');
-    const silent = await insert([{ issuer: 8, receiver: 9, amount: '64.00' }, { issuer: 9, receiver: 8, amount: '12.34' }]);
+    const silent = await insert([
+      { issuer: 8, receiver: 9, amount: '64.00' },
+      { issuer: 9, receiver: 8, amount: '12.34' },
+    ]);
     await waitFor('the invoices inserted without a trigger to be scored', () => isScored(silent), SCORED_WITHIN);
 
     const { code, summary } = await stop(follower);
@@ -99,14 +115,20 @@ describe('invoices risk --follow', () => {
   it('reconnects when its backend is terminated, and keeps scoring', async () => {
     const follower = await startFollower(300);
     const backend = async () =>
-      (await q<{ pid: number }>(
-        `SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      (
+        await q<{ pid: number }>(
+          `SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 7115 AND a.datname = current_database()`,
-      ))[0]?.pid;
-    const pid = await waitFor('the follower\'s backend', backend, 30_000);
+        )
+      )[0]?.pid;
+    const pid = await waitFor("the follower's backend", backend, 30_000);
     const [{ ok }] = await q<{ ok: boolean }>('SELECT pg_terminate_backend($1) AS ok', [pid]);
     expect(ok).toBe(true);
-    await waitFor('the follower to reconnect', async () => follower.stderr().match(/following: scoring new invoices/g)!.length >= 2 || follower.proc.exitCode !== null, 30_000);
+    await waitFor(
+      'the follower to reconnect',
+      async () => follower.stderr().match(/following: scoring new invoices/g)!.length >= 2 || follower.proc.exitCode !== null,
+      30_000,
+    );
     expect(follower.proc.exitCode, follower.stderr()).toBeNull();
     expect(follower.stderr()).toMatch(/reconnecting in [\d.]+ s/);
     const newPid = await waitFor('the new backend', backend, 30_000);

@@ -48,7 +48,9 @@ describe.sequential('risk scores of a database restored elsewhere', () => {
     expect(await counts(sameCluster.url)).toEqual({ invoices: N + 1, scores: N, current: N, stale: 0, dead: 1 });
     const run = await riskRun(sameCluster.url);
     expect(run).toMatchObject({ scored: 0, failed: 0, already_scored: 0 });
-    expect(run.result.stderr).toContain('risk scores of public.invoices (model v1): the table changed since the last run (the database was dropped and created again');
+    expect(run.result.stderr).toContain(
+      'risk scores of public.invoices (model v1): the table changed since the last run (the database was dropped and created again',
+    );
     expect(run.result.stderr).toContain('no score belonged to a row that is gone; cursor kept at');
     expect(await counts(sameCluster.url)).toEqual({ invoices: N + 1, scores: N, current: N, stale: 0, dead: 1 });
     const verify = await runCli(['risk', 'verify', '--json'], { env: { DATABASE_URL: sameCluster.url } });
@@ -72,12 +74,23 @@ describe.sequential('risk scores of a database restored elsewhere', () => {
     await waitForHorizon(otherUrl);
 
     // The dead letter's row, when it was renumbered too, no longer matches it (it fails again under its new created_xid).
-    const [{ deadRenumbered }] = await withPg(otherUrl, async (c) => (await c.query<{ deadRenumbered: number }>(
-      `SELECT count(*)::int AS "deadRenumbered" FROM invoices i WHERE i.amount = 0
-          AND NOT EXISTS (SELECT 1 FROM risk_dead_letters d WHERE d.invoice_id = i.invoice_id AND d.invoice_xid = i.created_xid)`)).rows);
+    const [{ deadRenumbered }] = await withPg(
+      otherUrl,
+      async (c) =>
+        (
+          await c.query<{ deadRenumbered: number }>(
+            `SELECT count(*)::int AS "deadRenumbered" FROM invoices i WHERE i.amount = 0
+          AND NOT EXISTS (SELECT 1 FROM risk_dead_letters d WHERE d.invoice_id = i.invoice_id AND d.invoice_xid = i.created_xid)`,
+          )
+        ).rows,
+    );
     const run = await riskRun(otherUrl);
     expect(run.result.stderr).toContain('the database is now on another PostgreSQL cluster');
-    expect(run.result.stderr).toMatch(new RegExp(`removed ${renumbered - deadRenumbered} score\\(s\\) and ${deadRenumbered} dead letter\\(s\\) of invoices no longer in the table`));
+    expect(run.result.stderr).toMatch(
+      new RegExp(
+        `removed ${renumbered - deadRenumbered} score\\(s\\) and ${deadRenumbered} dead letter\\(s\\) of invoices no longer in the table`,
+      ),
+    );
     expect(run).toMatchObject({ scored: renumbered - deadRenumbered, failed: deadRenumbered, already_scored: 0 });
     expect(await counts(otherUrl)).toEqual({ invoices: N + 1, scores: N, current: N, stale: 0, dead: 1 });
     const verify = await runCli(['risk', 'verify', '--json'], { env: { DATABASE_URL: otherUrl } });

@@ -4,13 +4,31 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, runCli, seedWithCli, waitForHorizon, withPg, type TestDatabase } from '../../support/helpers.js';
 import { insertInvoices, riskRun, scoreCounts } from '../../support/risk-helpers.js';
 
-const CODES = ['AMOUNT_HIGH', 'AMOUNT_LOW', 'THIN_HISTORY', 'NEW_COUNTERPARTY', 'VELOCITY_1D', 'VELOCITY_7D', 'VELOCITY_30D', 'NEAR_DUPLICATE', 'ROUND_AMOUNT', 'FUTURE_DATE', 'OLD_DATE'];
+const CODES = [
+  'AMOUNT_HIGH',
+  'AMOUNT_LOW',
+  'THIN_HISTORY',
+  'NEW_COUNTERPARTY',
+  'VELOCITY_1D',
+  'VELOCITY_7D',
+  'VELOCITY_30D',
+  'NEAR_DUPLICATE',
+  'ROUND_AMOUNT',
+  'FUTURE_DATE',
+  'OLD_DATE',
+];
 const N = 2000;
 
 let db: TestDatabase;
 const cli = (args: string[]) => runCli(args, { env: { DATABASE_URL: db.url } });
-const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) => withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
-const watermark = async (model: string) => (await q<{ c: string }>("SELECT cursor_xid::text || '/' || cursor_invoice_id AS c FROM risk_watermarks WHERE model_version = $1", [model]))[0]?.c;
+const q = <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
+  withPg(db.url, async (c) => (await c.query(sql, params)).rows as T[]);
+const watermark = async (model: string) =>
+  (
+    await q<{ c: string }>("SELECT cursor_xid::text || '/' || cursor_invoice_id AS c FROM risk_watermarks WHERE model_version = $1", [
+      model,
+    ])
+  )[0]?.c;
 
 beforeAll(async () => {
   db = await createDatabase();
@@ -52,7 +70,9 @@ describe('invoices risk init', () => {
     const after = await objects();
     expect(after.tables).toBe(3);
     expect(after.trigger).toBe(1);
-    expect(after.indexes).toEqual(expect.arrayContaining(['invoices_issuer_date_idx', 'invoices_created_xid_idx', 'invoices_risk_pair_idx']));
+    expect(after.indexes).toEqual(
+      expect.arrayContaining(['invoices_issuer_date_idx', 'invoices_created_xid_idx', 'invoices_risk_pair_idx']),
+    );
     const again = await cli(['risk', 'init']);
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('the risk scorer is set up: nothing to do');
@@ -71,18 +91,33 @@ describe('invoices risk: exactly once', () => {
     expect(run.high + run.medium + run.low).toBe(N);
     expect(run.result.stderr).toMatch(/scored 2,000 invoice\(s\) with model v1 in [\d.]+ s/);
     await withPg(db.url, async (c) => expect(await scoreCounts(c)).toEqual({ scores: N, distinct: N, invoices: N, unscored: 0, dead: 0 }));
-    const levels = await q<{ level: string; n: number }>("SELECT level, count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' GROUP BY 1");
-    expect(Object.fromEntries(levels.map((l) => [l.level, l.n]))).toEqual(Object.fromEntries((['high', 'medium', 'low'] as const).filter((l) => run[l]).map((l) => [l, run[l]])));
+    const levels = await q<{ level: string; n: number }>(
+      "SELECT level, count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' GROUP BY 1",
+    );
+    expect(Object.fromEntries(levels.map((l) => [l.level, l.n]))).toEqual(
+      Object.fromEntries((['high', 'medium', 'low'] as const).filter((l) => run[l]).map((l) => [l, run[l]])),
+    );
 
     const verify = await cli(['risk', 'verify', '--json']);
     expect(verify.code, verify.stderr).toBe(0);
-    expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: N, scored: N, dead_letters: 0, missing: 0, missing_ids: null, stale_scores: 0 });
-    expect(verify.stderr).toContain('public.invoices: every one of the 2,000 invoice(s) below the watermark has a score (2,000) or a dead letter (0)');
+    expect(JSON.parse(verify.stdout)).toEqual({
+      source: 'public.invoices',
+      model: 'v1',
+      checked: N,
+      scored: N,
+      dead_letters: 0,
+      missing: 0,
+      missing_ids: null,
+      stale_scores: 0,
+    });
+    expect(verify.stderr).toContain(
+      'public.invoices: every one of the 2,000 invoice(s) below the watermark has a score (2,000) or a dead letter (0)',
+    );
 
     const second = await riskRun(db.url);
     expect(second).toMatchObject({ scored: 0, failed: 0, batches: 0, cursor: run.cursor });
     expect(second.result.stderr).toContain('nothing new');
-    expect((await q<{ n: number }>("SELECT count(*)::int AS n FROM risk_scores"))[0].n).toBe(N);
+    expect((await q<{ n: number }>('SELECT count(*)::int AS n FROM risk_scores'))[0].n).toBe(N);
   });
 
   it('verify fails (exit 1) and names the invoices when one below the watermark has neither a score nor a dead letter', async () => {
@@ -90,8 +125,19 @@ describe('invoices risk: exactly once', () => {
     try {
       const verify = await cli(['risk', 'verify', '--json']);
       expect(verify.code).toBe(1);
-      expect(JSON.parse(verify.stdout)).toEqual({ source: 'public.invoices', model: 'v1', checked: N, scored: N - 1, dead_letters: 0, missing: 1, missing_ids: '1234', stale_scores: 0 });
-      expect(verify.stderr).toContain('public.invoices: 1 invoice(s) below the watermark have neither a score nor a dead letter made for their row (first: 1234)');
+      expect(JSON.parse(verify.stdout)).toEqual({
+        source: 'public.invoices',
+        model: 'v1',
+        checked: N,
+        scored: N - 1,
+        dead_letters: 0,
+        missing: 1,
+        missing_ids: '1234',
+        stale_scores: 0,
+      });
+      expect(verify.stderr).toContain(
+        'public.invoices: 1 invoice(s) below the watermark have neither a score nor a dead letter made for their row (first: 1234)',
+      );
     } finally {
       await q('INSERT INTO risk_scores SELECT * FROM json_populate_record(NULL::risk_scores, $1)', [JSON.stringify(lost)]);
     }
@@ -117,14 +163,20 @@ describe('invoices risk: exactly once', () => {
 
   it('new inserts are scored by the next run, and only they', async () => {
     const ids = await withPg(db.url, async (c) => [
-      ...(await insertInvoices(c, [{ issuer: 1, receiver: 2, amount: '120.00' }, { issuer: 3, receiver: 4, amount: '99.99' }])),
+      ...(await insertInvoices(c, [
+        { issuer: 1, receiver: 2, amount: '120.00' },
+        { issuer: 3, receiver: 4, amount: '99.99' },
+      ])),
       ...(await insertInvoices(c, [{ issuer: 5, receiver: 6, amount: '5000.00' }])),
     ]);
     await waitForHorizon(db.url);
     const run = await riskRun(db.url);
     expect(run.scored).toBe(3);
     expect(run.cursor).toBe(`${run.cursor?.split('/')[0]}/${ids[2]}`);
-    const scored = await q<{ id: string }>("SELECT invoice_id::text AS id FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[]) ORDER BY 1", [ids]);
+    const scored = await q<{ id: string }>(
+      "SELECT invoice_id::text AS id FROM risk_scores WHERE model_version = 'v1' AND invoice_id = ANY($1::bigint[]) ORDER BY 1",
+      [ids],
+    );
     expect(scored.map((r) => r.id)).toEqual([...ids].sort());
     await withPg(db.url, async (c) => expect(await scoreCounts(c)).toMatchObject({ scores: N + 3, distinct: N + 3, unscored: 0 }));
     expect((await cli(['risk', 'verify'])).code).toBe(0);
@@ -158,9 +210,11 @@ describe('dead letters', () => {
     const run = await riskRun(db.url);
     expect(run).toMatchObject({ scored: 1, failed: 1, cursor: expect.stringMatching(new RegExp(`/${after}$`)) });
     expect(run.result.stderr).toContain('1 failed (dead letters: see `invoices risk status`, retry with --retry-failed)');
-    const dead = await q<{ id: string; error: string; attempts: number }>("SELECT invoice_id::text AS id, error, attempts FROM risk_dead_letters WHERE model_version = 'v1'");
+    const dead = await q<{ id: string; error: string; attempts: number }>(
+      "SELECT invoice_id::text AS id, error, attempts FROM risk_dead_letters WHERE model_version = 'v1'",
+    );
     expect(dead).toEqual([{ id: zero, error: 'amount 0.00 cannot be scored: the model needs an amount above zero', attempts: 1 }]);
-    expect(await q("SELECT 1 FROM risk_scores WHERE invoice_id = $1", [zero])).toEqual([]);
+    expect(await q('SELECT 1 FROM risk_scores WHERE invoice_id = $1', [zero])).toEqual([]);
     expect(await q("SELECT 1 FROM risk_scores WHERE invoice_id = $1 AND model_version = 'v1'", [after])).toHaveLength(1);
 
     const verify = await cli(['risk', 'verify', '--json']);
@@ -171,7 +225,9 @@ describe('dead letters', () => {
     // explain recomputes the features: the amount still cannot be scored, and it says what to do.
     const explain = await cli(['risk', 'explain', zero]);
     expect(explain.code).toBe(1);
-    expect(explain.stderr).toBe(`invoices: invoice ${zero}: amount 0.00 cannot be scored: the model needs an amount above zero; it is a dead letter of model v1 after 1 attempt(s): fix it, then run \`invoices risk --retry-failed\`\n`);
+    expect(explain.stderr).toBe(
+      `invoices: invoice ${zero}: amount 0.00 cannot be scored: the model needs an amount above zero; it is a dead letter of model v1 after 1 attempt(s): fix it, then run \`invoices risk --retry-failed\`\n`,
+    );
   });
 
   it('--retry-failed scores it once its amount is fixed, and removes the dead letter', async () => {
@@ -182,9 +238,11 @@ describe('dead letters', () => {
     await q('UPDATE invoices SET amount = 45.00 WHERE invoice_id = $1', [zero]);
     const retry = await riskRun(db.url, ['--retry-failed']);
     expect(retry).toMatchObject({ scored: 1, failed: 0 });
-    expect(await q("SELECT 1 FROM risk_dead_letters")).toEqual([]);
+    expect(await q('SELECT 1 FROM risk_dead_letters')).toEqual([]);
     expect(await q("SELECT level FROM risk_scores WHERE invoice_id = $1 AND model_version = 'v1'", [zero])).toHaveLength(1);
-    await withPg(db.url, async (c) => expect(await scoreCounts(c)).toEqual({ scores: N + 5, distinct: N + 5, invoices: N + 5, unscored: 0, dead: 0 }));
+    await withPg(db.url, async (c) =>
+      expect(await scoreCounts(c)).toEqual({ scores: N + 5, distinct: N + 5, invoices: N + 5, unscored: 0, dead: 0 }),
+    );
     const verify = await cli(['risk', 'verify', '--json']);
     expect(JSON.parse(verify.stdout)).toMatchObject({ checked: N + 5, scored: N + 5, dead_letters: 0, missing: 0 });
   });
@@ -210,7 +268,9 @@ describe('rescoring and model versions', () => {
     expect(run.scored).toBe(total);
     expect(run.batches).toBe(Math.ceil(total / 500));
     await withPg(db.url, async (c) => expect(await scoreCounts(c)).toMatchObject({ scores: total, distinct: total, unscored: 0 }));
-    const [rescored] = await q<{ n: number }>("SELECT count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND scored_at > $1", [before]);
+    const [rescored] = await q<{ n: number }>("SELECT count(*)::int AS n FROM risk_scores WHERE model_version = 'v1' AND scored_at > $1", [
+      before,
+    ]);
     expect(rescored.n).toBe(total);
     expect(await watermark('v1')).toBe(mark);
     expect((await riskRun(db.url)).scored).toBe(0);
@@ -223,14 +283,18 @@ describe('rescoring and model versions', () => {
       expect(await scoreCounts(c, 'v2')).toMatchObject({ scores: total, distinct: total, unscored: 0 });
       expect(await scoreCounts(c, 'v1')).toMatchObject({ scores: total, distinct: total, unscored: 0 });
     });
-    const [{ last }] = await q<{ last: string }>("SELECT created_xid::text || '/' || invoice_id AS last FROM invoices ORDER BY created_xid DESC, invoice_id DESC LIMIT 1");
+    const [{ last }] = await q<{ last: string }>(
+      "SELECT created_xid::text || '/' || invoice_id AS last FROM invoices ORDER BY created_xid DESC, invoice_id DESC LIMIT 1",
+    );
     expect(await watermark('v2')).toBe(last);
     const verify = await cli(['risk', 'verify', '--model-version', 'v2', '--json']);
     expect(JSON.parse(verify.stdout)).toMatchObject({ model: 'v2', checked: total, scored: total, missing: 0 });
   });
 
   it('--since 2026-01-01 with a new model scores only what was issued since then and does not move the watermark', async () => {
-    const [{ since }] = await q<{ since: number }>("SELECT count(*)::int AS since FROM invoices WHERE issue_date >= '2026-01-01T00:00:00Z'");
+    const [{ since }] = await q<{ since: number }>(
+      "SELECT count(*)::int AS since FROM invoices WHERE issue_date >= '2026-01-01T00:00:00Z'",
+    );
     expect(since).toBeGreaterThan(0);
     expect(since).toBeLessThan(total);
     const run = await riskRun(db.url, ['--since', '2026-01-01', '--model-version', 'v3']);
@@ -259,7 +323,14 @@ describe('rescoring and model versions', () => {
   });
 
   it('refuses flags that do not go together (exit 2)', async () => {
-    for (const args of [['--follow', '--since', 'all'], ['--retry-failed', '--since', 'all'], ['--since', '2026-13-01'], ['--model-version', 'a b'], ['--batch-size', '0'], ['bogus']]) {
+    for (const args of [
+      ['--follow', '--since', 'all'],
+      ['--retry-failed', '--since', 'all'],
+      ['--since', '2026-13-01'],
+      ['--model-version', 'a b'],
+      ['--batch-size', '0'],
+      ['bogus'],
+    ]) {
       const r = await cli(['risk', ...args]);
       expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
     }
@@ -274,8 +345,23 @@ describe('invoices risk explain', () => {
     const r = await cli(['risk', 'explain', inv.id, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const e = JSON.parse(r.stdout);
-    expect(e.invoice).toMatchObject({ id: inv.id, issuer: expect.stringMatching(/^\d+$/), receiver: expect.stringMatching(/^\d+$/), amount: expect.stringMatching(/^\d+\.\d{2}$/) });
-    expect(Object.keys(e.features).sort()).toEqual(['amountBaseline', 'amountZ', 'baselineMedian', 'dateOffsetDays', 'nearDuplicates', 'newCounterparty', 'priorInvoices', 'round', 'velocity']);
+    expect(e.invoice).toMatchObject({
+      id: inv.id,
+      issuer: expect.stringMatching(/^\d+$/),
+      receiver: expect.stringMatching(/^\d+$/),
+      amount: expect.stringMatching(/^\d+\.\d{2}$/),
+    });
+    expect(Object.keys(e.features).sort()).toEqual([
+      'amountBaseline',
+      'amountZ',
+      'baselineMedian',
+      'dateOffsetDays',
+      'nearDuplicates',
+      'newCounterparty',
+      'priorInvoices',
+      'round',
+      'velocity',
+    ]);
     expect(e.features.velocity.map((v: { days: number }) => v.days)).toEqual([1, 7, 30]);
     expect(e.score.score).toBeGreaterThanOrEqual(0);
     expect(e.score.score).toBeLessThanOrEqual(1);
@@ -311,7 +397,10 @@ describe('invoices risk explain', () => {
 
 describe('issuer histories carried across batches', () => {
   /** Scores what was issued since 2026-06-01 with a new model in one batch and one invoice per batch: they must agree. */
-  async function compareBatchSizes(tag: string, where = 'true'): Promise<{ diff: { id: string; one: string[]; each: string[] }[]; reasons: string[][] }> {
+  async function compareBatchSizes(
+    tag: string,
+    where = 'true',
+  ): Promise<{ diff: { id: string; one: string[]; each: string[] }[]; reasons: string[][] }> {
     const one = await riskRun(db.url, ['--since', '2026-06-01', '--model-version', `${tag}-one`]);
     const each = await riskRun(db.url, ['--since', '2026-06-01', '--model-version', `${tag}-each`, '--batch-size', '1']);
     expect(each.scored).toBe(one.scored);
@@ -322,14 +411,18 @@ describe('issuer histories carried across batches', () => {
           AND a.invoice_id IN (SELECT invoice_id FROM invoices WHERE ${where}) ORDER BY 1`,
       [`${tag}-one`, `${tag}-each`],
     );
-    const reasons = (await q<{ reasons: string[] }>('SELECT reasons FROM risk_scores WHERE model_version = $1 ORDER BY invoice_id', [`${tag}-one`])).map((r) => r.reasons);
+    const reasons = (
+      await q<{ reasons: string[] }>('SELECT reasons FROM risk_scores WHERE model_version = $1 ORDER BY invoice_id', [`${tag}-one`])
+    ).map((r) => r.reasons);
     return { diff, reasons };
   }
 
   it('a future-dated invoice scored first does not hide a later burst of the same issuer', async () => {
     await withPg(db.url, async (c) => {
       await c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now() - interval '1 hour', 30, 31, 70.00)");
-      await c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now() + interval '400 days', 30, 32, 77.77)");
+      await c.query(
+        "INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now() + interval '400 days', 30, 32, 77.77)",
+      );
       await c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount)
                      SELECT now() - (13 - k) * interval '1 minute', 30, 1 + k, 60 + k FROM generate_series(1, 12) k`);
     });
@@ -343,7 +436,7 @@ describe('issuer histories carried across batches', () => {
     await withPg(db.url, async (c) => {
       // Issuer 35: one invoice dated today, then (later transaction) three dated yesterday,
       // to the same receiver with the same amount: near-duplicates of each other, once each.
-      await c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 35, 36, 500.00)");
+      await c.query('INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 35, 36, 500.00)');
       await c.query(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount)
                      SELECT now() - interval '1 day' + k * interval '1 minute', 35, 37, 88.00 FROM generate_series(1, 3) k`);
     });
@@ -352,7 +445,9 @@ describe('issuer histories carried across batches', () => {
     // small (and after them in one batch, which sorts by date): only the back-dated ones compare.
     const { diff } = await compareBatchSizes('backdated', 'issuer_id = 35 AND receiver_id = 37');
     expect(diff).toEqual([]);
-    const dup = await q<{ reasons: string[] }>("SELECT s.reasons FROM risk_scores s JOIN invoices i USING (invoice_id) WHERE s.model_version = 'backdated-each' AND i.issuer_id = 35 AND i.receiver_id = 37 ORDER BY i.issue_date");
+    const dup = await q<{ reasons: string[] }>(
+      "SELECT s.reasons FROM risk_scores s JOIN invoices i USING (invoice_id) WHERE s.model_version = 'backdated-each' AND i.issuer_id = 35 AND i.receiver_id = 37 ORDER BY i.issue_date",
+    );
     expect(dup.map((r) => r.reasons.includes('NEAR_DUPLICATE'))).toEqual([false, true, true]);
   });
 });

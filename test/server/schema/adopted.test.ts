@@ -14,9 +14,20 @@ import { adoptBilling, BILLING_MAPPING, createDatabase, runCli, tempDir, withPg,
  * What seed generates, summed per month (UTC) with BigInt cents and printed at a numeric scale
  * the way PostgreSQL prints sum(): the oracle for sums read back from an adopted table.
  */
-function expectedMonthlySums(o: { customers: number; invoices: number; months: number; asOf: string; firstId?: number; firstCustomerId?: number }, scale: number): Record<string, { n: number; sum: string }> {
+function expectedMonthlySums(
+  o: { customers: number; invoices: number; months: number; asOf: string; firstId?: number; firstCustomerId?: number },
+  scale: number,
+): Record<string, { n: number; sum: string }> {
   const { startMicros, endMicros } = seedWindow(new Date(`${o.asOf}T00:00:00Z`), o.months);
-  const gen = new InvoiceGenerator({ count: o.invoices, firstId: o.firstId ?? 1, firstCustomerId: o.firstCustomerId ?? 1, customers: o.customers, startMicros, endMicros, seed: '1' });
+  const gen = new InvoiceGenerator({
+    count: o.invoices,
+    firstId: o.firstId ?? 1,
+    firstCustomerId: o.firstCustomerId ?? 1,
+    customers: o.customers,
+    startMicros,
+    endMicros,
+    seed: '1',
+  });
   const row: InvoiceRow = { id: 0, issueMicros: 0, issuerId: 0, receiverId: 0, cents: 0 };
   const acc: Record<string, { n: number; cents: bigint }> = {};
   while (gen.next(row)) {
@@ -30,7 +41,13 @@ function expectedMonthlySums(o: { customers: number; invoices: number; months: n
 }
 
 /** count and sum per month of issue date as PostgreSQL prints them (a timestamp column is UTC already). */
-async function monthlySums(c: pg.Client, table: string, date: string, amount: string, where = 'true'): Promise<Record<string, { n: number; sum: string }>> {
+async function monthlySums(
+  c: pg.Client,
+  table: string,
+  date: string,
+  amount: string,
+  where = 'true',
+): Promise<Record<string, { n: number; sum: string }>> {
   const { rows } = await c.query<{ m: string; n: number; sum: string }>(
     `SELECT to_char(${date}, 'YYYY-MM') AS m, count(*)::int AS n, sum(${amount})::text AS sum FROM ${table} WHERE ${where} GROUP BY 1 ORDER BY 1`,
   );
@@ -46,10 +63,13 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     db = await createDatabase();
     // The way an application would have created it: identity keys, timestamp without time zone,
     // another numeric scale, a customers table with only an id and a name.
-    cwd = await adoptBilling(db.url, `
+    cwd = await adoptBilling(
+      db.url,
+      `
       INSERT INTO billing.clients (customer_name) VALUES ('Acme "Rockets"'), ('Globex, Inc.');
       INSERT INTO billing.invoice (issued_at, from_client, to_client, amount_usd)
-        VALUES ('2026-03-01 23:30:00.123456', 1, 2, 1234.567), ('2026-03-02 08:00:00', 2, 1, 0.001);`);
+        VALUES ('2026-03-01 23:30:00.123456', 1, 2, 1234.567), ('2026-03-02 08:00:00', 2, 1, 0.001);`,
+    );
   });
   afterAll(async () => {
     await db?.drop();
@@ -59,11 +79,18 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     const r = await cli(['get', '1', '--json'], { TZ: 'America/New_York' });
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
-      invoice_id: 1, issue_date: '2026-03-01T23:30:00.123456Z', issuer_id: 1, issuer_name: 'Acme "Rockets"',
-      receiver_id: 2, receiver_name: 'Globex, Inc.', amount: '1234.567',
+      invoice_id: 1,
+      issue_date: '2026-03-01T23:30:00.123456Z',
+      issuer_id: 1,
+      issuer_name: 'Acme "Rockets"',
+      receiver_id: 2,
+      receiver_name: 'Globex, Inc.',
+      amount: '1234.567',
     });
     const csv = await cli(['get', '2', '--format', 'csv']);
-    expect(csv.stdout).toBe('invoice_id,issue_date,issuer_id,issuer_name,receiver_id,receiver_name,amount\n2,2026-03-02T08:00:00Z,2,"Globex, Inc.",1,"Acme ""Rockets""",0.001\n');
+    expect(csv.stdout).toBe(
+      'invoice_id,issue_date,issuer_id,issuer_name,receiver_id,receiver_name,amount\n2,2026-03-02T08:00:00Z,2,"Globex, Inc.",1,"Acme ""Rockets""",0.001\n',
+    );
   });
 
   it('not found is exit 3; --config PATH from elsewhere works the same', async () => {
@@ -79,7 +106,15 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     const partition = await cli(['partition']);
     expect(partition.code).toBe(2);
     expect(partition.stderr).toContain('billing.invoice is a plain (unpartitioned) table: convert it with `invoices partition --convert`');
-    const tables = await withPg(db.url, async (c) => (await c.query("SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('invoices', 'customers', 'invoice_ids', 'invoice_default')")).rows[0].n);
+    const tables = await withPg(
+      db.url,
+      async (c) =>
+        (
+          await c.query(
+            "SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('invoices', 'customers', 'invoice_ids', 'invoice_default')",
+          )
+        ).rows[0].n,
+    );
     expect(tables).toBe(0);
   });
 
@@ -92,10 +127,13 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     expect(r.stderr).not.toContain('superuser');
     await withPg(db.url, async (c) => {
       expect((await c.query('SELECT count(*)::int AS n, max(client_id) AS max FROM billing.clients')).rows[0]).toEqual({ n: 22, max: 22 });
-      expect(await monthlySums(c, 'billing.invoice', 'issued_at', 'amount_usd', 'id > 2'))
-        .toEqual(expectedMonthlySums({ customers: 20, invoices: 400, months: 2, asOf: '2026-03-10', firstId: 3, firstCustomerId: 3 }, 3));
+      expect(await monthlySums(c, 'billing.invoice', 'issued_at', 'amount_usd', 'id > 2')).toEqual(
+        expectedMonthlySums({ customers: 20, invoices: 400, months: 2, asOf: '2026-03-10', firstId: 3, firstCustomerId: 3 }, 3),
+      );
       // GENERATED ALWAYS identities continue after the generated ids.
-      const { rows: [next] } = await c.query("INSERT INTO billing.clients (customer_name) VALUES ('Next') RETURNING client_id");
+      const {
+        rows: [next],
+      } = await c.query("INSERT INTO billing.clients (customer_name) VALUES ('Next') RETURNING client_id");
       expect(next.client_id).toBe(23);
       await c.query('DELETE FROM billing.clients WHERE client_id = 23');
     });
@@ -118,12 +156,26 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     const controller = new AbortController();
     const core = new pg.Client({ connectionString: db.url, options: '-c TimeZone=UTC' });
     await core.connect();
-    await expect(convertInvoices(core, {
-      ahead: [], batchSize: 100, signal: controller.signal, tables: parseTableMap(BILLING_MAPPING, 'test'),
-      onProgress: (p) => { if (p.phase === 'backfill' && p.done >= 200) controller.abort(); },
-    }).finally(() => core.end())).rejects.toBeInstanceOf(InterruptedError);
-    const objects = () => withPg(db.url, async (c) => (await c.query(`SELECT to_regclass('billing.invoice_part') IS NOT NULL AS part, to_regclass('billing.invoice_convert_state') IS NOT NULL AS state,
-      (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'billing.invoice'::regclass AND NOT tgisinternal) AS triggers`)).rows[0]);
+    await expect(
+      convertInvoices(core, {
+        ahead: [],
+        batchSize: 100,
+        signal: controller.signal,
+        tables: parseTableMap(BILLING_MAPPING, 'test'),
+        onProgress: (p) => {
+          if (p.phase === 'backfill' && p.done >= 200) controller.abort();
+        },
+      }).finally(() => core.end()),
+    ).rejects.toBeInstanceOf(InterruptedError);
+    const objects = () =>
+      withPg(
+        db.url,
+        async (c) =>
+          (
+            await c.query(`SELECT to_regclass('billing.invoice_part') IS NOT NULL AS part, to_regclass('billing.invoice_convert_state') IS NOT NULL AS state,
+      (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'billing.invoice'::regclass AND NOT tgisinternal) AS triggers`)
+          ).rows[0],
+      );
     expect(await objects()).toEqual({ part: true, state: true, triggers: 2 });
 
     const dry = await cli(['partition', '--convert', '--cancel', '--dry-run']);
@@ -137,10 +189,24 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('switched: billing.invoice is now partitioned');
     expect(await withPg(db.url, (c) => monthlySums(c, 'billing.invoice', 'issued_at', 'amount_usd'))).toEqual(before);
-    expect(await withPg(db.url, async (c) => (await c.query("SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'billing.invoice'::regclass AND attname = 'from_client'")).rows[0]))
-      .toEqual({ t: 'integer' });
+    expect(
+      await withPg(
+        db.url,
+        async (c) =>
+          (
+            await c.query(
+              "SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute WHERE attrelid = 'billing.invoice'::regclass AND attname = 'from_client'",
+            )
+          ).rows[0],
+      ),
+    ).toEqual({ t: 'integer' });
     const got = await cli(['get', '1', '--json']);
-    expect(JSON.parse(got.stdout)).toMatchObject({ invoice_id: 1, issue_date: '2026-03-01T23:30:00.123456Z', amount: '1234.567', issuer_name: 'Acme "Rockets"' });
+    expect(JSON.parse(got.stdout)).toMatchObject({
+      invoice_id: 1,
+      issue_date: '2026-03-01T23:30:00.123456Z',
+      amount: '1234.567',
+      issuer_name: 'Acme "Rockets"',
+    });
   });
 
   it('a bad mapping is a one-line config error (exit 2)', async () => {
@@ -151,7 +217,9 @@ describe('an adopted table, mapped in invoices.config.json', () => {
     expect(r.stderr).toMatch(/"invoices"\.table must be "table" or "schema\.table"/);
     expect(() => parseTableMap({ invoices: { columns: { amount_usd: 'x' } } }, 'f.json')).toThrow(/unknown column "amount_usd"/);
     expect(parseTableMap({ customers: { table: 'crm.people' } }, 'f.json')).toMatchObject({
-      mapped: true, invoices: { schema: 'public', table: 'invoices' }, customers: { schema: 'crm', table: 'people', columns: { id: 'id', name: 'name' } },
+      mapped: true,
+      invoices: { schema: 'public', table: 'invoices' },
+      customers: { schema: 'crm', table: 'people', columns: { id: 'id', name: 'name' } },
     });
   });
 });
@@ -161,21 +229,34 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
   let cwd: string;
   const AS_OF = '2026-03-10';
   const MAP = {
-    invoices: { table: 'erp.bills', columns: { invoice_id: 'bill_no', issue_date: 'billed_at', issuer_id: 'seller', receiver_id: 'buyer', amount: 'amount_usd' } },
+    invoices: {
+      table: 'erp.bills',
+      columns: { invoice_id: 'bill_no', issue_date: 'billed_at', issuer_id: 'seller', receiver_id: 'buyer', amount: 'amount_usd' },
+    },
     customers: { table: 'erp.parties', columns: { id: 'party_no', name: 'customer_name' } },
   };
   const cli = (args: string[], dir = cwd) => runCli(args, { cwd: dir, env: { DATABASE_URL: db.url } });
   const query = async <T extends pg.QueryResultRow>(sql: string): Promise<T[]> => withPg(db.url, async (c) => (await c.query<T>(sql)).rows);
-  const erpRelations = async () => (await query<{ name: string }>("SELECT relname AS name FROM pg_class WHERE relnamespace = 'erp'::regnamespace AND relkind IN ('r', 'p') ORDER BY 1")).map((r) => r.name);
-  const partitionsOf = async () => (await query<{ name: string }>(
-    "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'erp.bills'::regclass ORDER BY 1")).map((r) => r.name);
+  const erpRelations = async () =>
+    (
+      await query<{ name: string }>(
+        "SELECT relname AS name FROM pg_class WHERE relnamespace = 'erp'::regnamespace AND relkind IN ('r', 'p') ORDER BY 1",
+      )
+    ).map((r) => r.name);
+  const partitionsOf = async () =>
+    (
+      await query<{ name: string }>(
+        "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'erp.bills'::regclass ORDER BY 1",
+      )
+    ).map((r) => r.name);
   const expected = expectedMonthlySums({ customers: 40, invoices: 3000, months: 3, asOf: AS_OF }, 4);
 
   beforeAll(async () => {
     db = await createDatabase();
     // bigint identity keys (ALWAYS and BY DEFAULT), a timestamp without time zone, numeric(18,4),
     // customers with only an id and a name, in schema erp.
-    await withPg(db.url, (c) => c.query(`
+    await withPg(db.url, (c) =>
+      c.query(`
       CREATE SCHEMA erp;
       CREATE TABLE erp.parties (party_no bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, customer_name text NOT NULL);
       CREATE TABLE erp.bills (
@@ -183,7 +264,8 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
         billed_at  timestamp NOT NULL,
         seller     bigint NOT NULL REFERENCES erp.parties,
         buyer      bigint NOT NULL REFERENCES erp.parties,
-        amount_usd numeric(18,4) NOT NULL CHECK (amount_usd >= 0));`));
+        amount_usd numeric(18,4) NOT NULL CHECK (amount_usd >= 0));`),
+    );
     cwd = tempDir('adopted-erp-');
     writeFileSync(path.join(cwd, 'invoices.config.json'), JSON.stringify(MAP));
   });
@@ -193,10 +275,13 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
 
   it('init with a mapping that does not match says what is missing (exit 2) and creates nothing', async () => {
     const bad = tempDir('adopted-erp-bad-');
-    writeFileSync(path.join(bad, 'invoices.config.json'), JSON.stringify({
-      invoices: { ...MAP.invoices, columns: { ...MAP.invoices.columns, amount: 'amount_eur' } },
-      customers: { table: 'erp.clients', columns: MAP.customers.columns },
-    }));
+    writeFileSync(
+      path.join(bad, 'invoices.config.json'),
+      JSON.stringify({
+        invoices: { ...MAP.invoices, columns: { ...MAP.invoices.columns, amount: 'amount_eur' } },
+        customers: { table: 'erp.clients', columns: MAP.customers.columns },
+      }),
+    );
     for (const command of ['init', 'seed']) {
       const r = await cli(command === 'init' ? ['init'] : ['seed', '--customers', '5'], bad);
       expect(r.code, command).toBe(2);
@@ -220,9 +305,12 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
     expect(await query('SELECT count(*)::int AS n FROM erp.parties')).toEqual([{ n: 40 }]);
     expect(await withPg(db.url, (c) => monthlySums(c, 'erp.bills', 'billed_at', 'amount_usd'))).toEqual(expected);
     expect(Object.keys(expected)).toEqual(['2025-12', '2026-01', '2026-02', '2026-03']);
-    expect(await query("SELECT min(billed_at)::text >= '2025-12-10' AS lo, max(billed_at)::text < '2026-03-10' AS hi FROM erp.bills")).toEqual([{ lo: true, hi: true }]);
+    expect(
+      await query("SELECT min(billed_at)::text >= '2025-12-10' AS lo, max(billed_at)::text < '2026-03-10' AS hi FROM erp.bills"),
+    ).toEqual([{ lo: true, hi: true }]);
     const [next] = await query<{ bill_no: string }>(
-      "INSERT INTO erp.bills (billed_at, seller, buyer, amount_usd) VALUES ('2026-03-09 12:00', 1, 2, 1.5) RETURNING bill_no::text");
+      "INSERT INTO erp.bills (billed_at, seller, buyer, amount_usd) VALUES ('2026-03-09 12:00', 1, 2, 1.5) RETURNING bill_no::text",
+    );
     expect(next.bill_no).toBe('3001');
     await query('DELETE FROM erp.bills WHERE bill_no = 3001');
   });
@@ -250,21 +338,43 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
     expect(JSON.parse(r.stdout)).toMatchObject({ status: 'converted', rows: 3000, oldTable: 'bills_unpartitioned', defaultRows: 0 });
     expect(await query("SELECT relkind::text FROM pg_class WHERE oid = 'erp.bills'::regclass")).toEqual([{ relkind: 'p' }]);
     expect(await partitionsOf()).toEqual([
-      'bills_default', 'bills_p2025_12', 'bills_p2026_01', 'bills_p2026_02', 'bills_p2026_03', 'bills_p2026_04', 'bills_p2026_05', 'bills_p2026_06',
+      'bills_default',
+      'bills_p2025_12',
+      'bills_p2026_01',
+      'bills_p2026_02',
+      'bills_p2026_03',
+      'bills_p2026_04',
+      'bills_p2026_05',
+      'bills_p2026_06',
     ]);
-    expect(await query(`SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
-                         WHERE attrelid = 'erp.bills'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> 'created_xid' ORDER BY attnum`)).toEqual([
-      { name: 'bill_no', type: 'bigint' }, { name: 'billed_at', type: 'timestamp without time zone' },
-      { name: 'seller', type: 'bigint' }, { name: 'buyer', type: 'bigint' }, { name: 'amount_usd', type: 'numeric(18,4)' },
+    expect(
+      await query(`SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+                         WHERE attrelid = 'erp.bills'::regclass AND attnum > 0 AND NOT attisdropped AND attname <> 'created_xid' ORDER BY attnum`),
+    ).toEqual([
+      { name: 'bill_no', type: 'bigint' },
+      { name: 'billed_at', type: 'timestamp without time zone' },
+      { name: 'seller', type: 'bigint' },
+      { name: 'buyer', type: 'bigint' },
+      { name: 'amount_usd', type: 'numeric(18,4)' },
     ]);
     expect(await withPg(db.url, (c) => monthlySums(c, 'erp.bills', 'billed_at', 'amount_usd'))).toEqual(expected);
-    expect(await query('SELECT (SELECT count(*) FROM erp.bills_ids)::int AS ids, (SELECT count(*) FROM erp.bills_default)::int AS def')).toEqual([{ ids: 3000, def: 0 }]);
-    expect(await query("SELECT to_regclass('public.invoice_ids') AS locator, to_regclass('erp.bills_convert_log') AS log")).toEqual([{ locator: null, log: null }]);
+    expect(
+      await query('SELECT (SELECT count(*) FROM erp.bills_ids)::int AS ids, (SELECT count(*) FROM erp.bills_default)::int AS def'),
+    ).toEqual([{ ids: 3000, def: 0 }]);
+    expect(await query("SELECT to_regclass('public.invoice_ids') AS locator, to_regclass('erp.bills_convert_log') AS log")).toEqual([
+      { locator: null, log: null },
+    ]);
 
-    const [row] = await query<{ billed_at: string; amount: string }>("SELECT billed_at::text, amount_usd::text AS amount FROM erp.bills WHERE bill_no = 1234");
+    const [row] = await query<{ billed_at: string; amount: string }>(
+      'SELECT billed_at::text, amount_usd::text AS amount FROM erp.bills WHERE bill_no = 1234',
+    );
     const got = await cli(['get', '1234', '--json']);
     expect(got.code, got.stderr).toBe(0);
-    expect(JSON.parse(got.stdout)).toMatchObject({ invoice_id: 1234, amount: row.amount, issue_date: `${row.billed_at.replace(' ', 'T')}Z` });
+    expect(JSON.parse(got.stdout)).toMatchObject({
+      invoice_id: 1234,
+      amount: row.amount,
+      issue_date: `${row.billed_at.replace(' ', 'T')}Z`,
+    });
     expect(JSON.parse(got.stdout).issuer_name).toEqual(expect.any(String));
   });
 
@@ -280,7 +390,9 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
     expect(missing.stderr).toContain('no partition yet for 2026-07, 2026-08');
 
     const dry = await cli(['partition', '--as-of', AS_OF, '--ahead', '5', '--dry-run']);
-    expect(dry.stdout).toContain(`CREATE TABLE "erp"."bills_p2026_07" PARTITION OF "erp"."bills" FOR VALUES FROM ('2026-07-01T00:00:00.000Z')`);
+    expect(dry.stdout).toContain(
+      `CREATE TABLE "erp"."bills_p2026_07" PARTITION OF "erp"."bills" FOR VALUES FROM ('2026-07-01T00:00:00.000Z')`,
+    );
     expect(await partitionsOf()).not.toContain('bills_p2026_07');
 
     const made = await cli(['partition', '--as-of', AS_OF, '--ahead', '5']);
@@ -292,7 +404,9 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
   let moved = 0;
   it('partition moves rows out of the DEFAULT partition into their month, keeping the locator in step', async () => {
     // The identity carried over continues after the seeded ids and the one used and deleted above.
-    [{ id: moved }] = await query<{ id: number }>("INSERT INTO erp.bills (billed_at, seller, buyer, amount_usd) VALUES ('2027-01-31 23:59:59.5', 1, 2, 12.3456) RETURNING bill_no::int AS id");
+    [{ id: moved }] = await query<{ id: number }>(
+      "INSERT INTO erp.bills (billed_at, seller, buyer, amount_usd) VALUES ('2027-01-31 23:59:59.5', 1, 2, 12.3456) RETURNING bill_no::int AS id",
+    );
     expect(moved).toBe(3002);
     const check = await cli(['partition', '--check', '--as-of', AS_OF]);
     expect(check.code).toBe(1);
@@ -309,11 +423,13 @@ describe('init, seed and partition on an adopted table in its own schema', () =>
     const r = await cli(['seed', '--customers', '10', '--invoices', '500', '--months', '1', '--as-of', '2027-06-15', '--append']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('created partition bills_p2027_05 of erp.bills');
-    expect(await query(`SELECT (SELECT count(*) FROM erp.bills)::int AS bills, (SELECT count(*) FROM erp.bills_ids)::int AS ids,
-                               (SELECT count(*) FROM erp.bills_default)::int AS def, (SELECT count(*) FROM erp.parties)::int AS parties`))
-      .toEqual([{ bills: 3501, ids: 3501, def: 0, parties: 50 }]);
-    expect(await withPg(db.url, (c) => monthlySums(c, 'erp.bills', 'billed_at', 'amount_usd', `bill_no > ${moved}`)))
-      .toEqual(expectedMonthlySums({ customers: 10, invoices: 500, months: 1, asOf: '2027-06-15', firstId: moved + 1, firstCustomerId: 41 }, 4));
+    expect(
+      await query(`SELECT (SELECT count(*) FROM erp.bills)::int AS bills, (SELECT count(*) FROM erp.bills_ids)::int AS ids,
+                               (SELECT count(*) FROM erp.bills_default)::int AS def, (SELECT count(*) FROM erp.parties)::int AS parties`),
+    ).toEqual([{ bills: 3501, ids: 3501, def: 0, parties: 50 }]);
+    expect(await withPg(db.url, (c) => monthlySums(c, 'erp.bills', 'billed_at', 'amount_usd', `bill_no > ${moved}`))).toEqual(
+      expectedMonthlySums({ customers: 10, invoices: 500, months: 1, asOf: '2027-06-15', firstId: moved + 1, firstCustomerId: 41 }, 4),
+    );
   });
 
   it('init on the partitioned table adds its locator when it is missing, and says so', async () => {

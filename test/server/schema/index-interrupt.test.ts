@@ -12,19 +12,27 @@ interface Idx {
   valid: boolean;
 }
 const indexes = (url: string) =>
-  withPg(url, async (c) => (await c.query<Idx>(
-    `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
+  withPg(
+    url,
+    async (c) =>
+      (
+        await c.query<Idx>(
+          `SELECT c.relname AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
       WHERE t.relnamespace = 'public'::regnamespace AND (t.relname LIKE 'invoices%' OR t.relname = 'invoice_ids') ORDER BY 1`,
-  )).rows);
+        )
+      ).rows,
+  );
 
 describe('index on a plain table (three long concurrent builds)', () => {
   it('Ctrl-C during a build: it is cancelled and dropped, the finished ones stay, a re-run completes', async () => {
     const db = await database();
-    await withPg(db.url, (c) => c.query(`
+    await withPg(db.url, (c) =>
+      c.query(`
       CREATE TABLE invoices (invoice_id bigint NOT NULL, issue_date timestamptz NOT NULL, issuer_id bigint NOT NULL, receiver_id bigint NOT NULL, amount numeric(14,2) NOT NULL);
       INSERT INTO invoices SELECT g, timestamptz '2025-01-01' + g * interval '11 seconds', 1 + (g::bigint * 7919) % 50000, 1 + (g::bigint * 104729) % 50000, (g % 100000) / 100.0
         FROM generate_series(1, 1500000) g;
-      ANALYZE invoices;`));
+      ANALYZE invoices;`),
+    );
     expect(await indexes(db.url)).toEqual([]);
 
     // Interrupted in the second build, once the first one is done.
@@ -35,7 +43,9 @@ describe('index on a plain table (three long concurrent builds)', () => {
     recordStop('index, plain table, second build', r.stopMs);
     expect(r.code, r.stderr).toBe(130);
     expect(r.stopMs).toBeLessThan(2000);
-    expect(r.stderr).toContain('interrupted during step 2/3: steps 1-1 of 3 are done and kept; the cancelled build\'s invalid invoices_issuer_date_idx was dropped');
+    expect(r.stderr).toContain(
+      "interrupted during step 2/3: steps 1-1 of 3 are done and kept; the cancelled build's invalid invoices_issuer_date_idx was dropped",
+    );
     expect(await noBackendLeft(db.name)).toBeLessThan(1000);
     expect(await indexes(db.url)).toEqual([{ name: 'invoices_invoice_id_key', valid: true }]);
 

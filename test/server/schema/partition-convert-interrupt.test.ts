@@ -11,7 +11,8 @@ const database = databasesPerTest();
 
 /** A plain invoices table as an application would have made it: serial key, an index, a foreign key to customers. */
 async function plainTable(url: string, rows: number): Promise<void> {
-  await withPg(url, (c) => c.query(`
+  await withPg(url, (c) =>
+    c.query(`
     CREATE TABLE customers (id bigint PRIMARY KEY, name text);
     INSERT INTO customers SELECT g, 'Customer ' || g FROM generate_series(1, 100) g;
     CREATE TABLE invoices (
@@ -24,16 +25,27 @@ async function plainTable(url: string, rows: number): Promise<void> {
     INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount)
       SELECT timestamptz '2024-01-01' + g * interval '97 seconds', 1 + g % 100, 1 + (g * 7 + 3) % 100, round((g % 9973) * 1.37, 2)
         FROM generate_series(1, ${rows}) g;
-    ANALYZE;`));
+    ANALYZE;`),
+  );
 }
 
-const relkind = (url: string) => withPg(url, async (c) => (await c.query<{ k: string }>("SELECT relkind::text AS k FROM pg_class WHERE oid = 'invoices'::regclass")).rows[0].k);
+const relkind = (url: string) =>
+  withPg(
+    url,
+    async (c) => (await c.query<{ k: string }>("SELECT relkind::text AS k FROM pg_class WHERE oid = 'invoices'::regclass")).rows[0].k,
+  );
 const progress = (url: string) =>
-  withPg(url, async (c) => (await c.query<{ phase: string; copied: number; part: number; ids: number; invalid: number }>(
-    `SELECT phase, rows_copied::int AS copied, (SELECT count(*)::int FROM invoices_part) AS part, (SELECT count(*)::int FROM invoice_ids) AS ids,
+  withPg(
+    url,
+    async (c) =>
+      (
+        await c.query<{ phase: string; copied: number; part: number; ids: number; invalid: number }>(
+          `SELECT phase, rows_copied::int AS copied, (SELECT count(*)::int FROM invoices_part) AS part, (SELECT count(*)::int FROM invoice_ids) AS ids,
             (SELECT count(*)::int FROM pg_index WHERE NOT indisvalid) AS invalid
        FROM invoices_convert_state`,
-  )).rows[0]);
+        )
+      ).rows[0],
+  );
 const ROWS = 600_000;
 
 describe('Ctrl-C and SIGTERM in each phase of a conversion', () => {
@@ -48,8 +60,14 @@ describe('Ctrl-C and SIGTERM in each phase of a conversion', () => {
   it('in a backfill batch: exit 130 within 2 s, as of the last committed batch, invoices untouched', async () => {
     const run = startCli(db.url, ['partition', '--convert', '--batch-size', '20000', '--debug']);
     await run.waitForStderr(/convert phase 2\/6: backfill/);
-    await withPg(db.url, (c) => waitFor('a few batches copied', async () =>
-      (await c.query<{ n: number }>('SELECT rows_copied::int AS n FROM invoices_convert_state')).rows[0].n >= 60_000, 30_000, 5));
+    await withPg(db.url, (c) =>
+      waitFor(
+        'a few batches copied',
+        async () => (await c.query<{ n: number }>('SELECT rows_copied::int AS n FROM invoices_convert_state')).rows[0].n >= 60_000,
+        30_000,
+        5,
+      ),
+    );
     const r = await run.interrupt();
     recordStop('convert, backfill', r.stopMs);
     expect(r.code, r.stderr).toBe(130);
@@ -109,8 +127,16 @@ describe('two conversions at once, and a seed during one', () => {
     const hash = await withPg(db.url, (c) => tableHash(c, 'invoices'));
     const first = startCli(db.url, ['partition', '--convert', '--batch-size', '2000', '--debug']);
     await first.waitForStderr(/convert phase 2\/6: backfill/);
-    const holder = await withPg(adminUrl(), async (c) => (await c.query<{ pid: number }>(
-      "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'invoices partition --convert'", [db.name])).rows[0].pid);
+    const holder = await withPg(
+      adminUrl(),
+      async (c) =>
+        (
+          await c.query<{ pid: number }>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'invoices partition --convert'",
+            [db.name],
+          )
+        ).rows[0].pid,
+    );
 
     const refused = await runCli(['partition', '--convert', '--no-wait'], { env: { DATABASE_URL: db.url } });
     expect(refused.code, refused.stderr).toBe(1);

@@ -41,7 +41,8 @@ async function plainSchema(url: string, v: Variant): Promise<void> {
          issuer_id   bigint REFERENCES customers,
          receiver_id bigint REFERENCES customers,
          amount      numeric(14,2))`;
-  await withPg(url, (c) => c.query(`
+  await withPg(url, (c) =>
+    c.query(`
     CREATE TABLE customers (id bigint PRIMARY KEY, name text);
     INSERT INTO customers SELECT g, 'Customer ' || g FROM generate_series(1, 100) g;
     ${invoices};
@@ -52,15 +53,20 @@ async function plainSchema(url: string, v: Variant): Promise<void> {
       SELECT timestamp '2025-01-01' + g * interval '37 minutes 13 seconds', 1 + g % 100, 1 + (g * 7 + 3) % 100, round((g % 9973) * 1.37, 2)
         FROM generate_series(1, ${v.rows}) g;
     INSERT INTO payments (invoice_id, paid) SELECT g * 3, 1.00 FROM generate_series(1, 50) g;
-    ANALYZE;`));
+    ANALYZE;`),
+  );
 }
 
 const monthly = (c: pg.Client, table = 'invoices') =>
-  c.query<{ month: string; n: string; total: string }>(
-    `SELECT to_char(date_trunc('month', issue_date), 'YYYY-MM') AS month, count(*)::text AS n, sum(amount)::text AS total FROM ${table} GROUP BY 1 ORDER BY 1`,
-  ).then((r) => r.rows);
-const one = async <T extends pg.QueryResultRow>(url: string, sql: string, values: unknown[] = []): Promise<T> => withPg(url, async (c) => (await c.query<T>(sql, values)).rows[0]);
-const relkind = (url: string) => one<{ k: string | null }>(url, "SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass('invoices')) AS k").then((r) => r.k);
+  c
+    .query<{ month: string; n: string; total: string }>(
+      `SELECT to_char(date_trunc('month', issue_date), 'YYYY-MM') AS month, count(*)::text AS n, sum(amount)::text AS total FROM ${table} GROUP BY 1 ORDER BY 1`,
+    )
+    .then((r) => r.rows);
+const one = async <T extends pg.QueryResultRow>(url: string, sql: string, values: unknown[] = []): Promise<T> =>
+  withPg(url, async (c) => (await c.query<T>(sql, values)).rows[0]);
+const relkind = (url: string) =>
+  one<{ k: string | null }>(url, "SELECT (SELECT relkind::text FROM pg_class WHERE oid = to_regclass('invoices')) AS k").then((r) => r.k);
 const cli = (url: string, args: string[]) => runCli(['partition', '--convert', ...args], { env: { DATABASE_URL: url } });
 
 /** A client as the CLI opens one (session time zone UTC). */
@@ -86,16 +92,29 @@ describe('a bigserial table, through the CLI', () => {
     expect(r.stdout).toContain('REFERENCES invoice_ids(invoice_id) ON DELETE CASCADE NOT VALID');
     expect(r.stdout).toMatch(/index invoices_issuer_date_idx/);
     expect(await relkind(db.url)).toBe('r');
-    expect(await one(db.url, `SELECT to_regclass('invoices_part') AS part, to_regclass('invoice_ids') AS ids,
-                                     (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'invoices'::regclass AND NOT tgisinternal) AS triggers`))
-      .toEqual({ part: null, ids: null, triggers: 0 });
+    expect(
+      await one(
+        db.url,
+        `SELECT to_regclass('invoices_part') AS part, to_regclass('invoice_ids') AS ids,
+                                     (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'invoices'::regclass AND NOT tgisinternal) AS triggers`,
+      ),
+    ).toEqual({ part: null, ids: null, triggers: 0 });
   });
 
   it('converts: every row kept, keys, indexes and references carried over, the lock held briefly', async () => {
     const r = await cli(db.url, ['--json', '--as-of', '2026-03-01', '--ahead', '1']);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out).toMatchObject({ status: 'converted', resumed: false, rows: 20_000, copiedRows: 20_000, lockAttempts: 1, defaultRows: 0, oldTable: 'invoices_unpartitioned', warnings: [] });
+    expect(out).toMatchObject({
+      status: 'converted',
+      resumed: false,
+      rows: 20_000,
+      copiedRows: 20_000,
+      lockAttempts: 1,
+      defaultRows: 0,
+      oldTable: 'invoices_unpartitioned',
+      warnings: [],
+    });
     expect(out.lockMs).toBeGreaterThan(0);
     expect(r.stderr).toMatch(/verified: 20,000 rows in \d+ months/);
     expect(r.stderr).toMatch(/the exclusive lock was held \d+ ms/);
@@ -105,42 +124,85 @@ describe('a bigserial table, through the CLI', () => {
     await withPg(db.url, async (c) => {
       expect(await tableHash(c, 'invoices')).toBe(before.hash);
       expect(await monthly(c)).toEqual(before.months);
-      expect((await c.query(`SELECT md5(string_agg(t::text, E'\\n' ORDER BY invoice_id)) AS h FROM invoices_unpartitioned t`)).rows[0].h).toBe(before.hash);
+      expect(
+        (await c.query(`SELECT md5(string_agg(t::text, E'\\n' ORDER BY invoice_id)) AS h FROM invoices_unpartitioned t`)).rows[0].h,
+      ).toBe(before.hash);
       // The conversion's own objects are gone; the locator matches the table row for row.
-      expect((await c.query("SELECT to_regclass('invoices_convert_log') AS l, to_regclass('invoices_convert_state') AS s, to_regclass('invoices_part') AS p")).rows[0])
-        .toEqual({ l: null, s: null, p: null });
-      expect((await c.query('SELECT count(*)::int AS n FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date) WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL')).rows[0].n).toBe(0);
+      expect(
+        (
+          await c.query(
+            "SELECT to_regclass('invoices_convert_log') AS l, to_regclass('invoices_convert_state') AS s, to_regclass('invoices_part') AS p",
+          )
+        ).rows[0],
+      ).toEqual({ l: null, s: null, p: null });
+      expect(
+        (
+          await c.query(
+            'SELECT count(*)::int AS n FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date) WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL',
+          )
+        ).rows[0].n,
+      ).toBe(0);
       // Indexes: the primary key (invoice_id, issue_date) and the application's own index, under their names.
-      const idx = (await c.query<{ name: string; def: string }>("SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indrelid = 'invoices'::regclass ORDER BY 1")).rows;
+      const idx = (
+        await c.query<{ name: string; def: string }>(
+          "SELECT indexrelid::regclass::text AS name, pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indrelid = 'invoices'::regclass ORDER BY 1",
+        )
+      ).rows;
       expect(idx.map((i) => i.name)).toEqual(['invoices_issuer_date_idx', 'invoices_pkey']);
       expect(idx[1].def).toContain('(invoice_id, issue_date)');
       // The tool's layout: created_xid, the watermark for incremental export, is there.
-      expect((await c.query("SELECT format_type(atttypid, atttypmod) AS t, attnotnull AS nn FROM pg_attribute WHERE attrelid = 'invoices'::regclass AND attname = 'created_xid'")).rows)
-        .toEqual([{ t: 'xid8', nn: true }]);
+      expect(
+        (
+          await c.query(
+            "SELECT format_type(atttypid, atttypmod) AS t, attnotnull AS nn FROM pg_attribute WHERE attrelid = 'invoices'::regclass AND attname = 'created_xid'",
+          )
+        ).rows,
+      ).toEqual([{ t: 'xid8', nn: true }]);
       // A new invoice without id continues the sequence, in its month's partition.
-      const { rows: [added] } = await c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2026-04-02', 1, 2, 5.5) RETURNING invoice_id::int AS id, tableoid::regclass::text AS part");
+      const {
+        rows: [added],
+      } = await c.query(
+        "INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2026-04-02', 1, 2, 5.5) RETURNING invoice_id::int AS id, tableoid::regclass::text AS part",
+      );
       expect(added).toEqual({ id: 20_001, part: 'invoices_p2026_04' });
       // Foreign keys to customers: present and enforced.
-      await expect(c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-03-01', 999, 1, 1)")).rejects.toMatchObject({ code: '23503' });
+      await expect(
+        c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-03-01', 999, 1, 1)"),
+      ).rejects.toMatchObject({ code: '23503' });
       // The inbound key now references invoice_ids, validated, enforced, and its ON DELETE CASCADE still works.
-      const fk = (await c.query("SELECT confrelid::regclass::text AS ref, convalidated AS valid FROM pg_constraint WHERE conname = 'payments_invoice_id_fkey'")).rows[0];
+      const fk = (
+        await c.query(
+          "SELECT confrelid::regclass::text AS ref, convalidated AS valid FROM pg_constraint WHERE conname = 'payments_invoice_id_fkey'",
+        )
+      ).rows[0];
       expect(fk).toEqual({ ref: 'invoice_ids', valid: true });
-      await expect(c.query('INSERT INTO payments (invoice_id, paid) VALUES (999999, 1)')).rejects.toMatchObject({ code: '23503', constraint: 'payments_invoice_id_fkey' });
+      await expect(c.query('INSERT INTO payments (invoice_id, paid) VALUES (999999, 1)')).rejects.toMatchObject({
+        code: '23503',
+        constraint: 'payments_invoice_id_fkey',
+      });
       await c.query('DELETE FROM invoices WHERE invoice_id = 3');
       expect((await c.query('SELECT count(*)::int AS n FROM payments WHERE invoice_id = 3')).rows[0].n).toBe(0);
       // invoice_id stays unique across months.
-      await expect(c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (10, '2025-09-09', 1, 2, 1)"))
-        .rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
+      await expect(
+        c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (10, '2025-09-09', 1, 2, 1)"),
+      ).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
       // The view follows the new table (whose total now differs from the old one's).
-      const totals = (await c.query(`SELECT (SELECT sum(total)::text FROM invoices_by_month) AS view, (SELECT sum(amount)::text FROM invoices) AS new,
-                                            (SELECT sum(amount)::text FROM invoices_unpartitioned) AS old`)).rows[0];
+      const totals = (
+        await c.query(`SELECT (SELECT sum(total)::text FROM invoices_by_month) AS view, (SELECT sum(amount)::text FROM invoices) AS new,
+                                            (SELECT sum(amount)::text FROM invoices_unpartitioned) AS old`)
+      ).rows[0];
       expect(totals.view).toBe(totals.new);
       expect(totals.view).not.toBe(totals.old);
     });
 
     const got = await runCli(['get', '20001', '--json'], { env: { DATABASE_URL: db.url } });
     expect(got.code, got.stderr).toBe(0);
-    expect(JSON.parse(got.stdout)).toMatchObject({ invoice_id: 20001, amount: '5.50', issuer_name: 'Customer 1', receiver_name: 'Customer 2' });
+    expect(JSON.parse(got.stdout)).toMatchObject({
+      invoice_id: 20001,
+      amount: '5.50',
+      issuer_name: 'Customer 1',
+      receiver_name: 'Customer 2',
+    });
     const check = await runCli(['partition', '--check', '--as-of', '2026-03-01', '--ahead', '1'], { env: { DATABASE_URL: db.url } });
     expect(check.code, check.stderr).toBe(0);
   });
@@ -178,13 +240,25 @@ describe('an identity table, in process', () => {
         const id = pick();
         let rows: Row[] = [];
         if (kind === 0) {
-          rows = (await writer.query<Row>(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-02-03 04:05:06', $1, 2, 12.34) RETURNING ${cols}`, [1 + rand(99)])).rows;
+          rows = (
+            await writer.query<Row>(
+              `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-02-03 04:05:06', $1, 2, 12.34) RETURNING ${cols}`,
+              [1 + rand(99)],
+            )
+          ).rows;
         } else if (kind === 1) {
           rows = (await writer.query<Row>(`UPDATE invoices SET amount = amount + 1.01 WHERE invoice_id = $1 RETURNING ${cols}`, [id])).rows;
         } else if (kind === 2) {
-          rows = (await writer.query<Row>(`UPDATE invoices SET issue_date = issue_date + interval '45 days' WHERE invoice_id = $1 RETURNING ${cols}`, [id])).rows;
-        } else if (kind === 3 && Number(id) > 150) { // payments reference ids up to 150, without ON UPDATE CASCADE
-          rows = (await writer.query<Row>(`UPDATE invoices SET invoice_id = -invoice_id WHERE invoice_id = $1 RETURNING ${cols}`, [id])).rows;
+          rows = (
+            await writer.query<Row>(
+              `UPDATE invoices SET issue_date = issue_date + interval '45 days' WHERE invoice_id = $1 RETURNING ${cols}`,
+              [id],
+            )
+          ).rows;
+        } else if (kind === 3 && Number(id) > 150) {
+          // payments reference ids up to 150, without ON UPDATE CASCADE
+          rows = (await writer.query<Row>(`UPDATE invoices SET invoice_id = -invoice_id WHERE invoice_id = $1 RETURNING ${cols}`, [id]))
+            .rows;
           if (rows.length) model.delete(id);
         } else if (kind === 4) {
           const del = await writer.query('DELETE FROM invoices WHERE invoice_id = $1', [id]);
@@ -200,8 +274,14 @@ describe('an identity table, in process', () => {
     const core = await connectCore(db.url);
     const writing = write();
     const result = await convertInvoices(core, {
-      ahead: [], batchSize: 100, onProgress: (p: ConvertProgress) => { phase = p.phase; },
-    }).finally(() => { done = true; });
+      ahead: [],
+      batchSize: 100,
+      onProgress: (p: ConvertProgress) => {
+        phase = p.phase;
+      },
+    }).finally(() => {
+      done = true;
+    });
     await writing;
     await core.end();
 
@@ -213,9 +293,19 @@ describe('an identity table, in process', () => {
     expect(final.length).toBe(expected.length);
     expect(final).toEqual(expected);
     // Identity continues past every id; invoice_ids matches row for row; the locator is used by get.
-    const { rows: [added] } = await writer.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-05-05', 1, 2, 1) RETURNING invoice_id::int AS id, (SELECT max(invoice_id)::int FROM invoices_unpartitioned) AS old_max");
+    const {
+      rows: [added],
+    } = await writer.query(
+      "INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-05-05', 1, 2, 1) RETURNING invoice_id::int AS id, (SELECT max(invoice_id)::int FROM invoices_unpartitioned) AS old_max",
+    );
     expect(added.id).toBeGreaterThan(added.old_max);
-    expect((await writer.query('SELECT count(*)::int AS n FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date) WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL')).rows[0].n).toBe(0);
+    expect(
+      (
+        await writer.query(
+          'SELECT count(*)::int AS n FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date) WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL',
+        )
+      ).rows[0].n,
+    ).toBe(0);
     await writer.end();
     const got = await runCli(['get', String(added.id), '--json'], { env: { DATABASE_URL: db.url } });
     expect(got.code, got.stderr).toBe(0);
@@ -230,14 +320,22 @@ describe('interruptions', () => {
     const hash = await withPg(db.url, (c) => tableHash(c, 'invoices'));
     const controller = new AbortController();
     const core = await connectCore(db.url);
-    await expect(convertInvoices(core, {
-      ahead: [], batchSize: 250, signal: controller.signal,
-      onProgress: (p) => { if (p.phase === 'backfill' && p.done >= 1000) controller.abort(); },
-    })).rejects.toBeInstanceOf(InterruptedError);
+    await expect(
+      convertInvoices(core, {
+        ahead: [],
+        batchSize: 250,
+        signal: controller.signal,
+        onProgress: (p) => {
+          if (p.phase === 'backfill' && p.done >= 1000) controller.abort();
+        },
+      }),
+    ).rejects.toBeInstanceOf(InterruptedError);
     await core.end();
     expect(await relkind(db.url)).toBe('r');
-    const mid = await one<{ copied: number; part: number; ids: number }>(db.url,
-      'SELECT rows_copied::int AS copied, (SELECT count(*)::int FROM invoices_part) AS part, (SELECT count(*)::int FROM invoice_ids) AS ids FROM invoices_convert_state');
+    const mid = await one<{ copied: number; part: number; ids: number }>(
+      db.url,
+      'SELECT rows_copied::int AS copied, (SELECT count(*)::int FROM invoices_part) AS part, (SELECT count(*)::int FROM invoice_ids) AS ids FROM invoices_convert_state',
+    );
     expect(mid.copied).toBe(1000);
     expect(mid).toEqual({ copied: 1000, part: 1000, ids: 1000 });
 
@@ -252,13 +350,21 @@ describe('interruptions', () => {
     const db = await database();
     await plainSchema(db.url, { rows: 60_000 });
     const hash = await withPg(db.url, (c) => tableHash(c, 'invoices'));
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'invoices.js'), 'partition', '--convert', '--batch-size', '300', '--quiet'], {
-      cwd: tempDir('cwd-'), env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TZ: 'UTC', DATABASE_URL: db.url }, stdio: 'ignore',
-    });
+    const child = spawn(
+      process.execPath,
+      [path.join(ROOT, 'bin', 'invoices.js'), 'partition', '--convert', '--batch-size', '300', '--quiet'],
+      {
+        cwd: tempDir('cwd-'),
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', TZ: 'UTC', DATABASE_URL: db.url },
+        stdio: 'ignore',
+      },
+    );
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     const probe = await connectCore(db.url);
     const copied = async () => {
-      const { rows: [t] } = await probe.query("SELECT to_regclass('invoices_convert_state') IS NOT NULL AS ok");
+      const {
+        rows: [t],
+      } = await probe.query("SELECT to_regclass('invoices_convert_state') IS NOT NULL AS ok");
       return t.ok ? (await probe.query<{ n: number }>('SELECT rows_copied::int AS n FROM invoices_convert_state')).rows[0].n : 0;
     };
     const deadline = Date.now() + 30_000;
@@ -266,13 +372,22 @@ describe('interruptions', () => {
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
     // Its server process may finish the statement in flight; then it rolls back and goes.
-    while ((await probe.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE 'invoices%'")).rows[0].n > 0) {
+    while (
+      (
+        await probe.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name LIKE 'invoices%'",
+        )
+      ).rows[0].n > 0
+    ) {
       await new Promise((r) => setTimeout(r, 50));
     }
     const atKill = await copied();
     expect(atKill).toBeGreaterThanOrEqual(6000);
     expect(atKill).toBeLessThan(60_000);
-    expect((await probe.query('SELECT (SELECT count(*)::int FROM invoices_part) AS part, (SELECT count(*)::int FROM invoice_ids) AS ids')).rows[0]).toEqual({ part: atKill, ids: atKill });
+    expect(
+      (await probe.query('SELECT (SELECT count(*)::int FROM invoices_part) AS part, (SELECT count(*)::int FROM invoice_ids) AS ids'))
+        .rows[0],
+    ).toEqual({ part: atKill, ids: atKill });
     await probe.end();
     expect(await relkind(db.url)).toBe('r');
 
@@ -296,7 +411,9 @@ describe('a held lock, cancel, refusals', () => {
     expect(r.stderr).toMatch(/held by server process \d+ \(AccessShareLock, idle in transaction/);
     expect(r.stderr).toContain('invoices is unchanged and writable');
     expect(await relkind(db.url)).toBe('r');
-    await withPg(db.url, (c) => c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-06-01', 1, 2, 3)"));
+    await withPg(db.url, (c) =>
+      c.query("INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-06-01', 1, 2, 3)"),
+    );
     expect(await one(db.url, 'SELECT count(*)::int AS n FROM invoices')).toEqual({ n: 2001 });
 
     // Dropping the trigger on invoices needs a moment of ACCESS EXCLUSIVE too.
@@ -309,9 +426,13 @@ describe('a held lock, cancel, refusals', () => {
     const cancel = await cli(db.url, ['--cancel']);
     expect(cancel.code, cancel.stderr).toBe(0);
     expect(cancel.stderr).toContain('cancelled');
-    expect(await one(db.url, `SELECT to_regclass('invoices_part') AS part, to_regclass('invoice_ids') AS ids, to_regclass('invoices_convert_log') AS log,
-                                     (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'invoices'::regclass AND NOT tgisinternal) AS triggers`))
-      .toEqual({ part: null, ids: null, log: null, triggers: 0 });
+    expect(
+      await one(
+        db.url,
+        `SELECT to_regclass('invoices_part') AS part, to_regclass('invoice_ids') AS ids, to_regclass('invoices_convert_log') AS log,
+                                     (SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'invoices'::regclass AND NOT tgisinternal) AS triggers`,
+      ),
+    ).toEqual({ part: null, ids: null, log: null, triggers: 0 });
 
     const again = await cli(db.url, ['--json']);
     expect(again.code, again.stderr).toBe(0);
@@ -323,7 +444,11 @@ describe('a held lock, cancel, refusals', () => {
     const missing = await cli(db.url, []);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('there is no invoices table');
-    await withPg(db.url, (c) => c.query("CREATE TABLE invoices (invoice_id bigint NOT NULL, issue_date timestamptz NOT NULL); INSERT INTO invoices VALUES (1, now()), (1, now())"));
+    await withPg(db.url, (c) =>
+      c.query(
+        'CREATE TABLE invoices (invoice_id bigint NOT NULL, issue_date timestamptz NOT NULL); INSERT INTO invoices VALUES (1, now()), (1, now())',
+      ),
+    );
     const r = await cli(db.url, []);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('invoice_id is not unique');

@@ -9,9 +9,13 @@ let db: TestDatabase;
 const cli = (args: string[]) => runCli(args, { env: { DATABASE_URL: db.url } });
 const one = async <T extends pg.QueryResultRow>(sql: string): Promise<T> => withPg(db.url, async (c) => (await c.query<T>(sql)).rows[0]);
 const partitions = async () =>
-  withPg(db.url, async (c) => (await c.query<{ name: string }>(
-    "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'invoices'::regclass ORDER BY 1",
-  )).rows.map((r) => r.name));
+  withPg(db.url, async (c) =>
+    (
+      await c.query<{ name: string }>(
+        "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'invoices'::regclass ORDER BY 1",
+      )
+    ).rows.map((r) => r.name),
+  );
 
 beforeAll(async () => {
   db = await createDatabase();
@@ -24,11 +28,20 @@ afterAll(async () => {
 describe('partition', () => {
   it('seed created one partition per month of its window and 3 ahead, plus DEFAULT, and nothing sits in DEFAULT', async () => {
     expect(await partitions()).toEqual([
-      'invoices_default', 'invoices_p2025_12', 'invoices_p2026_01', 'invoices_p2026_02', 'invoices_p2026_03',
-      'invoices_p2026_04', 'invoices_p2026_05', 'invoices_p2026_06',
+      'invoices_default',
+      'invoices_p2025_12',
+      'invoices_p2026_01',
+      'invoices_p2026_02',
+      'invoices_p2026_03',
+      'invoices_p2026_04',
+      'invoices_p2026_05',
+      'invoices_p2026_06',
     ]);
     expect(await one('SELECT count(*)::int AS n FROM invoices_default')).toEqual({ n: 0 });
-    expect(await one('SELECT (SELECT count(*) FROM invoices)::int AS invoices, (SELECT count(*) FROM invoice_ids)::int AS ids')).toEqual({ invoices: 3000, ids: 3000 });
+    expect(await one('SELECT (SELECT count(*) FROM invoices)::int AS invoices, (SELECT count(*) FROM invoice_ids)::int AS ids')).toEqual({
+      invoices: 3000,
+      ids: 3000,
+    });
   });
 
   it('--check exits 1 while months ahead are missing, and says how to fix it', async () => {
@@ -64,10 +77,12 @@ describe('partition', () => {
   });
 
   it('moves rows stranded in DEFAULT into a new month partition, keeping every row and its lookup', async () => {
-    await withPg(db.url, (c) => c.query(
-      `INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount)
+    await withPg(db.url, (c) =>
+      c.query(
+        `INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount)
        VALUES (900001, '2027-08-03T10:00:00Z', 1, 2, 10.01), (900002, '2027-08-30T23:59:59.999999Z', 2, 1, 20.02), (900003, '2028-01-01T00:00:00Z', 3, 1, 0.03)`,
-    ));
+      ),
+    );
     const before = await one<{ n: number; sum: string }>('SELECT count(*)::int AS n, sum(amount)::text AS sum FROM invoices');
     const stranded = await cli(['partition', '--check', '--as-of', AS_OF, '--ahead', '0']);
     expect(stranded.code).toBe(1);
@@ -81,15 +96,22 @@ describe('partition', () => {
     ]);
     expect(await one('SELECT count(*)::int AS n, sum(amount)::text AS sum FROM invoices')).toEqual(before);
     expect(await one('SELECT count(*)::int AS n FROM invoices_default')).toEqual({ n: 0 });
-    expect(await one("SELECT tableoid::regclass::text AS part FROM invoices WHERE invoice_id = 900002")).toEqual({ part: 'invoices_p2027_08' });
-    expect(await one(`SELECT count(*)::int AS n FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date)
-                       WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL`)).toEqual({ n: 0 });
+    expect(await one('SELECT tableoid::regclass::text AS part FROM invoices WHERE invoice_id = 900002')).toEqual({
+      part: 'invoices_p2027_08',
+    });
+    expect(
+      await one(`SELECT count(*)::int AS n FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date)
+                       WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL`),
+    ).toEqual({ n: 0 });
     const got = await cli(['get', '900002', '--json']);
     expect(got.code).toBe(0);
     expect(JSON.parse(got.stdout)).toMatchObject({ invoice_id: 900002, issue_date: '2027-08-30T23:59:59.999999Z', amount: '20.02' });
     // Uniqueness still holds for the moved rows.
-    await expect(withPg(db.url, (c) => c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (900002, '2026-01-05', 1, 2, 1)")))
-      .rejects.toMatchObject({ code: '23505' });
+    await expect(
+      withPg(db.url, (c) =>
+        c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (900002, '2026-01-05', 1, 2, 1)"),
+      ),
+    ).rejects.toMatchObject({ code: '23505' });
   });
 });
 
@@ -105,7 +127,9 @@ describe('get on the partitioned layout, in one long-lived connection', () => {
       const moved = await getInvoice(c, 10n);
       expect([moved.invoice_id, iso(moved.issue_date)]).toEqual(['10', '2027-08-15T12:00:00.000Z']);
       // A new id in an old month, beyond every range read before.
-      await c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (990001, '2026-01-10T00:00:00Z', 3, 4, 99.99)");
+      await c.query(
+        "INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (990001, '2026-01-10T00:00:00Z', 3, 4, 99.99)",
+      );
       const late = await getInvoice(c, 990001n);
       expect([late.invoice_id, late.amount, iso(late.issue_date)]).toEqual(['990001', '99.99', '2026-01-10T00:00:00.000Z']);
       await expect(getInvoice(c, 990002n)).rejects.toMatchObject({ exitCode: 3 });
@@ -117,8 +141,12 @@ describe('index', () => {
   it('--dry-run plans the covering indexes per partition without building them', async () => {
     const r = await cli(['index', '--dry-run']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('CREATE INDEX "invoices_issuer_date_idx" ON ONLY "public"."invoices" ("issuer_id", "issue_date") INCLUDE ("amount")');
-    expect(r.stdout).toContain('CREATE INDEX CONCURRENTLY "invoices_p2026_01_receiver_date_idx" ON "public"."invoices_p2026_01" ("receiver_id", "issue_date") INCLUDE ("amount")');
+    expect(r.stdout).toContain(
+      'CREATE INDEX "invoices_issuer_date_idx" ON ONLY "public"."invoices" ("issuer_id", "issue_date") INCLUDE ("amount")',
+    );
+    expect(r.stdout).toContain(
+      'CREATE INDEX CONCURRENTLY "invoices_p2026_01_receiver_date_idx" ON "public"."invoices_p2026_01" ("receiver_id", "issue_date") INCLUDE ("amount")',
+    );
     expect(await one("SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE '%issuer_date_idx'")).toEqual({ n: 0 });
   });
 
@@ -126,7 +154,12 @@ describe('index', () => {
     const r = await cli(['index', '--json']);
     expect(r.code).toBe(0);
     const listed = JSON.parse(r.stdout) as Array<{ name: string; valid: string; size: string }>;
-    expect(listed.map((x) => x.name)).toEqual(['invoice_ids_pkey', 'invoices_issuer_date_idx', 'invoices_pkey', 'invoices_receiver_date_idx']);
+    expect(listed.map((x) => x.name)).toEqual([
+      'invoice_ids_pkey',
+      'invoices_issuer_date_idx',
+      'invoices_pkey',
+      'invoices_receiver_date_idx',
+    ]);
     expect(listed.every((x) => x.valid === 'yes' && /\d/.test(x.size))).toBe(true);
     // Every partition carries both indexes, attached to the parent's.
     const perPartition = await one<{ n: number; parts: number }>(
@@ -152,7 +185,9 @@ describe('index', () => {
     const plan = await withPg(db.url, async (c) => {
       await c.query('VACUUM ANALYZE invoices');
       await c.query('SET enable_seqscan = off');
-      const { rows } = await c.query("EXPLAIN SELECT issuer_id, sum(amount) FROM invoices WHERE issuer_id = 5 AND issue_date >= '2026-01-01' GROUP BY 1");
+      const { rows } = await c.query(
+        "EXPLAIN SELECT issuer_id, sum(amount) FROM invoices WHERE issuer_id = 5 AND issue_date >= '2026-01-01' GROUP BY 1",
+      );
       return rows.map((r) => r['QUERY PLAN']).join('\n');
     });
     expect(plan).toContain('Index Only Scan using invoices_p2026_01_issuer_date_idx');
@@ -163,12 +198,14 @@ describe('on a plain table', () => {
   let plain: TestDatabase;
   beforeAll(async () => {
     plain = await createDatabase();
-    await withPg(plain.url, (c) => c.query(`
+    await withPg(plain.url, (c) =>
+      c.query(`
       CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);
       CREATE TABLE invoices (invoice_id bigint NOT NULL, issue_date timestamptz NOT NULL, issuer_id bigint NOT NULL,
                              receiver_id bigint NOT NULL, amount numeric(14,2) NOT NULL);
       INSERT INTO customers VALUES (1, 'A'), (2, 'B');
-      INSERT INTO invoices VALUES (1, '2026-01-01', 1, 2, 5.00), (2, '2026-02-01', 2, 1, 6.00);`));
+      INSERT INTO invoices VALUES (1, '2026-01-01', 1, 2, 5.00), (2, '2026-02-01', 2, 1, 6.00);`),
+    );
   });
   afterAll(async () => {
     await plain?.drop();
@@ -184,7 +221,9 @@ describe('on a plain table', () => {
     const r = await runCli(['index', '--json'], { env: { DATABASE_URL: plain.url } });
     expect(r.code).toBe(0);
     expect((JSON.parse(r.stdout) as Array<{ name: string }>).map((x) => x.name)).toEqual([
-      'invoices_invoice_id_key', 'invoices_issuer_date_idx', 'invoices_receiver_date_idx',
+      'invoices_invoice_id_key',
+      'invoices_issuer_date_idx',
+      'invoices_receiver_date_idx',
     ]);
     const got = await runCli(['get', '2', '--json'], { env: { DATABASE_URL: plain.url } });
     expect(JSON.parse(got.stdout)).toMatchObject({ invoice_id: 2, amount: '6.00', issuer_name: 'B', receiver_name: 'A' });

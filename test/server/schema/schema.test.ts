@@ -12,7 +12,11 @@ afterAll(async () => {
 });
 
 const tables = (c: pg.Client) =>
-  c.query<{ t: string }>("SELECT relname AS t FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY 1").then((r) => r.rows.map((x) => x.t));
+  c
+    .query<{ t: string }>(
+      "SELECT relname AS t FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY 1",
+    )
+    .then((r) => r.rows.map((x) => x.t));
 
 describe('invoices init', () => {
   it('creates the tables, then is a no-op when run again', async () => {
@@ -52,16 +56,27 @@ describe('schema constraints', () => {
     await c.query('TRUNCATE invoices, invoice_ids, customers');
     await c.query("INSERT INTO customers (id, name) VALUES (1, 'Issuer Inc'), (2, 'Receiver LLC')");
     // Two monthly partitions besides DEFAULT, so ids can collide across partitions.
-    await c.query("CREATE TABLE invoices_p2025_01 PARTITION OF invoices FOR VALUES FROM ('2025-01-01T00:00:00Z') TO ('2025-02-01T00:00:00Z')");
-    await c.query("CREATE TABLE invoices_p2025_02 PARTITION OF invoices FOR VALUES FROM ('2025-02-01T00:00:00Z') TO ('2025-03-01T00:00:00Z')");
-    await c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-01-01T00:00:00Z', 1, 2, 100.00)");
+    await c.query(
+      "CREATE TABLE invoices_p2025_01 PARTITION OF invoices FOR VALUES FROM ('2025-01-01T00:00:00Z') TO ('2025-02-01T00:00:00Z')",
+    );
+    await c.query(
+      "CREATE TABLE invoices_p2025_02 PARTITION OF invoices FOR VALUES FROM ('2025-02-01T00:00:00Z') TO ('2025-03-01T00:00:00Z')",
+    );
+    await c.query(
+      "INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-01-01T00:00:00Z', 1, 2, 100.00)",
+    );
   });
   afterAll(async () => {
     await c?.end();
   });
 
   const insert = (id: number, issuer: number, receiver: number, amount: string) =>
-    c.query('INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES ($1, now(), $2, $3, $4)', [id, issuer, receiver, amount]);
+    c.query('INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES ($1, now(), $2, $3, $4)', [
+      id,
+      issuer,
+      receiver,
+      amount,
+    ]);
 
   it('accepts a valid invoice, including amount 0', async () => {
     await insert(2, 2, 1, '0');
@@ -85,23 +100,32 @@ describe('schema constraints', () => {
     await expect(insert(1, 2, 1, '1.00')).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
   });
 
-  it('rejects an existing invoice_id with another month\'s date (another partition)', async () => {
+  it("rejects an existing invoice_id with another month's date (another partition)", async () => {
     const other = (date: string) =>
-      c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, $1, 1, 2, 5.00)", [date]);
+      c.query('INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, $1, 1, 2, 5.00)', [date]);
     await expect(other('2025-02-10T00:00:00Z')).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
     await expect(other('2030-07-01T00:00:00Z')).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' }); // DEFAULT partition
     // ...also straight into a partition, not through the parent.
-    await expect(c.query("INSERT INTO invoices_p2025_02 (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-02-11T00:00:00Z', 1, 2, 5.00)"))
-      .rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
+    await expect(
+      c.query(
+        "INSERT INTO invoices_p2025_02 (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, '2025-02-11T00:00:00Z', 1, 2, 5.00)",
+      ),
+    ).rejects.toMatchObject({ code: '23505', constraint: 'invoice_ids_pkey' });
   });
 
   it('keeps invoice_ids in step when a row moves partition, changes id, or is deleted', async () => {
-    await c.query("INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (50, '2025-01-20T10:00:00Z', 1, 2, 7.00)");
+    await c.query(
+      "INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (50, '2025-01-20T10:00:00Z', 1, 2, 7.00)",
+    );
     await c.query("UPDATE invoices SET issue_date = '2025-02-03T00:00:00Z' WHERE invoice_id = 50");
     await c.query('UPDATE invoices SET invoice_id = 51 WHERE invoice_id = 50');
-    const { rows } = await c.query("SELECT invoice_id::int AS id, issue_date = '2025-02-03T00:00:00Z' AS moved, tableoid::regclass::text AS part FROM invoices WHERE invoice_id IN (50, 51)");
+    const { rows } = await c.query(
+      "SELECT invoice_id::int AS id, issue_date = '2025-02-03T00:00:00Z' AS moved, tableoid::regclass::text AS part FROM invoices WHERE invoice_id IN (50, 51)",
+    );
     expect(rows).toEqual([{ id: 51, moved: true, part: 'invoices_p2025_02' }]);
-    const located = await c.query("SELECT invoice_id::int AS id, issue_date = '2025-02-03T00:00:00Z' AS same FROM invoice_ids WHERE invoice_id IN (50, 51)");
+    const located = await c.query(
+      "SELECT invoice_id::int AS id, issue_date = '2025-02-03T00:00:00Z' AS same FROM invoice_ids WHERE invoice_id IN (50, 51)",
+    );
     expect(located.rows).toEqual([{ id: 51, same: true }]);
     await c.query('DELETE FROM invoices WHERE invoice_id = 51');
     const after = await c.query('SELECT count(*)::int AS n FROM invoice_ids WHERE invoice_id = 51');
@@ -114,7 +138,9 @@ describe('schema constraints', () => {
   });
 
   it('rejects NULL in required columns', async () => {
-    await expect(c.query('INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (NULL, 1, 2, 1)')).rejects.toMatchObject({ code: '23502' });
+    await expect(c.query('INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (NULL, 1, 2, 1)')).rejects.toMatchObject(
+      { code: '23502' },
+    );
     await expect(c.query('INSERT INTO customers (name) VALUES (NULL)')).rejects.toMatchObject({ code: '23502' });
   });
 

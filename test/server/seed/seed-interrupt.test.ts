@@ -7,20 +7,33 @@ import { databasesPerTest, seedWithCli, tableHash, type TestDatabase, withPg } f
 import { indexBuildRunning, noBackendLeft, recordStop, startCli, statementRunning } from '../../support/interrupt-helpers.js';
 
 const counts = (url: string) =>
-  withPg(url, async (c) => (await c.query<{ customers: number; invoices: number; ids: number; mismatched: number }>(
-    `SELECT (SELECT count(*) FROM customers)::int AS customers, (SELECT count(*) FROM invoices)::int AS invoices,
+  withPg(
+    url,
+    async (c) =>
+      (
+        await c.query<{ customers: number; invoices: number; ids: number; mismatched: number }>(
+          `SELECT (SELECT count(*) FROM customers)::int AS customers, (SELECT count(*) FROM invoices)::int AS invoices,
             (SELECT count(*) FROM invoice_ids)::int AS ids,
             (SELECT count(*) FROM invoices i FULL JOIN invoice_ids l USING (invoice_id, issue_date)
               WHERE i.invoice_id IS NULL OR l.invoice_id IS NULL)::int AS mismatched`,
-  )).rows[0]);
-const hashes = (url: string) => withPg(url, async (c) => ({ customers: await tableHash(c, 'customers'), invoices: await tableHash(c, 'invoices') }));
+        )
+      ).rows[0],
+  );
+const hashes = (url: string) =>
+  withPg(url, async (c) => ({ customers: await tableHash(c, 'customers'), invoices: await tableHash(c, 'invoices') }));
 /** What a rolled-back load must leave: the same rows, the same sequences. */
 const snapshot = async (url: string) => ({
   ...(await counts(url)),
   ...(await hashes(url)),
-  ...(await withPg(url, async (c) => (await c.query<{ invoiceSeq: string; customerSeq: string }>(
-    `SELECT (SELECT last_value::text FROM invoices_invoice_id_seq) AS "invoiceSeq", (SELECT last_value::text FROM customers_id_seq) AS "customerSeq"`,
-  )).rows[0])),
+  ...(await withPg(
+    url,
+    async (c) =>
+      (
+        await c.query<{ invoiceSeq: string; customerSeq: string }>(
+          `SELECT (SELECT last_value::text FROM invoices_invoice_id_seq) AS "invoiceSeq", (SELECT last_value::text FROM customers_id_seq) AS "customerSeq"`,
+        )
+      ).rows[0],
+  )),
 });
 
 const BIG = ['--customers', '20000', '--invoices', '1000000', '--as-of', '2026-01-01', '--debug'];
@@ -145,7 +158,19 @@ describe('Ctrl-C during seed --append', () => {
     const db = await database();
     await seedWithCli(db.url, ['--customers', '50', '--invoices', '1000', '--as-of', '2026-01-01']);
     const base = await hashes(db.url);
-    const run = startCli(db.url, ['seed', '--customers', '1000', '--invoices', '3000000', '--batch-size', '100000', '--append', '--as-of', '2026-01-01', '--debug']);
+    const run = startCli(db.url, [
+      'seed',
+      '--customers',
+      '1000',
+      '--invoices',
+      '3000000',
+      '--batch-size',
+      '100000',
+      '--append',
+      '--as-of',
+      '2026-01-01',
+      '--debug',
+    ]);
     await run.waitForStderr(/seed phase 2\/3: invoices/);
     // A batch or two committed, the next one on its way.
     await withPg(db.url, async (c) => {
@@ -168,11 +193,17 @@ describe('Ctrl-C during seed --append', () => {
     expect(await counts(db.url)).toEqual({ customers: 1050, invoices: 1000 + committed, ids: 1000 + committed, mismatched: 0 });
     await withPg(db.url, async (c) => {
       // The rows that were there before are untouched.
-      const old = await c.query<{ h: string }>(`SELECT md5(string_agg((t.invoice_id, t.issue_date, t.issuer_id, t.receiver_id, t.amount)::text, E'\\n' ORDER BY invoice_id)) AS h FROM invoices t WHERE invoice_id <= 1000`);
+      const old = await c.query<{ h: string }>(
+        `SELECT md5(string_agg((t.invoice_id, t.issue_date, t.issuer_id, t.receiver_id, t.amount)::text, E'\\n' ORDER BY invoice_id)) AS h FROM invoices t WHERE invoice_id <= 1000`,
+      );
       expect(old.rows[0].h).toBe(base.invoices);
       // The next invoice without an id comes after the committed ones.
       await c.query('BEGIN');
-      const { rows: [added] } = await c.query<{ id: number }>(`INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-12-01', 1, 2, 1) RETURNING invoice_id::int AS id`);
+      const {
+        rows: [added],
+      } = await c.query<{ id: number }>(
+        `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES ('2025-12-01', 1, 2, 1) RETURNING invoice_id::int AS id`,
+      );
       await c.query('ROLLBACK');
       expect(added.id).toBe(1001 + committed);
     });

@@ -18,13 +18,36 @@ const lastLine = (text: string) => text.split('\r\x1b[2K').filter(Boolean).pop()
 
 describe('the live line', () => {
   it('shows the phase, its step in the job, done/total with percent, rate and ETA', () => {
-    const line = renderLine('seed', { name: 'invoices', unit: 'rows', step: 2, steps: 5, total: 2_000_000, done: 500_000, started: 0, movedAt: 2000, detail: '' }, 2000, -1000, '⠋');
+    const line = renderLine(
+      'seed',
+      { name: 'invoices', unit: 'rows', step: 2, steps: 5, total: 2_000_000, done: 500_000, started: 0, movedAt: 2000, detail: '' },
+      2000,
+      -1000,
+      '⠋',
+    );
     expect(line).toBe('⠋ seed [2/5] invoices: 500,000/2,000,000 rows (25%) · 250,000 rows/s · ETA 6s · 3s');
   });
 
   it('counts indexes as indexes: seconds per index, and an ETA that discounts the build in flight', () => {
-    const line = renderLine('seed', { name: 'indexes', unit: 'indexes', step: 4, steps: 5, total: 3, done: 1, started: 0, movedAt: 4000, detail: 'invoices_pkey building index: scanning table 40%' }, 6000, 0);
-    expect(line).toBe('seed [4/5] indexes: 1/3 indexes (33%) · 4.0 s per index · ETA 6s · invoices_pkey building index: scanning table 40% · 6s');
+    const line = renderLine(
+      'seed',
+      {
+        name: 'indexes',
+        unit: 'indexes',
+        step: 4,
+        steps: 5,
+        total: 3,
+        done: 1,
+        started: 0,
+        movedAt: 4000,
+        detail: 'invoices_pkey building index: scanning table 40%',
+      },
+      6000,
+      0,
+    );
+    expect(line).toBe(
+      'seed [4/5] indexes: 1/3 indexes (33%) · 4.0 s per index · ETA 6s · invoices_pkey building index: scanning table 40% · 6s',
+    );
   });
 
   it('is drawn on a terminal, redrawn in place, cut to its width, and cleared by stop()', async () => {
@@ -46,7 +69,10 @@ describe('the live line', () => {
   });
 
   it('writes nothing when stderr is not a terminal or with --quiet', async () => {
-    for (const opts of [{ quiet: false, tty: false }, { quiet: true, tty: true }]) {
+    for (const opts of [
+      { quiet: false, tty: false },
+      { quiet: true, tty: true },
+    ]) {
       const term = fakeTerminal();
       const p = createProgress('seed', { ...opts, stream: term.stream });
       p.phase('invoices', { total: 10 });
@@ -67,12 +93,21 @@ describe('seed with stderr piped', () => {
   it('prints the summary only; --debug adds one line per phase, with its step and total', async () => {
     const db = await createDatabase();
     dbs.push(db);
-    const r = await runCli(['seed', '--customers', '200', '--invoices', '300000', '--as-of', '2026-01-01'], { env: { DATABASE_URL: db.url } });
+    const r = await runCli(['seed', '--customers', '200', '--invoices', '300000', '--as-of', '2026-01-01'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^seeded 200 customers and 300,000 invoices \(ids 1\.\.300000, 2024-01-01 to 2026-01-01\) in [\d.]+ s/)]);
-    const again = await runCli(['seed', '--customers', '200', '--invoices', '300000', '--as-of', '2026-01-01', '--truncate', '--debug'], { env: { DATABASE_URL: db.url } });
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^seeded 200 customers and 300,000 invoices \(ids 1\.\.300000, 2024-01-01 to 2026-01-01\) in [\d.]+ s/),
+    ]);
+    const again = await runCli(['seed', '--customers', '200', '--invoices', '300000', '--as-of', '2026-01-01', '--truncate', '--debug'], {
+      env: { DATABASE_URL: db.url },
+    });
     expect(again.code, again.stderr).toBe(0);
-    const phases = again.stderr.split('\n').filter((l) => l.startsWith('debug: seed phase')).map((l) => l.replace(/^debug: /, ''));
+    const phases = again.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('debug: seed phase'))
+      .map((l) => l.replace(/^debug: /, ''));
     expect(phases).toEqual([
       'seed phase 1/5: customers (200 customers)',
       'seed phase 2/5: invoices (300,000 rows)',

@@ -14,7 +14,8 @@ function ctx(url: string): DbContext {
   return { config: { home: '/nonexistent', target: { kind: 'server', source: 'DATABASE_URL', connection: { connectionString: url } } } };
 }
 
-const one = async <T extends pg.QueryResultRow>(c: pg.Client, sql: string, values?: unknown[]): Promise<T> => (await c.query<T>(sql, values)).rows[0];
+const one = async <T extends pg.QueryResultRow>(c: pg.Client, sql: string, values?: unknown[]): Promise<T> =>
+  (await c.query<T>(sql, values)).rows[0];
 
 const databases: TestDatabase[] = [];
 async function newDb(): Promise<TestDatabase> {
@@ -32,7 +33,13 @@ describe('seed (fresh load, src)', () => {
 
   beforeAll(async () => {
     a = await newDb();
-    result = await seed(ctx(a.url), { customers: CUSTOMERS, months: 24, seed: 42, asOf: new Date(`${AS_OF}T17:30:00Z`), existing: 'refuse' });
+    result = await seed(ctx(a.url), {
+      customers: CUSTOMERS,
+      months: 24,
+      seed: 42,
+      asOf: new Date(`${AS_OF}T17:30:00Z`),
+      existing: 'refuse',
+    });
   });
 
   it('creates N customers and 50*N invoices by default, with ids from 1', async () => {
@@ -40,43 +47,58 @@ describe('seed (fresh load, src)', () => {
     expect(result.from).toBe('2024-01-15T00:00:00.000Z');
     expect(result.to).toBe('2026-01-15T00:00:00.000Z');
     await withPg(a.url, async (c) => {
-      const r = await one(c, `SELECT (SELECT count(*)::int FROM customers) AS customers, (SELECT min(id)::int FROM customers) AS cmin, (SELECT max(id)::int FROM customers) AS cmax,
-                                     (SELECT count(*)::int FROM invoices) AS invoices, (SELECT min(invoice_id)::int FROM invoices) AS imin, (SELECT max(invoice_id)::int FROM invoices) AS imax`);
+      const r = await one(
+        c,
+        `SELECT (SELECT count(*)::int FROM customers) AS customers, (SELECT min(id)::int FROM customers) AS cmin, (SELECT max(id)::int FROM customers) AS cmax,
+                                     (SELECT count(*)::int FROM invoices) AS invoices, (SELECT min(invoice_id)::int FROM invoices) AS imin, (SELECT max(invoice_id)::int FROM invoices) AS imax`,
+      );
       expect(r).toEqual({ customers: CUSTOMERS, cmin: 1, cmax: CUSTOMERS, invoices: 50 * CUSTOMERS, imin: 1, imax: 50 * CUSTOMERS });
     });
   });
 
   it('puts every issue_date in [as-of minus K months, as-of) UTC, spread over the whole window', async () => {
     await withPg(a.url, async (c) => {
-      const r = await one(c, `SELECT min(issue_date) >= '2024-01-15T00:00:00Z' AS after_start, max(issue_date) < '2026-01-15T00:00:00Z' AS before_end,
+      const r = await one(
+        c,
+        `SELECT min(issue_date) >= '2024-01-15T00:00:00Z' AS after_start, max(issue_date) < '2026-01-15T00:00:00Z' AS before_end,
                                      min(issue_date) < '2024-01-22T00:00:00Z' AS starts_early, max(issue_date) >= '2026-01-08T00:00:00Z' AS ends_late
-                                FROM invoices`);
+                                FROM invoices`,
+      );
       expect(r).toEqual({ after_start: true, before_end: true, starts_early: true, ends_late: true });
     });
   });
 
   it('invoice ids grow with issue dates', async () => {
     await withPg(a.url, async (c) => {
-      const r = await one(c, `SELECT count(*)::int AS n FROM (SELECT issue_date < lag(issue_date) OVER (ORDER BY invoice_id) AS back FROM invoices) s WHERE back`);
+      const r = await one(
+        c,
+        `SELECT count(*)::int AS n FROM (SELECT issue_date < lag(issue_date) OVER (ORDER BY invoice_id) AS back FROM invoices) s WHERE back`,
+      );
       expect(r.n).toBe(0);
     });
   });
 
   it('never has an issuer invoice itself, and every party exists', async () => {
     await withPg(a.url, async (c) => {
-      const r = await one(c, `SELECT count(*) FILTER (WHERE issuer_id = receiver_id)::int AS self,
+      const r = await one(
+        c,
+        `SELECT count(*) FILTER (WHERE issuer_id = receiver_id)::int AS self,
                                      count(*) FILTER (WHERE ci.id IS NULL OR cr.id IS NULL)::int AS orphans
-                                FROM invoices i LEFT JOIN customers ci ON ci.id = i.issuer_id LEFT JOIN customers cr ON cr.id = i.receiver_id`);
+                                FROM invoices i LEFT JOIN customers ci ON ci.id = i.issuer_id LEFT JOIN customers cr ON cr.id = i.receiver_id`,
+      );
       expect(r).toEqual({ self: 0, orphans: 0 });
     });
   });
 
   it('amounts are positive with at most 2 decimals, and varied', async () => {
     await withPg(a.url, async (c) => {
-      const r = await one(c, `SELECT count(*) FILTER (WHERE amount <= 0)::int AS non_positive,
+      const r = await one(
+        c,
+        `SELECT count(*) FILTER (WHERE amount <= 0)::int AS non_positive,
                                      count(*) FILTER (WHERE amount <> round(amount, 2) OR scale(amount) > 2)::int AS bad_scale,
                                      count(DISTINCT amount)::int AS distinct_amounts, count(*)::int AS n
-                                FROM invoices`);
+                                FROM invoices`,
+      );
       expect(r.non_positive).toBe(0);
       expect(r.bad_scale).toBe(0);
       expect(r.distinct_amounts).toBeGreaterThan(r.n / 2);
@@ -85,21 +107,28 @@ describe('seed (fresh load, src)', () => {
 
   it('is skewed: the top 10% of customers issue more than half of the invoices', async () => {
     await withPg(a.url, async (c) => {
-      const r = await one(c, `SELECT (SELECT sum(n) FROM (SELECT count(*) AS n FROM invoices GROUP BY issuer_id ORDER BY n DESC LIMIT $1) t)::int AS top,
-                                     (SELECT count(*) FROM invoices)::int AS total`, [CUSTOMERS / 10]);
+      const r = await one(
+        c,
+        `SELECT (SELECT sum(n) FROM (SELECT count(*) AS n FROM invoices GROUP BY issuer_id ORDER BY n DESC LIMIT $1) t)::int AS top,
+                                     (SELECT count(*) FROM invoices)::int AS total`,
+        [CUSTOMERS / 10],
+      );
       expect(r.top / r.total).toBeGreaterThan(0.5);
     });
   });
 
   it('has more invoices on the last day of a month than on an average day', async () => {
     await withPg(a.url, async (c) => {
-      const r = await one(c, `WITH days AS (
+      const r = await one(
+        c,
+        `WITH days AS (
                                 SELECT d::date AS day, ((d + interval '1 day')::date = date_trunc('month', d + interval '1 day')::date) AS month_end
                                   FROM generate_series(timestamp '2024-01-15', timestamp '2026-01-14', interval '1 day') d),
                               counts AS (SELECT (issue_date AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM invoices GROUP BY 1)
                               SELECT avg(coalesce(n, 0)) FILTER (WHERE month_end)::float8 AS month_end, avg(coalesce(n, 0))::float8 AS overall,
                                      count(*) FILTER (WHERE month_end)::int AS month_ends
-                                FROM days LEFT JOIN counts USING (day)`);
+                                FROM days LEFT JOIN counts USING (day)`,
+      );
       expect(r.month_ends).toBe(24);
       expect(r.month_end / r.overall).toBeGreaterThan(1.5);
     });
@@ -117,7 +146,9 @@ describe('seed (fresh load, src)', () => {
         { conname: 'invoices_pkey', contype: 'p' },
         { conname: 'invoices_receiver_fk', contype: 'f' },
       ]);
-      await expect(c.query(`INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, now(), 1, 2, 1)`)).rejects.toMatchObject({ code: '23505' });
+      await expect(
+        c.query(`INSERT INTO invoices (invoice_id, issue_date, issuer_id, receiver_id, amount) VALUES (1, now(), 1, 2, 1)`),
+      ).rejects.toMatchObject({ code: '23505' });
     });
   });
 
@@ -127,7 +158,10 @@ describe('seed (fresh load, src)', () => {
       try {
         const cust = await one(c, `INSERT INTO customers (name) VALUES ('New Co') RETURNING id::int AS id`);
         expect(cust.id).toBe(CUSTOMERS + 1);
-        const inv = await one(c, `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 10.5) RETURNING invoice_id::int AS id`);
+        const inv = await one(
+          c,
+          `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 10.5) RETURNING invoice_id::int AS id`,
+        );
         expect(inv.id).toBe(50 * CUSTOMERS + 1);
       } finally {
         await c.query('ROLLBACK');
@@ -138,7 +172,9 @@ describe('seed (fresh load, src)', () => {
   it('is deterministic: the same --seed and --as-of give identical rows in another database (through the CLI)', async () => {
     const b = await newDb();
     await seedWithCli(b.url, ['--customers', String(CUSTOMERS), '--seed', '42', '--as-of', AS_OF]);
-    const [ha, hb] = await Promise.all([a.url, b.url].map((url) => withPg(url, async (c) => [await tableHash(c, 'customers'), await tableHash(c, 'invoices')])));
+    const [ha, hb] = await Promise.all(
+      [a.url, b.url].map((url) => withPg(url, async (c) => [await tableHash(c, 'customers'), await tableHash(c, 'invoices')])),
+    );
     expect(hb).toEqual(ha);
     // and not trivially: the hashes are of non-empty tables
     expect(ha[1]).not.toBe('d41d8cd98f00b204e9800998ecf8427e');
@@ -150,7 +186,9 @@ describe('seed (fresh load, src)', () => {
     await withPg(b.url, async (c) => {
       expect(await one(c, 'SELECT count(*)::int AS n FROM invoices')).toEqual({ n: 50 * CUSTOMERS });
     });
-    const [ha, hb] = await Promise.all([a.url, b.url].map((url) => withPg(url, async (c) => [await tableHash(c, 'customers'), await tableHash(c, 'invoices')])));
+    const [ha, hb] = await Promise.all(
+      [a.url, b.url].map((url) => withPg(url, async (c) => [await tableHash(c, 'customers'), await tableHash(c, 'invoices')])),
+    );
     expect(hb[0]).not.toBe(ha[0]);
     expect(hb[1]).not.toBe(ha[1]);
   });
@@ -179,8 +217,12 @@ describe('seed through the CLI on tables that hold rows', () => {
   let d: TestDatabase;
   const base = ['--months', '6', '--as-of', '2025-07-01'];
   const counts = (url: string) =>
-    withPg(url, (c) => one<{ customers: number; invoices: number; max_id: number }>(c,
-      'SELECT (SELECT count(*)::int FROM customers) AS customers, (SELECT count(*)::int FROM invoices) AS invoices, (SELECT max(invoice_id)::int FROM invoices) AS max_id'));
+    withPg(url, (c) =>
+      one<{ customers: number; invoices: number; max_id: number }>(
+        c,
+        'SELECT (SELECT count(*)::int FROM customers) AS customers, (SELECT count(*)::int FROM invoices) AS invoices, (SELECT max(invoice_id)::int FROM invoices) AS max_id',
+      ),
+    );
 
   beforeAll(async () => {
     d = await newDb();
@@ -188,10 +230,20 @@ describe('seed through the CLI on tables that hold rows', () => {
 
   it('seeds with an explicit --invoices count and prints the result as JSON on stdout', async () => {
     const r = await seedWithCli(d.url, ['--customers', '50', '--invoices', '700', '--seed', '7', ...base]);
-    expect(JSON.parse(r.stdout)).toMatchObject({ customers: 50, invoices: 700, firstInvoiceId: 1, lastInvoiceId: 700, from: '2025-01-01T00:00:00.000Z', to: '2025-07-01T00:00:00.000Z' });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      customers: 50,
+      invoices: 700,
+      firstInvoiceId: 1,
+      lastInvoiceId: 700,
+      from: '2025-01-01T00:00:00.000Z',
+      to: '2025-07-01T00:00:00.000Z',
+    });
     expect(await counts(d.url)).toEqual({ customers: 50, invoices: 700, max_id: 700 });
     await withPg(d.url, async (c) => {
-      const w = await one(c, `SELECT min(issue_date) >= '2025-01-01T00:00:00Z' AND max(issue_date) < '2025-07-01T00:00:00Z' AS inside FROM invoices`);
+      const w = await one(
+        c,
+        `SELECT min(issue_date) >= '2025-01-01T00:00:00Z' AND max(issue_date) < '2025-07-01T00:00:00Z' AS inside FROM invoices`,
+      );
       expect(w.inside).toBe(true);
     });
   });
@@ -210,18 +262,36 @@ describe('seed through the CLI on tables that hold rows', () => {
   it('--append adds a new cohort after the existing ids and keeps the old rows', async () => {
     const [oldCustomers, oldInvoices] = await withPg(d.url, async (c) => [await tableHash(c, 'customers'), await tableHash(c, 'invoices')]);
     // Small batches: several committed COPYs.
-    const r = await seedWithCli(d.url, ['--customers', '20', '--invoices', '500', '--seed', '8', '--append', '--batch-size', '200', ...base]);
+    const r = await seedWithCli(d.url, [
+      '--customers',
+      '20',
+      '--invoices',
+      '500',
+      '--seed',
+      '8',
+      '--append',
+      '--batch-size',
+      '200',
+      ...base,
+    ]);
     expect(JSON.parse(r.stdout)).toMatchObject({ customers: 20, invoices: 500, firstInvoiceId: 701, lastInvoiceId: 1200 });
     expect(await counts(d.url)).toEqual({ customers: 70, invoices: 1200, max_id: 1200 });
     await withPg(d.url, async (c) => {
       const hash = (table: string, key: string, max: number) =>
-        one<{ h: string }>(c, `SELECT md5(string_agg(${table === 'invoices' ? '(t.invoice_id, t.issue_date, t.issuer_id, t.receiver_id, t.amount)' : 't'}::text, E'\\n' ORDER BY ${key})) AS h FROM ${table} t WHERE ${key} <= $1`, [max]);
+        one<{ h: string }>(
+          c,
+          `SELECT md5(string_agg(${table === 'invoices' ? '(t.invoice_id, t.issue_date, t.issuer_id, t.receiver_id, t.amount)' : 't'}::text, E'\\n' ORDER BY ${key})) AS h FROM ${table} t WHERE ${key} <= $1`,
+          [max],
+        );
       expect((await hash('customers', 'id', 50)).h).toBe(oldCustomers);
       expect((await hash('invoices', 'invoice_id', 700)).h).toBe(oldInvoices);
-      const n = await one(c, `SELECT count(DISTINCT invoice_id)::int AS ids, min(invoice_id)::int AS lo, max(invoice_id)::int AS hi,
+      const n = await one(
+        c,
+        `SELECT count(DISTINCT invoice_id)::int AS ids, min(invoice_id)::int AS lo, max(invoice_id)::int AS hi,
                                      count(*) FILTER (WHERE issuer_id NOT BETWEEN 51 AND 70 OR receiver_id NOT BETWEEN 51 AND 70)::int AS outside,
                                      count(*) FILTER (WHERE issuer_id = receiver_id)::int AS self
-                                FROM invoices WHERE invoice_id > 700`);
+                                FROM invoices WHERE invoice_id > 700`,
+      );
       expect(n).toEqual({ ids: 500, lo: 701, hi: 1200, outside: 0, self: 0 });
       const cust = await one(c, 'SELECT min(id)::int AS lo, max(id)::int AS hi, count(*)::int AS n FROM customers WHERE id > 50');
       expect(cust).toEqual({ lo: 51, hi: 70, n: 20 });
@@ -229,7 +299,14 @@ describe('seed through the CLI on tables that hold rows', () => {
       await c.query('BEGIN');
       try {
         expect((await one(c, `INSERT INTO customers (name) VALUES ('x') RETURNING id::int AS id`)).id).toBe(71);
-        expect((await one(c, `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 1) RETURNING invoice_id::int AS id`)).id).toBe(1201);
+        expect(
+          (
+            await one(
+              c,
+              `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 1) RETURNING invoice_id::int AS id`,
+            )
+          ).id,
+        ).toBe(1201);
       } finally {
         await c.query('ROLLBACK');
       }
@@ -248,7 +325,14 @@ describe('seed through the CLI on tables that hold rows', () => {
     await withPg(d.url, async (c) => {
       await c.query('BEGIN');
       try {
-        expect((await one(c, `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 1) RETURNING invoice_id::int AS id`)).id).toBe(301);
+        expect(
+          (
+            await one(
+              c,
+              `INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) VALUES (now(), 1, 2, 1) RETURNING invoice_id::int AS id`,
+            )
+          ).id,
+        ).toBe(301);
       } finally {
         await c.query('ROLLBACK');
       }
@@ -291,7 +375,7 @@ describe('TextCopyWriter (text COPY for mapped tables whose types the binary enc
     await w.end();
     expect(text).toBe(
       '9007199254740991\t2026-03-01 23:30:00.123456+00\t999999999999.99\ttab\\there\\nnew \\\\ line\\r\n' +
-      '1\t1969-12-31 23:59:59.999999+00\t0.05\t\\N\n',
+        '1\t1969-12-31 23:59:59.999999+00\t0.05\t\\N\n',
     );
   });
 });
