@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_MAX_REPLICA_LAG } from './config-defaults.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_TABLES, parseTableMap, type TableMap } from './tables.js';
 
@@ -9,6 +10,26 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Where the connection came from, for messages and `invoices db url`. */
 export type ConnectionSource = '--database-url' | 'DATABASE_URL' | 'PG* variables' | 'config file' | 'embedded';
+
+/** Where the read replicas came from (src/db/replica.ts routes reads to them). */
+export type ReplicaSource = '--replica-url' | 'DATABASE_REPLICA_URL' | 'config file';
+
+/** A hot standby named by the user: reads may go there, writes never do. */
+export interface ReplicaTarget {
+  kind: 'server';
+  source: ReplicaSource;
+  connection: ConnectionSettings;
+}
+
+/** How reads use the replicas: the lag they tolerate, and whether the primary may answer instead. */
+export interface ReadPolicy {
+  /** A replica further behind than this many seconds is passed over (default DEFAULT_MAX_REPLICA_LAG). */
+  maxLagSeconds: number;
+  /** No fallback to the primary: a read with no usable replica is an error. */
+  replicaOnly: boolean;
+}
+
+export { DEFAULT_MAX_REPLICA_LAG };
 
 /** A server named by the user (flag, environment or config file). */
 export interface ServerTarget {
@@ -34,6 +55,8 @@ export interface ConnectionSettings {
   user?: string;
   password?: string;
   database?: string;
+  /** Give up connecting after this long (a read replica: the primary answers instead); default: no limit. */
+  connectTimeoutMs?: number;
 }
 
 /** What chose the home: see resolveHome. */
@@ -48,10 +71,19 @@ export interface Config {
   configFile?: string;
   /** The tables and columns to work on (config file "invoices"/"customers"; default: this tool's). */
   tables: TableMap;
+  /** Hot standbys for reads (--replica-url, DATABASE_REPLICA_URL, config file "replicas"), in order of preference. */
+  replicas?: ReplicaTarget[];
+  /** Default: DEFAULT_MAX_REPLICA_LAG, fallback to the primary allowed. */
+  reads?: ReadPolicy;
 }
 
 export interface ConfigInput {
   databaseUrl?: string;
+  /** --replica-url, repeatable. */
+  replicaUrls?: string[];
+  /** --max-replica-lag (seconds), validated by the caller. */
+  maxReplicaLag?: number;
+  replicaOnly?: boolean;
   configPath?: string;
   env: Env;
   cwd: string;
@@ -62,6 +94,7 @@ export interface ConfigInput {
 interface ConfigFile {
   databaseUrl?: string;
   home?: string;
+  replicas?: string[];
   tables: TableMap;
 }
 
@@ -73,7 +106,14 @@ export function resolveConfig(input: ConfigInput): Config {
   const { env, cwd } = input;
   const file = readConfigFile(input);
   const { home, source: homeSource } = resolveHome(env, cwd, file, input.uid ?? process.getuid?.());
-  const base = { home, homeSource, configFile: file?.path, tables: file?.content.tables ?? DEFAULT_TABLES };
+  const base = {
+    home,
+    homeSource,
+    configFile: file?.path,
+    tables: file?.content.tables ?? DEFAULT_TABLES,
+    replicas: resolveReplicas(input, file?.content.replicas),
+    reads: { maxLagSeconds: input.maxReplicaLag ?? DEFAULT_MAX_REPLICA_LAG, replicaOnly: Boolean(input.replicaOnly) },
+  };
 
   if (input.databaseUrl) return { ...base, target: urlTarget(input.databaseUrl, '--database-url') };
   if (env.DATABASE_URL) return { ...base, target: urlTarget(env.DATABASE_URL, 'DATABASE_URL') };
@@ -82,6 +122,18 @@ export function resolveConfig(input: ConfigInput): Config {
   }
   if (file?.content.databaseUrl) return { ...base, target: urlTarget(file.content.databaseUrl, 'config file') };
   return { ...base, target: { kind: 'embedded', source: 'embedded', home } };
+}
+
+/** The replicas, first match wins: --replica-url (repeatable), DATABASE_REPLICA_URL (comma-separated), the config file's "replicas". */
+function resolveReplicas(input: ConfigInput, fromFile: string[] | undefined): ReplicaTarget[] {
+  const pick = (urls: string[], source: ReplicaSource): ReplicaTarget[] =>
+    urls
+      .map((u) => u.trim())
+      .filter(Boolean)
+      .map((u) => ({ ...urlTarget(u, source), source }));
+  if (input.replicaUrls?.length) return pick(input.replicaUrls, '--replica-url');
+  if (input.env.DATABASE_REPLICA_URL) return pick(input.env.DATABASE_REPLICA_URL.split(','), 'DATABASE_REPLICA_URL');
+  return fromFile ? pick(fromFile, 'config file') : [];
 }
 
 /**
@@ -167,7 +219,7 @@ export function legacyHome(config: Config, cwd: string): string | undefined {
   return dir;
 }
 
-function urlTarget(url: string, source: ServerTarget['source']): ServerTarget {
+function urlTarget(url: string, source: ServerTarget['source'] | ReplicaSource): ServerTarget {
   if (!/^postgres(ql)?:\/\//.test(url)) {
     throw new ConfigError(`${source} must be a postgres:// URL, got "${maskUrl(url)}"`);
   }
@@ -176,7 +228,7 @@ function urlTarget(url: string, source: ServerTarget['source']): ServerTarget {
   } catch {
     throw new ConfigError(`${source} is not a valid URL: "${maskUrl(url)}"`);
   }
-  return { kind: 'server', source, connection: { connectionString: url } };
+  return { kind: 'server', source: source as ServerTarget['source'], connection: { connectionString: url } };
 }
 
 /** The libpq variables, with libpq's defaults where they are unset. */
@@ -211,14 +263,25 @@ function readConfigFile(input: ConfigInput): { path: string; content: ConfigFile
   if (typeof content !== 'object' || content === null || Array.isArray(content)) {
     throw new ConfigError(`config file ${file} must hold a JSON object`);
   }
-  const { databaseUrl, home } = content as Record<string, unknown>;
+  const { databaseUrl, home, replicas } = content as Record<string, unknown>;
+  if (replicas !== undefined && (!Array.isArray(replicas) || !replicas.every((r) => typeof r === 'string' && r))) {
+    throw new ConfigError(`config file ${file}: "replicas" must be a list of postgres:// URLs`);
+  }
   if (databaseUrl !== undefined && typeof databaseUrl !== 'string') {
     throw new ConfigError(`config file ${file}: "databaseUrl" must be a string`);
   }
   if (home !== undefined && (typeof home !== 'string' || !home)) {
     throw new ConfigError(`config file ${file}: "home" must be a directory path (a non-empty string)`);
   }
-  return { path: file, content: { databaseUrl, home, tables: parseTableMap(content as Record<string, unknown>, file) } };
+  return {
+    path: file,
+    content: {
+      databaseUrl,
+      home,
+      replicas: replicas as string[] | undefined,
+      tables: parseTableMap(content as Record<string, unknown>, file),
+    },
+  };
 }
 
 /** Parses a .env file: KEY=VALUE lines, optional quotes, # comments. */

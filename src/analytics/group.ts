@@ -2,7 +2,8 @@
 // receiver, customer, country, segment), exact to the cent, by one of the engines of
 // engines.ts, which return identical numbers; auto takes the first that can answer.
 import type { DbContext } from '../db/client.js';
-import { withClient } from '../db/client.js';
+import { withClient, type Client } from '../db/client.js';
+import { withReader } from '../db/replica.js';
 import { asInterrupted, cancelOnAbort } from '../db/cancel.js';
 import { UsageError } from '../errors.js';
 import { silentLogger } from '../log.js';
@@ -26,8 +27,10 @@ export function groupingOf(by: string, engine: string): Dimension {
 export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise<GroupResult> {
   const log = opts.log ?? ctx.log ?? silentLogger;
   const dim = groupingOf(opts.by, opts.engine);
-  return withClient(ctx, async (client) => {
-    const cancel = cancelOnAbort(ctx, client, opts.signal);
+  // --engine postgres only reads: a replica may answer (src/db/replica.ts). Every other choice
+  // may refresh the monthly totals (auto may too), so it runs on the primary.
+  const run = async (client: Client, on: DbContext) => {
+    const cancel = cancelOnAbort(on, client, opts.signal);
     try {
       const source = await describeTable(client, ctx.config.tables);
       const columns = ['id', 'name', ...(dim.customerColumn ? [dim.customerColumn] : [])];
@@ -39,5 +42,7 @@ export async function groupInvoices(ctx: DbContext, opts: GroupOptions): Promise
     } finally {
       cancel.dispose();
     }
-  });
+  };
+  if (opts.engine === 'postgres') return withReader(ctx, (client, route) => run(client, route.ctx), 'group --engine postgres');
+  return withClient(ctx, (client) => run(client, ctx));
 }

@@ -1,6 +1,7 @@
 // The global options and what every command gets from them: the resolved config, a stderr
 // logger, the output format. The only place besides cli.ts that reads process.env.
 import type { Command } from 'commander';
+import { DEFAULT_MAX_REPLICA_LAG } from '../config-defaults.js';
 import type { Config } from '../config.js';
 import type { DbContext } from '../db/client.js';
 import { InterruptedError, UsageError } from '../errors.js';
@@ -11,6 +12,16 @@ import type { Column, Format } from '../output/render.js';
 export function addGlobalOptions(program: Command): Command {
   return program
     .option('--database-url <url>', 'PostgreSQL URL (default: DATABASE_URL, PG* variables, config file, else the embedded server)')
+    .option(
+      '--replica-url <url>',
+      'a hot standby for reads (get, group --engine postgres, export); repeat for more (default: DATABASE_REPLICA_URL, comma-separated, or "replicas" in the config file)',
+      collect,
+    )
+    .option(
+      '--max-replica-lag <seconds>',
+      `a replica further behind than this is passed over for the primary (default: ${DEFAULT_MAX_REPLICA_LAG})`,
+    )
+    .option('--replica-only', 'reads never fall back to the primary: no usable replica is an error (exit 1)')
     .option('--config <path>', 'config file (default: ./invoices.config.json)')
     .option('--format <format>', 'output format: table, json or csv (default: table on a terminal, else json)')
     .option('--json', 'same as --format json')
@@ -19,8 +30,13 @@ export function addGlobalOptions(program: Command): Command {
     .option('--no-color', 'no colour (also NO_COLOR)');
 }
 
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
 export interface GlobalOptions {
   databaseUrl?: string;
+  replicaUrl?: string[];
+  maxReplicaLag?: string;
+  replicaOnly?: boolean;
   config?: string;
   format?: string;
   json?: boolean;
@@ -76,8 +92,23 @@ async function buildContext(cmd: Command): Promise<CommandContext> {
       if (g.debug) process.stderr.write(`debug: ${m}\n`);
     },
   };
-  const config = resolveConfig({ databaseUrl: g.databaseUrl, configPath: g.config, env, cwd: process.cwd() });
+  const maxReplicaLag = g.maxReplicaLag === undefined ? undefined : positiveInt('--max-replica-lag', g.maxReplicaLag, { allowZero: true });
+  const config = resolveConfig({
+    databaseUrl: g.databaseUrl,
+    replicaUrls: g.replicaUrl,
+    maxReplicaLag,
+    replicaOnly: g.replicaOnly,
+    configPath: g.config,
+    env,
+    cwd: process.cwd(),
+  });
   log.debug(`database: ${config.target.source}; home: ${config.home} (${config.homeSource})`);
+  if (config.replicas?.length)
+    log.debug(
+      `replicas: ${config.replicas.length} from ${config.replicas[0].source}, max lag ${config.reads?.maxLagSeconds} s${config.reads?.replicaOnly ? ', replica only' : ''}`,
+    );
+  else if (g.replicaOnly)
+    throw new UsageError('--replica-only needs a replica: give --replica-url, DATABASE_REPLICA_URL or "replicas" in the config file');
   noticeLegacyHome(config, process.cwd(), log);
   return {
     config,

@@ -3,14 +3,14 @@ import type { ConnectionSettings } from '../config.js';
 import { InvoicesError, UsageError } from '../errors.js';
 import { commandContext, type CommandContext } from './context.js';
 
-const ACTIONS = ['start', 'stop', 'status', 'url', 'psql'] as const;
+const ACTIONS = ['start', 'stop', 'status', 'url', 'psql', 'replicas'] as const;
 
 export function command(program: Command): Command {
   return (
     program
       .command('db')
-      .description('manage the embedded PostgreSQL (used when no database is configured)')
-      .addArgument(program.createArgument('<action>', 'start, stop, status, url or psql').choices(ACTIONS))
+      .description("manage the embedded PostgreSQL (used when no database is configured); replicas: the read replicas' lag")
+      .addArgument(program.createArgument('<action>', 'start, stop, status, url, psql or replicas').choices(ACTIONS))
       .argument('[psql-args...]', 'with psql: arguments for psql (-c SQL, -f FILE, -A, -t, ...)')
       // psql's own options (-c, -f, ...) reach it untouched; those of invoices (-q, -h, -V) go after --.
       .allowUnknownOption()
@@ -22,7 +22,8 @@ Examples:
   $ invoices db psql                        psql on the database: the password in its environment, never on argv
   $ invoices db psql -c 'SELECT count(*) FROM invoices'
   $ invoices db psql -- -q -f report.sql    after --, options that invoices would otherwise take
-  $ invoices db url                         the URL, password included (embedded server): for clients that need one`,
+  $ invoices db url                         the URL, password included (embedded server): for clients that need one
+  $ invoices db replicas --replica-url postgres://db-ro:5432/billing   each replica: usable or why not, lag in seconds and bytes of WAL`,
       )
       .action(run)
   );
@@ -45,6 +46,7 @@ export async function run(action: (typeof ACTIONS)[number], args: string[], _opt
     process.exitCode = await runPsql(settings, args, process.env);
     return;
   }
+  if (action === 'replicas') return replicas(ctx);
   if (target.kind !== 'embedded') {
     if (action === 'url') return ctx.print(describeSettings(target.connection) + '\n');
     throw new UsageError(
@@ -80,6 +82,31 @@ export async function run(action: (typeof ACTIONS)[number], args: string[], _opt
       return;
     }
   }
+}
+
+/** `db replicas`: each configured replica, whether reads would use it, and its lag (src/db/replica.ts). */
+async function replicas(ctx: CommandContext): Promise<void> {
+  const { replicaStatus } = await import('../db/replica.js');
+  if (!ctx.config.replicas?.length)
+    throw new UsageError('no replica configured: give --replica-url, DATABASE_REPLICA_URL or "replicas" in the config file');
+  const rows = (await replicaStatus(ctx)).map((r) => ({
+    replica: r.name,
+    state: r.state,
+    lag_seconds: r.lag?.seconds === null || r.lag?.seconds === undefined ? '' : r.lag.seconds.toFixed(3),
+    bytes_behind: r.lag?.bytesBehind ?? '',
+    replayed_lsn: r.lag?.replayLsn ?? '',
+    replay_paused: r.lag ? String(r.lag.paused) : '',
+    problem: r.problem ?? '',
+  }));
+  await ctx.printRows(rows, [
+    { key: 'replica' },
+    { key: 'state' },
+    { key: 'lag_seconds' },
+    { key: 'bytes_behind' },
+    { key: 'replayed_lsn' },
+    { key: 'replay_paused' },
+    { key: 'problem' },
+  ]);
 }
 
 /**

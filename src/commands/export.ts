@@ -96,7 +96,7 @@ export async function run(opts: ExportOptions, cmd: Command): Promise<void> {
     const removed = r.months.filter((m) => m.action === 'removed').length;
     ctx.log.info(
       `exported ${fmtInt(r.rowsWritten)} invoices in ${written} month(s) (${r.months.length - written - removed} unchanged, ${removed} removed) and ${fmtInt(r.customers)} customers to ${r.out} ` +
-        `in ${r.seconds.toFixed(1)} s (${fmtInt(Math.round(r.rowsPerSecond))} rows/s); ${r.watermark === null ? 'no watermark (full snapshot)' : `watermark ${r.watermark}${r.previousWatermark ? ` (was ${r.previousWatermark})` : ''}`}`,
+        `in ${r.seconds.toFixed(1)} s (${fmtInt(Math.round(r.rowsPerSecond))} rows/s); ${r.watermark === null ? 'no watermark (full snapshot)' : `watermark ${r.watermark}${r.previousWatermark ? ` (was ${r.previousWatermark})` : ''}`}${r.from === 'replica' ? '; read from a replica' : ''}`,
     );
     if (!opts.verify) {
       await ctx.printRows(r.months, OUTCOME_COLUMNS);

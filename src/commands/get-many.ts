@@ -1,7 +1,8 @@
 // `invoices get 1 2 3` and `invoices get -` (ids on stdin): one connection, lookups batched and
 // kept in flight while earlier batches are printed, output in input order as it is read.
 import { NotFoundError, UsageError } from '../errors.js';
-import type { Client } from '../db/client.js';
+import type { Reader } from '../db/replica.js';
+import type { RoutedLookup } from '../lookup/routed.js';
 import { parseInvoiceId, type InvoiceDetail } from '../lookup/get-invoice.js';
 import { renderRecordLine, render } from '../output/render.js';
 import type { CommandContext } from './context.js';
@@ -44,7 +45,8 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
     ['SIGTERM', 143],
   ] as const)
     process.once(sig, () => process.exit(code));
-  let client: Client | undefined;
+  let reader: Reader | undefined;
+  let routed: RoutedLookup | undefined;
   let missing = 0;
   let malformed = 0;
   let hits = 0;
@@ -52,17 +54,12 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
   let printed = 0;
   let headerDone = false;
   try {
-    const { connect, translatePgError } = await import('../db/client.js');
-    client = useCache ? await openBoth() : await connect(ctx);
-    const db = client!;
-    const { getInvoices } = await import('../lookup/get-many.js');
-    const load = async (ids: bigint[]) => {
-      try {
-        return await getInvoices(db, ids, ctx.config.tables);
-      } catch (err) {
-        throw translatePgError(err, undefined);
-      }
-    };
+    const [{ connectReader }, { RoutedLookup }] = await Promise.all([import('../db/replica.js'), import('../lookup/routed.js')]);
+    // A replica when one is configured and usable; ids it misses are asked of the primary.
+    reader = useCache ? await openBoth() : await connectReader(ctx, 'get');
+    routed = new RoutedLookup(ctx, reader, ctx.config.tables);
+    const lookup = routed;
+    const load = (ids: bigint[]) => lookup.many(ids);
 
     const queue: Batch[] = [];
     // node-postgres runs one statement at a time per connection: batches are chained, so the
@@ -129,10 +126,11 @@ export async function runMany(args: string[], opts: GetOptions, ctx: CommandCont
     while (queue.length) await printOne();
   } finally {
     await rt.close();
-    await client?.end().catch(() => {});
+    await routed?.close();
+    await reader?.client.end().catch(() => {});
   }
   ctx.log.debug(
-    `get: ${printed} printed, ${missing} not found, ${malformed} malformed${useCache ? `; cache ${endpoint?.display} (ttl ${ttl} s): ${hits} hits, ${misses} misses` : ''}`,
+    `get: ${printed} printed, ${missing} not found, ${malformed} malformed${routed?.fromPrimary ? `, ${routed.fromPrimary} from the primary (not yet on the replica)` : ''}${useCache ? `; cache ${endpoint?.display} (ttl ${ttl} s): ${hits} hits, ${misses} misses` : ''}`,
   );
   if (malformed) throw new UsageError(`${malformed} malformed id${malformed === 1 ? '' : 's'} on stdin (see above)`);
   if (missing) throw new NotFoundError(`${missing} invoice${missing === 1 ? '' : 's'} not found (see above)`);

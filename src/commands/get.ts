@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { CacheStamp } from '../cache/keys.js';
 import type { ReadThrough } from '../cache/read-through.js';
 import type { Latency } from '../cache/stats.js';
-import type { Client } from '../db/client.js';
+import type { Reader } from '../db/replica.js';
 import { UsageError } from '../errors.js';
 import type { InvoiceDetail } from '../lookup/get-invoice.js';
 import type { Column } from '../output/render.js';
@@ -81,14 +81,14 @@ export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Comm
   const repeat = opts.repeat === undefined ? DEFAULT_REPEAT : positiveInt('--repeat', opts.repeat);
   const ctx = await commandContext(cmd);
   const { rt, useCache, openCache, openBoth, endpoint, ttl, connectMs } = await cacheSetup(opts, ctx);
-  let client: Client | undefined;
+  let reader: Reader | undefined;
   try {
     if (opts.stats) {
       if (useCache) await openCache();
       return await printStats(ctx, rt, id, repeat, { url: endpoint?.display, ttl, redisConnectMs: connectMs() });
     }
-    if (useCache) client = await openBoth();
-    const { invoice, outcome, stale } = await rt.lookup(id, (id) => lookupInPostgres(ctx, client, id));
+    if (useCache) reader = await openBoth();
+    const { invoice, outcome, stale } = await rt.lookup(id, (id) => lookupInPostgres(ctx, reader, id));
     if (stale === 'another invoice' || stale === 'another source') {
       // Something other than this version of `get` wrote under this key: worth knowing.
       ctx.log.warn(
@@ -101,7 +101,7 @@ export async function run(rawIds: string[] | string, opts: GetOptions, cmd: Comm
     await ctx.printRows([invoice], COLUMNS, { single: true });
   } finally {
     await rt.close();
-    await client?.end().catch(() => {});
+    await reader?.client.end().catch(() => {});
   }
 }
 
@@ -145,46 +145,53 @@ export async function cacheSetup(opts: GetOptions, ctx: CommandContext) {
   // An entry answers only if it was read from the table's current generation, so a hit reads
   // that from PostgreSQL too (one catalog query, src/cache/generation.ts): Redis and PostgreSQL
   // are reached at once, and a miss then uses the same connection.
-  const openBoth = async (): Promise<Client> => {
+  const openBoth = async (): Promise<Reader> => {
     const [postgres, cache] = await Promise.allSettled([connectWithStamp(ctx), openCache()]);
     if (postgres.status === 'rejected') throw postgres.reason;
     if (cache.status === 'rejected') {
-      await postgres.value.client.end().catch(() => {});
+      await postgres.value.reader.client.end().catch(() => {});
       throw cache.reason;
     }
     rt.bind(postgres.value.stamp);
-    return postgres.value.client;
+    return postgres.value.reader;
   };
   if (endpoint && !useCache) ctx.log.debug('cache: not used (--cache-ttl 0)');
   return { rt, useCache, openCache, openBoth, endpoint, ttl, connectMs: () => redisConnectMs };
 }
 
-/** One PostgreSQL connection and the stamp current entries carry (the table's source and generation). */
-async function connectWithStamp(ctx: CommandContext): Promise<{ client: Client; stamp: CacheStamp }> {
-  const [{ connect, translatePgError }, { readCacheStamp }] = await Promise.all([
+/**
+ * One PostgreSQL connection for reads (a replica when one is configured and usable:
+ * src/db/replica.ts) and the stamp current entries carry (the table's source and generation;
+ * a physical standby has the primary's catalog, so the stamp is the same read on either).
+ */
+async function connectWithStamp(ctx: CommandContext): Promise<{ reader: Reader; stamp: CacheStamp }> {
+  const [{ translatePgError }, { connectReader }, { readCacheStamp }] = await Promise.all([
     import('../db/client.js'),
+    import('../db/replica.js'),
     import('../cache/generation.js'),
   ]);
-  const client = await connect(ctx);
+  const reader = await connectReader(ctx, 'get');
   try {
-    return { client, stamp: await readCacheStamp(client, ctx.config.tables) };
+    return { reader, stamp: await readCacheStamp(reader.client, ctx.config.tables) };
   } catch (err) {
-    await client.end().catch(() => {});
+    await reader.client.end().catch(() => {});
     throw translatePgError(err, undefined);
   }
 }
 
-/** The invoice from PostgreSQL: on `client` when one is open, else on a connection of its own. */
-async function lookupInPostgres(ctx: CommandContext, client: Client | undefined, id: bigint): Promise<InvoiceDetail> {
-  const [{ withClient, translatePgError }, { getInvoice }] = await Promise.all([
-    import('../db/client.js'),
-    import('../lookup/get-invoice.js'),
-  ]);
-  if (!client) return withClient(ctx, (client) => getInvoice(client, id, ctx.config.tables));
+/**
+ * The invoice from PostgreSQL: on `reader` when one is open, else on a reader of its own; a
+ * replica's miss is asked of the primary (src/lookup/routed.ts) before it is not found.
+ */
+async function lookupInPostgres(ctx: CommandContext, reader: Reader | undefined, id: bigint): Promise<InvoiceDetail> {
+  const [{ connectReader }, { RoutedLookup }] = await Promise.all([import('../db/replica.js'), import('../lookup/routed.js')]);
+  const own = reader ? undefined : await connectReader(ctx, 'get');
+  const lookup = new RoutedLookup(ctx, (reader ?? own)!, ctx.config.tables);
   try {
-    return await getInvoice(client, id, ctx.config.tables);
-  } catch (err) {
-    throw translatePgError(err, undefined);
+    return await lookup.one(id);
+  } finally {
+    await lookup.close();
+    await own?.client.end().catch(() => {});
   }
 }
 
@@ -196,24 +203,28 @@ async function printStats(
   repeat: number,
   info: { url?: string; ttl: number; redisConnectMs?: number },
 ): Promise<void> {
-  const [{ withClient }, { getInvoice }, { measureLookups, summarize }] = await Promise.all([
-    import('../db/client.js'),
+  const [{ withReader }, { getInvoice }, { measureLookups, summarize }] = await Promise.all([
+    import('../db/replica.js'),
     import('../lookup/get-invoice.js'),
     import('../cache/stats.js'),
   ]);
   const started = performance.now();
   let pgConnectMs = 0;
   let stampMs = 0;
-  const timings = await withClient(ctx, async (client) => {
-    pgConnectMs = performance.now() - started;
-    if (rt.active) {
-      const { readCacheStamp } = await import('../cache/generation.js');
-      const stamped = performance.now();
-      rt.bind(await readCacheStamp(client, ctx.config.tables));
-      stampMs = performance.now() - stamped;
-    }
-    return measureLookups(rt, id, repeat, (id) => getInvoice(client, id, ctx.config.tables));
-  });
+  const timings = await withReader(
+    ctx,
+    async (client) => {
+      pgConnectMs = performance.now() - started;
+      if (rt.active) {
+        const { readCacheStamp } = await import('../cache/generation.js');
+        const stamped = performance.now();
+        rt.bind(await readCacheStamp(client, ctx.config.tables));
+        stampMs = performance.now() - stamped;
+      }
+      return measureLookups(rt, id, repeat, (id) => getInvoice(client, id, ctx.config.tables));
+    },
+    'get --stats',
+  );
   await ctx.printRows([timings.invoice], COLUMNS, { single: true });
 
   const ms = (n: number) => (Number.isFinite(n) ? n.toFixed(3).padStart(8) : '       -') + ' ms';

@@ -61,7 +61,14 @@ export async function connect(ctx: DbContext): Promise<Client> {
 }
 
 async function open(settings: ConnectionSettings, log: Logger): Promise<Client> {
-  const client = new pg.Client({ ...settings, types, options: '-c TimeZone=UTC', application_name: 'invoices' });
+  const { connectTimeoutMs, ...rest } = settings;
+  const client = new pg.Client({
+    ...rest,
+    types,
+    options: '-c TimeZone=UTC',
+    application_name: 'invoices',
+    connectionTimeoutMillis: connectTimeoutMs,
+  });
   // An idle client whose server goes away emits 'error'; without a listener Node would crash.
   client.on('error', (err) => log.warn(`database connection lost: ${err.message}`));
   await client.connect();

@@ -6,10 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, DbContext } from '../db/client.js';
-import { connectionSettings, withClient } from '../db/client.js';
+import { connectionSettings } from '../db/client.js';
 import { leavesOf } from '../db/catalog/index.js';
 import { transaction } from '../db/transaction.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { DatabaseError, InterruptedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { listPartitions, monthBounds } from '../schema/partitions.js';
 import { qualified } from '../tables.js';
@@ -34,6 +34,7 @@ import { customersSelect, customersStamp } from '../table/customers.js';
 import { describeTable, leafRelation, untrackedAdvice, type SourceTable } from '../table/describe.js';
 import { readLineage } from '../table/lineage.js';
 import { ensureTracked } from '../table/tracking.js';
+import { exportRoute, usingRoute } from './export-route.js';
 import { assertXidsBehindServer, MONTH_OF_ISSUE, rangeCondition, xidHorizon, xidLiteral } from '../table/watermark.js';
 import { monthStats, type MonthStats } from './month-stats.js';
 import { describeTarget } from './target.js';
@@ -90,6 +91,8 @@ export interface ExportResult {
   reader: string;
   /** The export's id: in the manifest and in the names of the files it wrote. */
   exportId: string;
+  /** The server the rows were read from (src/lake/export-route.ts). */
+  from: 'primary' | 'replica';
 }
 
 const INVOICE_COLUMNS = 'invoice_id, issue_date, issuer_id, receiver_id, amount';
@@ -149,12 +152,18 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
       if (c.touched) touched.set(f, c.touched);
     }
   }
+  // The server that answers: a replica caught up with the primary, or the primary (export-route.ts).
+  const route = await exportRoute(ctx, { log, signal: opts.signal });
   const psql = opts.psql !== false ? findPsql() : null;
-  const conn = psql ? psqlConnection(await connectionSettings(ctx)) : undefined;
+  const conn = psql ? psqlConnection(await connectionSettings(route.ctx)) : undefined;
   const parallel = psql ? Math.max(1, opts.parallel ?? 2) : 1;
 
-  return withClient(ctx, async (client) => {
-    const source = await ensureTracked(client, await describeTable(client, ctx.config.tables), log);
+  return usingRoute(route, async (client) => {
+    // Nothing is written on a replica: the setup ran on the primary (export-route.ts).
+    const source =
+      route.on === 'replica'
+        ? await describeTable(client, ctx.config.tables)
+        : (route.source ?? (await ensureTracked(client, await describeTable(client, ctx.config.tables), log)));
     if (current?.sourceKey && current.sourceKey !== source.key && !opts.full) {
       throw new UsageError(
         `the lake at ${out} holds ${current.source}, another table or column mapping than ${describeTarget(ctx)}: choose another --out, or replace its contents with --full`,
@@ -162,13 +171,19 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
     }
     if (!source.incremental) log.warn(`${untrackedAdvice(source)}; until then every export rewrites every month`);
     // Before the snapshot: a change counted in the stamp is in the exported names (the counters lag, never lead).
-    const customersAt = await customersStamp(client, source.tables);
+    const customersAt = route.customersAt ?? (await customersStamp(client, source.tables));
     // One snapshot for the whole export, shared with the psql streams: statistics, change log and rows agree.
     const snap = await transaction(
       client,
       async () => {
         await assertXidsBehindServer(client, source);
         const horizon = source.incremental ? (await xidHorizon(client)).horizon : null;
+        // Cannot happen after export-route's wait; checked since a lake gone back in time would be wrong silently.
+        if (route.on === 'replica' && horizon !== null && current?.watermark && BigInt(horizon) < BigInt(current.watermark)) {
+          throw new DatabaseError(
+            `replica ${route.name} is behind the lake (its horizon ${horizon} < the lake's watermark ${current.watermark}): the lake is unchanged; run again, or without the replica`,
+          );
+        }
         const snapshot = conn ? (await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0].id : '';
         const amount = source.amount;
         const decimal = `DECIMAL(${amount.precision},${amount.scale})`;
@@ -369,6 +384,7 @@ async function exportInto(ctx: DbContext, opts: ExportOptions, lake: Lake): Prom
       rowsPerSecond: seconds > 0 ? done / seconds : 0,
       reader: conn ? `psql COPY, ${parallel} stream(s)` : 'node-postgres COPY, 1 stream (psql not found on PATH)',
       exportId,
+      from: route.on,
     };
   });
 }

@@ -173,6 +173,16 @@ describe('exit codes', () => {
     await expectCode(['db', 'status'], 3, '', { INVOICES_HOME: home });
   });
 
+  it('read replicas: 2 for db replicas or --replica-only without a replica, or a bad --max-replica-lag; 1 when the only replica is down and --replica-only', async () => {
+    await expectCode(['db', 'replicas'], 2);
+    await expectCode(['get', '5', '--replica-only'], 2);
+    await expectCode(['get', '5', '--max-replica-lag', 'soon'], 2);
+    await expectCode(['get', '5', '--replica-url', 'mysql://x/y'], 2);
+    // Port 1: nothing listens there.
+    await expectCode(['get', '5', '--replica-url', 'postgres://postgres@127.0.0.1:1/postgres', '--replica-only'], 1);
+    await expectCode(['get', '5', '--replica-url', 'postgres://postgres@127.0.0.1:1/postgres'], 0);
+  });
+
   it.each([
     ['SIGINT', 130],
     ['SIGTERM', 143],
