@@ -90,8 +90,20 @@ export async function run(opts: ServeFlags, cmd: Command): Promise<void> {
   ]);
   const { rt, useCache, openCache, endpoint, ttl } = await cacheSetup({ cache: opts.cache, cacheTtl: opts.cacheTtl }, ctx);
   const settings = await connectionSettings(ctx);
+  // With replicas configured, reads go to the first usable one (chosen once, at the start: a
+  // restart chooses again) and what it misses to the primary; else everything to the primary.
+  let replicaSettings: Awaited<ReturnType<typeof connectionSettings>> | undefined;
+  if (ctx.config.replicas?.length) {
+    const { readServer } = await import('../db/replica.js');
+    const route = await readServer(ctx, 'serve');
+    if (route.on === 'replica') {
+      replicaSettings = route.settings;
+      ctx.log.info(`reads on the replica ${route.name}; what it has not replayed yet is asked of the primary`);
+    }
+  }
   const server = await startServer({
     settings,
+    replicaSettings,
     tables: ctx.config.tables,
     host,
     port,

@@ -1,6 +1,6 @@
-// The one seam for database access in `serve`: every read goes through readPool, anything that
-// would write through writePool. Both are the primary for now; pointing readPool at a hot
-// standby (issue 13, item 2) changes this file only.
+// The one seam for database access in `serve`: every read goes through readPool (a hot standby
+// when one was chosen at the start, src/db/replica.ts readServer; else the primary), anything
+// that would write, and the lookups a standby misses, through writePool (the primary).
 import pg from 'pg';
 import type { ConnectionSettings } from '../config.js';
 import { types } from '../db/client.js';
@@ -17,16 +17,18 @@ export interface PoolOptions {
 export interface Pools {
   /** Where reads go: lookups, summaries, risk scores, readiness, the cache's generation. */
   readPool: pg.Pool;
-  /** Where writes would go: the primary. serve writes nothing today. */
+  /** The primary: what a standby misses (not replayed yet), and writes (serve writes nothing today). */
   writePool: pg.Pool;
+  /** readPool is on a standby. */
+  onReplica: boolean;
   /** Ends every pool (once each). */
   end(): Promise<void>;
 }
 
-/** The pools of one server; values read as src/db/client.ts reads them (exact strings, UTC). */
-export function createPools(settings: ConnectionSettings, opts: PoolOptions): Pools {
-  const primary = new pg.Pool({
-    ...settings,
+/** The pools of one server (and its standby when `replica` is given); values read as src/db/client.ts reads them (exact strings, UTC). */
+export function createPools(settings: ConnectionSettings, replica: ConnectionSettings | undefined, opts: PoolOptions): Pools {
+  const pool = (s: ConnectionSettings) => new pg.Pool({
+    ...s,
     types,
     options: '-c TimeZone=UTC',
     application_name: 'invoices serve',
@@ -35,7 +37,14 @@ export function createPools(settings: ConnectionSettings, opts: PoolOptions): Po
     connectionTimeoutMillis: opts.timeoutMs,
     idleTimeoutMillis: 30_000,
   });
-  primary.on('error', opts.onError);
-  const all = [primary];
-  return { readPool: primary, writePool: primary, end: async () => void (await Promise.all(all.map((p) => p.end().catch(() => {})))) };
+  const primary = pool(settings);
+  const standby = replica ? pool(replica) : undefined;
+  const all = standby ? [standby, primary] : [primary];
+  for (const p of all) p.on('error', opts.onError);
+  return {
+    readPool: standby ?? primary,
+    writePool: primary,
+    onReplica: standby !== undefined,
+    end: async () => void (await Promise.all(all.map((p) => p.end().catch(() => {})))),
+  };
 }

@@ -23,6 +23,8 @@ export const MAX_MONTHS = 1200;
 
 export interface RouteDeps {
   gate: PoolGate;
+  /** When reads go to a standby: the primary, asked for the invoices the standby does not have (yet). */
+  primary?: PoolGate;
   tables: TableMap;
   cache?: ServeCache;
   metrics: ServeMetrics;
@@ -43,12 +45,28 @@ function invoiceId(raw: string): bigint {
 const sendJsonText = (reply: FastifyReply, text: string) => reply.type('application/json; charset=utf-8').send(text);
 
 export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
-  const { gate, tables, cache, metrics } = deps;
+  const { gate, primary, tables, cache, metrics } = deps;
   const rt = cache?.rt;
+  /** One invoice: the read pool, then the primary behind a standby (it may not have replayed it yet). */
+  const lookupOne = async (id: bigint): Promise<InvoiceDetail> => {
+    try {
+      return await gate.run((client) => getInvoice(client, id, tables));
+    } catch (err) {
+      if (!(err instanceof NotFoundError) || !primary) throw err;
+      return primary.run((client) => getInvoice(client, id, tables));
+    }
+  };
+  /** Many invoices by id (as text): the read pool, then the primary for those a standby misses. */
+  const lookupMany = async (ids: bigint[]): Promise<Map<string, InvoiceDetail>> => {
+    const found = await gate.run((client) => getInvoices(client, ids, tables));
+    const missed = primary ? [...new Set(ids.filter((id) => !found.has(String(id))).map(String))].map(BigInt) : [];
+    if (missed.length && primary) for (const [k, v] of await primary.run((client) => getInvoices(client, missed, tables))) found.set(k, v);
+    return found;
+  };
 
   app.get<{ Params: { id: string } }>('/invoices/:id', async (req, reply) => {
     const id = invoiceId(req.params.id);
-    const load = (id: bigint) => gate.run((client) => getInvoice(client, id, tables));
+    const load = lookupOne;
     let invoice: InvoiceDetail;
     try {
       if (cache && rt) {
@@ -70,7 +88,7 @@ export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
     const parts = (Array.isArray(raw) ? raw.join(',') : raw).split(',');
     if (parts.length > MAX_BATCH) throw httpError('too_many_ids', `at most ${MAX_BATCH} ids per request, got ${parts.length}`);
     const ids = parts.map(invoiceId);
-    const load = (ids: bigint[]) => gate.run((client) => getInvoices(client, ids, tables));
+    const load = lookupMany;
     let invoices: Array<InvoiceDetail | undefined>;
     if (cache && rt) {
       await cache.ready();

@@ -13,6 +13,8 @@ import { createPools } from './pools.js';
 
 export interface ServeOptions {
   settings: ConnectionSettings;
+  /** A hot standby's settings: reads go there, and what it misses to the primary. */
+  replicaSettings?: ConnectionSettings;
   tables: TableMap;
   host: string;
   port: number;
@@ -37,17 +39,20 @@ export interface RunningServer {
 
 /** Starts the server; resolves once it listens. */
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
-  const pools = createPools(opts.settings, {
+  const pools = createPools(opts.settings, opts.replicaSettings, {
     size: opts.poolSize,
     timeoutMs: opts.timeoutMs,
     onError: (err) => opts.log.warn(`database connection lost: ${err.message}`),
   });
   const gate = new PoolGate(pools.readPool, opts.maxQueue);
+  // Behind a standby: the lookups it misses (an invoice it has not replayed yet) are asked of the primary.
+  const primary = pools.onReplica ? new PoolGate(pools.writePool, opts.maxQueue) : undefined;
   const cache = opts.cache ? new ServeCache(opts.cache, (fn) => gate.run(fn)) : undefined;
   const metrics = new ServeMetrics(pools.readPool, { cacheActive: () => cache?.rt.active ?? false, shed: () => gate.stats.shed });
   let closing = false;
   const app = buildApp({
     gate,
+    primary,
     tables: opts.tables,
     cache,
     metrics,

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, runCli, seedWithCli, tempDir, waitFor, waitForHorizon, withPg } from '../../support/helpers.js';
 import { lakeMonths, pgMonths, readManifest } from '../../support/lake-helpers.js';
+import { getJson, startServe } from '../../support/serve.js';
 import { startStandby, type Standby } from '../../support/standby.js';
 
 const made = await startStandby();
@@ -220,6 +221,57 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
       }
     } finally {
       await pool.end();
+    }
+  });
+
+  it('serve reads from the standby (its pool is there) and asks the primary for an invoice the standby has not replayed', async () => {
+    await caughtUp();
+    const served = await startServe(['--max-replica-lag', '100000'], env());
+    try {
+      expect(served.stderr()).toContain(`reads on the replica postgres://`);
+      const seven = await getJson(`${served.url}/invoices/7`);
+      expect(seven.status).toBe(200);
+      const direct = await runCli(['get', '7', '--json'], { env: { DATABASE_URL: primary } });
+      expect(seven.body).toEqual(JSON.parse(direct.stdout));
+      const sessions = (url: string) =>
+        withPg(
+          url,
+          async (c) =>
+            (
+              await c.query<{ n: number }>(
+                "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'invoices serve'",
+                [dbName],
+              )
+            ).rows[0].n,
+        );
+      expect(await sessions(replica)).toBeGreaterThan(0);
+      expect(await sessions(primary)).toBe(0);
+
+      await withPg(replica, (c) => c.query('SELECT pg_wal_replay_pause()'));
+      try {
+        const id = await withPg(
+          primary,
+          async (c) =>
+            (
+              await c.query<{ id: string }>(
+                'INSERT INTO invoices (issue_date, issuer_id, receiver_id, amount) SELECT issue_date, issuer_id, receiver_id, 17.17 FROM invoices WHERE invoice_id = 7 RETURNING invoice_id::text AS id',
+              )
+            ).rows[0].id,
+        );
+        expect((await withPg(replica, (c) => c.query('SELECT 1 FROM invoices WHERE invoice_id = $1', [id]))).rowCount).toBe(0);
+        const one = await getJson(`${served.url}/invoices/${id}`);
+        expect(one.status).toBe(200);
+        expect(one.body).toMatchObject({ invoice_id: Number(id), amount: '17.17' });
+        const many = await getJson(`${served.url}/invoices?ids=7,${id},999999999`);
+        expect(many.status).toBe(200);
+        expect(many.body.invoices.map((i: { invoice_id: number }) => i.invoice_id)).toEqual([7, Number(id)]);
+        expect(many.body.not_found).toEqual([999999999]);
+        expect((await getJson(`${served.url}/invoices/999999999`)).status).toBe(404);
+      } finally {
+        await withPg(replica, (c) => c.query('SELECT pg_wal_replay_resume()'));
+      }
+    } finally {
+      expect((await served.stop()).code).toBe(0);
     }
   });
 
