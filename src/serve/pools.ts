@@ -27,16 +27,17 @@ export interface Pools {
 
 /** The pools of one server (and its standby when `replica` is given); values read as src/db/client.ts reads them (exact strings, UTC). */
 export function createPools(settings: ConnectionSettings, replica: ConnectionSettings | undefined, opts: PoolOptions): Pools {
-  const pool = (s: ConnectionSettings) => new pg.Pool({
-    ...s,
-    types,
-    options: '-c TimeZone=UTC',
-    application_name: 'invoices serve',
-    max: opts.size,
-    statement_timeout: opts.timeoutMs,
-    connectionTimeoutMillis: opts.timeoutMs,
-    idleTimeoutMillis: 30_000,
-  });
+  const pool = (s: ConnectionSettings) =>
+    new pg.Pool({
+      ...s,
+      types,
+      options: '-c TimeZone=UTC',
+      application_name: 'invoices serve',
+      max: opts.size,
+      statement_timeout: opts.timeoutMs,
+      connectionTimeoutMillis: opts.timeoutMs,
+      idleTimeoutMillis: 30_000,
+    });
   const primary = pool(settings);
   const standby = replica ? pool(replica) : undefined;
   const all = standby ? [standby, primary] : [primary];
