@@ -5,16 +5,14 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import type { Client, DbContext } from '../db/client.js';
+import type { DbContext } from '../db/client.js';
 import { connectionSettings } from '../db/client.js';
-import { leavesOf } from '../db/catalog/index.js';
 import { transaction } from '../db/transaction.js';
 import { DatabaseError, InterruptedError, UsageError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { listPartitions, monthBounds } from '../schema/partitions.js';
-import { qualified } from '../tables.js';
-import { copyIntoDuckDb, makeFifo, type CopyFormat } from './copy-stream.js';
-import { type DuckDBConnection, queryRows, sqlString, withDuckDbConnections } from './duckdb.js';
+import { monthBounds } from '../schema/partitions.js';
+import { makeFifo } from './copy-stream.js';
+import { type DuckDBConnection, withDuckDbConnections } from './duckdb.js';
 import { commitExport, recoverLake, type StagedFile } from './commit.js';
 import { checkFile, describeFile, prepareLakeDir, STAGING } from './files.js';
 import { acquireLakeLock } from './lock.js';
@@ -28,16 +26,18 @@ import {
   type Manifest,
   type MonthEntry,
 } from './manifest.js';
-import { findPsql, psqlConnection, psqlCopyToFifo } from './psql-source.js';
-import { changesSince, type Changes } from '../table/changes.js';
+import { findPsql, psqlConnection } from './psql-source.js';
+import { changesSince } from '../table/changes.js';
 import { customersSelect, customersStamp } from '../table/customers.js';
-import { describeTable, leafRelation, untrackedAdvice, type SourceTable } from '../table/describe.js';
+import { describeTable, untrackedAdvice } from '../table/describe.js';
 import { readLineage } from '../table/lineage.js';
 import { ensureTracked } from '../table/tracking.js';
 import { exportRoute, usingRoute } from './export-route.js';
-import { assertXidsBehindServer, MONTH_OF_ISSUE, rangeCondition, xidHorizon, xidLiteral } from '../table/watermark.js';
-import { monthStats, type MonthStats } from './month-stats.js';
+import { assertXidsBehindServer, rangeCondition, xidHorizon, xidLiteral } from '../table/watermark.js';
+import { monthStats } from './month-stats.js';
 import { describeTarget } from './target.js';
+import { catalogMonths, partitionEstimates, planMonths } from './export-plan.js';
+import { writeParquet } from './write-parquet.js';
 
 export interface ExportOptions {
   out: string;
@@ -395,91 +395,4 @@ function newExportId(): string {
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
-}
-
-/**
- * Which months to write: new, changed (rows after the last watermark, rows updated or deleted,
- * a partition replaced, count or sum), or all without a manifest. `changes`: the months whose
- * rows may differ from what the lake holds, with why.
- */
-export function planMonths(
-  stats: Map<string, MonthStats>,
-  previous: Manifest | undefined,
-  changes?: Pick<Changes, 'months'>,
-): { month: string; write: boolean; reason: string }[] {
-  const all = new Set([...stats.keys(), ...Object.keys(previous?.months ?? {})]);
-  return [...all].sort().map((month) => {
-    const s = stats.get(month);
-    const m = previous?.months[month];
-    if (!s) return { month, write: false, reason: 'no rows left in PostgreSQL' };
-    if (!previous) return { month, write: true, reason: 'full export' };
-    if (!m) return { month, write: true, reason: 'new month' };
-    if (s.fresh > 0) return { month, write: true, reason: `${s.fresh} rows inserted since the last export` };
-    const changed = changes?.months.get(month);
-    if (changed) return { month, write: true, reason: `${changed} since the last export` };
-    if (s.rows !== m.rows) return { month, write: true, reason: `row count ${m.rows} -> ${s.rows}` };
-    if (s.sum !== m.sum) return { month, write: true, reason: `sum ${m.sum} -> ${s.sum}` };
-    return { month, write: false, reason: 'unchanged' };
-  });
-}
-
-/** The months of a partitioned table: one per monthly partition, plus those with rows in DEFAULT. */
-async function catalogMonths(client: Client, source: SourceTable): Promise<string[]> {
-  const parts = await listPartitions(client, qualified(source.tables.invoices));
-  const months = new Set<string>();
-  for (const p of parts) {
-    if (p.isDefault || !p.from || !p.to) continue;
-    for (let m = p.from.slice(0, 7); `${m}-01T00:00:00.000Z` < p.to; m = monthBounds(m).to.slice(0, 7)) months.add(m);
-  }
-  const def = parts.find((p) => p.isDefault);
-  if (def) {
-    const { rows } = await client.query<{ m: string }>(
-      `SELECT DISTINCT to_char(${MONTH_OF_ISSUE}, 'YYYY-MM') AS m FROM ${leafRelation(source, def.name)}`,
-    );
-    for (const r of rows) months.add(r.m);
-  }
-  return [...months].sort();
-}
-
-/** Estimated rows per month from the planner's statistics of each partition (progress and scheduling only). */
-async function partitionEstimates(client: Client, source: SourceTable): Promise<Map<string, number>> {
-  const parts = await listPartitions(client, qualified(source.tables.invoices));
-  const leaves = await leavesOf(client, qualified(source.tables.invoices));
-  const byName = new Map(leaves.map((l) => [l.name, l.estimatedRows]));
-  return new Map(parts.filter((p) => p.from).map((p) => [p.from!.slice(0, 7), byName.get(p.name) ?? 0]));
-}
-
-interface WriteSpec {
-  select: string;
-  columns: Record<string, string>;
-  /** The Parquet file to write, in the staging folder (the commit renames it into place). */
-  file: string;
-  fifo: string;
-  cleanFifo?: boolean;
-  sumColumn?: string;
-  signal?: AbortSignal;
-  /** Text for the invoices (numbers and timestamps only: cheaper for PostgreSQL to write), csv otherwise. */
-  format?: CopyFormat;
-  /** Read with psql in this snapshot rather than through node-postgres. */
-  psql?: { conn: { args: string[]; env: Record<string, string> }; snapshot: string };
-}
-
-/** Writes `select` as the Parquet file spec.file; returns the row count and sum read back from the file. */
-async function writeParquet(client: Client, duck: DuckDBConnection, spec: WriteSpec): Promise<{ rows: number; sum: string }> {
-  const file = spec.file;
-  rmSync(file, { force: true });
-  try {
-    const statement = (source: string) => `COPY (SELECT * FROM ${source}) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION snappy)`;
-    const psql = spec.psql;
-    await copyIntoDuckDb(client, duck, spec.select, spec.columns, spec.fifo, statement, {
-      signal: spec.signal,
-      format: spec.format,
-      source: psql ? (fifo) => psqlCopyToFifo(psql.conn, psql.snapshot, spec.select, fifo, spec.format ?? 'csv', spec.signal) : undefined,
-    });
-    const sum = spec.sumColumn ? `CAST(coalesce(sum(${spec.sumColumn}), 0) AS VARCHAR)` : "'0'";
-    const [r] = await queryRows(duck, `SELECT count(*)::VARCHAR AS n, ${sum} AS s FROM read_parquet(${sqlString(file)})`);
-    return { rows: Number(r.n), sum: String(r.s) };
-  } finally {
-    if (spec.cleanFifo) rmSync(spec.fifo, { force: true });
-  }
 }

@@ -21,7 +21,17 @@ import { computeFeatures, score } from './features.js';
 import type { GlobalStats, Level } from './model.js';
 import { reconcileLineage } from './reconcile.js';
 import { invoiceSelect, toInvoice, type SourceInvoice } from './source.js';
-import { assertRiskReady, compareCursor, compareIds, ensureWatermark, MIN_CURSOR, readWatermark, type Cursor } from './store.js';
+import {
+  assertRiskReady,
+  compareCursor,
+  compareIds,
+  ensureWatermark,
+  MIN_CURSOR,
+  readWatermark,
+  type Cursor,
+  type PreparedBatch,
+  writeBatch,
+} from './store.js';
 
 export { compareCursor, MIN_CURSOR, type Cursor } from './store.js';
 
@@ -319,86 +329,19 @@ export class Scorer {
     return p;
   }
 
-  /**
-   * One transaction: the scores, the dead letters and the cursor moved from `from` to `to`.
-   * 'keep' (the walk from the cursor): a score is written when the invoice has none or has the
-   * score of an earlier row with its id (another invoice_xid); a retried batch changes nothing.
-   * 'replace' (--since all|DATE, --retry-failed): every score is written again.
-   */
+  /** Writes a batch in one transaction with its cursor (store.ts writeBatch), on the writer connection. */
   private async commit(
     p: PreparedBatch,
     conflict: 'keep' | 'replace',
     mark: { from: Cursor; to: Cursor; horizon: string },
   ): Promise<RunSummary> {
-    const { modelVersion } = this.opts;
-    const source = this.src.id;
-    const db = this.writer;
     const summary = emptySummary(mark.to);
     summary.batches = 1;
     summary.horizon = mark.horizon;
     summary.levels = p.counts;
     try {
-      await transaction(db, async () => {
-        const { rowCount } = await db.query(
-          `INSERT INTO risk_scores (source_id, invoice_id, model_version, invoice_xid, score, level, reasons)
-           SELECT $1, u.id, $2, u.xid, u.score, u.level, string_to_array(u.reasons, ',')
-             FROM unnest($3::bigint[], $4::xid8[], $5::numeric[], $6::text[], $7::text[]) AS u(id, xid, score, level, reasons)
-           ON CONFLICT (source_id, invoice_id, model_version) DO UPDATE
-              SET invoice_xid = EXCLUDED.invoice_xid, score = EXCLUDED.score, level = EXCLUDED.level, reasons = EXCLUDED.reasons, scored_at = EXCLUDED.scored_at
-              ${conflict === 'keep' ? 'WHERE risk_scores.invoice_xid IS DISTINCT FROM EXCLUDED.invoice_xid' : ''}`,
-          [source, modelVersion, p.ids, p.xids, p.scores, p.levels, p.reasons],
-        );
-        summary.scored = rowCount ?? 0;
-        summary.alreadyScored = p.ids.length - summary.scored + p.covered;
-        // A scored invoice has no dead letter (of its own row, retried, or of an earlier row with its id).
-        if (p.ids.length) {
-          await db.query('DELETE FROM risk_dead_letters WHERE source_id = $1 AND model_version = $2 AND invoice_id = ANY($3::bigint[])', [
-            source,
-            modelVersion,
-            p.ids,
-          ]);
-        }
-        if (p.failedIds.length) {
-          // The score of an earlier row with the same id is not this invoice's.
-          await db.query(
-            `DELETE FROM risk_scores s WHERE s.source_id = $1 AND s.model_version = $2 AND s.invoice_id = ANY($3::bigint[])
-                AND (s.invoice_id, s.invoice_xid) NOT IN (SELECT * FROM unnest($3::bigint[], $4::xid8[]))`,
-            [source, modelVersion, p.failedIds, p.failedXids],
-          );
-          await db.query(
-            `INSERT INTO risk_dead_letters (source_id, invoice_id, model_version, invoice_xid, error)
-             SELECT $1, u.id, $2, u.xid, u.error FROM unnest($3::bigint[], $4::xid8[], $5::text[]) AS u(id, xid, error)
-             ON CONFLICT (source_id, invoice_id, model_version) DO UPDATE
-                SET error = EXCLUDED.error, last_failed_at = now(), invoice_xid = EXCLUDED.invoice_xid,
-                    -- Another row with this id starts its own count.
-                    attempts = CASE WHEN risk_dead_letters.invoice_xid = EXCLUDED.invoice_xid THEN risk_dead_letters.attempts + 1 ELSE 1 END,
-                    first_failed_at = CASE WHEN risk_dead_letters.invoice_xid = EXCLUDED.invoice_xid THEN risk_dead_letters.first_failed_at ELSE now() END`,
-            [source, modelVersion, p.failedIds, p.failedXids, p.errors],
-          );
-        }
-        summary.failed = p.failedIds.length;
-        // Compare-and-set: a scorer that lost its lock (a connection that came back) cannot move the cursor twice.
-        const { rowCount: moved } = await db.query(
-          `UPDATE risk_watermarks SET cursor_xid = $3, cursor_invoice_id = $4, horizon = coalesce(NULLIF($5, '')::xid8, horizon),
-                  last_batch_at = now(), last_run_scored = last_run_scored + $6, last_run_failed = last_run_failed + $7, total_scored = total_scored + $6
-            WHERE source_id = $1 AND model_version = $2 AND cursor_xid = $8 AND cursor_invoice_id = $9`,
-          [
-            source,
-            modelVersion,
-            mark.to.xid,
-            mark.to.invoiceId,
-            mark.horizon,
-            summary.scored,
-            summary.failed,
-            mark.from.xid,
-            mark.from.invoiceId,
-          ],
-        );
-        if (moved !== 1)
-          throw new DatabaseError(
-            `the watermark of ${this.src.name} (model ${modelVersion}) moved during this batch (another scorer?): the batch was rolled back, nothing is lost`,
-          );
-      });
+      const written = await writeBatch(this.writer, this.src, this.opts.modelVersion, p, conflict, mark);
+      Object.assign(summary, written);
     } catch (err) {
       // The invoices of a batch that did not commit were appended to the histories: start them over.
       this.history.clear();
@@ -406,21 +349,6 @@ export class Scorer {
     }
     return summary;
   }
-}
-
-interface PreparedBatch {
-  ids: string[];
-  /** The created_xid of each scored row (ids[i]'s). */
-  xids: string[];
-  scores: string[];
-  levels: string[];
-  reasons: string[];
-  failedIds: string[];
-  failedXids: string[];
-  errors: string[];
-  counts: Record<Level, number>;
-  /** Rows passed over: they have their score or dead letter already (after a rewind). */
-  covered: number;
 }
 
 /**

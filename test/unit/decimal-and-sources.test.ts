@@ -4,7 +4,7 @@ import { atScale, average, fromUnits, toUnits } from '../../src/analytics/decima
 import { firstBadCsvLine, parseSource } from '../../src/analytics/sources.js';
 import { describeWindow, monthWindow, windowMonths } from '../../src/analytics/window.js';
 import { sqlIdentifier, sqlString } from '../../src/lake/duckdb.js';
-import { planMonths } from '../../src/lake/export.js';
+import { planMonths } from '../../src/lake/export-plan.js';
 import { compareLineage } from '../../src/table/lineage.js';
 import { barChart } from '../../src/output/chart.js';
 import { writeFileSync } from 'node:fs';
