@@ -106,7 +106,7 @@ export class ServeMetrics {
   inFlight = 0;
   private readonly gauges: Gauge[];
 
-  constructor(pool: PoolView, extra: { cacheActive(): boolean; shed(): number }) {
+  constructor(pool: PoolView, extra: { cacheActive(): boolean; shed(): number; replicaLag?(): number | null | undefined }) {
     this.gauges = [
       new Gauge('invoices_http_requests_in_flight', 'Requests received and not yet answered.', () => [[{}, this.inFlight]]),
       new Gauge('invoices_db_pool_connections', 'Connections of the read pool: in use or idle.', () => [
@@ -124,6 +124,14 @@ export class ServeMetrics {
       new Gauge('invoices_cache_active', '1 while lookups go through Redis, 0 without a cache or while it is unavailable.', () => [
         [{}, extra.cacheActive() ? 1 : 0],
       ]),
+      new Gauge(
+        'invoices_replica_lag_seconds',
+        'How far behind the primary the standby the reads go to is, sampled every 5 s (none when reads go to the primary).',
+        () => {
+          const lag = extra.replicaLag?.();
+          return lag === undefined || lag === null ? [] : [[{}, lag]];
+        },
+      ),
       new Gauge('process_resident_memory_bytes', 'Resident memory of the server process.', () => [[{}, process.memoryUsage.rss()]]),
     ];
   }

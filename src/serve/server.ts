@@ -10,6 +10,8 @@ import { ServeCache, type ServeCacheOptions } from './cache.js';
 import { PoolGate } from './load.js';
 import { ServeMetrics } from './metrics.js';
 import { createPools } from './pools.js';
+import type { Client } from '../db/client.js';
+import { measureLag } from '../db/replica.js';
 
 export interface ServeOptions {
   settings: ConnectionSettings;
@@ -48,7 +50,19 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   // Behind a standby: the lookups it misses (an invoice it has not replayed yet) are asked of the primary.
   const primary = pools.onReplica ? new PoolGate(pools.writePool, opts.maxQueue) : undefined;
   const cache = opts.cache ? new ServeCache(opts.cache, (fn) => gate.run(fn)) : undefined;
-  const metrics = new ServeMetrics(pools.readPool, { cacheActive: () => cache?.rt.active ?? false, shed: () => gate.stats.shed });
+  // Behind a standby: its lag, sampled every 5 s for /metrics (a failed sample keeps the last one).
+  let replicaLag: number | null | undefined;
+  const sampleLag = async () => {
+    replicaLag = (await measureLag(pools.readPool as unknown as Client).catch(() => undefined))?.lag.seconds ?? replicaLag;
+  };
+  const lagTimer = pools.onReplica ? setInterval(() => void sampleLag(), 5000) : undefined;
+  lagTimer?.unref();
+  if (pools.onReplica) await sampleLag();
+  const metrics = new ServeMetrics(pools.readPool, {
+    cacheActive: () => cache?.rt.active ?? false,
+    shed: () => gate.stats.shed,
+    replicaLag: () => replicaLag,
+  });
   let closing = false;
   const app = buildApp({
     gate,
@@ -67,6 +81,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     await app.listen({ host: opts.host, port: opts.port });
   } catch (err) {
     await cache?.close();
+    clearInterval(lagTimer);
     await pools.end();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
@@ -98,6 +113,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       } finally {
         clearTimeout(timer);
         await cache?.close();
+        clearInterval(lagTimer);
         await pools.end();
       }
       return { drained };

@@ -246,6 +246,8 @@ describe.skipIf(skip !== undefined)(`read replicas on a streaming standby${skip 
         );
       expect(await sessions(replica)).toBeGreaterThan(0);
       expect(await sessions(primary)).toBe(0);
+      const metrics = await (await fetch(`${served.url}/metrics`)).text();
+      expect(metrics).toMatch(/^invoices_replica_lag_seconds \d+(\.\d+)?$/m);
 
       await withPg(replica, (c) => c.query('SELECT pg_wal_replay_pause()'));
       try {
