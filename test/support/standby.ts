@@ -31,7 +31,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inject } from 'vitest';
 import { embeddedUrl, startEmbedded, stopEmbedded } from '../../src/db/embedded.js';
-import { withPg } from './helpers.js';
+import { waitFor, withPg } from './helpers.js';
 
 export interface Standby {
   /** How it was made: 'pg_basebackup' or 'backup API (embedded)'. */
@@ -214,6 +214,18 @@ async function fromServer(admin: string): Promise<Standby | { skip: string }> {
   const dir = dataDir('standby');
   const port = await freePort();
   const env: Record<string, string> = u.password ? { PGPASSWORD: decodeURIComponent(u.password) } : {};
+  // A replication slot keeps the WAL the standby has not received: the other test files write
+  // hundreds of MB meanwhile, and without one a checkpoint may recycle a segment the standby still
+  // needs (it then never catches up). Slots of killed runs (inactive, ours by name) are dropped first.
+  const slot = `invoices_test_standby_${process.pid}`;
+  const dropSlots = (only?: string) =>
+    withPg(admin, (c) =>
+      c.query(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE 'invoices\\_test\\_standby\\_%' AND NOT active AND ($1::text IS NULL OR slot_name = $1)",
+        [only ?? null],
+      ),
+    );
+  await dropSlots();
   await run(
     path.join(bin, 'pg_basebackup'),
     [
@@ -228,6 +240,9 @@ async function fromServer(admin: string): Promise<Standby | { skip: string }> {
       '-R',
       '-X',
       'stream',
+      '-C',
+      '-S',
+      slot,
       '-c',
       'fast',
     ],
@@ -253,6 +268,19 @@ async function fromServer(admin: string): Promise<Standby | { skip: string }> {
     stop: async () => {
       if (ctl.running()) await ctl.stop().catch(() => {});
       rmSync(path.dirname(dir), { recursive: true, force: true });
+      // The walsender ends a moment after the standby: then the slot is inactive and can go.
+      await waitFor(
+        "the standby's replication slot to be dropped",
+        async () => {
+          await dropSlots(slot);
+          return withPg(
+            admin,
+            async (c) => (await c.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])).rowCount === 0,
+          );
+        },
+        30_000,
+        200,
+      ).catch(() => {});
     },
   };
 }

@@ -31,7 +31,8 @@ async function caughtUp(): Promise<void> {
         standby.urlOf(standby.primaryAdmin),
         async (c) => (await c.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0].ok,
       ),
-    60_000,
+    // The other test files' writes (the whole cluster's WAL) are replayed too, on the same 2 cores.
+    180_000,
   );
 }
 
