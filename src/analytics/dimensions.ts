@@ -132,7 +132,6 @@ export const DIMENSIONS: readonly Dimension[] = [
 ];
 
 export const GROUP_BYS: readonly string[] = DIMENSIONS.map((d) => d.name);
-export type GroupBy = string;
 
 /** The dimension named by `--by`, or undefined. */
 export const dimension = (name: string): Dimension | undefined => DIMENSIONS.find((d) => d.name === name);

@@ -1,8 +1,7 @@
 // Use case 2: invoices of the last N months grouped by a dimension (dimensions.ts: issuer,
 // receiver, customer, country, segment), exact to the cent, by one of the engines of
 // engines.ts, which return identical numbers; auto takes the first that can answer.
-import type { DbContext } from '../db/client.js';
-import { withClient, type Client } from '../db/client.js';
+import { withClient, type Client, type DbContext } from '../db/client.js';
 import { withReader } from '../db/replica.js';
 import { asInterrupted, cancelOnAbort } from '../db/cancel.js';
 import { UsageError } from '../errors.js';
@@ -11,9 +10,6 @@ import { customersSelect } from '../table/customers.js';
 import { describeTable } from '../table/describe.js';
 import { dimension, GROUP_BYS, type Dimension } from './dimensions.js';
 import { answerWith, ENGINES, type GroupOptions, type GroupResult } from './engines.js';
-
-export { DIMENSIONS, GROUP_BYS, type GroupRow } from './dimensions.js';
-export { ENGINES, type GroupOptions, type GroupResult } from './engines.js';
 
 /** The dimension of `--by`, after checking `--by` and `--engine` (a usage error names the values they take). */
 export function groupingOf(by: string, engine: string): Dimension {
