@@ -35,13 +35,16 @@ export async function planTracking(client: Client, source: SourceTable): Promise
 }
 
 /**
- * On this tool's own table, installs what is missing (a database made by an earlier version)
- * and says so; an adopted table is left as it is (`invoices risk init` asks first).
+ * On this tool's own table, installs what is missing (a database made by an earlier version, or
+ * the created_xid index, which `init` leaves to the first export or refresh: built concurrently,
+ * per partition) and says so; an adopted table is left as it is (`invoices risk init` asks first).
  * Returns the description, read again when anything was installed.
  */
 export async function ensureTracked(client: Client, source: SourceTable, log: Logger): Promise<SourceTable> {
-  if (source.tables.mapped || source.incremental) return source;
-  for (const step of await planTracking(client, source)) {
+  if (source.tables.mapped) return source;
+  const steps = await planTracking(client, source);
+  if (!steps.length) return source;
+  for (const step of steps) {
     log.info(step.description);
     await client.query(step.sql);
   }
