@@ -14,6 +14,7 @@ import {
   median,
   ratio,
   scratchDatabase,
+  seedArgs,
   timed as run,
   today,
   writeSection,
@@ -29,20 +30,7 @@ const env = envFor(url);
 const timed = (cmd, args, opts = {}) => run(cmd, args, { env, ...opts });
 
 log(`seeding ${fmt(INVOICES)} invoices (24 monthly partitions)`);
-timed('node', [
-  cli,
-  'seed',
-  '--customers',
-  String(Math.max(2, Math.round(INVOICES / 50))),
-  '--invoices',
-  String(INVOICES),
-  '--months',
-  '24',
-  '--as-of',
-  '2026-11-25',
-  '--quiet',
-  '--json',
-]);
+timed('node', seedArgs(INVOICES));
 timed('psql', [url, '-qc', 'VACUUM ANALYZE']);
 
 // The same ids for everyone: spread over the table, 1% of them not found.

@@ -15,6 +15,21 @@ export const cli = path.join(root, 'bin', 'invoices.js');
 export const INVOICES = Number(process.env.BENCH_INVOICES ?? 10_000_000);
 export const CUSTOMERS = Math.max(2, Math.round(INVOICES / 50));
 export const AS_OF = '2026-11-25';
+/** `invoices seed` of n invoices over 24 months ending AS_OF, 50 invoices per customer (get-many.js, serve.js). */
+export const seedArgs = (n) => [
+  cli,
+  'seed',
+  '--customers',
+  String(Math.max(2, Math.round(n / 50))),
+  '--invoices',
+  String(n),
+  '--months',
+  '24',
+  '--as-of',
+  AS_OF,
+  '--quiet',
+  '--json',
+];
 
 export const log = (m) => process.stderr.write(m + '\n');
 export const fmt = (n, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });

@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { childEnv, cli, fmt, has, log, machine, ratio, scratchDatabase, timed, today, writeSection } from './lib.js';
+import { childEnv, cli, fmt, has, log, machine, ratio, scratchDatabase, seedArgs, timed, today, writeSection } from './lib.js';
 
 const INVOICES = Number(process.env.BENCH_SERVE_INVOICES ?? 1_000_000);
 const SECONDS = Number(process.env.BENCH_SERVE_SECONDS ?? 15);
@@ -24,24 +24,7 @@ const { url, serverVersion } = await scratchDatabase('invoices_bench_serve');
 const env = childEnv(url);
 const started = performance.now();
 log(`seeding ${fmt(INVOICES)} invoices (24 monthly partitions)`);
-timed(
-  'node',
-  [
-    cli,
-    'seed',
-    '--customers',
-    String(Math.max(2, Math.round(INVOICES / 50))),
-    '--invoices',
-    String(INVOICES),
-    '--months',
-    '24',
-    '--as-of',
-    '2026-11-25',
-    '--quiet',
-    '--json',
-  ],
-  { env },
-);
+timed('node', seedArgs(INVOICES), { env });
 timed('psql', [url, '-qc', 'VACUUM ANALYZE'], { env });
 
 const dir = os.tmpdir();

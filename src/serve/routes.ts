@@ -5,8 +5,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { customerSummary } from '../analytics/customer-summary.js';
 import { monthWindow } from '../analytics/window.js';
 import { NotFoundError, UsageError } from '../errors.js';
-import { parseInvoiceId, getInvoice, type InvoiceDetail } from '../lookup/get-invoice.js';
-import { getInvoices } from '../lookup/get-many.js';
+import { parseInvoiceId, type InvoiceDetail } from '../lookup/get-invoice.js';
+import { findMany, findOne, type Runner } from '../lookup/routed.js';
 import { MODEL_VERSION } from '../risk/model.js';
 import { currentScore } from '../risk/report.js';
 import type { TableMap } from '../tables.js';
@@ -47,22 +47,11 @@ const sendJsonText = (reply: FastifyReply, text: string) => reply.type('applicat
 export function registerRoutes(app: FastifyInstance, deps: RouteDeps): void {
   const { gate, primary, tables, cache, metrics } = deps;
   const rt = cache?.rt;
-  /** One invoice: the read pool, then the primary behind a standby (it may not have replayed it yet). */
-  const lookupOne = async (id: bigint): Promise<InvoiceDetail> => {
-    try {
-      return await gate.run((client) => getInvoice(client, id, tables));
-    } catch (err) {
-      if (!(err instanceof NotFoundError) || !primary) throw err;
-      return primary.run((client) => getInvoice(client, id, tables));
-    }
-  };
-  /** Many invoices by id (as text): the read pool, then the primary for those a standby misses. */
-  const lookupMany = async (ids: bigint[]): Promise<Map<string, InvoiceDetail>> => {
-    const found = await gate.run((client) => getInvoices(client, ids, tables));
-    const missed = primary ? [...new Set(ids.filter((id) => !found.has(String(id))).map(String))].map(BigInt) : [];
-    if (missed.length && primary) for (const [k, v] of await primary.run((client) => getInvoices(client, missed, tables))) found.set(k, v);
-    return found;
-  };
+  // Behind a standby, what it misses (not replayed yet) is asked of the primary (src/lookup/routed.ts).
+  const read: Runner = (fn) => gate.run(fn);
+  const behind: Runner | undefined = primary && ((fn) => primary.run(fn));
+  const lookupOne = (id: bigint) => findOne(read, behind, id, tables);
+  const lookupMany = (ids: bigint[]) => findMany(read, behind, ids, tables);
 
   app.get<{ Params: { id: string } }>('/invoices/:id', async (req, reply) => {
     const id = invoiceId(req.params.id);
