@@ -26,3 +26,33 @@ CREATE TABLE IF NOT EXISTS invoice_monthly_totals_state (
   watermark     xid8        NOT NULL,
   refreshed_at  timestamptz NOT NULL
 );
+
+-- Window totals: the sums of `invoice_monthly_totals` over a window of calendar months
+-- [first_month, last_month], per customer and party, kept for the windows `group` was asked
+-- for lately (invoice_totals_windows lists them). Every refresh adds what it adds to the months
+-- to each window holding them, and takes off what it recomputes, in the same transaction: so a
+-- 6-month answer reads one row per customer, already summed, in the order of its total, and
+-- `--top K` reads K rows. A window is built from the monthly totals the first time it is asked
+-- for, and dropped after 35 days unused (or when more than 8 are kept for a source).
+CREATE TABLE IF NOT EXISTS invoice_totals_windows (
+  source_id    bigint      NOT NULL,
+  first_month  date        NOT NULL,
+  last_month   date        NOT NULL,
+  built_at     timestamptz NOT NULL,
+  used_at      timestamptz NOT NULL,
+  PRIMARY KEY (source_id, first_month, last_month)
+);
+
+CREATE TABLE IF NOT EXISTS invoice_window_totals (
+  source_id    bigint  NOT NULL,
+  party        text    NOT NULL CHECK (party IN ('issuer', 'receiver')),
+  first_month  date    NOT NULL,
+  last_month   date    NOT NULL,
+  customer_id  bigint  NOT NULL,
+  invoices     bigint  NOT NULL,  -- > 0: a customer left with none in the window loses its row
+  amount       numeric NOT NULL,
+  CONSTRAINT invoice_window_totals_pkey PRIMARY KEY (source_id, party, first_month, last_month, customer_id)
+);
+-- The answer's order (largest total first, then customer id): `--top K` is the first K entries.
+CREATE INDEX IF NOT EXISTS invoice_window_totals_rank
+  ON invoice_window_totals (source_id, party, first_month, last_month, amount DESC, customer_id);

@@ -31,6 +31,8 @@ export interface Dimension {
   help: string;
   /** The parties whose aggregates it reads. */
   parties: readonly Party[];
+  /** Its rows are the aggregate's rows in the aggregate's order (largest s first): a top K needs only the aggregate's first K. */
+  ranked?: boolean;
   /** The customers column it needs (a mapped customers table without it is a usage error). */
   customerColumn?: 'country' | 'segment';
   /** The statement: `agg` per party, names and attributes from `customers` (id, name, country, segment), largest totals first. */
@@ -61,6 +63,7 @@ function party(p: Party): Dimension {
     name: p,
     help: `the ${p === 'issuer' ? 'issuing' : 'receiving'} customer`,
     parties: [p],
+    ranked: true,
     sql: (agg, customers, limit) => `SELECT g.id::text AS key, c.name AS name, g.n::text AS n, g.s::text AS total
         FROM (${agg(p)}) g LEFT JOIN ${customers} c ON c.id = g.id
        ORDER BY g.s DESC, g.id ${limit}`,

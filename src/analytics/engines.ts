@@ -14,6 +14,7 @@ import { describeTarget } from '../lake/target.js';
 import { untrackedAdvice, type SourceTable } from '../table/describe.js';
 import { rangeCondition, xidLiteral } from '../table/watermark.js';
 import { rawAggregate, type Dimension, type GroupRow, type RawRow } from './dimensions.js';
+import { ensureWindow } from './totals-windows.js';
 import { totalsAggregate, withFreshTotals, type RefreshResult, type TotalsBuildHook } from './totals.js';
 import type { Window } from './window.js';
 
@@ -113,10 +114,13 @@ const totals: GroupEngine = {
           } = await client.query<{ n: string }>(
             `SELECT count(*)::text AS n FROM ${source.relation} WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)}`,
           );
+          const live = Number(n);
+          await ensureWindow(client, source, window, log);
+          const top = dim.ranked ? opts.top : undefined;
           const { rows } = await client.query<RawRow>(
-            dim.sql((party) => totalsAggregate(source, party, window, watermark), env.customers, limit(opts.top)),
+            dim.sql((party) => totalsAggregate(source, party, window, watermark, { live, top }), env.customers, limit(opts.top)),
           );
-          return { rows, live: Number(n) };
+          return { rows, live };
         },
         { onBuild: opts.onTotalsBuild, signal: opts.signal },
       );

@@ -16,12 +16,11 @@ import { changesSince } from '../table/changes.js';
 import { untrackedAdvice, type SourceTable } from '../table/describe.js';
 import type { Lineage } from '../table/lineage.js';
 import { ensureTracked } from '../table/tracking.js';
-import { assertXidsBehindServer, MONTH_OF_ISSUE, rangeCondition, timeLiteral, xidHorizon, xidLiteral } from '../table/watermark.js';
+import { assertXidsBehindServer, MONTH_OF_ISSUE, rangeCondition, xidHorizon, xidLiteral } from '../table/watermark.js';
 import { monthBounds, type Month } from '../schema/partitions.js';
 import { quoteIdent } from '../tables.js';
-
-const TOTALS_TABLE = 'invoice_monthly_totals';
-const STATE_TABLE = 'invoice_monthly_totals_state';
+import { addToWindows, dropEmptyWindowRows, dropWindows, totalsRelation, windowRows } from './totals-windows.js';
+import type { Window } from './window.js';
 
 export interface RefreshResult {
   watermark: string;
@@ -43,16 +42,6 @@ export type TotalsBuildHook = (b: { source: string; reason: string; estimatedRow
 interface State {
   watermark: string;
   lineage: Lineage;
-}
-
-/** The totals tables, qualified: they live beside the invoices table, in its schema. */
-function totalsTable(source: SourceTable, table = TOTALS_TABLE): string {
-  return `${quoteIdent(source.tables.invoices.schema)}.${quoteIdent(table)}`;
-}
-
-/** The UTC day of a validated timestamp, as a date (sessions run in UTC). */
-function dateLiteral(iso: string): string {
-  return `${timeLiteral(iso)}::date`;
 }
 
 /**
@@ -98,10 +87,13 @@ export async function withFreshTotals<T>(
 
 /** Creates the totals tables when missing (sql/monthly-totals.sql, in the invoices table's schema). */
 async function ensureTables(client: Client, source: SourceTable, log: Logger): Promise<void> {
-  // 'old': made by an earlier version (one set per schema, no lineage), dropped and made again.
-  const shape = async (): Promise<'ok' | 'missing' | 'old'> => {
-    const [totals, state] = await columnPresence(client, [totalsTable(source), totalsTable(source, STATE_TABLE)], 'lineage');
-    return totals === null || state === null ? 'missing' : state ? 'ok' : 'old';
+  const monthly = totalsRelation(source, 'invoice_monthly_totals');
+  const state = totalsRelation(source, 'invoice_monthly_totals_state');
+  // 'old': made by an earlier version (one set per schema, no lineage), dropped and made again;
+  // 'windows': made before the window totals, which are added beside them.
+  const shape = async (): Promise<'ok' | 'missing' | 'old' | 'windows'> => {
+    const [t, s, w] = await columnPresence(client, [monthly, state, totalsRelation(source, 'invoice_window_totals')], 'lineage');
+    return t === null || s === null ? 'missing' : !s ? 'old' : w === null ? 'windows' : 'ok';
   };
   if ((await shape()) === 'ok') return;
   // search_path: the SQL file creates its tables in the invoices table's schema.
@@ -111,23 +103,24 @@ async function ensureTables(client: Client, source: SourceTable, log: Logger): P
       // Two first runs at once would race in CREATE TABLE IF NOT EXISTS: serialise as `init` does.
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('invoices:schema'))`);
       const now = await shape();
-      if (now === 'old') await client.query(`DROP TABLE IF EXISTS ${totalsTable(source)}, ${totalsTable(source, STATE_TABLE)}`);
+      if (now === 'old') await client.query(`DROP TABLE IF EXISTS ${monthly}, ${state}`);
       if (now !== 'ok') await client.query(sqlFile('monthly-totals.sql'));
       return now;
     },
     { settings: { search_path: quoteIdent(source.tables.invoices.schema) } },
   );
+  const schema = source.tables.invoices.schema;
   if (found === 'old')
     log.info(
-      `dropped the monthly totals of an earlier version (shared by every table of ${source.tables.invoices.schema}, not bound to their source): they are computed again`,
+      `dropped the monthly totals of an earlier version (shared by every table of ${schema}, not bound to their source): they are computed again`,
     );
-  if (found !== 'ok')
-    log.info(`created ${source.tables.invoices.schema}.${TOTALS_TABLE} (monthly totals per customer, sql/monthly-totals.sql)`);
+  if (found === 'windows') log.info(`created ${schema}.invoice_window_totals (window totals, sql/monthly-totals.sql)`);
+  else if (found !== 'ok') log.info(`created ${schema}.invoice_monthly_totals (monthly totals per customer, sql/monthly-totals.sql)`);
 }
 
 async function refreshInTransaction(client: Client, source: SourceTable, log: Logger, onBuild?: TotalsBuildHook): Promise<RefreshResult> {
-  const totals = totalsTable(source);
-  const stateTable = totalsTable(source, STATE_TABLE);
+  const totals = totalsRelation(source, 'invoice_monthly_totals');
+  const stateTable = totalsRelation(source, 'invoice_monthly_totals_state');
   const {
     rows: [state],
   } = await client.query<State>(`SELECT watermark::text AS watermark, lineage FROM ${stateTable} WHERE source_id = $1`, [source.id]);
@@ -156,6 +149,7 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
       source.id,
     ]);
     await client.query(alone ? `TRUNCATE ${totals}` : `DELETE FROM ${totals} WHERE source_id = $1`, alone ? [] : [source.id]);
+    await dropWindows(client, source, alone);
     added = await aggregateInto(client, source, totals, `created_xid < ${xidLiteral(horizon)}`);
     // Fresh statistics, or the planner takes the window's rows for a handful and sorts where it should hash.
     await client.query(`ANALYZE ${totals}`);
@@ -166,10 +160,13 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
     if (recomputed.length) log.info(`monthly totals of ${source.name}: recomputing ${recomputed.join(', ')} (${reasons.join('; ')})`);
     const ranges = recomputed.map((m) => `(${rangeCondition(monthBounds(m).from, monthBounds(m).to)})`);
     if (recomputed.length) {
-      await client.query(`DELETE FROM ${totals} WHERE source_id = $1 AND party IN ('issuer', 'receiver') AND month = ANY($2::date[])`, [
-        source.id,
-        recomputed.map((m) => `${m}-01`),
-      ]);
+      // Taken off the kept windows too, in the same statement; added back below as they are computed again.
+      await client.query(
+        `WITH del AS (DELETE FROM ${totals} WHERE source_id = $1 AND party IN ('issuer', 'receiver') AND month = ANY($2::date[])
+                      RETURNING party, month, customer_id, invoices, amount)
+         ${addToWindows(source, 'del', -1)}`,
+        [source.id, recomputed.map((m) => `${m}-01`)],
+      );
       await aggregateInto(client, source, totals, `(${ranges.join(' OR ')}) AND created_xid < ${xidLiteral(horizon)}`);
     }
     // Only rows after the watermark: an index range scan on created_xid.
@@ -179,6 +176,7 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
       totals,
       `created_xid >= ${xidLiteral(state.watermark)} AND created_xid < ${xidLiteral(horizon)}${ranges.length ? ` AND NOT (${ranges.join(' OR ')})` : ''}`,
     );
+    if (recomputed.length) await dropEmptyWindowRows(client, source);
   }
   const {
     rows: [{ now }],
@@ -201,7 +199,8 @@ async function refreshInTransaction(client: Client, source: SourceTable, log: Lo
 
 /**
  * Adds the invoices matching `where` to the totals, per month and customer, as issuer and as
- * receiver (an existing row is incremented). Returns how many invoices it added.
+ * receiver (an existing row is incremented), and to the kept windows holding their month.
+ * Returns how many invoices it added.
  */
 async function aggregateInto(client: Client, source: SourceTable, totals: string, where: string): Promise<number> {
   const {
@@ -216,7 +215,8 @@ async function aggregateInto(client: Client, source: SourceTable, totals: string
       INSERT INTO ${totals} AS t (source_id, party, month, customer_id, invoices, amount)
       SELECT ${source.id}::bigint, party, month, customer_id, invoices, amount FROM agg ORDER BY party, month, customer_id
       ON CONFLICT (source_id, party, month, customer_id) DO UPDATE SET invoices = t.invoices + excluded.invoices, amount = t.amount + excluded.amount
-      RETURNING 1)
+      RETURNING 1),
+    win AS (${addToWindows(source, 'agg', 1)})
     SELECT (SELECT coalesce(sum(invoices), 0) FROM agg WHERE party = 'issuer')::text AS invoices, (SELECT count(*) FROM ins) AS n`);
   return Number(r.invoices);
 }
@@ -242,21 +242,28 @@ async function totalsMonths(client: Client, totals: string, sourceId: string): P
 }
 
 /**
- * The window's totals per customer for one party, plus the rows above the watermark visible in
- * this snapshot (committed after the horizon was taken, or by transactions that began before it
- * ended): as `SELECT id, n, s`.
+ * The window's totals per customer for one party, as `SELECT id, n, s`: the kept window's rows
+ * (ensureWindow), plus the `live` rows above the watermark visible in this snapshot (committed
+ * after the horizon was taken, or by transactions that began before it ended). With `top` (a
+ * dimension that ranks these very rows), only the stored rows that can still be among the first
+ * K are read: the first K + live, and those of the customers with live rows.
  */
 export function totalsAggregate(
   source: SourceTable,
   party: 'issuer' | 'receiver',
-  window: { from: string; to: string },
+  window: Window,
   watermark: string,
+  { live, top }: { live: number; top?: number },
 ): string {
+  const stored = windowRows(source, party, window);
+  if (!live) return stored;
+  const t = top
+    ? `(SELECT * FROM (${stored} ORDER BY s DESC, id LIMIT ${top + live}) a UNION SELECT w.* FROM (${stored}) w JOIN l ON l.id = w.id)`
+    : `(${stored})`;
   // A join rather than a UNION under one GROUP BY: the planner then knows there is about one row
   // per customer (not its default 200), and hashes the names instead of probing them one by one.
-  return `SELECT coalesce(t.id, l.id) AS id, coalesce(t.n, 0) + coalesce(l.n, 0) AS n, coalesce(t.s, 0) + coalesce(l.s, 0) AS s
-      FROM (SELECT customer_id AS id, sum(invoices) AS n, sum(amount) AS s FROM ${totalsTable(source)}
-             WHERE source_id = ${source.id} AND party = '${party}' AND month >= ${dateLiteral(window.from)} AND month < ${dateLiteral(window.to)} GROUP BY customer_id) t
-      FULL JOIN (SELECT ${party}_id AS id, count(*) AS n, sum(amount) AS s FROM ${source.relation}
-                  WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)} GROUP BY ${party}_id) l ON l.id = t.id`;
+  return `WITH l AS (SELECT ${party}_id AS id, count(*) AS n, sum(amount) AS s FROM ${source.relation}
+                      WHERE created_xid >= ${xidLiteral(watermark)} AND ${rangeCondition(window.from, window.to)} GROUP BY ${party}_id)
+    SELECT coalesce(t.id, l.id) AS id, coalesce(t.n, 0) + coalesce(l.n, 0) AS n, coalesce(t.s, 0) + coalesce(l.s, 0) AS s
+      FROM ${t} t FULL JOIN l ON l.id = t.id`;
 }

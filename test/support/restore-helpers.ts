@@ -42,7 +42,7 @@ export async function restoreDatabase(from: string, to: string): Promise<'pg_dum
     const derived: string[] = [];
     if (await has('invoice_monthly_totals_state')) {
       await dst.query(sqlFile('monthly-totals.sql'));
-      derived.push('invoice_monthly_totals', 'invoice_monthly_totals_state');
+      derived.push('invoice_monthly_totals', 'invoice_monthly_totals_state', 'invoice_totals_windows', 'invoice_window_totals');
     }
     if (await has('risk_watermarks')) {
       const risk = await runCli(['risk', 'init', '--quiet'], { env: { DATABASE_URL: to } });
